@@ -1,0 +1,1 @@
+//! Page tables (placeholder until the page-table crate lands).
