@@ -1,0 +1,257 @@
+//! The typed Rust API: the same operations as the ioctls, with Rust types and
+//! errors that carry the errno and say what failed.
+//!
+//! ```
+//! use softiommu_engine::api::Engine;
+//! use softiommu_engine::Prot;
+//!
+//! let engine = Engine::new();
+//! let mut fd = engine.open();
+//! let ioas = fd.alloc_ioas().unwrap();
+//! let buffer = vec![7u8; 16384];
+//! let iova = fd.map_buffer(ioas, &buffer, None, Prot { read: true, write: false }).unwrap();
+//! let mut back = [0u8; 4];
+//! fd.read(ioas, iova, &mut back).unwrap();
+//! assert_eq!(back, [7; 4]);
+//! assert_eq!(fd.unmap(ioas, iova, 16384).unwrap(), 16384);
+//! ```
+
+use crate::context::{Caller, Context, Credentials, MapArgs};
+use crate::errno::{Errno, Error};
+use crate::ioctl::Arg;
+use crate::iopt::Prot;
+use crate::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
+use crate::pages::Shared;
+use std::sync::Arc;
+
+/// Result of the typed API.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An IOAS id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IoasId(pub u32);
+
+/// One mapping of an IOAS, as `inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AreaInfo {
+    pub iova: u64,
+    pub length: u64,
+    pub prot: Prot,
+    /// Where the memory comes from.
+    pub source: String,
+    /// Pages of the backing currently pinned.
+    pub pinned_pages: u64,
+}
+
+/// An engine: contexts that share accounting, pin counts and fault injection.
+#[derive(Debug, Default, Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// State shared by all contexts of this engine.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A context acting for this process, with this process's credentials.
+    pub fn open(&self) -> Iommufd {
+        self.open_as(Arc::new(ProcessMemory::current()), Box::new(ProcFiles::current()), current_credentials())
+    }
+
+    /// A context acting for the given memory, descriptors and credentials.
+    pub fn open_as(&self, mem: Arc<dyn AddressSpace>, files: Box<dyn FileResolver>, creds: Credentials) -> Iommufd {
+        Iommufd { ctx: Context::new(self.shared.clone()), mem, files, creds }
+    }
+}
+
+/// Capability bit numbers (`linux/capability.h`).
+const CAP_IPC_LOCK: u32 = 14;
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// The credentials of this process, read from the kernel.
+pub fn current_credentials() -> Credentials {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let memlock = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+        .map(|(soft, _)| soft)
+        .unwrap_or(8 << 20);
+    Credentials {
+        uid: nix::unistd::getuid().as_raw(),
+        cap_ipc_lock: cap_eff & (1 << CAP_IPC_LOCK) != 0,
+        cap_sys_resource: cap_eff & (1 << CAP_SYS_RESOURCE) != 0,
+        memlock_limit: memlock,
+    }
+}
+
+/// An open iommufd context with its caller.
+#[derive(Debug)]
+pub struct Iommufd {
+    ctx: Context,
+    mem: Arc<dyn AddressSpace>,
+    files: Box<dyn FileResolver>,
+    creds: Credentials,
+}
+
+fn err(what: &str) -> impl Fn(Errno) -> Error + '_ {
+    move |e| Error::new(e, what)
+}
+
+impl Iommufd {
+    /// The engine context, for inspection.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The raw ioctl entry point, for code that speaks the uAPI.
+    pub fn ioctl(&mut self, request: u32, arg: Arg<'_>) -> std::result::Result<i64, Errno> {
+        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+        self.ctx.ioctl(&caller, request, arg)
+    }
+
+    pub fn alloc_ioas(&mut self) -> Result<IoasId> {
+        self.ctx.ioas_alloc().map(IoasId).map_err(err("allocating an IOAS"))
+    }
+
+    /// Destroys any object by id.
+    pub fn destroy(&mut self, id: u32) -> Result<()> {
+        self.ctx.destroy(id).map_err(|e| Error::new(e, format!("destroying object {id}")))
+    }
+
+    /// Maps `length` bytes of the caller's memory at `user_va`; `iova: None`
+    /// lets the engine choose. Returns the IOVA.
+    pub fn map_user(&mut self, ioas: IoasId, user_va: u64, length: u64, iova: Option<u64>, prot: Prot) -> Result<u64> {
+        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+        self.ctx
+            .ioas_map(&caller, ioas.0, user_va, MapArgs { iova, length, prot })
+            .map_err(|e| Error::new(e, format!("mapping {length:#x} bytes at {user_va:#x}")))
+    }
+
+    /// Maps a buffer of this process (the context must act for this process).
+    pub fn map_buffer(&mut self, ioas: IoasId, buffer: &[u8], iova: Option<u64>, prot: Prot) -> Result<u64> {
+        self.map_user(ioas, buffer.as_ptr() as u64, buffer.len() as u64, iova, prot)
+    }
+
+    /// Maps `length` bytes of `file` from byte `start`.
+    pub fn map_file(
+        &mut self,
+        ioas: IoasId,
+        file: Arc<dyn FileBacking>,
+        start: u64,
+        length: u64,
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
+        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+        self.ctx
+            .ioas_map_file(&caller, ioas.0, file, start, MapArgs { iova, length, prot })
+            .map_err(|e| Error::new(e, format!("mapping {length:#x} bytes of a file at {start:#x}")))
+    }
+
+    /// Unmaps the areas inside `[iova, iova + length)`; returns the bytes unmapped.
+    pub fn unmap(&mut self, ioas: IoasId, iova: u64, length: u64) -> Result<u64> {
+        self.ctx
+            .ioas_unmap(ioas.0, iova, length)
+            .map_err(|e| Error::new(e, format!("unmapping [{iova:#x}, +{length:#x})")))
+    }
+
+    pub fn unmap_all(&mut self, ioas: IoasId) -> Result<u64> {
+        self.ctx.ioas_unmap(ioas.0, 0, u64::MAX).map_err(err("unmapping everything"))
+    }
+
+    /// Maps the pages behind `[src_iova, +length)` of `src` into `dst`, sharing them.
+    pub fn copy(
+        &mut self,
+        dst: IoasId,
+        src: IoasId,
+        src_iova: u64,
+        length: u64,
+        dst_iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
+        self.ctx
+            .ioas_copy(dst.0, src.0, src_iova, MapArgs { iova: dst_iova, length, prot })
+            .map_err(|e| Error::new(e, format!("copying [{src_iova:#x}, +{length:#x})")))
+    }
+
+    /// The usable IOVA ranges and the IOVA alignment.
+    pub fn iova_ranges(&self, ioas: IoasId) -> Result<(Vec<(u64, u64)>, u64)> {
+        let iopt = self.ctx.ioas(ioas.0).map_err(err("reading IOVA ranges"))?;
+        Ok((iopt.usable_ranges(), iopt.iova_alignment()))
+    }
+
+    /// Restricts automatic allocation to `ranges` (inclusive).
+    pub fn allow_iovas(&mut self, ioas: IoasId, ranges: &[(u64, u64)]) -> Result<()> {
+        self.ctx.ioas_allow_iovas(ioas.0, ranges).map_err(err("setting allowed IOVA ranges"))
+    }
+
+    /// Reserves `[start, start + length)`.
+    pub fn reserve(&mut self, ioas: IoasId, start: u64, length: u64) -> Result<()> {
+        self.ctx.ioas_add_reserved(ioas.0, start, length).map_err(err("reserving IOVA"))
+    }
+
+    /// `IOMMU_OPTION_HUGE_PAGES`.
+    pub fn set_huge_pages(&mut self, ioas: IoasId, enabled: bool) -> Result<()> {
+        let iopt = self.ctx.ioas_mut(ioas.0).map_err(err("setting huge pages"))?;
+        if enabled {
+            iopt.enable_large_pages();
+            Ok(())
+        } else {
+            iopt.disable_large_pages().map_err(err("disabling huge pages"))
+        }
+    }
+
+    /// Pins the pages behind `[iova, +length)`; returns a pin id.
+    pub fn pin(&mut self, ioas: IoasId, iova: u64, length: u64, write: bool) -> Result<u64> {
+        let iopt = self.ctx.ioas_mut(ioas.0).map_err(err("pinning"))?;
+        iopt.pin(iova, length, write).map_err(|e| Error::new(e, format!("pinning [{iova:#x}, +{length:#x})")))
+    }
+
+    pub fn unpin(&mut self, ioas: IoasId, pin: u64) -> Result<()> {
+        self.ctx.ioas_mut(ioas.0).and_then(|t| t.unpin(pin)).map_err(err("unpinning"))
+    }
+
+    /// Reads through the IOAS as a device would.
+    pub fn read(&self, ioas: IoasId, iova: u64, buf: &mut [u8]) -> Result<()> {
+        let iopt = self.ctx.ioas(ioas.0).map_err(err("reading"))?;
+        iopt.access_rw(iova, buf, false).map_err(|e| Error::new(e, format!("reading at IOVA {iova:#x}")))
+    }
+
+    /// Writes through the IOAS as a device would.
+    pub fn write(&mut self, ioas: IoasId, iova: u64, data: &[u8]) -> Result<()> {
+        let iopt = self.ctx.ioas(ioas.0).map_err(err("writing"))?;
+        let mut copy = data.to_vec();
+        iopt.access_rw(iova, &mut copy, true).map_err(|e| Error::new(e, format!("writing at IOVA {iova:#x}")))
+    }
+
+    /// The areas of an IOAS.
+    pub fn areas(&self, ioas: IoasId) -> Result<Vec<AreaInfo>> {
+        let iopt = self.ctx.ioas(ioas.0).map_err(err("listing areas"))?;
+        Ok(iopt
+            .areas()
+            .map(|a| AreaInfo {
+                iova: a.start,
+                length: a.length(),
+                prot: a.prot,
+                source: format!("{:?}+{:#x}", a.pages.source(), a.start_byte),
+                pinned_pages: a.pages.pinned(),
+            })
+            .collect())
+    }
+}
+
+impl Caller<'_> {
+    /// A caller for tests and embedders: `mem`, no descriptors, default credentials.
+    pub fn simple<'a>(mem: &'a Arc<dyn AddressSpace>, files: &'a dyn FileResolver) -> Caller<'a> {
+        Caller { mem, files, creds: Credentials::default() }
+    }
+}

@@ -1,0 +1,530 @@
+//! The raw entry point: an ioctl request number and its argument, decoded with
+//! Linux's extensible-struct rules (`iommufd_fops_ioctl`):
+//!
+//! - the first `u32` of the argument is its size (unreadable → `EFAULT`);
+//! - a number inside the command table that names no command → `ENOTTY`;
+//! - size below the command's minimum → `EINVAL`;
+//! - bytes past the struct this ABI knows must be zero (`E2BIG`), and then the
+//!   call behaves exactly as with the known size;
+//! - results are copied back as `min(user size, struct size)` bytes;
+//! - numbers below the table go to the VFIO compatibility ioctls, and unknown
+//!   ones there are `ENOTTY` too.
+//!
+//! The argument is either a pointer into the caller's memory ([`Arg::User`]) or
+//! a byte buffer the caller hands over ([`Arg::Bytes`]). Pointers embedded in
+//! the structs always refer to the caller's memory.
+
+use crate::context::{Caller, Context, MapArgs};
+use crate::errno::{Errno, Result};
+use crate::iopt::{Prot, ULONG_MAX};
+use softiommu_uapi::iommufd::*;
+use softiommu_uapi::ioctl::command_info;
+use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// An ioctl argument.
+#[derive(Debug)]
+pub enum Arg<'b> {
+    /// The raw argument value: a pointer into the caller's memory, or for the
+    /// integer-argument VFIO ioctls, the integer itself.
+    User(u64),
+    /// The argument struct's bytes. For integer-argument ioctls the integer is
+    /// read from the first 8 bytes (little-endian).
+    Bytes(&'b mut [u8]),
+}
+
+impl Arg<'_> {
+    pub(crate) fn read(&self, caller: &Caller<'_>, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self {
+            Arg::User(ptr) => caller.mem.read(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
+            Arg::Bytes(bytes) => {
+                let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
+                let src = bytes.get(start..start.checked_add(buf.len()).ok_or(Errno::EFAULT)?).ok_or(Errno::EFAULT)?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn write(&mut self, caller: &Caller<'_>, offset: u64, buf: &[u8]) -> Result<()> {
+        match self {
+            Arg::User(ptr) => caller.mem.write(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
+            Arg::Bytes(bytes) => {
+                let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
+                let end = start.checked_add(buf.len()).ok_or(Errno::EFAULT)?;
+                bytes.get_mut(start..end).ok_or(Errno::EFAULT)?.copy_from_slice(buf);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn value(&self) -> u64 {
+        match self {
+            Arg::User(v) => *v,
+            Arg::Bytes(bytes) => {
+                let mut raw = [0u8; 8];
+                let n = bytes.len().min(8);
+                raw[..n].copy_from_slice(&bytes[..n]);
+                u64::from_le_bytes(raw)
+            }
+        }
+    }
+}
+
+/// One decoded command in flight (Linux `struct iommufd_ucmd`).
+pub(crate) struct Ucmd<'a, 'b> {
+    pub caller: &'a Caller<'a>,
+    pub arg: Arg<'b>,
+    pub user_size: u32,
+    /// The struct, zero-extended or truncated to the size this ABI knows.
+    pub buf: Vec<u8>,
+}
+
+impl Ucmd<'_, '_> {
+    pub fn cmd<T: FromBytes>(&self) -> T {
+        match T::read_from_prefix(&self.buf) {
+            Ok((v, _)) => v,
+            Err(_) => unreachable!("the buffer has the command's full size"),
+        }
+    }
+
+    /// Copies `cmd` back as `min(user size, size of T)` bytes.
+    pub fn respond<T: IntoBytes + Immutable>(&mut self, cmd: &T) -> Result<()> {
+        let bytes = cmd.as_bytes();
+        let n = bytes.len().min(self.user_size as usize);
+        self.arg.write(self.caller, 0, &bytes[..n])
+    }
+}
+
+/// Bytes read per step when checking a long zero tail.
+const TAIL_CHUNK: usize = 4096;
+
+impl Context {
+    /// Runs ioctl `request` with `arg`, as `/dev/iommu` would. Returns the
+    /// ioctl's non-negative result or the errno.
+    pub fn ioctl(&mut self, caller: &Caller<'_>, request: u32, arg: Arg<'_>) -> Result<i64> {
+        let nr = (request & 0xff) as u8;
+        let info = match command_info(nr) {
+            Ok(None) => return self.vfio_ioctl(caller, request, arg),
+            Ok(Some(info)) => Some(info),
+            Err(()) => None,
+        };
+        let mut size = [0u8; 4];
+        arg.read(caller, 0, &mut size)?;
+        let user_size = u32::from_ne_bytes(size);
+        let info = match info {
+            Some(info) if info.request == request => info,
+            _ => return Err(Errno::ENOTTY),
+        };
+        if (user_size as usize) < info.min_size {
+            return Err(Errno::EINVAL);
+        }
+        let mut buf = vec![0u8; info.size];
+        let copy = info.size.min(user_size as usize);
+        arg.read(caller, 0, &mut buf[..copy])?;
+        let mut offset = info.size;
+        let mut chunk = [0u8; TAIL_CHUNK];
+        while offset < user_size as usize {
+            let n = (user_size as usize - offset).min(TAIL_CHUNK);
+            arg.read(caller, offset as u64, &mut chunk[..n])?;
+            if chunk[..n].iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+            offset += n;
+        }
+        let mut ucmd = Ucmd { caller, arg, user_size, buf };
+        self.execute(nr, &mut ucmd).map(|()| 0)
+    }
+
+    fn execute(&mut self, nr: u8, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        match nr {
+            nr::DESTROY => self.cmd_destroy(u)?,
+            nr::IOAS_ALLOC => self.cmd_ioas_alloc(u)?,
+            nr::IOAS_ALLOW_IOVAS => self.cmd_allow_iovas(u)?,
+            nr::IOAS_COPY => self.cmd_copy(u)?,
+            nr::IOAS_IOVA_RANGES => self.cmd_iova_ranges(u)?,
+            nr::IOAS_MAP => self.cmd_map(u)?,
+            nr::IOAS_UNMAP => self.cmd_unmap(u)?,
+            nr::OPTION => self.cmd_option(u)?,
+            nr::VFIO_IOAS => self.cmd_vfio_ioas(u)?,
+            nr::HWPT_ALLOC => self.cmd_hwpt_alloc(u)?,
+            nr::GET_HW_INFO => self.cmd_get_hw_info(u)?,
+            nr::HWPT_SET_DIRTY_TRACKING => self.cmd_set_dirty_tracking(u)?,
+            nr::HWPT_GET_DIRTY_BITMAP => self.cmd_get_dirty_bitmap(u)?,
+            nr::HWPT_INVALIDATE => self.cmd_invalidate(u)?,
+            nr::FAULT_QUEUE_ALLOC => self.cmd_fault_alloc(u)?,
+            nr::IOAS_MAP_FILE => self.cmd_map_file(u)?,
+            nr::VIOMMU_ALLOC => self.cmd_viommu_alloc(u)?,
+            nr::VDEVICE_ALLOC => self.cmd_vdevice_alloc(u)?,
+            nr::IOAS_CHANGE_PROCESS => self.cmd_change_process(u)?,
+            nr::VEVENTQ_ALLOC => self.cmd_veventq_alloc(u)?,
+            nr::HW_QUEUE_ALLOC => self.cmd_hw_queue_alloc(u)?,
+            nr::TEST_CMD => return self.cmd_test(u),
+            _ => return Err(Errno::ENOTTY),
+        }
+        Ok(())
+    }
+}
+
+const MAP_FLAGS: u32 = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+
+fn map_args(flags: u32, iova: u64, length: u64) -> Result<MapArgs> {
+    if flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(MapArgs {
+        iova: (flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0).then_some(iova),
+        length,
+        prot: Prot { read: flags & IOMMU_IOAS_MAP_READABLE != 0, write: flags & IOMMU_IOAS_MAP_WRITEABLE != 0 },
+    })
+}
+
+impl Context {
+    fn cmd_destroy(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuDestroy = u.cmd();
+        self.destroy(cmd.id)
+    }
+
+    fn cmd_ioas_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasAlloc = u.cmd();
+        if cmd.flags != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let id = self.ioas_alloc()?;
+        cmd.out_ioas_id = id;
+        if let Err(e) = u.respond(&cmd) {
+            // Not yet visible to user space: abort the creation.
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn cmd_allow_iovas(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuIoasAllowIovas = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.objects.ioas(cmd.ioas_id)?;
+        let mut ranges = Vec::new();
+        for i in 0..u64::from(cmd.num_iovas) {
+            let mut r = IommuIovaRange::default();
+            let at = cmd.allowed_iovas.checked_add(i * 16).ok_or(Errno::EFAULT)?;
+            u.caller.mem.read(at, r.as_mut_bytes())?;
+            // Linux checks each range as it loads it, before the next read.
+            if r.start >= r.last || ranges.iter().any(|&(s, l)| r.start <= l && s <= r.last) {
+                return Err(Errno::EINVAL);
+            }
+            ranges.push((r.start, r.last));
+        }
+        self.ioas_allow_iovas(cmd.ioas_id, &ranges)
+    }
+
+    fn cmd_copy(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasCopy = u.cmd();
+        if cmd.flags & !MAP_FLAGS != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.length == ULONG_MAX || cmd.src_iova == ULONG_MAX || cmd.dst_iova == ULONG_MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        let args = map_args(cmd.flags, cmd.dst_iova, cmd.length)?;
+        cmd.dst_iova = self.ioas_copy(cmd.dst_ioas_id, cmd.src_ioas_id, cmd.src_iova, args)?;
+        u.respond(&cmd)
+    }
+
+    fn cmd_iova_ranges(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasIovaRanges = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let iopt = self.ioas(cmd.ioas_id)?;
+        let max = cmd.num_iovas;
+        let ranges = iopt.usable_ranges();
+        cmd.out_iova_alignment = iopt.iova_alignment();
+        for (i, &(start, last)) in ranges.iter().enumerate().take(max as usize) {
+            let r = IommuIovaRange { start, last };
+            let at = cmd.allowed_iovas.checked_add(i as u64 * 16).ok_or(Errno::EFAULT)?;
+            u.caller.mem.write(at, r.as_bytes())?;
+        }
+        cmd.num_iovas = ranges.len() as u32;
+        u.respond(&cmd)?;
+        if cmd.num_iovas > max {
+            return Err(Errno::EMSGSIZE);
+        }
+        Ok(())
+    }
+
+    fn cmd_map(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasMap = u.cmd();
+        if cmd.flags & !MAP_FLAGS != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.iova == ULONG_MAX || cmd.length == ULONG_MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        let args = map_args(cmd.flags, cmd.iova, cmd.length)?;
+        let caller = u.caller;
+        cmd.iova = self.ioas_map(caller, cmd.ioas_id, cmd.user_va, args)?;
+        u.respond(&cmd)
+    }
+
+    fn cmd_map_file(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasMapFile = u.cmd();
+        if cmd.flags & !MAP_FLAGS != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.iova == ULONG_MAX || cmd.length == ULONG_MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        let args = map_args(cmd.flags, cmd.iova, cmd.length)?;
+        self.objects.ioas(cmd.ioas_id)?;
+        let file = u.caller.files.resolve(cmd.fd)?;
+        let caller = u.caller;
+        cmd.iova = self.ioas_map_file(caller, cmd.ioas_id, file, cmd.start, args)?;
+        u.respond(&cmd)
+    }
+
+    fn cmd_unmap(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuIoasUnmap = u.cmd();
+        cmd.length = self.ioas_unmap(cmd.ioas_id, cmd.iova, cmd.length)?;
+        u.respond(&cmd)
+    }
+
+    fn cmd_option(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuOption = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        match cmd.option_id {
+            IOMMU_OPTION_RLIMIT_MODE => {
+                if cmd.object_id != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                match cmd.op {
+                    IOMMU_OPTION_OP_GET => cmd.val64 = u64::from(self.account_mm),
+                    IOMMU_OPTION_OP_SET => {
+                        if !u.caller.creds.cap_sys_resource {
+                            return Err(Errno::EPERM);
+                        }
+                        if !self.objects.is_empty() {
+                            return Err(Errno::EBUSY);
+                        }
+                        self.account_mm = match cmd.val64 {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(Errno::EINVAL),
+                        };
+                    }
+                    _ => return Err(Errno::EOPNOTSUPP),
+                }
+            }
+            IOMMU_OPTION_HUGE_PAGES => {
+                let iopt = self.ioas_mut(cmd.object_id)?;
+                match cmd.op {
+                    IOMMU_OPTION_OP_GET => cmd.val64 = u64::from(!iopt.large_pages_disabled()),
+                    IOMMU_OPTION_OP_SET => match cmd.val64 {
+                        0 => iopt.disable_large_pages()?,
+                        1 => iopt.enable_large_pages(),
+                        _ => return Err(Errno::EINVAL),
+                    },
+                    _ => return Err(Errno::EOPNOTSUPP),
+                }
+            }
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+        // Linux writes back val64 alone.
+        u.arg.write(u.caller, 16, &cmd.val64.to_ne_bytes())
+    }
+
+    fn cmd_vfio_ioas(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuVfioIoas = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        match cmd.op {
+            IOMMU_VFIO_IOAS_GET => {
+                cmd.ioas_id = self.compat_ioas()?;
+                u.respond(&cmd)
+            }
+            IOMMU_VFIO_IOAS_SET => {
+                self.objects.ioas(cmd.ioas_id)?;
+                self.vfio_ioas = Some(cmd.ioas_id);
+                Ok(())
+            }
+            IOMMU_VFIO_IOAS_CLEAR => {
+                self.vfio_ioas = None;
+                Ok(())
+            }
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// The compatibility IOAS, or `ENODEV`.
+    pub(crate) fn compat_ioas(&self) -> Result<u32> {
+        self.vfio_ioas.filter(|&id| self.objects.ioas(id).is_ok()).ok_or(Errno::ENODEV)
+    }
+
+    fn cmd_change_process(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuIoasChangeProcess = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let caller = u.caller;
+        self.ioas_change_process(caller)
+    }
+
+    // The commands below act on devices, HWPTs and vIOMMUs. They validate their
+    // arguments as Linux does, then look up their objects; no context holds such
+    // objects until the IOMMU core lands, so the lookup answers as Linux does for
+    // an unknown id.
+
+    fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwptAlloc = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if (cmd.data_type == IOMMU_HWPT_DATA_NONE) != (cmd.data_len == 0) {
+            return Err(Errno::EINVAL);
+        }
+        self.lookup_device(cmd.dev_id)
+    }
+
+    fn cmd_get_hw_info(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwInfo = u.cmd();
+        if cmd.flags & !IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.reserved != [0; 3] {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.lookup_device(cmd.dev_id)
+    }
+
+    fn cmd_set_dirty_tracking(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwptSetDirtyTracking = u.cmd();
+        if cmd.flags & !IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.lookup_hwpt(cmd.hwpt_id)
+    }
+
+    fn cmd_get_dirty_bitmap(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwptGetDirtyBitmap = u.cmd();
+        if cmd.flags & !IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.lookup_hwpt(cmd.hwpt_id)
+    }
+
+    fn cmd_invalidate(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuHwptInvalidate = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
+            return Err(Errno::EINVAL);
+        }
+        let rc = self.lookup_hwpt(cmd.hwpt_id);
+        // entry_num always reports how many entries were handled.
+        cmd.entry_num = 0;
+        u.respond(&cmd)?;
+        rc
+    }
+
+    fn cmd_fault_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuFaultAlloc = u.cmd();
+        if cmd.flags != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        // A fault queue is a file; the engine has no way to give the caller a
+        // descriptor until the /dev/iommu server lands.
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn cmd_viommu_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuViommuAlloc = u.cmd();
+        if cmd.flags != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.lookup_device(cmd.dev_id)
+    }
+
+    fn cmd_vdevice_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuVdeviceAlloc = u.cmd();
+        self.lookup_viommu(cmd.viommu_id)
+    }
+
+    fn cmd_veventq_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuVeventqAlloc = u.cmd();
+        if cmd.flags != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.veventq_depth == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.lookup_viommu(cmd.viommu_id)
+    }
+
+    fn cmd_hw_queue_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwQueueAlloc = u.cmd();
+        if cmd.flags != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.lookup_viommu(cmd.viommu_id)
+    }
+
+    fn lookup_device(&self, _id: u32) -> Result<()> {
+        Err(Errno::ENOENT)
+    }
+    fn lookup_hwpt(&self, _id: u32) -> Result<()> {
+        Err(Errno::ENOENT)
+    }
+    fn lookup_viommu(&self, _id: u32) -> Result<()> {
+        Err(Errno::ENOENT)
+    }
+
+    fn cmd_test(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuTestCmd = u.cmd();
+        match cmd.op {
+            t::op::ADD_RESERVED => {
+                let p: t::TestAddReserved = cmd.payload_as();
+                self.ioas_add_reserved(cmd.id, p.start, p.length)?;
+            }
+            t::op::SET_TEMP_MEMORY_LIMIT => {
+                let p: t::TestOneId = cmd.payload_as();
+                self.temp_memory_limit = p.id;
+            }
+            t::op::MD_CHECK_REFS => {
+                let p: t::TestCheckRefs = cmd.payload_as();
+                self.check_refs(u.caller, p.uptr, p.length, p.refs)?;
+            }
+            // The other operations drive mock devices, domains, accesses and
+            // vIOMMUs, which arrive with the IOMMU core and the server.
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+        Ok(())
+    }
+
+    /// `MD_CHECK_REFS`: every page of `[uptr, +length)` in the caller's memory
+    /// must be pinned exactly `refs` times (`EIO` otherwise).
+    fn check_refs(&self, caller: &Caller<'_>, uptr: u64, length: u64, refs: u32) -> Result<()> {
+        use crate::memory::PAGE_SIZE;
+        use crate::pages::Frame;
+        if uptr % PAGE_SIZE != 0 || length % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        uptr.checked_add(length).ok_or(Errno::EOVERFLOW)?;
+        let space = caller.mem.id();
+        for i in 0..length / PAGE_SIZE {
+            let frame = Frame { space, page: uptr / PAGE_SIZE + i };
+            if self.shared().pin_count(frame) != refs {
+                return Err(Errno::EIO);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Where mapped memory and ioctl arguments live: a caller's address space and
+//! the files it passes by descriptor.
+//!
+//! The engine never dereferences a user pointer. It asks an [`AddressSpace`]
+//! to copy bytes in or out (a bad address is `EFAULT`, never a crash) and to
+//! check that pages can be pinned. Files (`IOMMU_IOAS_MAP_FILE`) are reached
+//! through a [`FileResolver`] that turns the caller's fd into a [`FileBacking`].
+//!
+//! Implementations here: [`SimMemory`] / [`SimFile`] (simulated, for tests and
+//! for the byte-buffer entry point) and [`ProcessMemory`] / [`ProcFiles`] (a
+//! real process, through `process_vm_readv`/`writev` and `/proc/<pid>`).
+
+use crate::errno::{Errno, Result};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::File;
+use std::io::IoSliceMut;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The CPU page size the engine models (x86-64).
+pub const PAGE_SIZE: u64 = 4096;
+
+static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh identity for an address space or file; never reused.
+pub fn new_space_id() -> u64 {
+    NEXT_SPACE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A caller's memory (Linux: its `mm`).
+pub trait AddressSpace: Send + Sync + Debug {
+    /// A stable identity: pin counts and locked-memory charges are kept per id.
+    fn id(&self) -> u64;
+    /// Copies `buf.len()` bytes from `addr`; `EFAULT` if any byte is unmapped.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()>;
+    /// Copies `buf` to `addr`; `EFAULT` if any byte is unmapped or read-only.
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<()>;
+    /// Checks that every page of `[addr, addr + len)` is mapped, and writable
+    /// when `write` is set: what pinning those pages needs. `EFAULT` otherwise,
+    /// also once the process is gone.
+    fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()>;
+}
+
+/// A file passed by descriptor.
+pub trait FileBacking: Send + Sync + Debug {
+    /// A stable identity (one per inode).
+    fn id(&self) -> u64;
+    /// Current size in bytes.
+    fn size(&self) -> Result<u64>;
+    /// Whether the descriptor was opened for writing (Linux: `FMODE_WRITE`).
+    fn writable(&self) -> bool;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
+}
+
+/// Turns a caller's file descriptor into a file.
+pub trait FileResolver: Debug {
+    /// `EBADF` when `fd` is not an open descriptor of the caller.
+    fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>>;
+}
+
+/// A resolver for callers that pass no descriptors.
+#[derive(Debug, Default)]
+pub struct NoFiles;
+
+impl FileResolver for NoFiles {
+    fn resolve(&self, _fd: i32) -> Result<Arc<dyn FileBacking>> {
+        Err(Errno::EBADF)
+    }
+}
+
+/// A simulated address space: regions of bytes with a writable bit.
+///
+/// Invariant: regions never overlap; each `data` is exactly the region length.
+#[derive(Debug)]
+pub struct SimMemory {
+    id: u64,
+    regions: Mutex<BTreeMap<u64, SimRegion>>,
+}
+
+#[derive(Debug)]
+struct SimRegion {
+    writable: bool,
+    data: Vec<u8>,
+}
+
+impl Default for SimMemory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimMemory {
+    pub fn new() -> Self {
+        SimMemory { id: new_space_id(), regions: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Maps `len` zeroed bytes at `addr`, replacing nothing (panics on overlap:
+    /// a test bug, not an input error).
+    pub fn map(&self, addr: u64, len: u64, writable: bool) {
+        let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let end = addr.checked_add(len).expect("region end overflows");
+        let overlaps = regions.range(..end).next_back().is_some_and(|(s, r)| s + r.data.len() as u64 > addr);
+        assert!(!overlaps, "SimMemory::map over an existing region");
+        let data = vec![0; usize::try_from(len).expect("region too large")];
+        regions.insert(addr, SimRegion { writable, data });
+    }
+
+    /// Removes the region that starts at `addr`.
+    pub fn unmap(&self, addr: u64) {
+        self.regions.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+    }
+
+    fn with_range<R>(
+        &self,
+        addr: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(&mut [u8], usize) -> R,
+    ) -> Result<()> {
+        let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < len {
+            let at = addr.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+            let (start, region) = regions.range_mut(..=at).next_back().ok_or(Errno::EFAULT)?;
+            let offset = usize::try_from(at - *start).map_err(|_| Errno::EFAULT)?;
+            if offset >= region.data.len() || (write && !region.writable) {
+                return Err(Errno::EFAULT);
+            }
+            let n = (region.data.len() - offset).min(len - done);
+            f(&mut region.data[offset..offset + n], done);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl AddressSpace for SimMemory {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        // Check first so that a failing read leaves `buf` untouched.
+        self.with_range(addr, buf.len(), false, |_, _| ())?;
+        self.with_range(addr, buf.len(), false, |src, at| buf[at..at + src.len()].copy_from_slice(src))
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<()> {
+        self.with_range(addr, buf.len(), true, |_, _| ())?;
+        self.with_range(addr, buf.len(), true, |dst, at| dst.copy_from_slice(&buf[at..at + dst.len()]))
+    }
+
+    fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
+        let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
+        self.with_range(addr, len, write, |_, _| ())
+    }
+}
+
+/// A simulated file.
+#[derive(Debug)]
+pub struct SimFile {
+    id: u64,
+    writable: bool,
+    data: Mutex<Vec<u8>>,
+}
+
+impl SimFile {
+    pub fn new(len: usize, writable: bool) -> Self {
+        SimFile { id: new_space_id(), writable, data: Mutex::new(vec![0; len]) }
+    }
+
+    /// Changes the size, as `ftruncate` would.
+    pub fn truncate(&self, len: usize) {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+    }
+}
+
+impl FileBacking for SimFile {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn size(&self) -> Result<u64> {
+        Ok(self.data.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+    }
+    fn writable(&self) -> bool {
+        self.writable
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
+        let src = data.get(start..start.saturating_add(buf.len())).ok_or(Errno::EFAULT)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
+        let dst = data.get_mut(start..start.saturating_add(buf.len())).ok_or(Errno::EFAULT)?;
+        dst.copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+/// Resolves descriptors from a table, for tests.
+#[derive(Debug, Default)]
+pub struct SimFiles {
+    files: BTreeMap<i32, Arc<dyn FileBacking>>,
+}
+
+impl SimFiles {
+    pub fn insert(&mut self, fd: i32, file: Arc<dyn FileBacking>) {
+        self.files.insert(fd, file);
+    }
+}
+
+impl FileResolver for SimFiles {
+    fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>> {
+        self.files.get(&fd).cloned().ok_or(Errno::EBADF)
+    }
+}
+
+/// A real process's memory, read and written with `process_vm_readv` /
+/// `process_vm_writev`, so a bad pointer is `EFAULT` and never a crash.
+#[derive(Debug)]
+pub struct ProcessMemory {
+    id: u64,
+    pid: nix::unistd::Pid,
+}
+
+impl ProcessMemory {
+    /// The calling process itself (the library path).
+    pub fn current() -> Self {
+        Self::of(nix::unistd::getpid())
+    }
+
+    /// Another process (the server path); needs ptrace access to it.
+    pub fn of(pid: nix::unistd::Pid) -> Self {
+        ProcessMemory { id: new_space_id(), pid }
+    }
+
+    /// Whether `[addr, addr + len)` lies in mappings with the needed permissions,
+    /// from `/proc/<pid>/maps`.
+    fn covered_by_mappings(&self, addr: u64, len: u64, write: bool) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let last = addr.checked_add(len - 1).ok_or(Errno::EFAULT)?;
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(|_| Errno::EFAULT)?;
+        let mut next = addr;
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+            let Some((lo, hi)) = range.split_once('-') else { continue };
+            let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else { continue };
+            if hi <= next || lo > next {
+                continue;
+            }
+            let perms = perms.as_bytes();
+            if perms.first() != Some(&b'r') || (write && perms.get(1) != Some(&b'w')) {
+                return Err(Errno::EFAULT);
+            }
+            if hi > last {
+                return Ok(());
+            }
+            next = hi;
+        }
+        Err(Errno::EFAULT)
+    }
+}
+
+impl AddressSpace for ProcessMemory {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let len = buf.len();
+        let remote = [nix::sys::uio::RemoteIoVec { base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?, len }];
+        let n = nix::sys::uio::process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)
+            .map_err(|_| Errno::EFAULT)?;
+        if n == len {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let remote = [nix::sys::uio::RemoteIoVec { base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?, len: buf.len() }];
+        let n = nix::sys::uio::process_vm_writev(self.pid, &[std::io::IoSlice::new(buf)], &remote)
+            .map_err(|_| Errno::EFAULT)?;
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
+        self.covered_by_mappings(addr, len, write)
+    }
+}
+
+/// A real file, opened anew through `/proc/<pid>/fd/<fd>`.
+#[derive(Debug)]
+pub struct OsFile {
+    id: u64,
+    writable: bool,
+    file: File,
+}
+
+impl FileBacking for OsFile {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn size(&self) -> Result<u64> {
+        self.file.metadata().map(|m| m.len()).map_err(|_| Errno::EIO)
+    }
+    fn writable(&self) -> bool {
+        self.writable
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|_| Errno::EFAULT)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        self.file.write_all_at(buf, offset).map_err(|_| Errno::EFAULT)
+    }
+}
+
+/// Resolves a process's descriptors through `/proc/<pid>/fd`.
+#[derive(Debug)]
+pub struct ProcFiles {
+    pid: nix::unistd::Pid,
+}
+
+impl ProcFiles {
+    pub fn current() -> Self {
+        ProcFiles { pid: nix::unistd::getpid() }
+    }
+    pub fn of(pid: nix::unistd::Pid) -> Self {
+        ProcFiles { pid }
+    }
+}
+
+impl FileResolver for ProcFiles {
+    fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>> {
+        if fd < 0 {
+            return Err(Errno::EBADF);
+        }
+        // The access mode of the caller's descriptor decides writability, as
+        // FMODE_WRITE does in Linux; the flags are octal in fdinfo.
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", self.pid, fd)).map_err(|_| Errno::EBADF)?;
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .ok_or(Errno::EBADF)?;
+        let writable = flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
+        let path = format!("/proc/{}/fd/{}", self.pid, fd);
+        let file = std::fs::OpenOptions::new().read(true).write(writable).open(&path).map_err(|_| Errno::EBADF)?;
+        let meta = file.metadata().map_err(|_| Errno::EBADF)?;
+        // One identity per inode, so two descriptors of one memfd share pins.
+        let id = (1u64 << 63) | (meta.dev() << 40) ^ meta.ino();
+        Ok(Arc::new(OsFile { id, writable, file }))
+    }
+}

@@ -1,0 +1,165 @@
+//! The object table of one context (Linux `ictx->objects`).
+//!
+//! IDs are `u32`, allocated lowest-free from 1 (0 is never valid), as the
+//! kernel's `XA_FLAGS_ALLOC1` xarray does. Each entry counts its long-term
+//! `users`: 1 is the table's own reference; every other object pointing at it
+//! adds one. Destroy succeeds only at exactly 1 (else `EBUSY`).
+
+use crate::errno::{Errno, Result};
+use crate::iopt::IoPagetable;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Object types. More arrive with devices, HWPTs and vIOMMUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    Ioas,
+}
+
+/// An IO address space.
+#[derive(Debug)]
+pub struct Ioas {
+    pub iopt: IoPagetable,
+}
+
+/// A typed object.
+#[derive(Debug)]
+pub enum Object {
+    Ioas(Box<Ioas>),
+}
+
+impl Object {
+    pub fn kind(&self) -> ObjectType {
+        match self {
+            Object::Ioas(_) => ObjectType::Ioas,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    object: Object,
+    users: u32,
+}
+
+/// The table. Invariant: `free_ids` holds exactly the ids below `next_id`
+/// that no entry uses.
+#[derive(Debug)]
+pub struct ObjectTable {
+    entries: BTreeMap<u32, Entry>,
+    free_ids: BTreeSet<u32>,
+    next_id: u32,
+}
+
+impl Default for ObjectTable {
+    fn default() -> Self {
+        ObjectTable { entries: BTreeMap::new(), free_ids: BTreeSet::new(), next_id: 1 }
+    }
+}
+
+impl ObjectTable {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The id the next insert will use.
+    pub fn peek_id(&self) -> Result<u32> {
+        match self.free_ids.first() {
+            Some(&id) => Ok(id),
+            None if self.next_id != u32::MAX => Ok(self.next_id),
+            None => Err(Errno::ENOSPC),
+        }
+    }
+
+    /// Inserts a finished object; returns its id.
+    pub fn insert(&mut self, object: Object) -> Result<u32> {
+        let id = self.peek_id()?;
+        if !self.free_ids.remove(&id) {
+            self.next_id += 1;
+        }
+        self.entries.insert(id, Entry { object, users: 1 });
+        Ok(id)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Object> {
+        self.entries.get(&id).map(|e| &e.object)
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Object> {
+        self.entries.get_mut(&id).map(|e| &mut e.object)
+    }
+
+    pub fn kind(&self, id: u32) -> Option<ObjectType> {
+        self.get(id).map(Object::kind)
+    }
+
+    /// The IOAS `id`; `ENOENT` when missing or of another type.
+    pub fn ioas(&self, id: u32) -> Result<&Ioas> {
+        match self.get(id) {
+            Some(Object::Ioas(i)) => Ok(i),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn ioas_mut(&mut self, id: u32) -> Result<&mut Ioas> {
+        match self.get_mut(id) {
+            Some(Object::Ioas(i)) => Ok(i),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Adds a long-term user to `id` (another object now points at it).
+    pub fn add_user(&mut self, id: u32) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.users += 1;
+        }
+    }
+
+    /// Drops a long-term user of `id`.
+    pub fn drop_user(&mut self, id: u32) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.users = e.users.saturating_sub(1).max(1);
+        }
+    }
+
+    pub fn users(&self, id: u32) -> Option<u32> {
+        self.entries.get(&id).map(|e| e.users)
+    }
+
+    /// Removes `id` if nothing else uses it: `ENOENT` if unknown, `EBUSY` if used.
+    pub fn remove(&mut self, id: u32) -> Result<Object> {
+        let e = self.entries.get(&id).ok_or(Errno::ENOENT)?;
+        if e.users != 1 {
+            return Err(Errno::EBUSY);
+        }
+        let e = self.entries.remove(&id).ok_or(Errno::ENOENT)?;
+        self.release_id(id);
+        Ok(e.object)
+    }
+
+    fn release_id(&mut self, id: u32) {
+        if id + 1 == self.next_id {
+            self.next_id -= 1;
+            while let Some(&last) = self.free_ids.last() {
+                if last + 1 != self.next_id {
+                    break;
+                }
+                self.free_ids.remove(&last);
+                self.next_id -= 1;
+            }
+        } else {
+            self.free_ids.insert(id);
+        }
+    }
+
+    /// Ids of objects only the table uses: what teardown can destroy next.
+    pub fn leaves(&self) -> Vec<u32> {
+        self.entries.iter().filter(|(_, e)| e.users == 1).map(|(&id, _)| id).collect()
+    }
+
+    pub fn ids(&self) -> Vec<u32> {
+        self.entries.keys().copied().collect()
+    }
+}

@@ -1,0 +1,388 @@
+//! Pages: the memory behind IOAS areas, pinned lazily and charged to a
+//! locked-memory account (Linux `pages.c`).
+//!
+//! A [`Pages`] covers whole CPU pages of one source: a range of a process's
+//! address space, or a range of a file. Areas reference a byte slice of it;
+//! `IOMMU_IOAS_COPY` makes several areas (in several IOAS) share one `Pages`,
+//! and so one pin per page. Nothing is pinned when an area is mapped: pages
+//! are pinned when something needs their frames (a domain, an access) and
+//! unpinned when the last such user lets go.
+//!
+//! Accounting follows the pages' mode: `None` (the mapper could lock memory
+//! freely, Linux's `CAP_IPC_LOCK`), `User` (charged to the user, like
+//! io_uring) or `Mm` (charged to the process's `locked_vm`, like VFIO). Every
+//! mode also counts `pinned_vm`. A charge past the limit is `ENOMEM`.
+
+use crate::errno::{Errno, Result};
+use crate::fault::FaultInjector;
+use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How pinned pages are charged (`IOPT_PAGES_ACCOUNT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountMode {
+    None,
+    User,
+    Mm,
+}
+
+/// Who a charge goes to, and the limit it must stay under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountOwner {
+    pub mode: AccountMode,
+    /// The user charged in `User` mode.
+    pub uid: u32,
+    /// The address space charged in `Mm` mode and for `pinned_vm`.
+    pub mm: u64,
+    /// `RLIMIT_MEMLOCK` in bytes of the charged task.
+    pub limit_bytes: u64,
+}
+
+/// Locked-memory counters per user and per address space, in pages.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    state: Mutex<AccountingState>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct AccountingState {
+    user_locked: HashMap<u32, u64>,
+    mm: HashMap<u64, MmCounters>,
+}
+
+/// Per address space counters, as `/proc/<pid>/status` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmCounters {
+    /// Pages charged in `Mm` mode (`VmLck`).
+    pub locked_vm: u64,
+    /// Pages pinned in any mode (`VmPin`).
+    pub pinned_vm: u64,
+}
+
+impl Accounting {
+    fn lock(&self) -> MutexGuard<'_, AccountingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Charges `npages` to `owner`, or changes nothing and returns `ENOMEM`.
+    pub fn charge(&self, owner: &AccountOwner, npages: u64) -> Result<()> {
+        let limit = owner.limit_bytes / PAGE_SIZE;
+        let mut st = self.lock();
+        match owner.mode {
+            AccountMode::None => {}
+            AccountMode::User => {
+                let cur = st.user_locked.entry(owner.uid).or_default();
+                let new = cur.checked_add(npages).filter(|&n| n <= limit).ok_or(Errno::ENOMEM)?;
+                *cur = new;
+            }
+            AccountMode::Mm => {
+                let cur = st.mm.entry(owner.mm).or_default();
+                let new = cur.locked_vm.checked_add(npages).filter(|&n| n <= limit).ok_or(Errno::ENOMEM)?;
+                cur.locked_vm = new;
+            }
+        }
+        st.mm.entry(owner.mm).or_default().pinned_vm += npages;
+        Ok(())
+    }
+
+    /// Undoes [`charge`](Self::charge).
+    pub fn uncharge(&self, owner: &AccountOwner, npages: u64) {
+        let mut st = self.lock();
+        match owner.mode {
+            AccountMode::None => {}
+            AccountMode::User => {
+                let cur = st.user_locked.entry(owner.uid).or_default();
+                *cur = cur.saturating_sub(npages);
+                if *cur == 0 {
+                    st.user_locked.remove(&owner.uid);
+                }
+            }
+            AccountMode::Mm => {
+                let cur = st.mm.entry(owner.mm).or_default();
+                cur.locked_vm = cur.locked_vm.saturating_sub(npages);
+            }
+        }
+        let cur = st.mm.entry(owner.mm).or_default();
+        cur.pinned_vm = cur.pinned_vm.saturating_sub(npages);
+        if *cur == MmCounters::default() {
+            st.mm.remove(&owner.mm);
+        }
+    }
+
+    /// Pages a user has locked in `User` mode.
+    pub fn user_locked(&self, uid: u32) -> u64 {
+        self.lock().user_locked.get(&uid).copied().unwrap_or(0)
+    }
+
+    /// An address space's counters.
+    pub fn mm(&self, mm: u64) -> MmCounters {
+        self.lock().mm.get(&mm).copied().unwrap_or_default()
+    }
+
+    /// Whether nothing is charged anywhere.
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.user_locked.is_empty() && st.mm.is_empty()
+    }
+}
+
+/// The identity of one pinned page: its address space or file, and its
+/// page-aligned address or offset. Two maps of the same memory pin the same
+/// frames, as on Linux where pins count on the struct page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frame {
+    pub space: u64,
+    pub page: u64,
+}
+
+/// State shared by every context of one engine: accounting, global pin
+/// counts and the fault-injection hook.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub accounting: Accounting,
+    pins: Mutex<HashMap<Frame, u32>>,
+    pub faults: FaultInjector,
+}
+
+impl Shared {
+    /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
+    pub fn pin_count(&self, frame: Frame) -> u32 {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).get(&frame).copied().unwrap_or(0)
+    }
+
+    /// Frames pinned anywhere.
+    pub fn pinned_frames(&self) -> usize {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn add_pins(&self, frames: impl Iterator<Item = Frame>, up: bool) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for f in frames {
+            if up {
+                *pins.entry(f).or_default() += 1;
+            } else if let Some(c) = pins.get_mut(&f) {
+                *c -= 1;
+                if *c == 0 {
+                    pins.remove(&f);
+                }
+            }
+        }
+    }
+}
+
+/// Where a `Pages` takes its memory from.
+#[derive(Clone)]
+pub enum Source {
+    /// A process address range starting at a page-aligned `base`.
+    User { mm: Arc<dyn AddressSpace>, base: u64 },
+    /// A file range starting at a page-aligned offset `base`.
+    File { file: Arc<dyn FileBacking>, base: u64 },
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::User { mm, base } => write!(f, "user(mm {}, {base:#x})", mm.id()),
+            Source::File { file, base } => write!(f, "file({}, {base:#x})", file.id()),
+        }
+    }
+}
+
+impl Source {
+    fn space(&self) -> u64 {
+        match self {
+            Source::User { mm, .. } => mm.id(),
+            Source::File { file, .. } => file.id(),
+        }
+    }
+    fn base(&self) -> u64 {
+        match self {
+            Source::User { base, .. } | Source::File { base, .. } => *base,
+        }
+    }
+}
+
+/// Pinned memory of one source (Linux `struct iopt_pages`).
+///
+/// Invariants: `pins[i]` is the number of users (accesses, domains) of page
+/// `i`, and a page with a non-zero count is charged once to `owner` and
+/// counted once in the engine's global pin table. Lock order: `state` before
+/// the accounting and pin-table locks of [`Shared`].
+#[derive(Debug)]
+pub struct Pages {
+    source: Source,
+    npages: u64,
+    writable: bool,
+    shared: Arc<Shared>,
+    state: Mutex<PagesState>,
+}
+
+#[derive(Debug)]
+struct PagesState {
+    owner: AccountOwner,
+    pins: BTreeMap<u64, u32>,
+}
+
+impl Pages {
+    /// Pages covering `length` bytes at byte offset `start_byte` of the first
+    /// page of `source` (Linux `iopt_alloc_pages`).
+    pub fn new(
+        source: Source,
+        start_byte: u64,
+        length: u64,
+        writable: bool,
+        owner: AccountOwner,
+        shared: &Arc<Shared>,
+    ) -> Result<Arc<Pages>> {
+        if length == 0 || length > u64::MAX - PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        shared.faults.check()?;
+        let npages = (length + start_byte).div_ceil(PAGE_SIZE);
+        Ok(Arc::new(Pages {
+            source,
+            npages,
+            writable,
+            shared: shared.clone(),
+            state: Mutex::new(PagesState { owner, pins: BTreeMap::new() }),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PagesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn npages(&self) -> u64 {
+        self.npages
+    }
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+    pub fn is_file(&self) -> bool {
+        matches!(self.source, Source::File { .. })
+    }
+    pub fn owner(&self) -> AccountOwner {
+        self.lock().owner
+    }
+
+    /// The frame of page `index`.
+    pub fn frame(&self, index: u64) -> Frame {
+        Frame { space: self.source.space(), page: self.source.base() / PAGE_SIZE + index }
+    }
+
+    /// Pages with at least one pin.
+    pub fn pinned(&self) -> u64 {
+        self.lock().pins.len() as u64
+    }
+
+    /// Pins pages `[first, last]` (indexes) for one more user: pages not yet
+    /// pinned are checked in the source (`EFAULT` if missing, or read-only when
+    /// `write`) and charged (`ENOMEM` past the limit). All or nothing.
+    pub fn pin(&self, first: u64, last: u64, write: bool) -> Result<()> {
+        if last >= self.npages || first > last {
+            return Err(Errno::EINVAL);
+        }
+        self.shared.faults.check()?;
+        let mut st = self.lock();
+        let newly: Vec<u64> = (first..=last).filter(|i| !st.pins.contains_key(i)).collect();
+        if !newly.is_empty() {
+            self.check_present(first, last, write)?;
+            self.shared.accounting.charge(&st.owner, newly.len() as u64)?;
+        }
+        for i in first..=last {
+            *st.pins.entry(i).or_default() += 1;
+        }
+        self.shared.add_pins(newly.iter().map(|&i| self.frame(i)), true);
+        Ok(())
+    }
+
+    /// Drops one user of pages `[first, last]`; pages left with none are
+    /// unpinned and uncharged. Never fails: teardown paths call it.
+    pub fn unpin(&self, first: u64, last: u64) {
+        let mut st = self.lock();
+        let mut released = Vec::new();
+        for i in first..=last.min(self.npages.saturating_sub(1)) {
+            if let Some(c) = st.pins.get_mut(&i) {
+                *c -= 1;
+                if *c == 0 {
+                    st.pins.remove(&i);
+                    released.push(i);
+                }
+            }
+        }
+        if !released.is_empty() {
+            self.shared.accounting.uncharge(&st.owner, released.len() as u64);
+            self.shared.add_pins(released.iter().map(|&i| self.frame(i)), false);
+        }
+    }
+
+    fn check_present(&self, first: u64, last: u64, write: bool) -> Result<()> {
+        let offset = first * PAGE_SIZE;
+        let len = (last - first + 1) * PAGE_SIZE;
+        match &self.source {
+            Source::User { mm, base } => mm.probe(base + offset, len, write),
+            Source::File { file, base } => {
+                if write && !file.writable() {
+                    return Err(Errno::EFAULT);
+                }
+                // A page past the end of the file cannot be pinned.
+                let end = base.checked_add(offset + len).ok_or(Errno::EFAULT)?;
+                if file.size()?.div_ceil(PAGE_SIZE) * PAGE_SIZE < end {
+                    return Err(Errno::EFAULT);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves the charge of every pinned page to `owner` (Linux
+    /// `IOAS_CHANGE_PROCESS`). All or nothing: `ENOMEM` if the new owner is
+    /// over its limit.
+    pub fn change_owner(&self, owner: AccountOwner) -> Result<()> {
+        let mut st = self.lock();
+        let n = st.pins.len() as u64;
+        if n > 0 {
+            self.shared.accounting.charge(&owner, n)?;
+            self.shared.accounting.uncharge(&st.owner, n);
+        }
+        st.owner = owner;
+        Ok(())
+    }
+
+    /// Reads bytes at byte offset `offset` of the source.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let at = self.source.base().checked_add(offset).ok_or(Errno::EFAULT)?;
+        match &self.source {
+            Source::User { mm, .. } => mm.read(at, buf),
+            Source::File { file, .. } => file.read_at(at, buf),
+        }
+    }
+
+    /// Writes bytes at byte offset `offset` of the source.
+    pub fn write(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let at = self.source.base().checked_add(offset).ok_or(Errno::EFAULT)?;
+        match &self.source {
+            Source::User { mm, .. } => mm.write(at, buf),
+            Source::File { file, .. } => file.write_at(at, buf),
+        }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // Users unpin before they let go; releasing here keeps the counters
+        // right even if one forgot, and destroy never fails.
+        let npages = self.npages;
+        if npages > 0 && !self.lock().pins.is_empty() {
+            loop {
+                let Some(first) = self.lock().pins.keys().next().copied() else { break };
+                self.unpin(first, first);
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Device DMA through a domain: translate, check, then copy.
+//!
+//! An access `[iova, iova + len − 1]` is split at IOTLB page boundaries.
+//! Every page is translated and permission-checked first; only when all of
+//! them pass (and memory backs every PA) is anything copied, so a fault
+//! leaves memory untouched. Pages whose PAs follow one another are copied in
+//! one piece. A write marks the leaves dirty when the table tracks dirty.
+
+use crate::fault::{Fault, FaultLog, FaultReason};
+use crate::format::Format;
+use crate::iotlb::Iotlb;
+use crate::prot::Access;
+use crate::table::PageTable;
+
+/// The memory behind translations, addressed by PA.
+pub trait DmaMemory {
+    /// Whether `[pa, pa + len − 1]` is backed (and the sum does not overflow).
+    fn contains(&self, pa: u64, len: usize) -> bool;
+    /// Copy from memory at `pa` into `buf`; `Err` when not backed.
+    fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), FaultReason>;
+    /// Copy `data` into memory at `pa`; `Err` when not backed.
+    fn write_phys(&mut self, pa: u64, data: &[u8]) -> Result<(), FaultReason>;
+}
+
+/// Memory that is one byte vector starting at PA `base`.
+#[derive(Debug, Clone)]
+pub struct VecMemory {
+    /// PA of `bytes[0]`.
+    pub base: u64,
+    /// The contents.
+    pub bytes: Vec<u8>,
+}
+
+impl VecMemory {
+    /// `len` zero bytes from PA `base`.
+    pub fn new(base: u64, len: usize) -> Self {
+        Self {
+            base,
+            bytes: vec![0; len],
+        }
+    }
+
+    /// Offset range inside `bytes` for `[pa, pa + len)`, if backed.
+    #[inline]
+    fn span(&self, pa: u64, len: usize) -> Option<std::ops::Range<usize>> {
+        let offset = usize::try_from(pa.checked_sub(self.base)?).ok()?;
+        let end = offset.checked_add(len)?;
+        (end <= self.bytes.len()).then_some(offset..end)
+    }
+}
+
+impl DmaMemory for VecMemory {
+    fn contains(&self, pa: u64, len: usize) -> bool {
+        self.span(pa, len).is_some()
+    }
+    #[inline]
+    fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), FaultReason> {
+        let span = self.span(pa, buf.len()).ok_or(FaultReason::BadPhysical)?;
+        buf.copy_from_slice(&self.bytes[span]);
+        Ok(())
+    }
+    #[inline]
+    fn write_phys(&mut self, pa: u64, data: &[u8]) -> Result<(), FaultReason> {
+        let span = self.span(pa, data.len()).ok_or(FaultReason::BadPhysical)?;
+        self.bytes[span].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// One device's view of a domain for the duration of some accesses: the
+/// table, the IOTLB in front of it, where faults go, and the memory.
+#[derive(Debug)]
+pub struct Dma<'a, F: Format, M: DmaMemory + ?Sized> {
+    /// The domain's page table.
+    pub table: &'a mut PageTable<F>,
+    /// The IOTLB the device's IOMMU uses for this domain.
+    pub iotlb: &'a mut Iotlb,
+    /// Where faults are recorded.
+    pub faults: &'a mut FaultLog,
+    /// The memory behind the translations.
+    pub memory: &'a mut M,
+}
+
+/// A piece of the access with contiguous PAs: `len` bytes at buffer
+/// offset `offset`, PA `pa`.
+#[derive(Clone, Copy)]
+struct Run {
+    offset: usize,
+    pa: u64,
+    len: usize,
+}
+
+impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
+    /// The device reads `buf.len()` bytes at `iova` into `buf`.
+    pub fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.check(iova, buf.len(), Access::Read)?;
+        let memory = &*self.memory;
+        for_each_run(self.table, self.iotlb, self.faults, iova, buf.len(), Access::Read, true, |run| {
+            memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len])
+        })
+    }
+
+    /// The device writes `data` at `iova`.
+    pub fn write(&mut self, iova: u64, data: &[u8]) -> Result<(), Fault> {
+        self.check(iova, data.len(), Access::Write)?;
+        let memory = &mut *self.memory;
+        for_each_run(self.table, self.iotlb, self.faults, iova, data.len(), Access::Write, true, |run| {
+            memory.write_phys(run.pa, &data[run.offset..run.offset + run.len])
+        })
+    }
+
+    /// Translate every page without side effects and check memory backs it.
+    fn check(&mut self, iova: u64, len: usize, access: Access) -> Result<(), Fault> {
+        let memory = &*self.memory;
+        for_each_run(self.table, self.iotlb, self.faults, iova, len, access, false, |run| {
+            if memory.contains(run.pa, run.len) {
+                Ok(())
+            } else {
+                Err(FaultReason::BadPhysical)
+            }
+        })
+    }
+}
+
+/// Translate `[iova, iova + len)` page by page (marking dirty on writes when
+/// `commit`), merge PA-contiguous pages into runs and hand each run to
+/// `action`. The first failure is recorded in `faults` and returned.
+#[allow(clippy::too_many_arguments)]
+fn for_each_run<F: Format>(
+    table: &mut PageTable<F>,
+    iotlb: &mut Iotlb,
+    faults: &mut FaultLog,
+    iova: u64,
+    len: usize,
+    access: Access,
+    commit: bool,
+    mut action: impl FnMut(Run) -> Result<(), FaultReason>,
+) -> Result<(), Fault> {
+    if len == 0 {
+        return Ok(());
+    }
+    let mut fail = |reason, iova| {
+        let fault = Fault {
+            reason,
+            iova,
+            access,
+        };
+        faults.record(fault);
+        fault
+    };
+    if iova.checked_add(len as u64 - 1).is_none() {
+        return Err(fail(FaultReason::OutOfRange, iova));
+    }
+    let page_size = iotlb.page_size();
+    // The run being gathered, with the IOVA it starts at (for fault reports).
+    let mut run: Option<(u64, Run)> = None;
+    let mut offset = 0usize;
+    while offset < len {
+        let page_iova = iova + offset as u64;
+        let in_page = (page_size - (page_iova & (page_size - 1))) as usize;
+        let chunk = in_page.min(len - offset);
+        let translated = if commit {
+            iotlb.translate(table, page_iova, access)
+        } else {
+            iotlb.probe(table, page_iova, access)
+        };
+        let pa = translated.map_err(|reason| fail(reason, page_iova))?;
+        run = match run {
+            Some((run_iova, mut current)) if current.pa.checked_add(current.len as u64) == Some(pa) => {
+                current.len += chunk;
+                Some((run_iova, current))
+            }
+            Some((run_iova, current)) => {
+                action(current).map_err(|reason| fail(reason, run_iova))?;
+                Some((page_iova, Run { offset, pa, len: chunk }))
+            }
+            None => Some((page_iova, Run { offset, pa, len: chunk })),
+        };
+        offset += chunk;
+    }
+    if let Some((run_iova, current)) = run {
+        action(current).map_err(|reason| fail(reason, run_iova))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::AmdV1;
+    use crate::prot::Prot;
+
+    struct Rig {
+        table: PageTable<AmdV1>,
+        iotlb: Iotlb,
+        faults: FaultLog,
+        memory: VecMemory,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Self {
+                table: PageTable::new(AmdV1::config(3)).unwrap(),
+                iotlb: Iotlb::for_format::<AmdV1>(),
+                faults: FaultLog::new(4),
+                memory: VecMemory::new(0, 0x10_0000),
+            }
+        }
+        fn dma(&mut self) -> Dma<'_, AmdV1, VecMemory> {
+            Dma {
+                table: &mut self.table,
+                iotlb: &mut self.iotlb,
+                faults: &mut self.faults,
+                memory: &mut self.memory,
+            }
+        }
+    }
+
+    #[test]
+    fn write_then_read_crosses_non_contiguous_pages() {
+        let mut rig = Rig::new();
+        rig.table.map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE).unwrap();
+        rig.table.map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE).unwrap();
+        let data: Vec<u8> = (0..0x100).map(|i| i as u8).collect();
+        rig.dma().write(0x1f80, &data).unwrap();
+        assert_eq!(&rig.memory.bytes[0x8f80..0x9000], &data[..0x80]);
+        assert_eq!(&rig.memory.bytes[0x3000..0x3080], &data[0x80..]);
+        let mut back = vec![0; 0x100];
+        rig.dma().read(0x1f80, &mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn fault_copies_nothing_and_is_recorded() {
+        let mut rig = Rig::new();
+        rig.table.map(0x1000, 0x1000, 0x1000, Prot::READ_WRITE).unwrap();
+        rig.table.map(0x2000, 0x2000, 0x1000, Prot::READ).unwrap();
+        let err = rig.dma().write(0x1800, &[0xaa; 0x1000]).unwrap_err();
+        assert_eq!(
+            err,
+            Fault {
+                reason: FaultReason::Permission,
+                iova: 0x2000,
+                access: Access::Write
+            }
+        );
+        assert!(rig.memory.bytes.iter().all(|&b| b == 0));
+        let err = rig.dma().read(0x2800, &mut [0; 0x1000]).unwrap_err();
+        assert_eq!(err.reason, FaultReason::NotPresent);
+        assert_eq!(err.iova, 0x3000);
+        assert_eq!(rig.faults.len(), 2);
+        let err = rig.dma().read(u64::MAX, &mut [0; 2]).unwrap_err();
+        assert_eq!(err.reason, FaultReason::OutOfRange);
+    }
+
+    #[test]
+    fn unbacked_pa_faults_before_copying() {
+        let mut rig = Rig::new();
+        rig.table.map(0x1000, 0xf_f000, 0x2000, Prot::READ_WRITE).unwrap();
+        let err = rig.dma().write(0x1000, &[1; 0x2000]).unwrap_err();
+        assert_eq!(err.reason, FaultReason::BadPhysical);
+        assert!(rig.memory.bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn write_marks_dirty_only_when_tracking() {
+        let mut rig = Rig::new();
+        rig.table.map(0, 0, 0x2000, Prot::READ_WRITE).unwrap();
+        rig.dma().write(0x10, &[1]).unwrap();
+        assert!(!rig.table.lookup(0).unwrap().1.dirty);
+        rig.iotlb.invalidate_all();
+        rig.table.set_dirty_tracking(true);
+        rig.dma().write(0x10, &[1]).unwrap();
+        assert!(rig.table.lookup(0).unwrap().1.dirty);
+        rig.dma().read(0x1000, &mut [0]).unwrap();
+        assert!(!rig.table.lookup(0x1000).unwrap().1.dirty);
+    }
+}

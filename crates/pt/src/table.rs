@@ -1,0 +1,945 @@
+//! The radix page-table engine, generic over a [`Format`].
+//!
+//! One algorithm, monomorphised per format. Range operations (map, unmap,
+//! dirty read) descend once and then move along each table, recursing into a
+//! child only for the slots the range covers: no PTE of a range costs a walk
+//! from the root. Ranges are `[start, last]` inclusive and every IOVA / PA /
+//! length sum is checked (see [`crate::range`]).
+
+use std::marker::PhantomData;
+
+use crate::arena::{TableArena, TableId};
+use crate::dirty::DirtyBitmap;
+use crate::format::{level_shift, low_mask, Format, Leaf, Pte, TABLE_INDEX_BITS, TABLE_SLOTS};
+use crate::gather::IotlbGather;
+use crate::prot::Prot;
+use crate::range::IovaRange;
+
+/// Bytes in one table page.
+pub const TABLE_BYTES: u64 = 4096;
+/// Most root pages a table may concatenate (Arm stage 2 allows 16).
+const MAX_ROOT_PAGES: u32 = 16;
+
+/// How to build a [`PageTable`]. Format types have constructors for the
+/// configurations their hardware uses (e.g. [`crate::formats::AmdV1::config`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Level of the root table.
+    pub top_level: u32,
+    /// IOVA bits translated; above the root level's reach, the root is made
+    /// of `2^(va_bits − reach)` concatenated pages (at most 16).
+    pub va_bits: u32,
+    /// Page sizes the domain may use; intersected with the format's sizes.
+    pub pgsize_bitmap: u64,
+    /// IOVAs accepted by `map`; `None` means `[0, 2^va_bits − 1]`.
+    pub aperture: Option<IovaRange>,
+    /// Cap on table pages (root included); `map` fails with
+    /// [`MapErrorKind::NoMemory`] beyond it.
+    pub max_table_pages: usize,
+}
+
+impl TableConfig {
+    /// A configuration with no aperture override and no page cap.
+    pub fn new(top_level: u32, va_bits: u32, pgsize_bitmap: u64) -> Self {
+        Self {
+            top_level,
+            va_bits,
+            pgsize_bitmap,
+            aperture: None,
+            max_table_pages: usize::MAX,
+        }
+    }
+
+    /// Restrict `map` to `aperture`.
+    pub fn with_aperture(mut self, aperture: IovaRange) -> Self {
+        self.aperture = Some(aperture);
+        self
+    }
+
+    /// Restrict the page sizes further.
+    pub fn with_pgsize_bitmap(mut self, pgsize_bitmap: u64) -> Self {
+        self.pgsize_bitmap &= pgsize_bitmap;
+        self
+    }
+
+    /// Cap the number of table pages.
+    pub fn with_max_table_pages(mut self, pages: usize) -> Self {
+        self.max_table_pages = pages;
+        self
+    }
+}
+
+/// Why a [`TableConfig`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The root level is above the format's highest level.
+    TopLevel,
+    /// `va_bits` is too small for the root level or needs more than 16 root pages.
+    VaBits,
+    /// No usable page size remains.
+    NoPageSizes,
+    /// The aperture reaches past the translated IOVA space.
+    Aperture,
+    /// The page cap leaves no room for the root.
+    NoMemory,
+}
+
+/// Why a `map` failed. Linux errno: `InvalidArgument` EINVAL, `OutOfRange`
+/// ERANGE (EINVAL for a PA too wide), `Overflow` EOVERFLOW, `AddressInUse`
+/// EADDRINUSE, `NoMemory` ENOMEM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapErrorKind {
+    /// Zero length, no permission, or IOVA / PA / length not aligned to the
+    /// smallest page size.
+    InvalidArgument,
+    /// Outside the aperture, or the PA is wider than the format's output.
+    OutOfRange,
+    /// `iova + len − 1` or `pa + len − 1` overflows.
+    Overflow,
+    /// Part of the range is already mapped.
+    AddressInUse,
+    /// The table-page cap was reached.
+    NoMemory,
+}
+
+/// A failed `map`: `mapped` bytes from the start of the range were mapped
+/// before the failure and remain mapped; the caller decides whether to undo them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapError {
+    /// Bytes mapped from the start of the range.
+    pub mapped: u64,
+    /// What went wrong.
+    pub kind: MapErrorKind,
+}
+
+/// Why an `unmap` or dirty read was refused; nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmapError {
+    /// Zero length, or start / length not aligned to the smallest page size (EINVAL).
+    InvalidArgument,
+    /// `iova + len − 1` overflows (EOVERFLOW).
+    Overflow,
+    /// The range starts inside a leaf, not at its first byte (EINVAL).
+    InsideLeaf,
+}
+
+/// A page table of format `F`: the hardware-visible half of a paging domain.
+///
+/// Ownership and invariants:
+/// - the table owns its pages in `arena`; the root is pages
+///   `root .. root + root_pages` (consecutive, allocated first, never freed);
+/// - every other table page is reachable from exactly one table entry, and
+///   a page is freed as soon as it holds no entries, so after unmapping
+///   everything only the root remains;
+/// - leaves only use sizes in `pgsize_bitmap`; a leaf of `2^s` bytes sits at
+///   level `size_level[s]`, in `2^(s − level_shift)` aligned slots holding
+///   the same value;
+/// - `aperture ⊆ [0, va_last]`.
+///
+/// Translation caching is not here: callers hold an [`crate::Iotlb`] and
+/// flush it with the [`IotlbGather`]s that `unmap` and dirty reads return.
+#[derive(Debug)]
+pub struct PageTable<F: Format> {
+    arena: TableArena,
+    root: TableId,
+    root_pages: u32,
+    /// log2 of the span of one root page (may exceed 63).
+    root_span_lg2: u32,
+    top_level: u32,
+    va_last: u64,
+    pgsize_bitmap: u64,
+    min_page_lg2: u32,
+    aperture: IovaRange,
+    size_level: [u8; 64],
+    dirty_tracking: bool,
+    format: PhantomData<fn() -> F>,
+}
+
+/// Progress of a map through the tables.
+struct MapCursor {
+    iova: u64,
+    pa: u64,
+    remaining: u64,
+    mapped: u64,
+    prot: Prot,
+}
+
+/// Progress of an unmap or leaf walk: `iova` is the next byte to visit;
+/// `done` is set once the walk has passed `last`.
+struct RangeCursor {
+    iova: u64,
+    last: u64,
+    done: bool,
+}
+
+impl RangeCursor {
+    /// Move to `next` (the byte after what was just visited), finishing when
+    /// it is past `last` or the address space ended.
+    #[inline(always)]
+    fn advance_to(&mut self, next: Option<u64>) {
+        match next {
+            Some(next) if next <= self.last => self.iova = next,
+            _ => self.done = true,
+        }
+    }
+}
+
+#[inline(always)]
+fn slot_index(iova: u64, shift: u32) -> usize {
+    ((iova >> shift) as usize) & (TABLE_SLOTS - 1)
+}
+
+/// First byte of the next item at `shift`, `None` past the address space.
+#[inline(always)]
+fn item_end(iova: u64, shift: u32) -> Option<u64> {
+    (iova | low_mask(shift)).checked_add(1)
+}
+
+impl<F: Format> PageTable<F> {
+    /// An empty table (only the root pages) for `config`.
+    pub fn new(config: TableConfig) -> Result<Self, ConfigError> {
+        let top_level = config.top_level;
+        if top_level > F::MAX_TOP_LEVEL {
+            return Err(ConfigError::TopLevel);
+        }
+        let root_shift = level_shift(F::GRANULE_LG2, top_level);
+        let root_span_lg2 = root_shift + TABLE_INDEX_BITS;
+        if config.va_bits <= root_shift || config.va_bits > 64 {
+            return Err(ConfigError::VaBits);
+        }
+        let root_pages = if config.va_bits > root_span_lg2 {
+            let extra = config.va_bits - root_span_lg2;
+            if extra > MAX_ROOT_PAGES.trailing_zeros() {
+                return Err(ConfigError::VaBits);
+            }
+            1u32 << extra
+        } else {
+            1
+        };
+        let va_last = low_mask(config.va_bits);
+
+        let mut format_sizes = 0u64;
+        for level in 0..=top_level {
+            format_sizes |= F::leaf_sizes(level);
+        }
+        let pgsize_bitmap = format_sizes
+            & config.pgsize_bitmap
+            & low_mask(F::MAX_OA_BITS)
+            & low_mask(config.va_bits);
+        if pgsize_bitmap == 0 {
+            return Err(ConfigError::NoPageSizes);
+        }
+        let mut size_level = [0u8; 64];
+        for (size_lg2, level) in size_level.iter_mut().enumerate() {
+            if pgsize_bitmap & (1u64 << size_lg2) != 0 {
+                // Leaf sizes at level L lie in [shift(L), shift(L) + 8].
+                *level = ((size_lg2 as u32 - F::GRANULE_LG2) / TABLE_INDEX_BITS) as u8;
+            }
+        }
+
+        let aperture = config.aperture.unwrap_or(IovaRange {
+            start: 0,
+            last: va_last,
+        });
+        if aperture.last > va_last {
+            return Err(ConfigError::Aperture);
+        }
+
+        let mut arena = TableArena::new(config.max_table_pages);
+        let root = arena.alloc().ok_or(ConfigError::NoMemory)?;
+        for expected in 1..root_pages {
+            let page = arena.alloc().ok_or(ConfigError::NoMemory)?;
+            debug_assert_eq!(page, root + expected);
+        }
+
+        Ok(Self {
+            arena,
+            root,
+            root_pages,
+            root_span_lg2,
+            top_level,
+            va_last,
+            pgsize_bitmap,
+            min_page_lg2: pgsize_bitmap.trailing_zeros(),
+            aperture,
+            size_level,
+            dirty_tracking: false,
+            format: PhantomData,
+        })
+    }
+
+    /// Page sizes this table maps with (bit `n` ⇔ `2^n` bytes).
+    pub fn pgsize_bitmap(&self) -> u64 {
+        self.pgsize_bitmap
+    }
+
+    /// The smallest page size: the alignment every map / unmap needs.
+    pub fn min_page_size(&self) -> u64 {
+        1 << self.min_page_lg2
+    }
+
+    /// IOVAs `map` accepts.
+    pub fn aperture(&self) -> IovaRange {
+        self.aperture
+    }
+
+    /// Level of the root table.
+    pub fn top_level(&self) -> u32 {
+        self.top_level
+    }
+
+    /// The format's name.
+    pub fn format_name(&self) -> &'static str {
+        F::NAME
+    }
+
+    /// Table pages in use, the root included.
+    pub fn table_pages(&self) -> usize {
+        self.arena.live()
+    }
+
+    /// Memory held by table pages, in bytes.
+    pub fn table_memory_bytes(&self) -> u64 {
+        self.arena.live() as u64 * TABLE_BYTES
+    }
+
+    /// Whether DMA writes set dirty bits.
+    pub fn dirty_tracking(&self) -> bool {
+        self.dirty_tracking
+    }
+
+    /// Start or stop hardware dirty marking by DMA writes. Bits already set
+    /// stay set; callers usually clear them when enabling.
+    pub fn set_dirty_tracking(&mut self, enabled: bool) {
+        self.dirty_tracking = enabled;
+    }
+
+    #[inline(always)]
+    fn root_for(&self, iova: u64) -> TableId {
+        if self.root_pages == 1 {
+            self.root
+        } else {
+            self.root + (iova >> self.root_span_lg2) as TableId
+        }
+    }
+
+    /// The largest allowed leaf that `iova`, `pa` and `remaining` permit.
+    #[inline(always)]
+    fn best_leaf_lg2(&self, iova: u64, pa: u64, remaining: u64) -> u32 {
+        let aligned_lg2 = (iova | pa).trailing_zeros();
+        let fits_lg2 = 63 - remaining.leading_zeros();
+        let candidates = self.pgsize_bitmap & low_mask(aligned_lg2.min(fits_lg2) + 1);
+        63 - candidates.leading_zeros()
+    }
+
+    // ----- map ------------------------------------------------------------
+
+    /// Map `[iova, iova + len − 1]` to `[pa, pa + len − 1]` with `prot`,
+    /// using at each step the largest leaf that the alignment of IOVA and PA
+    /// and the remaining length allow.
+    ///
+    /// On failure the first `mapped` bytes stay mapped (see [`MapError`]).
+    /// Mapping only adds translations, so no IOTLB invalidation is owed.
+    pub fn map(&mut self, iova: u64, pa: u64, len: u64, prot: Prot) -> Result<(), MapError> {
+        let fail = |kind| MapError { mapped: 0, kind };
+        if len == 0 || prot.is_none() {
+            return Err(fail(MapErrorKind::InvalidArgument));
+        }
+        let range = IovaRange::from_len(iova, len).ok_or(fail(MapErrorKind::Overflow))?;
+        let pa_last = pa
+            .checked_add(len - 1)
+            .ok_or(fail(MapErrorKind::Overflow))?;
+        if (iova | pa | len) & low_mask(self.min_page_lg2) != 0 {
+            return Err(fail(MapErrorKind::InvalidArgument));
+        }
+        if !self.aperture.contains_range(&range) || pa_last > low_mask(F::MAX_OA_BITS) {
+            return Err(fail(MapErrorKind::OutOfRange));
+        }
+
+        let mut cursor = MapCursor {
+            iova,
+            pa,
+            remaining: len,
+            mapped: 0,
+            prot,
+        };
+        while cursor.remaining > 0 {
+            let root = self.root_for(cursor.iova);
+            self.map_in(root, self.top_level, &mut cursor)
+                .map_err(|kind| MapError {
+                    mapped: cursor.mapped,
+                    kind,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Map from `cursor` inside `table` (at `level`) until the range is done
+    /// or the cursor leaves this table.
+    fn map_in(
+        &mut self,
+        table: TableId,
+        level: u32,
+        cursor: &mut MapCursor,
+    ) -> Result<(), MapErrorKind> {
+        let shift = level_shift(F::GRANULE_LG2, level);
+        loop {
+            let slot = slot_index(cursor.iova, shift);
+            let size_lg2 = self.best_leaf_lg2(cursor.iova, cursor.pa, cursor.remaining);
+            if u32::from(self.size_level[size_lg2 as usize]) >= level {
+                // Inside a child table the IOVA is never aligned to the
+                // parent's item, so the chosen leaf always belongs here.
+                let slots = 1usize << (size_lg2 - shift);
+                self.make_room_for_leaf(table, level, slot, slots)?;
+                let pte = F::encode_leaf(cursor.pa, size_lg2, level, cursor.prot);
+                self.arena.table_mut(table)[slot..slot + slots].fill(pte);
+                self.arena.add_used(table, slots);
+                let size = 1u64 << size_lg2;
+                cursor.mapped += size;
+                cursor.remaining -= size;
+                if cursor.remaining == 0 {
+                    return Ok(());
+                }
+                cursor.iova += size;
+                cursor.pa += size;
+            } else {
+                let child = self.child_for_map(table, level, slot)?;
+                self.map_in(child, level - 1, cursor)?;
+                if cursor.remaining == 0 {
+                    return Ok(());
+                }
+            }
+            if slot_index(cursor.iova, shift) == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Make `slots` slots from `slot` empty for a new leaf: empty slots are
+    /// fine, a table without leaves below is freed, anything else is in use.
+    fn make_room_for_leaf(
+        &mut self,
+        table: TableId,
+        level: u32,
+        slot: usize,
+        slots: usize,
+    ) -> Result<(), MapErrorKind> {
+        for index in slot..slot + slots {
+            let pte = self.arena.get(table, index);
+            if pte == 0 {
+                continue;
+            }
+            match F::decode(pte, level) {
+                Pte::Table { pa } if level > 0 => {
+                    let child = TableArena::id_at(pa);
+                    if self.subtree_has_leaves(child, level - 1) {
+                        return Err(MapErrorKind::AddressInUse);
+                    }
+                    self.free_subtree(child, level - 1);
+                    self.arena.set(table, index, 0);
+                    self.arena.sub_used(table, 1);
+                }
+                _ => return Err(MapErrorKind::AddressInUse),
+            }
+        }
+        Ok(())
+    }
+
+    /// The child table under `slot`, created when the slot is empty.
+    #[inline]
+    fn child_for_map(
+        &mut self,
+        table: TableId,
+        level: u32,
+        slot: usize,
+    ) -> Result<TableId, MapErrorKind> {
+        let pte = self.arena.get(table, slot);
+        if pte == 0 {
+            let child = self.arena.alloc().ok_or(MapErrorKind::NoMemory)?;
+            self.arena.set(
+                table,
+                slot,
+                F::encode_table(TableArena::address(child), level),
+            );
+            self.arena.add_used(table, 1);
+            return Ok(child);
+        }
+        match F::decode(pte, level) {
+            Pte::Table { pa } => Ok(TableArena::id_at(pa)),
+            _ => Err(MapErrorKind::AddressInUse),
+        }
+    }
+
+    fn subtree_has_leaves(&self, table: TableId, level: u32) -> bool {
+        if self.arena.used(table) == 0 {
+            return false;
+        }
+        (0..TABLE_SLOTS).any(|slot| {
+            let pte = self.arena.get(table, slot);
+            pte != 0
+                && match F::decode(pte, level) {
+                    Pte::Table { pa } if level > 0 => {
+                        self.subtree_has_leaves(TableArena::id_at(pa), level - 1)
+                    }
+                    Pte::Empty => false,
+                    _ => true,
+                }
+        })
+    }
+
+    /// Free a table and every table below it; the caller clears its entry.
+    fn free_subtree(&mut self, table: TableId, level: u32) {
+        for slot in 0..TABLE_SLOTS {
+            let pte = self.arena.get(table, slot);
+            if pte == 0 {
+                continue;
+            }
+            if let Pte::Table { pa } = F::decode(pte, level) {
+                if level > 0 {
+                    self.free_subtree(TableArena::id_at(pa), level - 1);
+                }
+            }
+            self.arena.set(table, slot, 0);
+            self.arena.sub_used(table, 1);
+        }
+        self.arena.free(table);
+    }
+
+    // ----- unmap ----------------------------------------------------------
+
+    /// Remove the leaves in `[iova, iova + len − 1]` and free table pages
+    /// left empty. A leaf reaching past the end is removed whole, so the
+    /// returned byte count can exceed `len`; holes count nothing. Starting
+    /// inside a leaf is refused and changes nothing.
+    ///
+    /// The returned gather must reach the IOTLB: until it does, cached
+    /// translations of the removed leaves remain usable.
+    pub fn unmap(&mut self, iova: u64, len: u64) -> Result<(u64, IotlbGather), UnmapError> {
+        let range = self.checked_range(iova, len)?;
+        let Some(range) = range.intersection(&IovaRange {
+            start: 0,
+            last: self.va_last,
+        }) else {
+            return Ok((0, IotlbGather::empty()));
+        };
+        if let Some((extent, _)) = self.lookup(range.start) {
+            if extent.start != range.start {
+                return Err(UnmapError::InsideLeaf);
+            }
+        }
+        let mut cursor = RangeCursor {
+            iova: range.start,
+            last: range.last,
+            done: false,
+        };
+        let mut unmapped = 0u64;
+        let mut removed: Option<IovaRange> = None;
+        while !cursor.done {
+            let root = self.root_for(cursor.iova);
+            self.unmap_in(root, self.top_level, &mut cursor, &mut unmapped, &mut removed);
+        }
+        let mut gather = IotlbGather::empty();
+        if let Some(removed) = removed {
+            gather.add(removed);
+        }
+        Ok((unmapped, gather))
+    }
+
+    fn checked_range(&self, iova: u64, len: u64) -> Result<IovaRange, UnmapError> {
+        if len == 0 || (iova | len) & low_mask(self.min_page_lg2) != 0 {
+            return Err(UnmapError::InvalidArgument);
+        }
+        IovaRange::from_len(iova, len).ok_or(UnmapError::Overflow)
+    }
+
+    fn unmap_in(
+        &mut self,
+        table: TableId,
+        level: u32,
+        cursor: &mut RangeCursor,
+        unmapped: &mut u64,
+        removed: &mut Option<IovaRange>,
+    ) {
+        let shift = level_shift(F::GRANULE_LG2, level);
+        loop {
+            let slot = slot_index(cursor.iova, shift);
+            let pte = self.arena.get(table, slot);
+            let next = if pte == 0 {
+                item_end(cursor.iova, shift)
+            } else {
+                match F::decode(pte, level) {
+                    Pte::Empty => item_end(cursor.iova, shift),
+                    Pte::Leaf(leaf) => {
+                        let slots = 1usize << (leaf.size_lg2 - shift);
+                        let first = slot & !(slots - 1);
+                        self.arena.table_mut(table)[first..first + slots].fill(0);
+                        self.arena.sub_used(table, slots);
+                        let extent = IovaRange {
+                            start: cursor.iova & !low_mask(leaf.size_lg2),
+                            last: cursor.iova | low_mask(leaf.size_lg2),
+                        };
+                        *unmapped = unmapped.saturating_add(1u64 << leaf.size_lg2);
+                        *removed = Some(removed.map_or(extent, |have| have.hull(&extent)));
+                        extent.last.checked_add(1)
+                    }
+                    Pte::Table { pa } => {
+                        let child = TableArena::id_at(pa);
+                        self.unmap_in(child, level - 1, cursor, unmapped, removed);
+                        if self.arena.used(child) == 0 {
+                            self.arena.set(table, slot, 0);
+                            self.arena.sub_used(table, 1);
+                            self.arena.free(child);
+                        }
+                        if cursor.done || slot_index(cursor.iova, shift) == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            };
+            cursor.advance_to(next);
+            if cursor.done || slot_index(cursor.iova, shift) == 0 {
+                return;
+            }
+        }
+    }
+
+    // ----- walks ------------------------------------------------------------
+
+    /// The slot holding the leaf that translates `iova`: (table, slot, level, leaf).
+    #[inline(always)]
+    fn walk(&self, iova: u64) -> Option<(TableId, usize, u32, Leaf)> {
+        if iova > self.va_last {
+            return None;
+        }
+        let mut table = self.root_for(iova);
+        let mut level = self.top_level;
+        loop {
+            let slot = slot_index(iova, level_shift(F::GRANULE_LG2, level));
+            match F::decode(self.arena.get(table, slot), level) {
+                Pte::Empty => return None,
+                Pte::Leaf(leaf) => return Some((table, slot, level, leaf)),
+                Pte::Table { pa } => {
+                    if level == 0 {
+                        return None;
+                    }
+                    table = TableArena::id_at(pa);
+                    level -= 1;
+                }
+            }
+        }
+    }
+
+    /// The leaf translating `iova` and the IOVA range it covers.
+    #[inline]
+    pub fn lookup(&self, iova: u64) -> Option<(IovaRange, Leaf)> {
+        let (_, _, _, leaf) = self.walk(iova)?;
+        let extent = IovaRange {
+            start: iova & !low_mask(leaf.size_lg2),
+            last: iova | low_mask(leaf.size_lg2),
+        };
+        Some((extent, leaf))
+    }
+
+    /// The PA `iova` translates to and the leaf's permissions.
+    #[inline]
+    pub fn iova_to_phys(&self, iova: u64) -> Option<(u64, Prot)> {
+        let (_, _, _, leaf) = self.walk(iova)?;
+        Some((leaf.pa | (iova & low_mask(leaf.size_lg2)), leaf.prot))
+    }
+
+    /// Set the dirty mark in the one slot translating `iova`, as hardware
+    /// does on a write; `false` when nothing is mapped there.
+    pub fn set_dirty(&mut self, iova: u64) -> bool {
+        match self.walk(iova) {
+            Some((table, slot, _, _)) => {
+                let pte = self.arena.get(table, slot);
+                self.arena.set(table, slot, F::set_dirty(pte));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every leaf, in IOVA order, with the range it covers. For checks and
+    /// inspection; it allocates.
+    pub fn leaves(&self) -> Vec<(IovaRange, Leaf)> {
+        let mut out = Vec::new();
+        for page in 0..self.root_pages {
+            let base = if self.root_pages == 1 {
+                0
+            } else {
+                u64::from(page) << self.root_span_lg2
+            };
+            self.collect_leaves(self.root + page, self.top_level, base, &mut out);
+        }
+        out
+    }
+
+    fn collect_leaves(
+        &self,
+        table: TableId,
+        level: u32,
+        base: u64,
+        out: &mut Vec<(IovaRange, Leaf)>,
+    ) {
+        let shift = level_shift(F::GRANULE_LG2, level);
+        let mut slot = 0;
+        while slot < TABLE_SLOTS {
+            let iova = base | ((slot as u64) << shift);
+            let mut step = 1;
+            match F::decode(self.arena.get(table, slot), level) {
+                Pte::Empty => {}
+                Pte::Table { pa } => {
+                    self.collect_leaves(TableArena::id_at(pa), level - 1, iova, out)
+                }
+                Pte::Leaf(leaf) => {
+                    step = 1 << (leaf.size_lg2 - shift);
+                    out.push((
+                        IovaRange {
+                            start: iova,
+                            last: iova | low_mask(leaf.size_lg2),
+                        },
+                        leaf,
+                    ));
+                }
+            }
+            slot += step;
+        }
+    }
+
+    // ----- dirty ------------------------------------------------------------
+
+    /// Record in `bitmap` every dirty leaf overlapping `[iova, iova + len − 1]`
+    /// (its whole extent, clipped to the range). Unless `clear` is false, also
+    /// clean those leaves (every slot of a multi-slot leaf).
+    ///
+    /// The returned gather covers the cleaned leaves: until it is flushed,
+    /// the IOTLB still believes them dirty and later writes through cached
+    /// entries will not mark them again.
+    pub fn read_and_clear_dirty(
+        &mut self,
+        iova: u64,
+        len: u64,
+        bitmap: &mut DirtyBitmap,
+        clear: bool,
+    ) -> Result<IotlbGather, UnmapError> {
+        let range = self.checked_range(iova, len)?;
+        let mut gather = IotlbGather::empty();
+        let Some(range) = range.intersection(&IovaRange {
+            start: 0,
+            last: self.va_last,
+        }) else {
+            return Ok(gather);
+        };
+        let mut cursor = RangeCursor {
+            iova: range.start,
+            last: range.last,
+            done: false,
+        };
+        let mut visit = |extent: IovaRange, slots: &mut [u64]| {
+            if !slots.iter().any(|&pte| F::is_dirty(pte)) {
+                return;
+            }
+            if let Some(clipped) = extent.intersection(&range) {
+                bitmap.record(clipped);
+            }
+            if clear {
+                for pte in slots.iter_mut() {
+                    *pte = F::clear_dirty(*pte);
+                }
+                gather.add(extent);
+            }
+        };
+        while !cursor.done {
+            let root = self.root_for(cursor.iova);
+            self.visit_leaves_in(root, self.top_level, &mut cursor, &mut visit);
+        }
+        Ok(gather)
+    }
+
+    /// Call `visit(extent, slots)` for each leaf the cursor's range touches,
+    /// with all the slots of the leaf (also those before the range start).
+    fn visit_leaves_in<V: FnMut(IovaRange, &mut [u64])>(
+        &mut self,
+        table: TableId,
+        level: u32,
+        cursor: &mut RangeCursor,
+        visit: &mut V,
+    ) {
+        let shift = level_shift(F::GRANULE_LG2, level);
+        loop {
+            let slot = slot_index(cursor.iova, shift);
+            let pte = self.arena.get(table, slot);
+            let next = match F::decode(pte, level) {
+                Pte::Empty => item_end(cursor.iova, shift),
+                Pte::Leaf(leaf) => {
+                    let slots = 1usize << (leaf.size_lg2 - shift);
+                    let first = slot & !(slots - 1);
+                    let extent = IovaRange {
+                        start: cursor.iova & !low_mask(leaf.size_lg2),
+                        last: cursor.iova | low_mask(leaf.size_lg2),
+                    };
+                    visit(
+                        extent,
+                        &mut self.arena.table_mut(table)[first..first + slots],
+                    );
+                    extent.last.checked_add(1)
+                }
+                Pte::Table { pa } => {
+                    self.visit_leaves_in(TableArena::id_at(pa), level - 1, cursor, visit);
+                    if cursor.done || slot_index(cursor.iova, shift) == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            cursor.advance_to(next);
+            if cursor.done || slot_index(cursor.iova, shift) == 0 {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{AmdV1, ArmS2, Mock, MockKind};
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn amd() -> PageTable<AmdV1> {
+        PageTable::new(AmdV1::config(3)).unwrap()
+    }
+
+    #[test]
+    fn map_picks_largest_leaves() {
+        let mut table = amd();
+        // IOVA and PA 2 MiB aligned, 4 MiB + 12 KiB long: one 4 MiB leaf,
+        // then 8 KiB and 4 KiB.
+        table.map(GIB, 3 * GIB, 4 * MIB + 0x3000, Prot::READ).unwrap();
+        let sizes: Vec<u32> = table.leaves().iter().map(|(_, leaf)| leaf.size_lg2).collect();
+        assert_eq!(sizes, vec![22, 13, 12]);
+        assert_eq!(table.iova_to_phys(GIB + 0x12345), Some((3 * GIB + 0x12345, Prot::READ)));
+        assert_eq!(
+            table.iova_to_phys(GIB + 4 * MIB + 0x2fff),
+            Some((3 * GIB + 4 * MIB + 0x2fff, Prot::READ))
+        );
+        assert_eq!(table.iova_to_phys(GIB + 4 * MIB + 0x3000), None);
+    }
+
+    #[test]
+    fn unmap_frees_tables_and_reports_bytes() {
+        let mut table = amd();
+        let start_pages = table.table_pages();
+        table.map(0x1000, 0x1000, 0x5000, Prot::READ_WRITE).unwrap();
+        assert!(table.table_pages() > start_pages);
+        let (bytes, gather) = table.unmap(0, 0x10_0000).unwrap();
+        assert_eq!(bytes, 0x5000);
+        assert_eq!(gather.into_range(), IovaRange::new(0x1000, 0x5fff));
+        assert_eq!(table.table_pages(), start_pages);
+    }
+
+    #[test]
+    fn unmap_inside_leaf_is_refused_and_end_inside_removes_whole_leaf() {
+        let mut table = amd();
+        table.map(2 * MIB, 2 * MIB, 2 * MIB, Prot::READ).unwrap();
+        assert_eq!(table.unmap(2 * MIB + 0x1000, 0x1000).unwrap_err(), UnmapError::InsideLeaf);
+        let (bytes, gather) = table.unmap(2 * MIB, 0x1000).unwrap();
+        assert_eq!(bytes, 2 * MIB);
+        assert!(gather.into_range().is_some());
+        assert!(table.leaves().is_empty());
+    }
+
+    #[test]
+    fn map_fails_partially_with_progress() {
+        let mut table = amd();
+        table.map(0x4000, 0x4000, 0x1000, Prot::READ).unwrap();
+        let err = table.map(0x1000, 0x1000, 0x8000, Prot::READ).unwrap_err();
+        assert_eq!(
+            err,
+            MapError {
+                mapped: 0x3000,
+                kind: MapErrorKind::AddressInUse
+            }
+        );
+    }
+
+    #[test]
+    fn map_rejects_bad_arguments() {
+        let mut table = amd();
+        let kind = |r: Result<(), MapError>| r.unwrap_err().kind;
+        assert_eq!(kind(table.map(0, 0, 0, Prot::READ)), MapErrorKind::InvalidArgument);
+        assert_eq!(kind(table.map(0x800, 0, 0x1000, Prot::READ)), MapErrorKind::InvalidArgument);
+        assert_eq!(kind(table.map(0, 0, 0x1000, Prot::NONE)), MapErrorKind::InvalidArgument);
+        assert_eq!(
+            kind(table.map(u64::MAX - 0xfff, 0, 0x2000, Prot::READ)),
+            MapErrorKind::Overflow
+        );
+        assert_eq!(kind(table.map(1 << 48, 0, 0x1000, Prot::READ)), MapErrorKind::OutOfRange);
+        assert_eq!(kind(table.map(0, 1 << 52, 0x1000, Prot::READ)), MapErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn page_cap_stops_map_with_no_memory() {
+        let mut table = PageTable::<AmdV1>::new(AmdV1::config(3).with_max_table_pages(3)).unwrap();
+        let err = table.map(0, 0, 0x1000, Prot::READ).unwrap_err();
+        assert_eq!(err.kind, MapErrorKind::NoMemory);
+        // The partial path holds no leaves, so a larger leaf may replace it.
+        table.map(0, 0, GIB, Prot::READ).unwrap();
+        assert_eq!(table.leaves().len(), 1);
+        assert_eq!(table.table_pages(), 2);
+    }
+
+    #[test]
+    fn top_of_64_bit_space_maps_and_unmaps() {
+        let mut table = PageTable::<AmdV1>::new(AmdV1::config(5)).unwrap();
+        let iova = u64::MAX - 0xfff;
+        table.map(iova, 0x7000, 0x1000, Prot::READ).unwrap();
+        assert_eq!(table.iova_to_phys(u64::MAX), Some((0x7fff, Prot::READ)));
+        let mut bitmap = DirtyBitmap::new(iova, 0x1000, 1).unwrap();
+        table.set_dirty(iova);
+        let gather = table.read_and_clear_dirty(iova, 0x1000, &mut bitmap, true).unwrap();
+        assert!(gather.into_range().is_some());
+        assert_eq!(bitmap.count(), 1);
+        let (bytes, gather) = table.unmap(iova, 0x1000).unwrap();
+        let _ = gather.into_range();
+        assert_eq!(bytes, 0x1000);
+        assert_eq!(table.table_pages(), 1);
+    }
+
+    #[test]
+    fn dirty_read_reports_whole_multi_slot_leaf() {
+        let mut table = PageTable::<Mock>::new(Mock::config(MockKind::Default)).unwrap();
+        let iova = 1 << 24;
+        table.map(iova, 0, 0x1000, Prot::READ_WRITE).unwrap();
+        assert_eq!(table.leaves().len(), 1);
+        // Mark only the second 2 KiB slot: the 4 KiB leaf is dirty as a whole.
+        assert!(table.set_dirty(iova + 0x800));
+        let mut bitmap = DirtyBitmap::new(iova, 0x800, 4).unwrap();
+        let gather = table.read_and_clear_dirty(iova, 0x800, &mut bitmap, true).unwrap();
+        assert_eq!(gather.into_range(), IovaRange::new(iova, iova + 0xfff));
+        assert_eq!(bitmap.iter_set().collect::<Vec<_>>(), vec![0]);
+        bitmap.clear();
+        let gather = table.read_and_clear_dirty(iova, 0x1000, &mut bitmap, true).unwrap();
+        assert!(gather.is_empty());
+        assert_eq!(bitmap.count(), 0);
+    }
+
+    #[test]
+    fn arm_concatenated_root_covers_the_whole_input() {
+        let mut table = PageTable::<ArmS2>::new(ArmS2::config(40)).unwrap();
+        assert_eq!(table.table_pages(), 2);
+        let high = (1u64 << 40) - 0x1000;
+        table.map(high, 0x1000, 0x1000, Prot::READ).unwrap();
+        table.map(0, 0x2000, 0x1000, Prot::READ).unwrap();
+        assert_eq!(table.iova_to_phys(high), Some((0x1000, Prot::READ)));
+        assert_eq!(table.leaves().len(), 2);
+        let (bytes, gather) = table.unmap(0, 1 << 40).unwrap();
+        let _ = gather.into_range();
+        assert_eq!(bytes, 0x2000);
+        assert_eq!(table.table_pages(), 2);
+    }
+}
