@@ -1,1 +1,170 @@
-fn main() {}
+//! `softiommu`: Linux's iommufd and IOMMU core in user space.
+//!
+//! For now the main job is `softiommu demo`: a built-in scenario that drives
+//! the engine through the raw ioctl interface, as a program using
+//! `/dev/iommu` would, and prints what the IO address spaces hold.
+
+use clap::{Parser, Subcommand};
+use softiommu_engine::api::{Engine, IoasId, Iommufd};
+use softiommu_engine::ioctl::Arg;
+use softiommu_engine::memory::{SimFile, PAGE_SIZE};
+use softiommu_engine::Prot;
+use softiommu_uapi::ioctl::*;
+use softiommu_uapi::iommufd::*;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "softiommu",
+    version,
+    about = "Linux's iommufd (/dev/iommu) and IOMMU core, in user space"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the built-in scenario and print what each IOAS holds (the default).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => match demo() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("softiommu: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_ioas(fd: &Iommufd, ioas: IoasId) -> Result<(), Box<dyn std::error::Error>> {
+    let (ranges, align) = fd.iova_ranges(ioas)?;
+    println!("IOAS {}: iova alignment {align:#x}", ioas.0);
+    for (start, last) in ranges {
+        println!("  usable  [{start:#018x}, {last:#018x}]");
+    }
+    for a in fd.areas(ioas)? {
+        let rw = format!(
+            "{}{}",
+            if a.prot.read { "r" } else { "-" },
+            if a.prot.write { "w" } else { "-" }
+        );
+        println!(
+            "  area    [{:#018x}, {:#018x}] {rw} {:>8} bytes, {} pages pinned, from {}",
+            a.iova,
+            a.iova + a.length - 1,
+            a.length,
+            a.pinned_pages,
+            a.source
+        );
+    }
+    Ok(())
+}
+
+fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::new();
+    let mut fd = engine.open();
+
+    // The same steps a VMM takes through /dev/iommu, spoken as raw ioctls.
+    let mut alloc = IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    fd.ioctl(
+        IOMMU_IOAS_ALLOC,
+        Arg::Bytes(zerocopy::IntoBytes::as_mut_bytes(&mut alloc)),
+    )?;
+    let ioas = IoasId(alloc.out_ioas_id);
+    println!("IOMMU_IOAS_ALLOC -> ioas {}", ioas.0);
+
+    let guest_ram = vec![0xa5u8; 64 * PAGE_SIZE as usize];
+    let mut map = IommuIoasMap {
+        size: 40,
+        flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+        ioas_id: ioas.0,
+        user_va: guest_ram.as_ptr() as u64,
+        length: guest_ram.len() as u64,
+        ..Default::default()
+    };
+    fd.ioctl(
+        IOMMU_IOAS_MAP,
+        Arg::Bytes(zerocopy::IntoBytes::as_mut_bytes(&mut map)),
+    )?;
+    println!(
+        "IOMMU_IOAS_MAP {} bytes -> iova {:#x}",
+        map.length, map.iova
+    );
+
+    // A fixed mapping, a read-only window and a file-backed one.
+    let rom = vec![0x5au8; 4 * PAGE_SIZE as usize];
+    let rom_iova = fd.map_buffer(
+        ioas,
+        &rom,
+        Some(0x1000_0000),
+        Prot {
+            read: true,
+            write: false,
+        },
+    )?;
+    println!("map_buffer (read-only) -> iova {rom_iova:#x}");
+    let file = Arc::new(SimFile::new(16 * PAGE_SIZE as usize, true));
+    let file_iova = fd.map_file(
+        ioas,
+        file,
+        0,
+        16 * PAGE_SIZE,
+        None,
+        Prot {
+            read: true,
+            write: true,
+        },
+    )?;
+    println!("map_file 16 pages -> iova {file_iova:#x}");
+
+    // An emulated device pins part of guest RAM and writes through the IOAS.
+    let pin = fd.pin(ioas, map.iova, 4 * PAGE_SIZE, true)?;
+    fd.write(ioas, map.iova + 8, b"softiommu")?;
+    println!(
+        "pinned 4 pages, wrote 9 bytes at iova {:#x}: guest sees {:?}",
+        map.iova + 8,
+        &guest_ram[8..17]
+    );
+
+    // A second IOAS shares the same pages through IOAS_COPY.
+    let second = fd.alloc_ioas()?;
+    let copied = fd.copy(
+        second,
+        ioas,
+        map.iova,
+        16 * PAGE_SIZE,
+        None,
+        Prot {
+            read: true,
+            write: false,
+        },
+    )?;
+    println!(
+        "IOAS_COPY 16 pages into ioas {} -> iova {copied:#x}",
+        second.0
+    );
+
+    println!();
+    print_ioas(&fd, ioas)?;
+    print_ioas(&fd, second)?;
+
+    fd.unpin(ioas, pin)?;
+    let unmapped = fd.unmap_all(ioas)?;
+    println!(
+        "\nunmapped {unmapped} bytes from ioas {}; pinned frames left: {}",
+        ioas.0,
+        engine.shared().pinned_frames()
+    );
+    Ok(())
+}

@@ -61,12 +61,26 @@ impl Engine {
 
     /// A context acting for this process, with this process's credentials.
     pub fn open(&self) -> Iommufd {
-        self.open_as(Arc::new(ProcessMemory::current()), Box::new(ProcFiles::current()), current_credentials())
+        self.open_as(
+            Arc::new(ProcessMemory::current()),
+            Box::new(ProcFiles::current()),
+            current_credentials(),
+        )
     }
 
     /// A context acting for the given memory, descriptors and credentials.
-    pub fn open_as(&self, mem: Arc<dyn AddressSpace>, files: Box<dyn FileResolver>, creds: Credentials) -> Iommufd {
-        Iommufd { ctx: Context::new(self.shared.clone()), mem, files, creds }
+    pub fn open_as(
+        &self,
+        mem: Arc<dyn AddressSpace>,
+        files: Box<dyn FileResolver>,
+        creds: Credentials,
+    ) -> Iommufd {
+        Iommufd {
+            ctx: Context::new(self.shared.clone()),
+            mem,
+            files,
+            creds,
+        }
     }
 }
 
@@ -114,31 +128,63 @@ impl Iommufd {
 
     /// The raw ioctl entry point, for code that speaks the uAPI.
     pub fn ioctl(&mut self, request: u32, arg: Arg<'_>) -> std::result::Result<i64, Errno> {
-        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+        let caller = Caller {
+            mem: &self.mem,
+            files: self.files.as_ref(),
+            creds: self.creds,
+        };
         self.ctx.ioctl(&caller, request, arg)
     }
 
     pub fn alloc_ioas(&mut self) -> Result<IoasId> {
-        self.ctx.ioas_alloc().map(IoasId).map_err(err("allocating an IOAS"))
+        self.ctx
+            .ioas_alloc()
+            .map(IoasId)
+            .map_err(err("allocating an IOAS"))
     }
 
     /// Destroys any object by id.
     pub fn destroy(&mut self, id: u32) -> Result<()> {
-        self.ctx.destroy(id).map_err(|e| Error::new(e, format!("destroying object {id}")))
+        self.ctx
+            .destroy(id)
+            .map_err(|e| Error::new(e, format!("destroying object {id}")))
     }
 
     /// Maps `length` bytes of the caller's memory at `user_va`; `iova: None`
     /// lets the engine choose. Returns the IOVA.
-    pub fn map_user(&mut self, ioas: IoasId, user_va: u64, length: u64, iova: Option<u64>, prot: Prot) -> Result<u64> {
-        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+    pub fn map_user(
+        &mut self,
+        ioas: IoasId,
+        user_va: u64,
+        length: u64,
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
+        let caller = Caller {
+            mem: &self.mem,
+            files: self.files.as_ref(),
+            creds: self.creds,
+        };
         self.ctx
             .ioas_map(&caller, ioas.0, user_va, MapArgs { iova, length, prot })
             .map_err(|e| Error::new(e, format!("mapping {length:#x} bytes at {user_va:#x}")))
     }
 
     /// Maps a buffer of this process (the context must act for this process).
-    pub fn map_buffer(&mut self, ioas: IoasId, buffer: &[u8], iova: Option<u64>, prot: Prot) -> Result<u64> {
-        self.map_user(ioas, buffer.as_ptr() as u64, buffer.len() as u64, iova, prot)
+    pub fn map_buffer(
+        &mut self,
+        ioas: IoasId,
+        buffer: &[u8],
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
+        self.map_user(
+            ioas,
+            buffer.as_ptr() as u64,
+            buffer.len() as u64,
+            iova,
+            prot,
+        )
     }
 
     /// Maps `length` bytes of `file` from byte `start`.
@@ -151,10 +197,19 @@ impl Iommufd {
         iova: Option<u64>,
         prot: Prot,
     ) -> Result<u64> {
-        let caller = Caller { mem: &self.mem, files: self.files.as_ref(), creds: self.creds };
+        let caller = Caller {
+            mem: &self.mem,
+            files: self.files.as_ref(),
+            creds: self.creds,
+        };
         self.ctx
             .ioas_map_file(&caller, ioas.0, file, start, MapArgs { iova, length, prot })
-            .map_err(|e| Error::new(e, format!("mapping {length:#x} bytes of a file at {start:#x}")))
+            .map_err(|e| {
+                Error::new(
+                    e,
+                    format!("mapping {length:#x} bytes of a file at {start:#x}"),
+                )
+            })
     }
 
     /// Unmaps the areas inside `[iova, iova + length)`; returns the bytes unmapped.
@@ -165,7 +220,9 @@ impl Iommufd {
     }
 
     pub fn unmap_all(&mut self, ioas: IoasId) -> Result<u64> {
-        self.ctx.ioas_unmap(ioas.0, 0, u64::MAX).map_err(err("unmapping everything"))
+        self.ctx
+            .ioas_unmap(ioas.0, 0, u64::MAX)
+            .map_err(err("unmapping everything"))
     }
 
     /// Maps the pages behind `[src_iova, +length)` of `src` into `dst`, sharing them.
@@ -179,7 +236,16 @@ impl Iommufd {
         prot: Prot,
     ) -> Result<u64> {
         self.ctx
-            .ioas_copy(dst.0, src.0, src_iova, MapArgs { iova: dst_iova, length, prot })
+            .ioas_copy(
+                dst.0,
+                src.0,
+                src_iova,
+                MapArgs {
+                    iova: dst_iova,
+                    length,
+                    prot,
+                },
+            )
             .map_err(|e| Error::new(e, format!("copying [{src_iova:#x}, +{length:#x})")))
     }
 
@@ -191,46 +257,60 @@ impl Iommufd {
 
     /// Restricts automatic allocation to `ranges` (inclusive).
     pub fn allow_iovas(&mut self, ioas: IoasId, ranges: &[(u64, u64)]) -> Result<()> {
-        self.ctx.ioas_allow_iovas(ioas.0, ranges).map_err(err("setting allowed IOVA ranges"))
+        self.ctx
+            .ioas_allow_iovas(ioas.0, ranges)
+            .map_err(err("setting allowed IOVA ranges"))
     }
 
     /// Reserves `[start, start + length)`.
     pub fn reserve(&mut self, ioas: IoasId, start: u64, length: u64) -> Result<()> {
-        self.ctx.ioas_add_reserved(ioas.0, start, length).map_err(err("reserving IOVA"))
+        self.ctx
+            .ioas_add_reserved(ioas.0, start, length)
+            .map_err(err("reserving IOVA"))
     }
 
     /// `IOMMU_OPTION_HUGE_PAGES`.
     pub fn set_huge_pages(&mut self, ioas: IoasId, enabled: bool) -> Result<()> {
-        let iopt = self.ctx.ioas_mut(ioas.0).map_err(err("setting huge pages"))?;
+        let iopt = self
+            .ctx
+            .ioas_mut(ioas.0)
+            .map_err(err("setting huge pages"))?;
         if enabled {
             iopt.enable_large_pages();
             Ok(())
         } else {
-            iopt.disable_large_pages().map_err(err("disabling huge pages"))
+            iopt.disable_large_pages()
+                .map_err(err("disabling huge pages"))
         }
     }
 
     /// Pins the pages behind `[iova, +length)`; returns a pin id.
     pub fn pin(&mut self, ioas: IoasId, iova: u64, length: u64, write: bool) -> Result<u64> {
         let iopt = self.ctx.ioas_mut(ioas.0).map_err(err("pinning"))?;
-        iopt.pin(iova, length, write).map_err(|e| Error::new(e, format!("pinning [{iova:#x}, +{length:#x})")))
+        iopt.pin(iova, length, write)
+            .map_err(|e| Error::new(e, format!("pinning [{iova:#x}, +{length:#x})")))
     }
 
     pub fn unpin(&mut self, ioas: IoasId, pin: u64) -> Result<()> {
-        self.ctx.ioas_mut(ioas.0).and_then(|t| t.unpin(pin)).map_err(err("unpinning"))
+        self.ctx
+            .ioas_mut(ioas.0)
+            .and_then(|t| t.unpin(pin))
+            .map_err(err("unpinning"))
     }
 
     /// Reads through the IOAS as a device would.
     pub fn read(&self, ioas: IoasId, iova: u64, buf: &mut [u8]) -> Result<()> {
         let iopt = self.ctx.ioas(ioas.0).map_err(err("reading"))?;
-        iopt.access_rw(iova, buf, false).map_err(|e| Error::new(e, format!("reading at IOVA {iova:#x}")))
+        iopt.access_rw(iova, buf, false)
+            .map_err(|e| Error::new(e, format!("reading at IOVA {iova:#x}")))
     }
 
     /// Writes through the IOAS as a device would.
     pub fn write(&mut self, ioas: IoasId, iova: u64, data: &[u8]) -> Result<()> {
         let iopt = self.ctx.ioas(ioas.0).map_err(err("writing"))?;
         let mut copy = data.to_vec();
-        iopt.access_rw(iova, &mut copy, true).map_err(|e| Error::new(e, format!("writing at IOVA {iova:#x}")))
+        iopt.access_rw(iova, &mut copy, true)
+            .map_err(|e| Error::new(e, format!("writing at IOVA {iova:#x}")))
     }
 
     /// The areas of an IOAS.
@@ -252,6 +332,10 @@ impl Iommufd {
 impl Caller<'_> {
     /// A caller for tests and embedders: `mem`, no descriptors, default credentials.
     pub fn simple<'a>(mem: &'a Arc<dyn AddressSpace>, files: &'a dyn FileResolver) -> Caller<'a> {
-        Caller { mem, files, creds: Credentials::default() }
+        Caller {
+            mem,
+            files,
+            creds: Credentials::default(),
+        }
     }
 }

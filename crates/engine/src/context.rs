@@ -36,7 +36,12 @@ pub struct Credentials {
 
 impl Default for Credentials {
     fn default() -> Self {
-        Credentials { uid: 1000, cap_ipc_lock: false, cap_sys_resource: false, memlock_limit: 8 << 20 }
+        Credentials {
+            uid: 1000,
+            cap_ipc_lock: false,
+            cap_sys_resource: false,
+            memlock_limit: 8 << 20,
+        }
     }
 }
 
@@ -65,7 +70,13 @@ pub struct Context {
 
 impl Context {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Context { shared, objects: ObjectTable::default(), vfio_ioas: None, account_mm: false, temp_memory_limit: 65536 }
+        Context {
+            shared,
+            objects: ObjectTable::default(),
+            vfio_ioas: None,
+            account_mm: false,
+            temp_memory_limit: 65536,
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -81,7 +92,8 @@ impl Context {
         Ok(&self.objects.ioas(id)?.iopt)
     }
 
-    pub(crate) fn ioas_mut(&mut self, id: u32) -> Result<&mut IoPagetable> {
+    /// The IOAS `id`, for pinning and emulated device access.
+    pub fn ioas_mut(&mut self, id: u32) -> Result<&mut IoPagetable> {
         Ok(&mut self.objects.ioas_mut(id)?.iopt)
     }
 
@@ -93,7 +105,12 @@ impl Context {
         } else {
             AccountMode::User
         };
-        AccountOwner { mode, uid: caller.creds.uid, mm: caller.mem.id(), limit_bytes: caller.creds.memlock_limit }
+        AccountOwner {
+            mode,
+            uid: caller.creds.uid,
+            mm: caller.mem.id(),
+            limit_bytes: caller.creds.memlock_limit,
+        }
     }
 
     /// Allocates an IOAS (object creation can fail under fault injection).
@@ -123,7 +140,13 @@ impl Context {
     }
 
     /// Maps `length` bytes of the caller's memory at `user_va`.
-    pub fn ioas_map(&mut self, caller: &Caller<'_>, ioas: u32, user_va: u64, args: MapArgs) -> Result<u64> {
+    pub fn ioas_map(
+        &mut self,
+        caller: &Caller<'_>,
+        ioas: u32,
+        user_va: u64,
+        args: MapArgs,
+    ) -> Result<u64> {
         let owner = self.owner_for(caller);
         // Fail an unknown IOAS before building anything.
         self.objects.ioas(ioas)?;
@@ -131,15 +154,23 @@ impl Context {
         let base = user_va & !(PAGE_SIZE - 1);
         let start_byte = user_va - base;
         let pages = Pages::new(
-            Source::User { mm: caller.mem.clone(), base },
+            Source::User {
+                mm: caller.mem.clone(),
+                base,
+            },
             start_byte,
             args.length,
             args.prot.write,
             owner,
             &self.shared,
         )?;
-        let slice = PagesSlice { pages, start_byte, length: args.length };
-        self.ioas_mut(ioas)?.map_pages(&[slice], args.length, args.iova, args.prot)
+        let slice = PagesSlice {
+            pages,
+            start_byte,
+            length: args.length,
+        };
+        self.ioas_mut(ioas)?
+            .map_pages(&[slice], args.length, args.iova, args.prot)
     }
 
     /// Maps `length` bytes of `file` from byte `start`.
@@ -162,16 +193,32 @@ impl Context {
         }
         let base = start & !(PAGE_SIZE - 1);
         let start_byte = start - base;
-        let pages =
-            Pages::new(Source::File { file, base }, start_byte, args.length, args.prot.write, owner, &self.shared)?;
-        let slice = PagesSlice { pages, start_byte, length: args.length };
-        self.ioas_mut(ioas)?.map_pages(&[slice], args.length, args.iova, args.prot)
+        let pages = Pages::new(
+            Source::File { file, base },
+            start_byte,
+            args.length,
+            args.prot.write,
+            owner,
+            &self.shared,
+        )?;
+        let slice = PagesSlice {
+            pages,
+            start_byte,
+            length: args.length,
+        };
+        self.ioas_mut(ioas)?
+            .map_pages(&[slice], args.length, args.iova, args.prot)
     }
 
     /// Shares the pages behind `[src_iova, +length)` of `src` into `dst`.
     pub fn ioas_copy(&mut self, dst: u32, src: u32, src_iova: u64, args: MapArgs) -> Result<u64> {
-        let slices = self.objects.ioas(src)?.iopt.get_pages(src_iova, args.length)?;
-        self.ioas_mut(dst)?.map_pages(&slices, args.length, args.iova, args.prot)
+        let slices = self
+            .objects
+            .ioas(src)?
+            .iopt
+            .get_pages(src_iova, args.length)?;
+        self.ioas_mut(dst)?
+            .map_pages(&slices, args.length, args.iova, args.prot)
     }
 
     /// Unmaps `[iova, +length)`; `(0, u64::MAX)` unmaps everything.
@@ -215,16 +262,30 @@ impl Context {
     pub fn ioas_change_process(&mut self, caller: &Caller<'_>) -> Result<()> {
         let owner = self.owner_for(caller);
         let ids = self.objects.ids();
-        let ioas_ids: Vec<u32> = ids.into_iter().filter(|&id| self.objects.ioas(id).is_ok()).collect();
+        let ioas_ids: Vec<u32> = ids
+            .into_iter()
+            .filter(|&id| self.objects.ioas(id).is_ok())
+            .collect();
         for &id in &ioas_ids {
-            if self.objects.ioas(id)?.iopt.areas().any(|a| !a.pages.is_file()) {
+            if self
+                .objects
+                .ioas(id)?
+                .iopt
+                .areas()
+                .any(|a| !a.pages.is_file())
+            {
                 return Err(Errno::EINVAL);
             }
         }
         let mut done: Vec<(Arc<Pages>, AccountOwner)> = Vec::new();
         for &id in &ioas_ids {
-            let previous: Vec<(Arc<Pages>, AccountOwner)> =
-                self.objects.ioas(id)?.iopt.areas().map(|a| (a.pages.clone(), a.pages.owner())).collect();
+            let previous: Vec<(Arc<Pages>, AccountOwner)> = self
+                .objects
+                .ioas(id)?
+                .iopt
+                .areas()
+                .map(|a| (a.pages.clone(), a.pages.owner()))
+                .collect();
             if let Err(e) = self.ioas_mut(id)?.change_owner(owner) {
                 for (pages, prev) in done.into_iter().rev() {
                     let _ = pages.change_owner(prev);

@@ -80,7 +80,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(errno: Errno, what: impl Into<String>) -> Self {
-        Error { errno, message: what.into() }
+        Error {
+            errno,
+            message: what.into(),
+        }
     }
 }
 

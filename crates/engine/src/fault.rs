@@ -45,7 +45,13 @@ impl FaultInjector {
         let hit = self
             .state
             .countdown
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| if c == 0 { None } else { Some(c - 1) })
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                if c == 0 {
+                    None
+                } else {
+                    Some(c - 1)
+                }
+            })
             .map(|before| before == 1)
             .unwrap_or(false);
         if hit {

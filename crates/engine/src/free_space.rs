@@ -40,7 +40,13 @@ impl Default for FreeSpace {
 
 impl FreeSpace {
     pub fn new() -> Self {
-        FreeSpace { nodes: Vec::new(), free_slots: Vec::new(), root: NIL, len: 0, rng: 0x9e37_79b9_7f4a_7c15 }
+        FreeSpace {
+            nodes: Vec::new(),
+            free_slots: Vec::new(),
+            root: NIL,
+            len: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
     }
 
     /// Number of holes.
@@ -134,7 +140,14 @@ impl FreeSpace {
     pub fn insert(&mut self, start: u64, last: u64) {
         debug_assert!(start <= last);
         let priority = self.next_priority();
-        let node = Node { start, last, max_span: last - start, priority, left: NIL, right: NIL };
+        let node = Node {
+            start,
+            last,
+            max_span: last - start,
+            priority,
+            left: NIL,
+            right: NIL,
+        };
         let i = match self.free_slots.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;

@@ -17,8 +17,8 @@
 use crate::context::{Caller, Context, MapArgs};
 use crate::errno::{Errno, Result};
 use crate::iopt::{Prot, ULONG_MAX};
-use softiommu_uapi::iommufd::*;
 use softiommu_uapi::ioctl::command_info;
+use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -36,10 +36,14 @@ pub enum Arg<'b> {
 impl Arg<'_> {
     pub(crate) fn read(&self, caller: &Caller<'_>, offset: u64, buf: &mut [u8]) -> Result<()> {
         match self {
-            Arg::User(ptr) => caller.mem.read(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
+            Arg::User(ptr) => caller
+                .mem
+                .read(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
             Arg::Bytes(bytes) => {
                 let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
-                let src = bytes.get(start..start.checked_add(buf.len()).ok_or(Errno::EFAULT)?).ok_or(Errno::EFAULT)?;
+                let src = bytes
+                    .get(start..start.checked_add(buf.len()).ok_or(Errno::EFAULT)?)
+                    .ok_or(Errno::EFAULT)?;
                 buf.copy_from_slice(src);
                 Ok(())
             }
@@ -48,11 +52,16 @@ impl Arg<'_> {
 
     pub(crate) fn write(&mut self, caller: &Caller<'_>, offset: u64, buf: &[u8]) -> Result<()> {
         match self {
-            Arg::User(ptr) => caller.mem.write(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
+            Arg::User(ptr) => caller
+                .mem
+                .write(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
             Arg::Bytes(bytes) => {
                 let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
                 let end = start.checked_add(buf.len()).ok_or(Errno::EFAULT)?;
-                bytes.get_mut(start..end).ok_or(Errno::EFAULT)?.copy_from_slice(buf);
+                bytes
+                    .get_mut(start..end)
+                    .ok_or(Errno::EFAULT)?
+                    .copy_from_slice(buf);
                 Ok(())
             }
         }
@@ -132,7 +141,12 @@ impl Context {
             }
             offset += n;
         }
-        let mut ucmd = Ucmd { caller, arg, user_size, buf };
+        let mut ucmd = Ucmd {
+            caller,
+            arg,
+            user_size,
+            buf,
+        };
         self.execute(nr, &mut ucmd).map(|()| 0)
     }
 
@@ -166,7 +180,8 @@ impl Context {
     }
 }
 
-const MAP_FLAGS: u32 = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+const MAP_FLAGS: u32 =
+    IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
 fn map_args(flags: u32, iova: u64, length: u64) -> Result<MapArgs> {
     if flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) == 0 {
@@ -175,7 +190,10 @@ fn map_args(flags: u32, iova: u64, length: u64) -> Result<MapArgs> {
     Ok(MapArgs {
         iova: (flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0).then_some(iova),
         length,
-        prot: Prot { read: flags & IOMMU_IOAS_MAP_READABLE != 0, write: flags & IOMMU_IOAS_MAP_WRITEABLE != 0 },
+        prot: Prot {
+            read: flags & IOMMU_IOAS_MAP_READABLE != 0,
+            write: flags & IOMMU_IOAS_MAP_WRITEABLE != 0,
+        },
     })
 }
 
@@ -244,7 +262,10 @@ impl Context {
         cmd.out_iova_alignment = iopt.iova_alignment();
         for (i, &(start, last)) in ranges.iter().enumerate().take(max as usize) {
             let r = IommuIovaRange { start, last };
-            let at = cmd.allowed_iovas.checked_add(i as u64 * 16).ok_or(Errno::EFAULT)?;
+            let at = cmd
+                .allowed_iovas
+                .checked_add(i as u64 * 16)
+                .ok_or(Errno::EFAULT)?;
             u.caller.mem.write(at, r.as_bytes())?;
         }
         cmd.num_iovas = ranges.len() as u32;
@@ -362,7 +383,9 @@ impl Context {
 
     /// The compatibility IOAS, or `ENODEV`.
     pub(crate) fn compat_ioas(&self) -> Result<u32> {
-        self.vfio_ioas.filter(|&id| self.objects.ioas(id).is_ok()).ok_or(Errno::ENODEV)
+        self.vfio_ioas
+            .filter(|&id| self.objects.ioas(id).is_ok())
+            .ok_or(Errno::ENODEV)
     }
 
     fn cmd_change_process(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -520,7 +543,10 @@ impl Context {
         uptr.checked_add(length).ok_or(Errno::EOVERFLOW)?;
         let space = caller.mem.id();
         for i in 0..length / PAGE_SIZE {
-            let frame = Frame { space, page: uptr / PAGE_SIZE + i };
+            let frame = Frame {
+                space,
+                page: uptr / PAGE_SIZE + i,
+            };
             if self.shared().pin_count(frame) != refs {
                 return Err(Errno::EIO);
             }

@@ -127,7 +127,12 @@ pub struct IoPagetable {
 }
 
 /// First key-ordered interval of a disjoint map that intersects `[start, last]`.
-fn first_intersecting<V>(map: &BTreeMap<u64, V>, start: u64, last: u64, last_of: impl Fn(&V) -> u64) -> Option<u64> {
+fn first_intersecting<V>(
+    map: &BTreeMap<u64, V>,
+    start: u64,
+    last: u64,
+    last_of: impl Fn(&V) -> u64,
+) -> Option<u64> {
     if let Some((&s, v)) = map.range(..=start).next_back() {
         if last_of(v) >= start {
             return Some(s);
@@ -181,7 +186,11 @@ impl IoPagetable {
 
     /// The area containing `iova`.
     pub fn area_at(&self, iova: u64) -> Option<&Area> {
-        self.areas.range(..=iova).next_back().map(|(_, a)| a).filter(|a| a.last >= iova)
+        self.areas
+            .range(..=iova)
+            .next_back()
+            .map(|(_, a)| a)
+            .filter(|a| a.last >= iova)
     }
 
     fn area_intersects(&self, start: u64, last: u64) -> bool {
@@ -211,7 +220,9 @@ impl IoPagetable {
                     continue;
                 }
                 cur = match cur {
-                    Some((cs, cl)) if cl.checked_add(1).is_some_and(|n| n >= s) => Some((cs, cl.max(l))),
+                    Some((cs, cl)) if cl.checked_add(1).is_some_and(|n| n >= s) => {
+                        Some((cs, cl.max(l)))
+                    }
                     Some(prev) => {
                         self.alloc_spans.insert(prev.0, prev.1);
                         Some((s, l))
@@ -287,7 +298,11 @@ impl IoPagetable {
         }
         let page_offset = addr % PAGE_SIZE;
         let by_length = length.next_power_of_two();
-        let mut align = if addr == 0 { by_length } else { by_length.min(1 << addr.trailing_zeros()) };
+        let mut align = if addr == 0 {
+            by_length
+        } else {
+            by_length.min(1 << addr.trailing_zeros())
+        };
         if align >= HPAGE_SIZE {
             align = HPAGE_SIZE;
         }
@@ -296,7 +311,9 @@ impl IoPagetable {
         }
         let mut from = 0;
         while let Some((hs, hl)) = self.free.first_fit(length - 1, from) {
-            let Some((&ss, &sl)) = self.alloc_spans.range(..=hs).next_back() else { break };
+            let Some((&ss, &sl)) = self.alloc_spans.range(..=hs).next_back() else {
+                break;
+            };
             match fit_in(ss, sl, length, align, page_offset) {
                 // Nothing in this allowed span can fit: skip the whole span.
                 None => match sl.checked_add(1) {
@@ -322,7 +339,9 @@ impl IoPagetable {
         if iova & (self.iova_alignment - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let last = iova.checked_add(length.wrapping_sub(1)).ok_or(Errno::EOVERFLOW)?;
+        let last = iova
+            .checked_add(length.wrapping_sub(1))
+            .ok_or(Errno::EOVERFLOW)?;
         if self.reserved_intersects(iova, last) {
             return Err(Errno::EINVAL);
         }
@@ -336,7 +355,13 @@ impl IoPagetable {
 
     /// Maps `slices` back to back at `iova` (or at an allocated IOVA when
     /// `iova` is `None`), `length` bytes in all. Returns the IOVA. All or nothing.
-    pub fn map_pages(&mut self, slices: &[PagesSlice], length: u64, iova: Option<u64>, prot: Prot) -> Result<u64> {
+    pub fn map_pages(
+        &mut self,
+        slices: &[PagesSlice],
+        length: u64,
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
         // One area allocation per slice, before anything else (as Linux does).
         for _ in slices {
             self.faults.check()?;
@@ -348,7 +373,8 @@ impl IoPagetable {
         let dst = match iova {
             None => {
                 let addr = match first.pages.source() {
-                    crate::pages::Source::User { base, .. } | crate::pages::Source::File { base, .. } => {
+                    crate::pages::Source::User { base, .. }
+                    | crate::pages::Source::File { base, .. } => {
                         base.wrapping_add(first.start_byte)
                     }
                 };
@@ -399,11 +425,21 @@ impl IoPagetable {
             return Err(Errno::EINVAL);
         }
         let last = iova.checked_add(s.length - 1).ok_or(Errno::EOVERFLOW)?;
-        let last_byte = s.start_byte.checked_add(s.length - 1).ok_or(Errno::EOVERFLOW)?;
+        let last_byte = s
+            .start_byte
+            .checked_add(s.length - 1)
+            .ok_or(Errno::EOVERFLOW)?;
         if last_byte / PAGE_SIZE >= s.pages.npages() {
             return Err(Errno::EOVERFLOW);
         }
-        Ok(Area { start: iova, last, pages: s.pages.clone(), start_byte: s.start_byte, prot, num_pins: 0 })
+        Ok(Area {
+            start: iova,
+            last,
+            pages: s.pages.clone(),
+            start_byte: s.start_byte,
+            prot,
+            num_pins: 0,
+        })
     }
 
     /// Unmaps every area inside `[start, last]`; returns the bytes unmapped.
@@ -421,7 +457,11 @@ impl IoPagetable {
                 return Err(Errno::EBUSY);
             }
             victims.push(s);
-            cursor = a.last.checked_add(1).and_then(|n| self.areas.range(n..=last).next().map(|(&k, _)| k));
+            cursor = a
+                .last
+                .checked_add(1)
+                .filter(|&n| n <= last)
+                .and_then(|n| self.areas.range(n..=last).next().map(|(&k, _)| k));
         }
         if victims.is_empty() {
             return Err(Errno::ENOENT);
@@ -558,7 +598,11 @@ impl IoPagetable {
 
     fn check_alignment(&self, align: u64) -> Result<()> {
         let mask = align - 1;
-        if self.areas.values().any(|a| a.start & mask != 0 || a.length() & mask != 0 || a.page_offset() & mask != 0) {
+        if self
+            .areas
+            .values()
+            .any(|a| a.start & mask != 0 || a.length() & mask != 0 || a.page_offset() & mask != 0)
+        {
             return Err(Errno::EADDRINUSE);
         }
         Ok(())
@@ -567,7 +611,11 @@ impl IoPagetable {
     /// Recomputes the alignment from the large-page setting (Linux
     /// `iopt_calculate_iova_alignment`, before domains and accesses add theirs).
     fn recalculate_alignment(&mut self, extra: u64) -> Result<()> {
-        let mut align = if self.disable_large_pages { PAGE_SIZE } else { 1 };
+        let mut align = if self.disable_large_pages {
+            PAGE_SIZE
+        } else {
+            1
+        };
         align = align.max(extra);
         if align > self.iova_alignment {
             self.check_alignment(align)?;
@@ -600,7 +648,9 @@ impl IoPagetable {
     /// area (VFIO type1 v1 unmaps inside mappings; Linux `iopt_cut_iova`).
     pub fn cut(&mut self, iovas: &[u64]) -> Result<()> {
         for &iova in iovas {
-            let Some(area) = self.area_at(iova).cloned() else { continue };
+            let Some(area) = self.area_at(iova).cloned() else {
+                continue;
+            };
             if iova == area.start || iova == area.last {
                 continue;
             }
@@ -617,7 +667,11 @@ impl IoPagetable {
             self.areas.remove(&area.start);
             let mut lhs = area.clone();
             lhs.last = iova;
-            let rhs = Area { start: new_start, start_byte: area.byte_at(new_start), ..area };
+            let rhs = Area {
+                start: new_start,
+                start_byte: area.byte_at(new_start),
+                ..area
+            };
             self.areas.insert(lhs.start, lhs);
             self.areas.insert(rhs.start, rhs);
         }
@@ -638,7 +692,11 @@ impl IoPagetable {
             if write && !area.prot.write {
                 return Err(Errno::EPERM);
             }
-            pieces.push((area.start, s.start_byte / PAGE_SIZE, (s.start_byte + s.length - 1) / PAGE_SIZE));
+            pieces.push((
+                area.start,
+                s.start_byte / PAGE_SIZE,
+                (s.start_byte + s.length - 1) / PAGE_SIZE,
+            ));
             cur += s.length;
         }
         let mut done = 0;
@@ -738,13 +796,25 @@ impl IoPagetable {
     // ---- inspection -------------------------------------------------------------------
 
     pub fn snapshot(&self) -> Snapshot {
-        let mut reserved: Vec<_> = self.reserved.iter().map(|r| (r.start, r.last, r.owner)).collect();
+        let mut reserved: Vec<_> = self
+            .reserved
+            .iter()
+            .map(|r| (r.start, r.last, r.owner))
+            .collect();
         reserved.sort_unstable();
         Snapshot {
             areas: self
                 .areas
                 .values()
-                .map(|a| (a.start, a.last, a.start_byte, a.prot, Arc::as_ptr(&a.pages) as *const () as usize))
+                .map(|a| {
+                    (
+                        a.start,
+                        a.last,
+                        a.start_byte,
+                        a.prot,
+                        Arc::as_ptr(&a.pages) as *const () as usize,
+                    )
+                })
                 .collect(),
             reserved,
             allowed: self.allowed(),

@@ -94,7 +94,10 @@ impl Default for SimMemory {
 
 impl SimMemory {
     pub fn new() -> Self {
-        SimMemory { id: new_space_id(), regions: Mutex::new(BTreeMap::new()) }
+        SimMemory {
+            id: new_space_id(),
+            regions: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Maps `len` zeroed bytes at `addr`, replacing nothing (panics on overlap:
@@ -102,15 +105,28 @@ impl SimMemory {
     pub fn map(&self, addr: u64, len: u64, writable: bool) {
         let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
         let end = addr.checked_add(len).expect("region end overflows");
-        let overlaps = regions.range(..end).next_back().is_some_and(|(s, r)| s + r.data.len() as u64 > addr);
+        let overlaps = regions
+            .range(..end)
+            .next_back()
+            .is_some_and(|(s, r)| s + r.data.len() as u64 > addr);
         assert!(!overlaps, "SimMemory::map over an existing region");
         let data = vec![0; usize::try_from(len).expect("region too large")];
         regions.insert(addr, SimRegion { writable, data });
     }
 
+    /// Stores bytes regardless of the writable bit (test setup of read-only memory).
+    pub fn poke(&self, addr: u64, bytes: &[u8]) -> Result<()> {
+        self.with_range(addr, bytes.len(), false, |dst, at| {
+            dst.copy_from_slice(&bytes[at..at + dst.len()])
+        })
+    }
+
     /// Removes the region that starts at `addr`.
     pub fn unmap(&self, addr: u64) {
-        self.regions.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+        self.regions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
     }
 
     fn with_range<R>(
@@ -145,12 +161,16 @@ impl AddressSpace for SimMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         // Check first so that a failing read leaves `buf` untouched.
         self.with_range(addr, buf.len(), false, |_, _| ())?;
-        self.with_range(addr, buf.len(), false, |src, at| buf[at..at + src.len()].copy_from_slice(src))
+        self.with_range(addr, buf.len(), false, |src, at| {
+            buf[at..at + src.len()].copy_from_slice(src)
+        })
     }
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<()> {
         self.with_range(addr, buf.len(), true, |_, _| ())?;
-        self.with_range(addr, buf.len(), true, |dst, at| dst.copy_from_slice(&buf[at..at + dst.len()]))
+        self.with_range(addr, buf.len(), true, |dst, at| {
+            dst.copy_from_slice(&buf[at..at + dst.len()])
+        })
     }
 
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
@@ -169,12 +189,19 @@ pub struct SimFile {
 
 impl SimFile {
     pub fn new(len: usize, writable: bool) -> Self {
-        SimFile { id: new_space_id(), writable, data: Mutex::new(vec![0; len]) }
+        SimFile {
+            id: new_space_id(),
+            writable,
+            data: Mutex::new(vec![0; len]),
+        }
     }
 
     /// Changes the size, as `ftruncate` would.
     pub fn truncate(&self, len: usize) {
-        self.data.lock().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+        self.data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resize(len, 0);
     }
 }
 
@@ -191,14 +218,18 @@ impl FileBacking for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
-        let src = data.get(start..start.saturating_add(buf.len())).ok_or(Errno::EFAULT)?;
+        let src = data
+            .get(start..start.saturating_add(buf.len()))
+            .ok_or(Errno::EFAULT)?;
         buf.copy_from_slice(src);
         Ok(())
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
-        let dst = data.get_mut(start..start.saturating_add(buf.len())).ok_or(Errno::EFAULT)?;
+        let dst = data
+            .get_mut(start..start.saturating_add(buf.len()))
+            .ok_or(Errno::EFAULT)?;
         dst.copy_from_slice(buf);
         Ok(())
     }
@@ -238,7 +269,10 @@ impl ProcessMemory {
 
     /// Another process (the server path); needs ptrace access to it.
     pub fn of(pid: nix::unistd::Pid) -> Self {
-        ProcessMemory { id: new_space_id(), pid }
+        ProcessMemory {
+            id: new_space_id(),
+            pid,
+        }
     }
 
     /// Whether `[addr, addr + len)` lies in mappings with the needed permissions,
@@ -248,13 +282,21 @@ impl ProcessMemory {
             return Ok(());
         }
         let last = addr.checked_add(len - 1).ok_or(Errno::EFAULT)?;
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(|_| Errno::EFAULT)?;
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .map_err(|_| Errno::EFAULT)?;
         let mut next = addr;
         for line in maps.lines() {
             let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-            let Some((lo, hi)) = range.split_once('-') else { continue };
-            let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else { continue };
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((lo, hi)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
+            else {
+                continue;
+            };
             if hi <= next || lo > next {
                 continue;
             }
@@ -281,7 +323,10 @@ impl AddressSpace for ProcessMemory {
             return Ok(());
         }
         let len = buf.len();
-        let remote = [nix::sys::uio::RemoteIoVec { base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?, len }];
+        let remote = [nix::sys::uio::RemoteIoVec {
+            base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?,
+            len,
+        }];
         let n = nix::sys::uio::process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)
             .map_err(|_| Errno::EFAULT)?;
         if n == len {
@@ -295,7 +340,10 @@ impl AddressSpace for ProcessMemory {
         if buf.is_empty() {
             return Ok(());
         }
-        let remote = [nix::sys::uio::RemoteIoVec { base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?, len: buf.len() }];
+        let remote = [nix::sys::uio::RemoteIoVec {
+            base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?,
+            len: buf.len(),
+        }];
         let n = nix::sys::uio::process_vm_writev(self.pid, &[std::io::IoSlice::new(buf)], &remote)
             .map_err(|_| Errno::EFAULT)?;
         if n == buf.len() {
@@ -323,16 +371,23 @@ impl FileBacking for OsFile {
         self.id
     }
     fn size(&self) -> Result<u64> {
-        self.file.metadata().map(|m| m.len()).map_err(|_| Errno::EIO)
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|_| Errno::EIO)
     }
     fn writable(&self) -> bool {
         self.writable
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|_| Errno::EFAULT)
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|_| Errno::EFAULT)
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        self.file.write_all_at(buf, offset).map_err(|_| Errno::EFAULT)
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|_| Errno::EFAULT)
     }
 }
 
@@ -344,7 +399,9 @@ pub struct ProcFiles {
 
 impl ProcFiles {
     pub fn current() -> Self {
-        ProcFiles { pid: nix::unistd::getpid() }
+        ProcFiles {
+            pid: nix::unistd::getpid(),
+        }
     }
     pub fn of(pid: nix::unistd::Pid) -> Self {
         ProcFiles { pid }
@@ -358,7 +415,8 @@ impl FileResolver for ProcFiles {
         }
         // The access mode of the caller's descriptor decides writability, as
         // FMODE_WRITE does in Linux; the flags are octal in fdinfo.
-        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", self.pid, fd)).map_err(|_| Errno::EBADF)?;
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", self.pid, fd))
+            .map_err(|_| Errno::EBADF)?;
         let flags = info
             .lines()
             .find_map(|l| l.strip_prefix("flags:"))
@@ -366,7 +424,11 @@ impl FileResolver for ProcFiles {
             .ok_or(Errno::EBADF)?;
         let writable = flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
         let path = format!("/proc/{}/fd/{}", self.pid, fd);
-        let file = std::fs::OpenOptions::new().read(true).write(writable).open(&path).map_err(|_| Errno::EBADF)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|_| Errno::EBADF)?;
         let meta = file.metadata().map_err(|_| Errno::EBADF)?;
         // One identity per inode, so two descriptors of one memfd share pins.
         let id = (1u64 << 63) | (meta.dev() << 40) ^ meta.ino();

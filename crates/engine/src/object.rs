@@ -52,7 +52,11 @@ pub struct ObjectTable {
 
 impl Default for ObjectTable {
     fn default() -> Self {
-        ObjectTable { entries: BTreeMap::new(), free_ids: BTreeSet::new(), next_id: 1 }
+        ObjectTable {
+            entries: BTreeMap::new(),
+            free_ids: BTreeSet::new(),
+            next_id: 1,
+        }
     }
 }
 
@@ -156,7 +160,11 @@ impl ObjectTable {
 
     /// Ids of objects only the table uses: what teardown can destroy next.
     pub fn leaves(&self) -> Vec<u32> {
-        self.entries.iter().filter(|(_, e)| e.users == 1).map(|(&id, _)| id).collect()
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.users == 1)
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     pub fn ids(&self) -> Vec<u32> {

@@ -18,7 +18,16 @@ use crate::fault::FaultInjector;
 use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// `Pages` alive in this process; the fail-nth test checks nothing leaks.
+static LIVE_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of `Pages` currently alive (all engines).
+pub fn live_pages() -> usize {
+    LIVE_PAGES.load(Ordering::SeqCst)
+}
 
 /// How pinned pages are charged (`IOPT_PAGES_ACCOUNT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,12 +83,19 @@ impl Accounting {
             AccountMode::None => {}
             AccountMode::User => {
                 let cur = st.user_locked.entry(owner.uid).or_default();
-                let new = cur.checked_add(npages).filter(|&n| n <= limit).ok_or(Errno::ENOMEM)?;
+                let new = cur
+                    .checked_add(npages)
+                    .filter(|&n| n <= limit)
+                    .ok_or(Errno::ENOMEM)?;
                 *cur = new;
             }
             AccountMode::Mm => {
                 let cur = st.mm.entry(owner.mm).or_default();
-                let new = cur.locked_vm.checked_add(npages).filter(|&n| n <= limit).ok_or(Errno::ENOMEM)?;
+                let new = cur
+                    .locked_vm
+                    .checked_add(npages)
+                    .filter(|&n| n <= limit)
+                    .ok_or(Errno::ENOMEM)?;
                 cur.locked_vm = new;
             }
         }
@@ -149,7 +165,12 @@ pub struct Shared {
 impl Shared {
     /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
     pub fn pin_count(&self, frame: Frame) -> u32 {
-        self.pins.lock().unwrap_or_else(|e| e.into_inner()).get(&frame).copied().unwrap_or(0)
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&frame)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Frames pinned anywhere.
@@ -176,9 +197,15 @@ impl Shared {
 #[derive(Clone)]
 pub enum Source {
     /// A process address range starting at a page-aligned `base`.
-    User { mm: Arc<dyn AddressSpace>, base: u64 },
+    User {
+        mm: Arc<dyn AddressSpace>,
+        base: u64,
+    },
     /// A file range starting at a page-aligned offset `base`.
-    File { file: Arc<dyn FileBacking>, base: u64 },
+    File {
+        file: Arc<dyn FileBacking>,
+        base: u64,
+    },
 }
 
 impl fmt::Debug for Source {
@@ -241,12 +268,16 @@ impl Pages {
         }
         shared.faults.check()?;
         let npages = (length + start_byte).div_ceil(PAGE_SIZE);
+        LIVE_PAGES.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(Pages {
             source,
             npages,
             writable,
             shared: shared.clone(),
-            state: Mutex::new(PagesState { owner, pins: BTreeMap::new() }),
+            state: Mutex::new(PagesState {
+                owner,
+                pins: BTreeMap::new(),
+            }),
         }))
     }
 
@@ -272,7 +303,10 @@ impl Pages {
 
     /// The frame of page `index`.
     pub fn frame(&self, index: u64) -> Frame {
-        Frame { space: self.source.space(), page: self.source.base() / PAGE_SIZE + index }
+        Frame {
+            space: self.source.space(),
+            page: self.source.base() / PAGE_SIZE + index,
+        }
     }
 
     /// Pages with at least one pin.
@@ -289,15 +323,20 @@ impl Pages {
         }
         self.shared.faults.check()?;
         let mut st = self.lock();
-        let newly: Vec<u64> = (first..=last).filter(|i| !st.pins.contains_key(i)).collect();
+        let newly: Vec<u64> = (first..=last)
+            .filter(|i| !st.pins.contains_key(i))
+            .collect();
         if !newly.is_empty() {
             self.check_present(first, last, write)?;
-            self.shared.accounting.charge(&st.owner, newly.len() as u64)?;
+            self.shared
+                .accounting
+                .charge(&st.owner, newly.len() as u64)?;
         }
         for i in first..=last {
             *st.pins.entry(i).or_default() += 1;
         }
-        self.shared.add_pins(newly.iter().map(|&i| self.frame(i)), true);
+        self.shared
+            .add_pins(newly.iter().map(|&i| self.frame(i)), true);
         Ok(())
     }
 
@@ -316,8 +355,11 @@ impl Pages {
             }
         }
         if !released.is_empty() {
-            self.shared.accounting.uncharge(&st.owner, released.len() as u64);
-            self.shared.add_pins(released.iter().map(|&i| self.frame(i)), false);
+            self.shared
+                .accounting
+                .uncharge(&st.owner, released.len() as u64);
+            self.shared
+                .add_pins(released.iter().map(|&i| self.frame(i)), false);
         }
     }
 
@@ -356,7 +398,11 @@ impl Pages {
 
     /// Reads bytes at byte offset `offset` of the source.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = self.source.base().checked_add(offset).ok_or(Errno::EFAULT)?;
+        let at = self
+            .source
+            .base()
+            .checked_add(offset)
+            .ok_or(Errno::EFAULT)?;
         match &self.source {
             Source::User { mm, .. } => mm.read(at, buf),
             Source::File { file, .. } => file.read_at(at, buf),
@@ -365,7 +411,11 @@ impl Pages {
 
     /// Writes bytes at byte offset `offset` of the source.
     pub fn write(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let at = self.source.base().checked_add(offset).ok_or(Errno::EFAULT)?;
+        let at = self
+            .source
+            .base()
+            .checked_add(offset)
+            .ok_or(Errno::EFAULT)?;
         match &self.source {
             Source::User { mm, .. } => mm.write(at, buf),
             Source::File { file, .. } => file.write_at(at, buf),
@@ -375,12 +425,15 @@ impl Pages {
 
 impl Drop for Pages {
     fn drop(&mut self) {
+        LIVE_PAGES.fetch_sub(1, Ordering::SeqCst);
         // Users unpin before they let go; releasing here keeps the counters
         // right even if one forgot, and destroy never fails.
         let npages = self.npages;
         if npages > 0 && !self.lock().pins.is_empty() {
             loop {
-                let Some(first) = self.lock().pins.keys().next().copied() else { break };
+                let Some(first) = self.lock().pins.keys().next().copied() else {
+                    break;
+                };
                 self.unpin(first, first);
             }
         }

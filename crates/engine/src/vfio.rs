@@ -21,7 +21,12 @@ const IOVA_CAP_HEADER_SIZE: u64 = 16;
 const IOVA_RANGE_SIZE: u64 = 16;
 
 impl Context {
-    pub(crate) fn vfio_ioctl(&mut self, caller: &Caller<'_>, request: u32, mut arg: Arg<'_>) -> Result<i64> {
+    pub(crate) fn vfio_ioctl(
+        &mut self,
+        caller: &Caller<'_>,
+        request: u32,
+        mut arg: Arg<'_>,
+    ) -> Result<i64> {
         match request {
             VFIO_GET_API_VERSION => Ok(VFIO_API_VERSION),
             VFIO_SET_IOMMU => self.vfio_set_iommu(arg.value()).map(|()| 0),
@@ -56,7 +61,8 @@ impl Context {
     fn vfio_get_info(&mut self, caller: &Caller<'_>, arg: &mut Arg<'_>) -> Result<()> {
         let mut head = [0u8; INFO_SIZE];
         arg.read(caller, 0, &mut head[..INFO_MINSZ])?;
-        let (mut info, _) = VfioIommuType1Info::read_from_prefix(&head[..]).map_err(|_| Errno::EFAULT)?;
+        let (mut info, _) =
+            VfioIommuType1Info::read_from_prefix(&head[..]).map_err(|_| Errno::EFAULT)?;
         let argsz = info.argsz as u64;
         if (argsz as usize) < INFO_MINSZ {
             return Err(Errno::EINVAL);
@@ -77,7 +83,11 @@ impl Context {
         let avail_at = total;
         if argsz > total && argsz - total >= DMA_AVAIL_CAP_SIZE {
             let cap = VfioIommuType1InfoDmaAvail {
-                header: VfioInfoCapHeader { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, next: 0 },
+                header: VfioInfoCapHeader {
+                    id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+                    version: 1,
+                    next: 0,
+                },
                 avail: u32::MAX,
             };
             arg.write(caller, avail_at, cap.as_bytes())?;
@@ -91,12 +101,20 @@ impl Context {
         for (i, &(start, last)) in ranges.iter().enumerate() {
             if avail >= IOVA_CAP_HEADER_SIZE + IOVA_RANGE_SIZE * (i as u64 + 1) {
                 let r = VfioIovaRange { start, end: last };
-                arg.write(caller, iova_at + IOVA_CAP_HEADER_SIZE + IOVA_RANGE_SIZE * i as u64, r.as_bytes())?;
+                arg.write(
+                    caller,
+                    iova_at + IOVA_CAP_HEADER_SIZE + IOVA_RANGE_SIZE * i as u64,
+                    r.as_bytes(),
+                )?;
             }
         }
         if avail >= iova_size {
             let cap = VfioIommuType1InfoCapIovaRange {
-                header: VfioInfoCapHeader { id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, next: 0 },
+                header: VfioInfoCapHeader {
+                    id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+                    version: 1,
+                    next: 0,
+                },
                 nr_iovas: ranges.len() as u32,
                 reserved: 0,
             };
@@ -121,19 +139,34 @@ impl Context {
         let mut raw = [0u8; MAP_MINSZ];
         arg.read(caller, 0, &mut raw)?;
         let map = VfioIommuType1DmaMap::read_from_bytes(&raw[..]).map_err(|_| Errno::EFAULT)?;
-        if (map.argsz as usize) < MAP_MINSZ || map.flags & !(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) != 0 {
+        if (map.argsz as usize) < MAP_MINSZ
+            || map.flags & !(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) != 0
+        {
             return Err(Errno::EINVAL);
         }
-        let prot =
-            Prot { read: map.flags & VFIO_DMA_MAP_FLAG_READ != 0, write: map.flags & VFIO_DMA_MAP_FLAG_WRITE != 0 };
+        let prot = Prot {
+            read: map.flags & VFIO_DMA_MAP_FLAG_READ != 0,
+            write: map.flags & VFIO_DMA_MAP_FLAG_WRITE != 0,
+        };
         let id = self.compat_ioas()?;
-        self.ioas_map(caller, id, map.vaddr, MapArgs { iova: Some(map.iova), length: map.size, prot }).map(|_| ())
+        self.ioas_map(
+            caller,
+            id,
+            map.vaddr,
+            MapArgs {
+                iova: Some(map.iova),
+                length: map.size,
+                prot,
+            },
+        )
+        .map(|_| ())
     }
 
     fn vfio_unmap_dma(&mut self, caller: &Caller<'_>, arg: &mut Arg<'_>) -> Result<()> {
         let mut raw = [0u8; UNMAP_MINSZ];
         arg.read(caller, 0, &mut raw)?;
-        let mut unmap = VfioIommuType1DmaUnmap::read_from_bytes(&raw[..]).map_err(|_| Errno::EFAULT)?;
+        let mut unmap =
+            VfioIommuType1DmaUnmap::read_from_bytes(&raw[..]).map_err(|_| Errno::EFAULT)?;
         if (unmap.argsz as usize) < UNMAP_MINSZ || unmap.flags & !VFIO_DMA_UNMAP_FLAG_ALL != 0 {
             return Err(Errno::EINVAL);
         }
@@ -148,8 +181,15 @@ impl Context {
             if iopt.large_pages_disabled() {
                 // Cut at the range's last byte and just before its first, so
                 // the unmap covers whole areas; a failed cut writes nothing back.
-                let cuts = [unmap.iova.wrapping_add(unmap.size).wrapping_sub(1), unmap.iova.wrapping_sub(1)];
-                iopt.cut(if unmap.iova != 0 { &cuts[..] } else { &cuts[..1] })?;
+                let cuts = [
+                    unmap.iova.wrapping_add(unmap.size).wrapping_sub(1),
+                    unmap.iova.wrapping_sub(1),
+                ];
+                iopt.cut(if unmap.iova != 0 {
+                    &cuts[..]
+                } else {
+                    &cuts[..1]
+                })?;
             }
             iopt.unmap(unmap.iova, unmap.size)
         };

@@ -12,7 +12,7 @@ use crate::iotlb::Iotlb;
 use crate::prot::Prot;
 use crate::range::IovaRange;
 use crate::table::{ConfigError, MapError, PageTable, TableConfig, UnmapError};
-use crate::{Dma, DmaMemory, FaultLog};
+use crate::{Dma, DmaMemory, FaultLog, Leaf};
 
 /// Names the formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,6 +99,26 @@ impl AnyPageTable {
         each!(self, t => t.iova_to_phys(iova))
     }
 
+    /// See [`PageTable::lookup`].
+    pub fn lookup(&self, iova: u64) -> Option<(IovaRange, Leaf)> {
+        each!(self, t => t.lookup(iova))
+    }
+
+    /// See [`PageTable::leaves`].
+    pub fn leaves(&self) -> Vec<(IovaRange, Leaf)> {
+        each!(self, t => t.leaves())
+    }
+
+    /// See [`PageTable::min_page_size`].
+    pub fn min_page_size(&self) -> u64 {
+        each!(self, t => t.min_page_size())
+    }
+
+    /// See [`PageTable::top_level`].
+    pub fn top_level(&self) -> u32 {
+        each!(self, t => t.top_level())
+    }
+
     /// See [`PageTable::read_and_clear_dirty`].
     pub fn read_and_clear_dirty(
         &mut self,
@@ -182,7 +202,8 @@ mod tests {
 
     #[test]
     fn dispatch_reaches_the_format() {
-        let mut table = AnyPageTable::new(FormatKind::Mock, Mock::config(MockKind::Default)).unwrap();
+        let mut table =
+            AnyPageTable::new(FormatKind::Mock, Mock::config(MockKind::Default)).unwrap();
         assert_eq!(table.kind(), FormatKind::Mock);
         let mut iotlb = table.new_iotlb();
         assert_eq!(iotlb.page_size(), 2048);

@@ -21,13 +21,23 @@ pub(crate) type Table = [u64; TABLE_SLOTS];
 /// - every page on `free` is all zeros (tables are only freed once empty),
 ///   so reuse needs no clearing;
 /// - `live` = pages not on `free` ≤ `limit`.
-#[derive(Debug)]
 pub(crate) struct TableArena {
     tables: Vec<Box<Table>>,
     used: Vec<u16>,
     free: Vec<TableId>,
     live: usize,
     limit: usize,
+}
+
+impl std::fmt::Debug for TableArena {
+    // A summary: the pages themselves are 4 KiB each.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableArena")
+            .field("live", &self.live)
+            .field("allocated", &self.tables.len())
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 impl TableArena {

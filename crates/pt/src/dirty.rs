@@ -81,7 +81,10 @@ impl DirtyBitmap {
 
     /// Number of marked pages.
     pub fn count(&self) -> u64 {
-        self.words.iter().map(|word| u64::from(word.count_ones())).sum()
+        self.words
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum()
     }
 
     /// The raw words (bit `i % 64` of word `i / 64` is page `i`).

@@ -95,30 +95,53 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
     pub fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), Fault> {
         self.check(iova, buf.len(), Access::Read)?;
         let memory = &*self.memory;
-        for_each_run(self.table, self.iotlb, self.faults, iova, buf.len(), Access::Read, true, |run| {
-            memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len])
-        })
+        for_each_run(
+            self.table,
+            self.iotlb,
+            self.faults,
+            iova,
+            buf.len(),
+            Access::Read,
+            true,
+            |run| memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len]),
+        )
     }
 
     /// The device writes `data` at `iova`.
     pub fn write(&mut self, iova: u64, data: &[u8]) -> Result<(), Fault> {
         self.check(iova, data.len(), Access::Write)?;
         let memory = &mut *self.memory;
-        for_each_run(self.table, self.iotlb, self.faults, iova, data.len(), Access::Write, true, |run| {
-            memory.write_phys(run.pa, &data[run.offset..run.offset + run.len])
-        })
+        for_each_run(
+            self.table,
+            self.iotlb,
+            self.faults,
+            iova,
+            data.len(),
+            Access::Write,
+            true,
+            |run| memory.write_phys(run.pa, &data[run.offset..run.offset + run.len]),
+        )
     }
 
     /// Translate every page without side effects and check memory backs it.
     fn check(&mut self, iova: u64, len: usize, access: Access) -> Result<(), Fault> {
         let memory = &*self.memory;
-        for_each_run(self.table, self.iotlb, self.faults, iova, len, access, false, |run| {
-            if memory.contains(run.pa, run.len) {
-                Ok(())
-            } else {
-                Err(FaultReason::BadPhysical)
-            }
-        })
+        for_each_run(
+            self.table,
+            self.iotlb,
+            self.faults,
+            iova,
+            len,
+            access,
+            false,
+            |run| {
+                if memory.contains(run.pa, run.len) {
+                    Ok(())
+                } else {
+                    Err(FaultReason::BadPhysical)
+                }
+            },
+        )
     }
 }
 
@@ -166,15 +189,31 @@ fn for_each_run<F: Format>(
         };
         let pa = translated.map_err(|reason| fail(reason, page_iova))?;
         run = match run {
-            Some((run_iova, mut current)) if current.pa.checked_add(current.len as u64) == Some(pa) => {
+            Some((run_iova, mut current))
+                if current.pa.checked_add(current.len as u64) == Some(pa) =>
+            {
                 current.len += chunk;
                 Some((run_iova, current))
             }
             Some((run_iova, current)) => {
                 action(current).map_err(|reason| fail(reason, run_iova))?;
-                Some((page_iova, Run { offset, pa, len: chunk }))
+                Some((
+                    page_iova,
+                    Run {
+                        offset,
+                        pa,
+                        len: chunk,
+                    },
+                ))
             }
-            None => Some((page_iova, Run { offset, pa, len: chunk })),
+            None => Some((
+                page_iova,
+                Run {
+                    offset,
+                    pa,
+                    len: chunk,
+                },
+            )),
         };
         offset += chunk;
     }
@@ -219,8 +258,12 @@ mod tests {
     #[test]
     fn write_then_read_crosses_non_contiguous_pages() {
         let mut rig = Rig::new();
-        rig.table.map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE).unwrap();
-        rig.table.map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE).unwrap();
+        rig.table
+            .map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE)
+            .unwrap();
+        rig.table
+            .map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE)
+            .unwrap();
         let data: Vec<u8> = (0..0x100).map(|i| i as u8).collect();
         rig.dma().write(0x1f80, &data).unwrap();
         assert_eq!(&rig.memory.bytes[0x8f80..0x9000], &data[..0x80]);
@@ -233,7 +276,9 @@ mod tests {
     #[test]
     fn fault_copies_nothing_and_is_recorded() {
         let mut rig = Rig::new();
-        rig.table.map(0x1000, 0x1000, 0x1000, Prot::READ_WRITE).unwrap();
+        rig.table
+            .map(0x1000, 0x1000, 0x1000, Prot::READ_WRITE)
+            .unwrap();
         rig.table.map(0x2000, 0x2000, 0x1000, Prot::READ).unwrap();
         let err = rig.dma().write(0x1800, &[0xaa; 0x1000]).unwrap_err();
         assert_eq!(
@@ -256,7 +301,9 @@ mod tests {
     #[test]
     fn unbacked_pa_faults_before_copying() {
         let mut rig = Rig::new();
-        rig.table.map(0x1000, 0xf_f000, 0x2000, Prot::READ_WRITE).unwrap();
+        rig.table
+            .map(0x1000, 0xf_f000, 0x2000, Prot::READ_WRITE)
+            .unwrap();
         let err = rig.dma().write(0x1000, &[1; 0x2000]).unwrap_err();
         assert_eq!(err.reason, FaultReason::BadPhysical);
         assert!(rig.memory.bytes.iter().all(|&b| b == 0));

@@ -87,7 +87,11 @@ pub const fn size_span(lo: u32, hi: u32) -> u64 {
         return 0;
     }
     let hi = if hi > 63 { 63 } else { hi };
-    let upto = if hi == 63 { u64::MAX } else { (1u64 << (hi + 1)) - 1 };
+    let upto = if hi == 63 {
+        u64::MAX
+    } else {
+        (1u64 << (hi + 1)) - 1
+    };
     upto & !((1u64 << lo) - 1)
 }
 

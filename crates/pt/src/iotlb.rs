@@ -33,13 +33,26 @@ struct IotlbEntry {
 ///
 /// Invariants: `entries.len()` is a power of two and `index_mask` is one less;
 /// a valid entry for page `p` sits at index `p & index_mask`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Iotlb {
     entries: Box<[IotlbEntry]>,
     index_mask: usize,
     page_lg2: u32,
     hits: u64,
     misses: u64,
+}
+
+impl std::fmt::Debug for Iotlb {
+    // A summary rather than a thousand entries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iotlb")
+            .field("entries", &self.entries.len())
+            .field("valid", &self.entries.iter().filter(|e| e.tag != 0).count())
+            .field("page_size", &self.page_size())
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish()
+    }
 }
 
 impl Iotlb {
@@ -193,10 +206,16 @@ mod tests {
         let mut table = PageTable::<AmdV1>::new(AmdV1::config(3)).unwrap();
         let mut iotlb = Iotlb::for_format::<AmdV1>();
         table.map(0x10_0000, 0x5000, 0x1000, Prot::READ).unwrap();
-        assert_eq!(iotlb.translate(&mut table, 0x10_0010, Access::Read), Ok(0x5010));
+        assert_eq!(
+            iotlb.translate(&mut table, 0x10_0010, Access::Read),
+            Ok(0x5010)
+        );
         let (_, gather) = table.unmap(0x10_0000, 0x1000).unwrap();
         // Hardware still uses the cached translation.
-        assert_eq!(iotlb.translate(&mut table, 0x10_0010, Access::Read), Ok(0x5010));
+        assert_eq!(
+            iotlb.translate(&mut table, 0x10_0010, Access::Read),
+            Ok(0x5010)
+        );
         iotlb.flush(gather);
         assert_eq!(
             iotlb.translate(&mut table, 0x10_0010, Access::Read),
@@ -210,9 +229,15 @@ mod tests {
         let mut table = PageTable::<AmdV1>::new(AmdV1::config(3)).unwrap();
         let mut iotlb = Iotlb::for_format::<AmdV1>();
         table.map(0, 0, 0x1000, Prot::READ).unwrap();
-        assert_eq!(iotlb.translate(&mut table, 0, Access::Write), Err(FaultReason::Permission));
+        assert_eq!(
+            iotlb.translate(&mut table, 0, Access::Write),
+            Err(FaultReason::Permission)
+        );
         assert_eq!(iotlb.translate(&mut table, 0, Access::Read), Ok(0));
-        assert_eq!(iotlb.translate(&mut table, 8, Access::Write), Err(FaultReason::Permission));
+        assert_eq!(
+            iotlb.translate(&mut table, 8, Access::Write),
+            Err(FaultReason::Permission)
+        );
     }
 
     #[test]
@@ -221,12 +246,17 @@ mod tests {
         let mut iotlb = Iotlb::new(12, 4);
         table.map(0, 0, 0x4000, Prot::READ).unwrap();
         for page in 0..4 {
-            iotlb.translate(&mut table, page << 12, Access::Read).unwrap();
+            iotlb
+                .translate(&mut table, page << 12, Access::Read)
+                .unwrap();
         }
         let (_, gather) = table.unmap(0, 1 << 30).unwrap();
         assert_eq!(gather.range(), IovaRange::new(0, 0x3fff));
         iotlb.invalidate_range(IovaRange::new(0, (1 << 30) - 1).unwrap());
         let _ = gather.into_range();
-        assert_eq!(iotlb.translate(&mut table, 0, Access::Read), Err(FaultReason::NotPresent));
+        assert_eq!(
+            iotlb.translate(&mut table, 0, Access::Read),
+            Err(FaultReason::NotPresent)
+        );
     }
 }

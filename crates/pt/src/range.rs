@@ -54,7 +54,7 @@ impl IovaRange {
     }
 
     /// Length in bytes; `None` for the full 2^64-byte space.
-    pub fn len(&self) -> Option<u64> {
+    pub fn size(&self) -> Option<u64> {
         (self.last - self.start).checked_add(1)
     }
 }
@@ -69,13 +69,13 @@ mod tests {
         assert_eq!(IovaRange::from_len(u64::MAX, 2), None);
         let top = IovaRange::from_len(u64::MAX, 1).unwrap();
         assert_eq!(top.last, u64::MAX);
-        assert_eq!(top.len(), Some(1));
+        assert_eq!(top.size(), Some(1));
     }
 
     #[test]
     fn full_space_has_no_u64_length() {
         let all = IovaRange::new(0, u64::MAX).unwrap();
-        assert_eq!(all.len(), None);
+        assert_eq!(all.size(), None);
     }
 
     #[test]

@@ -123,6 +123,46 @@ pub enum UnmapError {
     InsideLeaf,
 }
 
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Self::TopLevel => "root level above the format's highest level",
+            Self::VaBits => "IOVA width does not fit the root level",
+            Self::NoPageSizes => "no usable page size",
+            Self::Aperture => "aperture outside the translated IOVA space",
+            Self::NoMemory => "page cap leaves no room for the root",
+        };
+        f.write_str(what)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::fmt::Display for MapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "map failed ({:?}) after {:#x} bytes",
+            self.kind, self.mapped
+        )
+    }
+}
+
+impl std::error::Error for MapError {}
+
+impl std::fmt::Display for UnmapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Self::InvalidArgument => "zero or unaligned range",
+            Self::Overflow => "range end overflows",
+            Self::InsideLeaf => "range starts inside a leaf",
+        };
+        f.write_str(what)
+    }
+}
+
+impl std::error::Error for UnmapError {}
+
 /// A page table of format `F`: the hardware-visible half of a paging domain.
 ///
 /// Ownership and invariants:
@@ -241,7 +281,7 @@ impl<F: Format> PageTable<F> {
             start: 0,
             last: va_last,
         });
-        if aperture.last > va_last {
+        if aperture.start > aperture.last || aperture.last > va_last {
             return Err(ConfigError::Aperture);
         }
 
@@ -536,7 +576,13 @@ impl<F: Format> PageTable<F> {
         let mut removed: Option<IovaRange> = None;
         while !cursor.done {
             let root = self.root_for(cursor.iova);
-            self.unmap_in(root, self.top_level, &mut cursor, &mut unmapped, &mut removed);
+            self.unmap_in(
+                root,
+                self.top_level,
+                &mut cursor,
+                &mut unmapped,
+                &mut removed,
+            );
         }
         let mut gather = IotlbGather::empty();
         if let Some(removed) = removed {
@@ -819,10 +865,19 @@ mod tests {
         let mut table = amd();
         // IOVA and PA 2 MiB aligned, 4 MiB + 12 KiB long: one 4 MiB leaf,
         // then 8 KiB and 4 KiB.
-        table.map(GIB, 3 * GIB, 4 * MIB + 0x3000, Prot::READ).unwrap();
-        let sizes: Vec<u32> = table.leaves().iter().map(|(_, leaf)| leaf.size_lg2).collect();
+        table
+            .map(GIB, 3 * GIB, 4 * MIB + 0x3000, Prot::READ)
+            .unwrap();
+        let sizes: Vec<u32> = table
+            .leaves()
+            .iter()
+            .map(|(_, leaf)| leaf.size_lg2)
+            .collect();
         assert_eq!(sizes, vec![22, 13, 12]);
-        assert_eq!(table.iova_to_phys(GIB + 0x12345), Some((3 * GIB + 0x12345, Prot::READ)));
+        assert_eq!(
+            table.iova_to_phys(GIB + 0x12345),
+            Some((3 * GIB + 0x12345, Prot::READ))
+        );
         assert_eq!(
             table.iova_to_phys(GIB + 4 * MIB + 0x2fff),
             Some((3 * GIB + 4 * MIB + 0x2fff, Prot::READ))
@@ -846,7 +901,10 @@ mod tests {
     fn unmap_inside_leaf_is_refused_and_end_inside_removes_whole_leaf() {
         let mut table = amd();
         table.map(2 * MIB, 2 * MIB, 2 * MIB, Prot::READ).unwrap();
-        assert_eq!(table.unmap(2 * MIB + 0x1000, 0x1000).unwrap_err(), UnmapError::InsideLeaf);
+        assert_eq!(
+            table.unmap(2 * MIB + 0x1000, 0x1000).unwrap_err(),
+            UnmapError::InsideLeaf
+        );
         let (bytes, gather) = table.unmap(2 * MIB, 0x1000).unwrap();
         assert_eq!(bytes, 2 * MIB);
         assert!(gather.into_range().is_some());
@@ -871,15 +929,30 @@ mod tests {
     fn map_rejects_bad_arguments() {
         let mut table = amd();
         let kind = |r: Result<(), MapError>| r.unwrap_err().kind;
-        assert_eq!(kind(table.map(0, 0, 0, Prot::READ)), MapErrorKind::InvalidArgument);
-        assert_eq!(kind(table.map(0x800, 0, 0x1000, Prot::READ)), MapErrorKind::InvalidArgument);
-        assert_eq!(kind(table.map(0, 0, 0x1000, Prot::NONE)), MapErrorKind::InvalidArgument);
+        assert_eq!(
+            kind(table.map(0, 0, 0, Prot::READ)),
+            MapErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(table.map(0x800, 0, 0x1000, Prot::READ)),
+            MapErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(table.map(0, 0, 0x1000, Prot::NONE)),
+            MapErrorKind::InvalidArgument
+        );
         assert_eq!(
             kind(table.map(u64::MAX - 0xfff, 0, 0x2000, Prot::READ)),
             MapErrorKind::Overflow
         );
-        assert_eq!(kind(table.map(1 << 48, 0, 0x1000, Prot::READ)), MapErrorKind::OutOfRange);
-        assert_eq!(kind(table.map(0, 1 << 52, 0x1000, Prot::READ)), MapErrorKind::OutOfRange);
+        assert_eq!(
+            kind(table.map(1 << 48, 0, 0x1000, Prot::READ)),
+            MapErrorKind::OutOfRange
+        );
+        assert_eq!(
+            kind(table.map(0, 1 << 52, 0x1000, Prot::READ)),
+            MapErrorKind::OutOfRange
+        );
     }
 
     #[test]
@@ -901,7 +974,9 @@ mod tests {
         assert_eq!(table.iova_to_phys(u64::MAX), Some((0x7fff, Prot::READ)));
         let mut bitmap = DirtyBitmap::new(iova, 0x1000, 1).unwrap();
         table.set_dirty(iova);
-        let gather = table.read_and_clear_dirty(iova, 0x1000, &mut bitmap, true).unwrap();
+        let gather = table
+            .read_and_clear_dirty(iova, 0x1000, &mut bitmap, true)
+            .unwrap();
         assert!(gather.into_range().is_some());
         assert_eq!(bitmap.count(), 1);
         let (bytes, gather) = table.unmap(iova, 0x1000).unwrap();
@@ -919,11 +994,15 @@ mod tests {
         // Mark only the second 2 KiB slot: the 4 KiB leaf is dirty as a whole.
         assert!(table.set_dirty(iova + 0x800));
         let mut bitmap = DirtyBitmap::new(iova, 0x800, 4).unwrap();
-        let gather = table.read_and_clear_dirty(iova, 0x800, &mut bitmap, true).unwrap();
+        let gather = table
+            .read_and_clear_dirty(iova, 0x800, &mut bitmap, true)
+            .unwrap();
         assert_eq!(gather.into_range(), IovaRange::new(iova, iova + 0xfff));
         assert_eq!(bitmap.iter_set().collect::<Vec<_>>(), vec![0]);
         bitmap.clear();
-        let gather = table.read_and_clear_dirty(iova, 0x1000, &mut bitmap, true).unwrap();
+        let gather = table
+            .read_and_clear_dirty(iova, 0x1000, &mut bitmap, true)
+            .unwrap();
         assert!(gather.is_empty());
         assert_eq!(bitmap.count(), 0);
     }

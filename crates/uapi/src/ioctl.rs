@@ -72,24 +72,45 @@ const TABLE: [Option<CommandInfo>; 33] = {
     let mut t: [Option<CommandInfo>; 33] = [None; 33];
     t[0x00] = Some(info!(IOMMU_DESTROY, IommuDestroy, id));
     t[0x01] = Some(info!(IOMMU_IOAS_ALLOC, IommuIoasAlloc, out_ioas_id));
-    t[0x02] = Some(info!(IOMMU_IOAS_ALLOW_IOVAS, IommuIoasAllowIovas, allowed_iovas));
+    t[0x02] = Some(info!(
+        IOMMU_IOAS_ALLOW_IOVAS,
+        IommuIoasAllowIovas, allowed_iovas
+    ));
     t[0x03] = Some(info!(IOMMU_IOAS_COPY, IommuIoasCopy, src_iova));
-    t[0x04] = Some(info!(IOMMU_IOAS_IOVA_RANGES, IommuIoasIovaRanges, out_iova_alignment));
+    t[0x04] = Some(info!(
+        IOMMU_IOAS_IOVA_RANGES,
+        IommuIoasIovaRanges, out_iova_alignment
+    ));
     t[0x05] = Some(info!(IOMMU_IOAS_MAP, IommuIoasMap, iova));
     t[0x06] = Some(info!(IOMMU_IOAS_UNMAP, IommuIoasUnmap, length));
     t[0x07] = Some(info!(IOMMU_OPTION, IommuOption, val64));
     t[0x08] = Some(info!(IOMMU_VFIO_IOAS, IommuVfioIoas, reserved));
     t[0x09] = Some(info!(IOMMU_HWPT_ALLOC, IommuHwptAlloc, reserved));
     t[0x0a] = Some(info!(IOMMU_GET_HW_INFO, IommuHwInfo, reserved));
-    t[0x0b] = Some(info!(IOMMU_HWPT_SET_DIRTY_TRACKING, IommuHwptSetDirtyTracking, reserved));
-    t[0x0c] = Some(info!(IOMMU_HWPT_GET_DIRTY_BITMAP, IommuHwptGetDirtyBitmap, data));
+    t[0x0b] = Some(info!(
+        IOMMU_HWPT_SET_DIRTY_TRACKING,
+        IommuHwptSetDirtyTracking, reserved
+    ));
+    t[0x0c] = Some(info!(
+        IOMMU_HWPT_GET_DIRTY_BITMAP,
+        IommuHwptGetDirtyBitmap, data
+    ));
     t[0x0d] = Some(info!(IOMMU_HWPT_INVALIDATE, IommuHwptInvalidate, reserved));
-    t[0x0e] = Some(info!(IOMMU_FAULT_QUEUE_ALLOC, IommuFaultAlloc, out_fault_fd));
+    t[0x0e] = Some(info!(
+        IOMMU_FAULT_QUEUE_ALLOC,
+        IommuFaultAlloc, out_fault_fd
+    ));
     t[0x0f] = Some(info!(IOMMU_IOAS_MAP_FILE, IommuIoasMapFile, iova));
     t[0x10] = Some(info!(IOMMU_VIOMMU_ALLOC, IommuViommuAlloc, out_viommu_id));
     t[0x11] = Some(info!(IOMMU_VDEVICE_ALLOC, IommuVdeviceAlloc, virt_id));
-    t[0x12] = Some(info!(IOMMU_IOAS_CHANGE_PROCESS, IommuIoasChangeProcess, reserved));
-    t[0x13] = Some(info!(IOMMU_VEVENTQ_ALLOC, IommuVeventqAlloc, out_veventq_fd));
+    t[0x12] = Some(info!(
+        IOMMU_IOAS_CHANGE_PROCESS,
+        IommuIoasChangeProcess, reserved
+    ));
+    t[0x13] = Some(info!(
+        IOMMU_VEVENTQ_ALLOC,
+        IommuVeventqAlloc, out_veventq_fd
+    ));
     t[0x14] = Some(info!(IOMMU_HW_QUEUE_ALLOC, IommuHwQueueAlloc, length));
     t[0x20] = Some(info!(IOMMU_TEST_CMD, IommuTestCmd, last));
     t

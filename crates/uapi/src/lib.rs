@@ -16,8 +16,8 @@
 //! checked against the rust-vmm `iommufd-bindings` and `vfio-bindings` crates in
 //! this crate's tests.
 
-pub mod iommufd;
 pub mod ioctl;
+pub mod iommufd;
 pub mod test_cmd;
 pub mod vfio;
 

@@ -96,32 +96,32 @@ impl IommuTestCmd {
 }
 
 abi_struct! { /// `add_reserved`.
-    pub struct TestAddReserved { pub start: u64, pub length: u64 } }
+pub struct TestAddReserved { pub start: u64, pub length: u64 } }
 abi_struct! { /// `mock_domain` and `mock_domain_flags`.
-    pub struct TestMockDomain { pub out_stdev_id: u32, pub out_hwpt_id: u32, pub out_idev_id: u32, pub dev_flags: u32 } }
+pub struct TestMockDomain { pub out_stdev_id: u32, pub out_hwpt_id: u32, pub out_idev_id: u32, pub dev_flags: u32 } }
 abi_struct! { /// `mock_domain_replace`, `access_replace_ioas`, `memory_limit`, `destroy_access_pages`, `trigger_vevent`: one u32.
-    pub struct TestOneId { pub id: u32 } }
+pub struct TestOneId { pub id: u32 } }
 abi_struct! { /// `check_map`.
-    pub struct TestCheckMap { pub iova: u64, pub length: u64, pub uptr: u64 } }
+pub struct TestCheckMap { pub iova: u64, pub length: u64, pub uptr: u64 } }
 abi_struct! { /// `check_refs`.
-    pub struct TestCheckRefs { pub length: u64, pub uptr: u64, pub refs: u32, pub pad: u32 } }
+pub struct TestCheckRefs { pub length: u64, pub uptr: u64, pub refs: u32, pub pad: u32 } }
 abi_struct! { /// `create_access`.
-    pub struct TestCreateAccess { pub out_access_fd: u32, pub flags: u32 } }
+pub struct TestCreateAccess { pub out_access_fd: u32, pub flags: u32 } }
 abi_struct! { /// `access_pages`.
-    pub struct TestAccessPages { pub flags: u32, pub out_access_pages_id: u32, pub iova: u64, pub length: u64, pub uptr: u64 } }
+pub struct TestAccessPages { pub flags: u32, pub out_access_pages_id: u32, pub iova: u64, pub length: u64, pub uptr: u64 } }
 abi_struct! { /// `access_rw`.
-    pub struct TestAccessRw { pub iova: u64, pub length: u64, pub uptr: u64, pub flags: u32, pub pad: u32 } }
+pub struct TestAccessRw { pub iova: u64, pub length: u64, pub uptr: u64, pub flags: u32, pub pad: u32 } }
 abi_struct! { /// `dirty`.
-    pub struct TestDirty { pub flags: u32, pub pad: u32, pub iova: u64, pub length: u64, pub page_size: u64, pub uptr: u64, pub out_nr_dirty: u64 } }
+pub struct TestDirty { pub flags: u32, pub pad: u32, pub iova: u64, pub length: u64, pub page_size: u64, pub uptr: u64, pub out_nr_dirty: u64 } }
 abi_struct! { /// `check_iotlb` and `check_dev_cache`.
-    pub struct TestCheckCache { pub id: u32, pub value: u32 } }
+pub struct TestCheckCache { pub id: u32, pub value: u32 } }
 abi_struct! { /// `trigger_iopf`.
-    pub struct TestTriggerIopf { pub dev_id: u32, pub pasid: u32, pub grpid: u32, pub perm: u32, pub addr: u64 } }
+pub struct TestTriggerIopf { pub dev_id: u32, pub pasid: u32, pub grpid: u32, pub perm: u32, pub addr: u64 } }
 abi_struct! { /// `pasid_attach`, `pasid_replace`, `pasid_detach`, `pasid_check`.
-    pub struct TestPasid { pub pasid: u32, pub pt_id: u32 } }
+pub struct TestPasid { pub pasid: u32, pub pt_id: u32 } }
 abi_struct! { /// `dmabuf_get`.
-    pub struct TestDmabufGet { pub length: u32, pub open_flags: u32 } }
+pub struct TestDmabufGet { pub length: u32, pub open_flags: u32 } }
 abi_struct! { /// `dmabuf_revoke`.
-    pub struct TestDmabufRevoke { pub dmabuf_fd: i32, pub revoked: u32 } }
+pub struct TestDmabufRevoke { pub dmabuf_fd: i32, pub revoked: u32 } }
 abi_struct! { /// The mock driver's `IOMMU_GET_HW_INFO` data.
-    pub struct IommuTestHwInfo { pub flags: u32, pub test_reg: u32 } }
+pub struct IommuTestHwInfo { pub flags: u32, pub test_reg: u32 } }

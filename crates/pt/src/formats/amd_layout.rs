@@ -86,7 +86,10 @@ pub(crate) fn encode_leaf(granule_lg2: u32, pa: u64, size_lg2: u32, level: u32, 
         addr |= low_mask(size_lg2 - granule_lg2 - 1);
         NEXT_LEVEL_SIZED_LEAF
     };
-    PRESENT | (next_level << NEXT_LEVEL_SHIFT) | ((addr << ADDR_SHIFT) & ADDR_MASK) | prot_bits(prot)
+    PRESENT
+        | (next_level << NEXT_LEVEL_SHIFT)
+        | ((addr << ADDR_SHIFT) & ADDR_MASK)
+        | prot_bits(prot)
 }
 
 #[inline(always)]

@@ -134,7 +134,15 @@ mod tests {
     #[test]
     fn start_level_and_concatenation_follow_linux() {
         // (ias, our top level); Arm start level = 3 − top.
-        for (ias, top) in [(32, 2), (36, 2), (39, 2), (40, 2), (43, 2), (44, 3), (48, 3)] {
+        for (ias, top) in [
+            (32, 2),
+            (36, 2),
+            (39, 2),
+            (40, 2),
+            (43, 2),
+            (44, 3),
+            (48, 3),
+        ] {
             assert_eq!(ArmS2::config(ias).top_level, top, "ias {ias}");
         }
     }

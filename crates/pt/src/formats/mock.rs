@@ -98,7 +98,10 @@ mod tests {
         let table = PageTable::<Mock>::new(Mock::config(MockKind::Default)).unwrap();
         assert_eq!(table.pgsize_bitmap(), size_span(11, 37));
         assert_eq!(table.pgsize_bitmap(), 0x3F_FFFF_F800);
-        assert_eq!(table.aperture(), IovaRange::new(1 << 24, (1 << 31) - 1).unwrap());
+        assert_eq!(
+            table.aperture(),
+            IovaRange::new(1 << 24, (1 << 31) - 1).unwrap()
+        );
     }
 
     #[test]

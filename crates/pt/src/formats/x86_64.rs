@@ -108,6 +108,11 @@ mod tests {
     fn writable_leaves_start_dirty() {
         let pte = X86_64::encode_leaf(0x1000, 12, 0, Prot::READ_WRITE);
         assert!(X86_64::is_dirty(pte));
-        assert!(!X86_64::is_dirty(X86_64::encode_leaf(0x1000, 12, 0, Prot::READ)));
+        assert!(!X86_64::is_dirty(X86_64::encode_leaf(
+            0x1000,
+            12,
+            0,
+            Prot::READ
+        )));
     }
 }

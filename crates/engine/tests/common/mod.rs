@@ -1,0 +1,98 @@
+//! A caller with simulated memory, driving a context through the raw entry point.
+#![allow(dead_code)]
+
+use softiommu_engine::memory::{AddressSpace, SimFiles, SimMemory};
+use softiommu_engine::pages::Shared;
+use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
+use std::sync::Arc;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Writable buffer region.
+pub const BUF: u64 = 0x10_0000;
+pub const BUF_LEN: u64 = 4 << 20;
+/// Read-only region.
+pub const RO: u64 = 0x80_0000;
+pub const RO_LEN: u64 = 64 << 10;
+/// Scratch region for arrays the structs point at.
+pub const SCRATCH: u64 = 0x90_0000;
+pub const PAGE: u64 = 4096;
+
+pub struct Harness {
+    pub shared: Arc<Shared>,
+    pub ctx: Context,
+    pub sim: Arc<SimMemory>,
+    pub mem: Arc<dyn AddressSpace>,
+    pub files: SimFiles,
+    pub creds: Credentials,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_shared(Arc::new(Shared::default()))
+    }
+
+    pub fn with_shared(shared: Arc<Shared>) -> Self {
+        let sim = Arc::new(SimMemory::new());
+        sim.map(BUF, BUF_LEN, true);
+        sim.map(RO, RO_LEN, false);
+        sim.map(SCRATCH, 64 << 10, true);
+        let mem: Arc<dyn AddressSpace> = sim.clone();
+        Harness {
+            ctx: Context::new(shared.clone()),
+            shared,
+            sim,
+            mem,
+            files: SimFiles::default(),
+            creds: Credentials::default(),
+        }
+    }
+
+    /// A second context of the same engine, for the same process.
+    pub fn sibling(&self) -> Harness {
+        Harness {
+            shared: self.shared.clone(),
+            ctx: Context::new(self.shared.clone()),
+            sim: self.sim.clone(),
+            mem: self.mem.clone(),
+            files: SimFiles::default(),
+            creds: self.creds,
+        }
+    }
+
+    pub fn raw(&mut self, request: u32, bytes: &mut [u8]) -> Result<i64, Errno> {
+        let caller = Caller {
+            mem: &self.mem,
+            files: &self.files,
+            creds: self.creds,
+        };
+        self.ctx.ioctl(&caller, request, Arg::Bytes(bytes))
+    }
+
+    pub fn ptr(&mut self, request: u32, arg: u64) -> Result<i64, Errno> {
+        let caller = Caller {
+            mem: &self.mem,
+            files: &self.files,
+            creds: self.creds,
+        };
+        self.ctx.ioctl(&caller, request, Arg::User(arg))
+    }
+
+    /// Runs `request` on `cmd` (its `size` field must already be set).
+    pub fn cmd<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        request: u32,
+        cmd: &mut T,
+    ) -> Result<i64, Errno> {
+        self.raw(request, cmd.as_mut_bytes())
+    }
+
+    pub fn write_mem(&self, addr: u64, bytes: &[u8]) {
+        self.mem.write(addr, bytes).expect("test memory write");
+    }
+
+    pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        self.mem.read(addr, &mut v).expect("test memory read");
+        v
+    }
+}
