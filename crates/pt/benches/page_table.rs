@@ -147,11 +147,13 @@ fn bench_format<F: Format>(c: &mut Criterion, config: TableConfig, base: u64) {
     table
         .map(base + KIB4, PA_4K + KIB4, 255 * KIB4, rw)
         .unwrap();
-    group.bench_function("iova_to_phys_hot", |b| {
-        let mut i = 0u64;
+    // 256 lookups per iteration, so the harness overhead is shared out.
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("iova_to_phys_hot_x256", |b| {
         b.iter(|| {
-            i = (i + 1) & 255;
-            black_box(table.iova_to_phys(black_box(base + i * KIB4 + 8)))
+            for i in 0..256 {
+                black_box(table.iova_to_phys(black_box(base + i * KIB4 + 8)));
+            }
         })
     });
     let mut iotlb = Iotlb::for_format::<F>();
@@ -160,11 +162,12 @@ fn bench_format<F: Format>(c: &mut Criterion, config: TableConfig, base: u64) {
             .translate(&mut table, base + i * KIB4, Access::Read)
             .unwrap();
     }
-    group.bench_function("iotlb_hit", |b| {
-        let mut i = 0u64;
+    group.bench_function("iotlb_hit_x256", |b| {
         b.iter(|| {
-            i = (i + 1) & 255;
-            black_box(iotlb.translate(&mut table, black_box(base + i * KIB4 + 8), Access::Read))
+            for i in 0..256 {
+                let iova = black_box(base + i * KIB4 + 8);
+                black_box(iotlb.translate(&mut table, iova, Access::Read)).unwrap();
+            }
         })
     });
 
@@ -247,7 +250,7 @@ fn baselines(c: &mut Criterion) {
             b.iter(|| dst.copy_from_slice(black_box(&src)))
         });
     }
-    group.throughput(Throughput::Elements(1));
+    group.throughput(Throughput::Elements(256));
     let base = 4 * GIB;
     let mut vm_iotlb = vm_memory::Iotlb::new();
     for page in 0..256u64 {
@@ -260,18 +263,18 @@ fn baselines(c: &mut Criterion) {
             )
             .unwrap();
     }
-    group.bench_function("vm_memory_iotlb_lookup", |b| {
-        let mut i = 0u64;
+    group.bench_function("vm_memory_iotlb_lookup_x256", |b| {
         b.iter(|| {
-            i = (i + 1) & 255;
-            let mut ranges = vm_memory::Iotlb::lookup(
-                &vm_iotlb,
-                GuestAddress(black_box(base + i * KIB4 + 8)),
-                1,
-                Permissions::Read,
-            )
-            .unwrap();
-            black_box(ranges.next())
+            for i in 0..256 {
+                let mut ranges = vm_memory::Iotlb::lookup(
+                    &vm_iotlb,
+                    GuestAddress(black_box(base + i * KIB4 + 8)),
+                    1,
+                    Permissions::Read,
+                )
+                .unwrap();
+                black_box(ranges.next());
+            }
         })
     });
     group.finish();

@@ -83,18 +83,35 @@ pub struct Dma<'a, F: Format, M: DmaMemory + ?Sized> {
 
 /// A piece of the access with contiguous PAs: `len` bytes at buffer
 /// offset `offset`, PA `pa`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Run {
     offset: usize,
     pa: u64,
     len: usize,
 }
 
+/// Runs remembered by the checking pass so the copy needs no second
+/// translation; a more fragmented access translates again while copying.
+const MAX_PLANNED_RUNS: usize = 16;
+
+/// The runs of one access, in order, as found by the checking pass.
+/// Invariant: when `complete`, `runs[..len]` cover the whole access.
+struct Plan {
+    runs: [Run; MAX_PLANNED_RUNS],
+    len: usize,
+    complete: bool,
+}
+
 impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
     /// The device reads `buf.len()` bytes at `iova` into `buf`.
     pub fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        self.check(iova, buf.len(), Access::Read)?;
+        let plan = self.check(iova, buf.len(), Access::Read)?;
         let memory = &*self.memory;
+        let mut copy =
+            |run: Run| memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len]);
+        if plan.complete {
+            return replay(&plan, iova, Access::Read, self.faults, copy);
+        }
         for_each_run(
             self.table,
             self.iotlb,
@@ -103,14 +120,20 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
             buf.len(),
             Access::Read,
             true,
-            |run| memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len]),
+            &mut copy,
         )
     }
 
     /// The device writes `data` at `iova`.
     pub fn write(&mut self, iova: u64, data: &[u8]) -> Result<(), Fault> {
-        self.check(iova, data.len(), Access::Write)?;
+        let plan = self.check(iova, data.len(), Access::Write)?;
         let memory = &mut *self.memory;
+        let mut copy =
+            |run: Run| memory.write_phys(run.pa, &data[run.offset..run.offset + run.len]);
+        // Dirty marking happens as pages are translated for the copy.
+        if plan.complete && !self.table.dirty_tracking() {
+            return replay(&plan, iova, Access::Write, self.faults, copy);
+        }
         for_each_run(
             self.table,
             self.iotlb,
@@ -119,13 +142,23 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
             data.len(),
             Access::Write,
             true,
-            |run| memory.write_phys(run.pa, &data[run.offset..run.offset + run.len]),
+            &mut copy,
         )
     }
 
-    /// Translate every page without side effects and check memory backs it.
-    fn check(&mut self, iova: u64, len: usize, access: Access) -> Result<(), Fault> {
+    /// Translate every page without side effects, check memory backs it,
+    /// and remember the runs when they are few.
+    fn check(&mut self, iova: u64, len: usize, access: Access) -> Result<Plan, Fault> {
         let memory = &*self.memory;
+        let mut plan = Plan {
+            runs: [Run {
+                offset: 0,
+                pa: 0,
+                len: 0,
+            }; MAX_PLANNED_RUNS],
+            len: 0,
+            complete: true,
+        };
         for_each_run(
             self.table,
             self.iotlb,
@@ -135,14 +168,42 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
             access,
             false,
             |run| {
-                if memory.contains(run.pa, run.len) {
-                    Ok(())
-                } else {
-                    Err(FaultReason::BadPhysical)
+                if !memory.contains(run.pa, run.len) {
+                    return Err(FaultReason::BadPhysical);
                 }
+                if plan.len < MAX_PLANNED_RUNS {
+                    plan.runs[plan.len] = run;
+                    plan.len += 1;
+                } else {
+                    plan.complete = false;
+                }
+                Ok(())
             },
-        )
+        )?;
+        Ok(plan)
     }
+}
+
+/// Copy the planned runs; a memory failure is recorded as a fault.
+fn replay(
+    plan: &Plan,
+    iova: u64,
+    access: Access,
+    faults: &mut FaultLog,
+    mut copy: impl FnMut(Run) -> Result<(), FaultReason>,
+) -> Result<(), Fault> {
+    for &run in &plan.runs[..plan.len] {
+        if let Err(reason) = copy(run) {
+            let fault = Fault {
+                reason,
+                iova: iova + run.offset as u64,
+                access,
+            };
+            faults.record(fault);
+            return Err(fault);
+        }
+    }
+    Ok(())
 }
 
 /// Translate `[iova, iova + len)` page by page (marking dirty on writes when

@@ -21,10 +21,11 @@ use crate::table::PageTable;
 pub const DEFAULT_IOTLB_ENTRIES: usize = 1024;
 
 /// One cached page. `tag` is the page number + 1; 0 marks an invalid entry.
+/// `pa_base` is the page-aligned PA.
 #[derive(Clone, Copy, Debug, Default)]
 struct IotlbEntry {
     tag: u64,
-    pa_page: u64,
+    pa_base: u64,
     prot: Prot,
     dirty: bool,
 }
@@ -38,6 +39,7 @@ pub struct Iotlb {
     entries: Box<[IotlbEntry]>,
     index_mask: usize,
     page_lg2: u32,
+    offset_mask: u64,
     hits: u64,
     misses: u64,
 }
@@ -64,6 +66,7 @@ impl Iotlb {
             entries: vec![IotlbEntry::default(); entries].into_boxed_slice(),
             index_mask: entries - 1,
             page_lg2: page_lg2.min(63),
+            offset_mask: low_mask(page_lg2.min(63)),
             hits: 0,
             misses: 0,
         }
@@ -87,7 +90,7 @@ impl Iotlb {
     /// Translate `iova` for `access` as the device's IOMMU would: from the
     /// cache if present, else by walking `table` and caching the leaf. A
     /// write marks the leaf dirty when the table tracks dirty.
-    #[inline]
+    #[inline(always)]
     pub fn translate<F: Format>(
         &mut self,
         table: &mut PageTable<F>,
@@ -105,7 +108,7 @@ impl Iotlb {
                 entry.dirty = true;
             }
             self.hits += 1;
-            return Ok((entry.pa_page << self.page_lg2) | (iova & low_mask(self.page_lg2)));
+            return Ok(entry.pa_base | (iova & self.offset_mask));
         }
         self.translate_miss(table, iova, access, true)
     }
@@ -124,7 +127,7 @@ impl Iotlb {
         if entry.tag == page + 1 {
             self.hits += 1;
             return if entry.prot.allows(access) {
-                Ok((entry.pa_page << self.page_lg2) | (iova & low_mask(self.page_lg2)))
+                Ok(entry.pa_base | (iova & self.offset_mask))
             } else {
                 Err(FaultReason::Permission)
             };
@@ -154,7 +157,7 @@ impl Iotlb {
         let page = iova >> self.page_lg2;
         self.entries[page as usize & self.index_mask] = IotlbEntry {
             tag: page + 1,
-            pa_page: pa >> self.page_lg2,
+            pa_base: pa & !self.offset_mask,
             prot,
             dirty,
         };

@@ -172,8 +172,9 @@ impl std::error::Error for UnmapError {}
 ///   a page is freed as soon as it holds no entries, so after unmapping
 ///   everything only the root remains;
 /// - leaves only use sizes in `pgsize_bitmap`; a leaf of `2^s` bytes sits at
-///   level `size_level[s]`, in `2^(s − level_shift)` aligned slots holding
-///   the same value;
+///   level `(s − granule_lg2) / 9` (the format contract puts each size at
+///   exactly one level), in `2^(s − level_shift)` aligned slots holding the
+///   same value;
 /// - `aperture ⊆ [0, va_last]`.
 ///
 /// Translation caching is not here: callers hold an [`crate::Iotlb`] and
@@ -190,7 +191,6 @@ pub struct PageTable<F: Format> {
     pgsize_bitmap: u64,
     min_page_lg2: u32,
     aperture: IovaRange,
-    size_level: [u8; 64],
     dirty_tracking: bool,
     format: PhantomData<fn() -> F>,
 }
@@ -210,6 +210,15 @@ struct RangeCursor {
     iova: u64,
     last: u64,
     done: bool,
+}
+
+/// Progress of an unmap: the walk, the bytes removed so far and the hull of
+/// the removed leaves (`removed_start > removed_last` while none).
+struct UnmapCursor {
+    range: RangeCursor,
+    unmapped: u64,
+    removed_start: u64,
+    removed_last: u64,
 }
 
 impl RangeCursor {
@@ -269,13 +278,6 @@ impl<F: Format> PageTable<F> {
         if pgsize_bitmap == 0 {
             return Err(ConfigError::NoPageSizes);
         }
-        let mut size_level = [0u8; 64];
-        for (size_lg2, level) in size_level.iter_mut().enumerate() {
-            if pgsize_bitmap & (1u64 << size_lg2) != 0 {
-                // Leaf sizes at level L lie in [shift(L), shift(L) + 8].
-                *level = ((size_lg2 as u32 - F::GRANULE_LG2) / TABLE_INDEX_BITS) as u8;
-            }
-        }
 
         let aperture = config.aperture.unwrap_or(IovaRange {
             start: 0,
@@ -302,7 +304,6 @@ impl<F: Format> PageTable<F> {
             pgsize_bitmap,
             min_page_lg2: pgsize_bitmap.trailing_zeros(),
             aperture,
-            size_level,
             dirty_tracking: false,
             format: PhantomData,
         })
@@ -424,35 +425,74 @@ impl<F: Format> PageTable<F> {
     ) -> Result<(), MapErrorKind> {
         let shift = level_shift(F::GRANULE_LG2, level);
         loop {
-            let slot = slot_index(cursor.iova, shift);
             let size_lg2 = self.best_leaf_lg2(cursor.iova, cursor.pa, cursor.remaining);
-            if u32::from(self.size_level[size_lg2 as usize]) >= level {
-                // Inside a child table the IOVA is never aligned to the
-                // parent's item, so the chosen leaf always belongs here.
-                let slots = 1usize << (size_lg2 - shift);
-                self.make_room_for_leaf(table, level, slot, slots)?;
-                let pte = F::encode_leaf(cursor.pa, size_lg2, level, cursor.prot);
-                self.arena.table_mut(table)[slot..slot + slots].fill(pte);
-                self.arena.add_used(table, slots);
-                let size = 1u64 << size_lg2;
-                cursor.mapped += size;
-                cursor.remaining -= size;
-                if cursor.remaining == 0 {
-                    return Ok(());
-                }
-                cursor.iova += size;
-                cursor.pa += size;
-            } else {
+            if Self::leaf_level(size_lg2) < level {
+                let slot = slot_index(cursor.iova, shift);
                 let child = self.child_for_map(table, level, slot)?;
                 self.map_in(child, level - 1, cursor)?;
-                if cursor.remaining == 0 {
-                    return Ok(());
-                }
+            } else {
+                // Inside a child table the IOVA is never aligned to the
+                // parent's item, so the chosen leaf always belongs here.
+                self.map_leaves(table, level, cursor, size_lg2)?;
             }
-            if slot_index(cursor.iova, shift) == 0 {
+            if cursor.remaining == 0 || slot_index(cursor.iova, shift) == 0 {
                 return Ok(());
             }
         }
+    }
+
+    /// Level of the leaves of size `2^size_lg2` (a size in `pgsize_bitmap`).
+    #[inline(always)]
+    fn leaf_level(size_lg2: u32) -> u32 {
+        (size_lg2 - F::GRANULE_LG2) / TABLE_INDEX_BITS
+    }
+
+    /// Write consecutive leaves into `table`, starting with one of
+    /// `2^size_lg2` bytes, while the best leaf stays at `level` and the
+    /// cursor stays in the table. This is the per-PTE hot loop of a map.
+    #[inline]
+    fn map_leaves(
+        &mut self,
+        table: TableId,
+        level: u32,
+        cursor: &mut MapCursor,
+        mut size_lg2: u32,
+    ) -> Result<(), MapErrorKind> {
+        let shift = level_shift(F::GRANULE_LG2, level);
+        let mut written = 0usize;
+        let result = loop {
+            let slot = slot_index(cursor.iova, shift);
+            let slots = 1usize << (size_lg2 - shift);
+            let entries = &mut self.arena.table_mut(table)[slot..slot + slots];
+            if entries.iter().any(|&pte| pte != 0) {
+                // Rare: settle the count, then clear or refuse the slots.
+                self.arena.add_used(table, written);
+                written = 0;
+                match self.make_room_for_leaf(table, level, slot, slots) {
+                    Ok(()) => continue,
+                    Err(kind) => break Err(kind),
+                }
+            }
+            entries.fill(F::encode_leaf(cursor.pa, size_lg2, level, cursor.prot));
+            written += slots;
+            let size = 1u64 << size_lg2;
+            cursor.mapped += size;
+            cursor.remaining -= size;
+            if cursor.remaining == 0 {
+                break Ok(());
+            }
+            cursor.iova += size;
+            cursor.pa += size;
+            if slot_index(cursor.iova, shift) == 0 {
+                break Ok(());
+            }
+            size_lg2 = self.best_leaf_lg2(cursor.iova, cursor.pa, cursor.remaining);
+            if Self::leaf_level(size_lg2) != level {
+                break Ok(());
+            }
+        };
+        self.arena.add_used(table, written);
+        result
     }
 
     /// Make `slots` slots from `slot` empty for a new leaf: empty slots are
@@ -598,56 +638,52 @@ impl<F: Format> PageTable<F> {
         IovaRange::from_len(iova, len).ok_or(UnmapError::Overflow)
     }
 
-    fn unmap_in(
-        &mut self,
-        table: TableId,
-        level: u32,
-        cursor: &mut RangeCursor,
-        unmapped: &mut u64,
-        removed: &mut Option<IovaRange>,
-    ) {
+    fn unmap_in(&mut self, table: TableId, level: u32, cursor: &mut UnmapCursor) {
         let shift = level_shift(F::GRANULE_LG2, level);
+        // Slots of `table` emptied here, settled once on the way out.
+        let mut cleared = 0usize;
         loop {
-            let slot = slot_index(cursor.iova, shift);
+            let slot = slot_index(cursor.range.iova, shift);
             let pte = self.arena.get(table, slot);
             let next = if pte == 0 {
-                item_end(cursor.iova, shift)
+                item_end(cursor.range.iova, shift)
             } else {
                 match F::decode(pte, level) {
-                    Pte::Empty => item_end(cursor.iova, shift),
+                    Pte::Empty => item_end(cursor.range.iova, shift),
                     Pte::Leaf(leaf) => {
                         let slots = 1usize << (leaf.size_lg2 - shift);
                         let first = slot & !(slots - 1);
                         self.arena.table_mut(table)[first..first + slots].fill(0);
-                        self.arena.sub_used(table, slots);
-                        let extent = IovaRange {
-                            start: cursor.iova & !low_mask(leaf.size_lg2),
-                            last: cursor.iova | low_mask(leaf.size_lg2),
-                        };
-                        *unmapped = unmapped.saturating_add(1u64 << leaf.size_lg2);
-                        *removed = Some(removed.map_or(extent, |have| have.hull(&extent)));
-                        extent.last.checked_add(1)
+                        cleared += slots;
+                        let start = cursor.range.iova & !low_mask(leaf.size_lg2);
+                        let last = cursor.range.iova | low_mask(leaf.size_lg2);
+                        cursor.unmapped = cursor.unmapped.saturating_add(1u64 << leaf.size_lg2);
+                        // Leaves come in IOVA order: the hull is first start .. latest last.
+                        cursor.removed_start = cursor.removed_start.min(start);
+                        cursor.removed_last = last;
+                        last.checked_add(1)
                     }
                     Pte::Table { pa } => {
                         let child = TableArena::id_at(pa);
-                        self.unmap_in(child, level - 1, cursor, unmapped, removed);
+                        self.unmap_in(child, level - 1, cursor);
                         if self.arena.used(child) == 0 {
                             self.arena.set(table, slot, 0);
-                            self.arena.sub_used(table, 1);
+                            cleared += 1;
                             self.arena.free(child);
                         }
-                        if cursor.done || slot_index(cursor.iova, shift) == 0 {
-                            return;
+                        if cursor.range.done || slot_index(cursor.range.iova, shift) == 0 {
+                            break;
                         }
                         continue;
                     }
                 }
             };
-            cursor.advance_to(next);
-            if cursor.done || slot_index(cursor.iova, shift) == 0 {
-                return;
+            cursor.range.advance_to(next);
+            if cursor.range.done || slot_index(cursor.range.iova, shift) == 0 {
+                break;
             }
         }
+        self.arena.sub_used(table, cleared);
     }
 
     // ----- walks ------------------------------------------------------------
