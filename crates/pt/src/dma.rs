@@ -105,7 +105,8 @@ struct Plan {
 impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
     /// The device reads `buf.len()` bytes at `iova` into `buf`.
     pub fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        let plan = self.check(iova, buf.len(), Access::Read)?;
+        let len = buf.len();
+        let plan = self.check(iova, len, Access::Read)?;
         let memory = &*self.memory;
         let mut copy =
             |run: Run| memory.read_phys(run.pa, &mut buf[run.offset..run.offset + run.len]);
@@ -117,7 +118,7 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
             self.iotlb,
             self.faults,
             iova,
-            buf.len(),
+            len,
             Access::Read,
             true,
             &mut copy,

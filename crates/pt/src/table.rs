@@ -607,28 +607,28 @@ impl<F: Format> PageTable<F> {
                 return Err(UnmapError::InsideLeaf);
             }
         }
-        let mut cursor = RangeCursor {
-            iova: range.start,
-            last: range.last,
-            done: false,
+        let mut cursor = UnmapCursor {
+            range: RangeCursor {
+                iova: range.start,
+                last: range.last,
+                done: false,
+            },
+            unmapped: 0,
+            removed_start: u64::MAX,
+            removed_last: 0,
         };
-        let mut unmapped = 0u64;
-        let mut removed: Option<IovaRange> = None;
-        while !cursor.done {
-            let root = self.root_for(cursor.iova);
-            self.unmap_in(
-                root,
-                self.top_level,
-                &mut cursor,
-                &mut unmapped,
-                &mut removed,
-            );
+        while !cursor.range.done {
+            let root = self.root_for(cursor.range.iova);
+            self.unmap_in(root, self.top_level, &mut cursor);
         }
         let mut gather = IotlbGather::empty();
-        if let Some(removed) = removed {
-            gather.add(removed);
+        if cursor.unmapped > 0 {
+            gather.add(IovaRange {
+                start: cursor.removed_start,
+                last: cursor.removed_last,
+            });
         }
-        Ok((unmapped, gather))
+        Ok((cursor.unmapped, gather))
     }
 
     fn checked_range(&self, iova: u64, len: u64) -> Result<IovaRange, UnmapError> {
