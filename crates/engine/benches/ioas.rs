@@ -11,7 +11,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-const RW: Prot = Prot { read: true, write: true };
+const RW: Prot = Prot {
+    read: true,
+    write: true,
+};
 const VA: u64 = 0x7000_0000;
 
 /// A context whose IOAS holds `n` 4 KiB areas with a 4 KiB hole after each,
@@ -20,23 +23,52 @@ fn fragmented(n: u64) -> (Context, u32, Arc<dyn AddressSpace>) {
     let mem: Arc<dyn AddressSpace> = Arc::new(SimMemory::new());
     let mut ctx = Context::new(Arc::new(Shared::default()));
     let ioas = ctx.ioas_alloc().unwrap();
-    let caller = Caller { mem: &mem, files: &NoFiles, creds: Credentials::default() };
+    let caller = Caller {
+        mem: &mem,
+        files: &NoFiles,
+        creds: Credentials::default(),
+    };
     for i in 0..n {
         let iova = PAGE_SIZE + i * 2 * PAGE_SIZE;
-        ctx.ioas_map(&caller, ioas, VA, MapArgs { iova: Some(iova), length: PAGE_SIZE, prot: RW }).unwrap();
+        ctx.ioas_map(
+            &caller,
+            ioas,
+            VA,
+            MapArgs {
+                iova: Some(iova),
+                length: PAGE_SIZE,
+                prot: RW,
+            },
+        )
+        .unwrap();
     }
     (ctx, ioas, mem)
 }
 
 fn map_unmap_pair(c: &mut Criterion) {
     let (mut ctx, ioas, mem) = fragmented(100_000);
-    let caller = Caller { mem: &mem, files: &NoFiles, creds: Credentials::default() };
+    let caller = Caller {
+        mem: &mem,
+        files: &NoFiles,
+        creds: Credentials::default(),
+    };
     // A hole in the middle of the mapped range.
     let iova = PAGE_SIZE + 50_000 * 2 * PAGE_SIZE + PAGE_SIZE;
     let mut g = c.benchmark_group("ioas");
     g.bench_function("map_unmap_4k_with_100k_areas", |b| {
         b.iter(|| {
-            let got = ctx.ioas_map(&caller, ioas, VA, MapArgs { iova: Some(iova), length: PAGE_SIZE, prot: RW }).unwrap();
+            let got = ctx
+                .ioas_map(
+                    &caller,
+                    ioas,
+                    VA,
+                    MapArgs {
+                        iova: Some(iova),
+                        length: PAGE_SIZE,
+                        prot: RW,
+                    },
+                )
+                .unwrap();
             black_box(ctx.ioas_unmap(ioas, got, PAGE_SIZE).unwrap());
         })
     });
@@ -45,14 +77,29 @@ fn map_unmap_pair(c: &mut Criterion) {
 
 fn auto_alloc(c: &mut Criterion) {
     let mut g = c.benchmark_group("auto_iova_fragmented");
-    g.sample_size(30).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for n in [1_000u64, 10_000, 100_000, 1_000_000] {
         let (mut ctx, ioas, mem) = fragmented(n);
-        let caller = Caller { mem: &mem, files: &NoFiles, creds: Credentials::default() };
+        let caller = Caller {
+            mem: &mem,
+            files: &NoFiles,
+            creds: Credentials::default(),
+        };
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let got = ctx
-                    .ioas_map(&caller, ioas, VA, MapArgs { iova: None, length: 2 * PAGE_SIZE, prot: RW })
+                    .ioas_map(
+                        &caller,
+                        ioas,
+                        VA,
+                        MapArgs {
+                            iova: None,
+                            length: 2 * PAGE_SIZE,
+                            prot: RW,
+                        },
+                    )
                     .unwrap();
                 black_box(ctx.ioas_unmap(ioas, got, 2 * PAGE_SIZE).unwrap());
             })

@@ -309,6 +309,8 @@ fn run(ops: Vec<Op>) {
     let mut h = Harness::new();
     let ids = [h.ctx.ioas_alloc().unwrap(), h.ctx.ioas_alloc().unwrap()];
     let mut model = [MIoas::default(), MIoas::default()];
+    // Successes per operation kind, to show the run exercised real work.
+    let mut succeeded = std::collections::BTreeMap::<&str, usize>::new();
     for (n, op) in ops.into_iter().enumerate() {
         let caller = Caller {
             mem: &h.mem,
@@ -449,6 +451,19 @@ fn run(ops: Vec<Op>) {
             }
         };
         assert_eq!(got, want, "operation {n}: {op:?}");
+        if got.is_ok() {
+            let kind = match &op {
+                Op::Map { iova: None, .. } => "map auto",
+                Op::Map { .. } => "map fixed",
+                Op::Unmap { .. } => "unmap",
+                Op::UnmapAll { .. } => "unmap all",
+                Op::Copy { .. } => "copy",
+                Op::Allow { .. } => "allow",
+                Op::Reserve { .. } => "reserve",
+                Op::HugePages { .. } => "huge pages",
+            };
+            *succeeded.entry(kind).or_default() += 1;
+        }
         for (i, id) in ids.iter().enumerate() {
             let t = h.ctx.ioas(*id).unwrap();
             let mut want: Vec<(u64, u64)> =
@@ -463,6 +478,12 @@ fn run(ops: Vec<Op>) {
                 );
             }
         }
+    }
+    for kind in ["map auto", "map fixed", "unmap", "copy"] {
+        assert!(
+            succeeded.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} succeeded: {succeeded:?}"
+        );
     }
 }
 
