@@ -1,8 +1,10 @@
 //! `softiommu`: Linux's iommufd and IOMMU core in user space.
 //!
-//! For now the main job is `softiommu demo`: a built-in scenario that drives
-//! the engine through the raw ioctl interface, as a program using
-//! `/dev/iommu` would, and prints what the IO address spaces hold.
+//! - `softiommu demo` (the default): a built-in scenario that drives the engine
+//!   through the raw ioctl interface, as a program using `/dev/iommu` would, and
+//!   prints what the IO address spaces hold.
+//! - `softiommu run -- CMD [ARGS]`: runs an unmodified program with
+//!   `/dev/iommu` served by softiommu; exits with the program's status.
 
 use clap::{Parser, Subcommand};
 use softiommu_engine::api::{Engine, IoasId, Iommufd};
@@ -11,7 +13,10 @@ use softiommu_engine::memory::{SimFile, PAGE_SIZE};
 use softiommu_engine::Prot;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
+use std::ffi::OsString;
 use std::process::ExitCode;
+
+mod run;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
@@ -29,6 +34,12 @@ struct Cli {
 enum Command {
     /// Run the built-in scenario and print what each IOAS holds (the default).
     Demo,
+    /// Run a program with /dev/iommu served by softiommu.
+    Run {
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +50,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("softiommu: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Run { command } => match run::run(&command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("softiommu run: {e}");
+                ExitCode::from(127)
             }
         },
     }

@@ -1,0 +1,87 @@
+//! `softiommu run` with unmodified programs: our own C programs (built here with
+//! the system C compiler) and plain shell commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn softiommu() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_softiommu"))
+}
+
+fn c_sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/c")
+}
+
+/// Compiles `tests/c/<name>.c` into a fresh directory.
+fn build_c(name: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("softiommu-ctest-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join(name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O1", "-o"])
+        .arg(&exe)
+        .arg(c_sources().join(format!("{name}.c")))
+        .status()
+        .expect("the C compiler runs");
+    assert!(status.success(), "compiling {name}.c");
+    exe
+}
+
+#[test]
+fn the_c_ioas_program_passes_every_check() {
+    let exe = build_c("ioas_basic");
+    let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.lines().last() == Some("0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn the_exit_status_is_the_programs() {
+    let st = softiommu()
+        .args(["run", "--", "sh", "-c", "exit 7"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(7));
+    let st = softiommu()
+        .args(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(128 + 15));
+    let st = softiommu()
+        .args(["run", "--", "/nonexistent/program"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(127));
+}
+
+#[test]
+fn programs_that_do_not_use_dev_iommu_are_untouched() {
+    let out = softiommu()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo hello; ls /nonexistent 2>/dev/null; echo $?",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n2\n");
+}
+
+#[test]
+fn the_demo_prints_the_ioas() {
+    let out = softiommu().output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("IOMMU_IOAS_MAP"), "{stdout}");
+    assert!(stdout.contains("pinned frames left: 0"), "{stdout}");
+}

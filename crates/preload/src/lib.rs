@@ -1,0 +1,155 @@
+//! The `/dev/iommu` shim, loaded with `LD_PRELOAD` by `softiommu run`.
+//!
+//! It replaces `open`/`openat` (and their `64` and `_2` fortify forms), `ioctl`
+//! and `close`. Opening `/dev/iommu` connects to the server and returns that
+//! socket: a real descriptor, so `dup`, `fork`, `exec` and fd passing share the
+//! context as they share a kernel file. `ioctl` on such a descriptor is sent to
+//! the server on this thread's call channel; the server reads and writes the
+//! program's memory itself, so a bad pointer is `EFAULT`, never a crash. Every
+//! other path and descriptor goes to the C library untouched, errno preserved.
+//!
+//! This crate is the project's FFI boundary: all of its `unsafe` lives in
+//! [`sys`].
+
+#[allow(unsafe_code)]
+mod sys;
+
+use softiommu_proto::*;
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use zerocopy::IntoBytes;
+
+const DEV_IOMMU: &[u8] = b"/dev/iommu";
+
+fn socket_path() -> Option<String> {
+    std::env::var(SOCKET_ENV).ok().filter(|p| !p.is_empty())
+}
+
+/// This thread's call channel, and the process it was made in.
+struct Channel {
+    pid: i32,
+    stream: UnixStream,
+}
+
+thread_local! {
+    static CHANNEL: RefCell<Option<Channel>> = const { RefCell::new(None) };
+}
+
+fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T) -> Option<Reply> {
+    stream.write_all(msg.as_bytes()).ok()?;
+    let mut reply = Reply::default();
+    stream.read_exact(reply.as_mut_bytes()).ok()?;
+    Some(reply)
+}
+
+/// Sends `call` on this thread's channel, making one if needed (after `fork`
+/// the inherited channel belongs to the parent and is left alone).
+fn call(call: Call) -> Option<Reply> {
+    let pid = std::process::id() as i32;
+    CHANNEL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|c| c.pid != pid) {
+            if let Some(old) = slot.take() {
+                // The parent's channel: forget it without closing the parent's use of it.
+                sys::forget_stream(old.stream);
+            }
+            let mut stream = UnixStream::connect(socket_path()?).ok()?;
+            sys::set_cloexec(stream.as_raw_fd());
+            let hello = Hello {
+                magic: MAGIC,
+                kind: HELLO_CALL,
+                ino: 0,
+            };
+            stream.write_all(hello.as_bytes()).ok()?;
+            *slot = Some(Channel { pid, stream });
+        }
+        let chan = slot.as_mut()?;
+        let reply = exchange(&mut chan.stream, &call);
+        if reply.is_none() {
+            *slot = None;
+        }
+        reply
+    })
+}
+
+/// Opens a new context; returns the descriptor or a negative errno.
+fn open_context(path: String, flags: i32) -> i32 {
+    let Ok(mut stream) = UnixStream::connect(path) else {
+        return -libc::ENODEV;
+    };
+    if flags & libc::O_CLOEXEC != 0 {
+        sys::set_cloexec(stream.as_raw_fd());
+    } else {
+        sys::clear_cloexec(stream.as_raw_fd());
+    }
+    let Some(ino) = sys::socket_inode(stream.as_raw_fd()) else {
+        return -libc::EIO;
+    };
+    sys::remember(ino, true);
+    let hello = Hello {
+        magic: MAGIC,
+        kind: HELLO_CONTEXT,
+        ino,
+    };
+    if stream.write_all(hello.as_bytes()).is_err() {
+        return -libc::EIO;
+    }
+    let mut ack = Reply::default();
+    if stream.read_exact(ack.as_mut_bytes()).is_err() {
+        return -libc::EIO;
+    }
+    sys::into_raw(stream)
+}
+
+/// Whether a path names `/dev/iommu`.
+fn is_dev_iommu(path: &CStr) -> bool {
+    path.to_bytes() == DEV_IOMMU
+}
+
+/// The context inode behind `fd`, if `fd` is a softiommu context.
+fn context_of(fd: i32) -> Option<u64> {
+    let ino = sys::socket_inode(fd)?;
+    let known = match sys::known(ino) {
+        Some(k) => k,
+        None => {
+            let reply = call(Call {
+                op: CALL_IS_CONTEXT,
+                request: 0,
+                ino,
+                arg: 0,
+            })?;
+            let k = reply.errno == 0 && reply.result == 1;
+            sys::remember(ino, k);
+            k
+        }
+    };
+    known.then_some(ino)
+}
+
+/// Runs an ioctl on a context: the return value, or a negative errno.
+fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
+    match call(Call {
+        op: CALL_IOCTL,
+        request: request as u32,
+        ino,
+        arg,
+    }) {
+        Some(r) if r.errno == 0 => r.result,
+        Some(r) => -i64::from(r.errno),
+        None => -i64::from(libc::EIO),
+    }
+}
+
+/// After a context descriptor was closed: let the server release the context
+/// now if that was the last reference, so a reopen sees every pin gone.
+fn context_closed(ino: u64) {
+    let _ = call(Call {
+        op: CALL_CLOSED,
+        request: 0,
+        ino,
+        arg: 0,
+    });
+}

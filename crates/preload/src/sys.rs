@@ -1,0 +1,338 @@
+//! The C boundary: the replaced libc entry points, the real ones found with
+//! `dlsym(RTLD_NEXT)`, and small descriptor helpers. Every `unsafe` block of the
+//! project's shim is here.
+//!
+//! Re-entrancy: the shim's own work (connecting, closing its sockets) calls libc
+//! functions this library replaces. A per-thread flag marks "inside the shim";
+//! while it is set every hook goes straight to the real function.
+
+use crate::{context_closed, context_ioctl, context_of, is_dev_iommu, open_context, socket_path};
+use libc::{c_char, c_int, c_uint, c_ulong, c_void};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, OnceLock};
+
+type OpenFn = unsafe extern "C" fn(*const c_char, c_int, c_uint) -> c_int;
+type OpenatFn = unsafe extern "C" fn(c_int, *const c_char, c_int, c_uint) -> c_int;
+type Open2Fn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
+type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+
+/// The C library's own entry points.
+struct Real {
+    open: OpenFn,
+    open64: OpenFn,
+    openat: OpenatFn,
+    openat64: OpenatFn,
+    open_2: Open2Fn,
+    open64_2: Open2Fn,
+    openat_2: Openat2Fn,
+    openat64_2: Openat2Fn,
+    ioctl: IoctlFn,
+    close: CloseFn,
+}
+
+static REAL: OnceLock<Real> = OnceLock::new();
+
+/// Looks up the next definition of `name`, or aborts: a shim without the real
+/// function could only corrupt the program.
+fn next_symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: `name` is a valid C string; RTLD_NEXT is a valid pseudo-handle in a
+    // shared object loaded by the dynamic linker.
+    let sym = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if sym.is_null() {
+        std::process::abort();
+    }
+    sym
+}
+
+fn real() -> &'static Real {
+    REAL.get_or_init(|| {
+        // SAFETY: each symbol is the libc function of that name, whose C
+        // signature matches the pointer type it is turned into (variadic
+        // arguments travel in the same registers as a fixed third/fourth one on
+        // the supported ABIs).
+        unsafe {
+            Real {
+                open: std::mem::transmute::<*mut c_void, OpenFn>(next_symbol(c"open")),
+                open64: std::mem::transmute::<*mut c_void, OpenFn>(next_symbol(c"open64")),
+                openat: std::mem::transmute::<*mut c_void, OpenatFn>(next_symbol(c"openat")),
+                openat64: std::mem::transmute::<*mut c_void, OpenatFn>(next_symbol(c"openat64")),
+                open_2: std::mem::transmute::<*mut c_void, Open2Fn>(next_symbol(c"__open_2")),
+                open64_2: std::mem::transmute::<*mut c_void, Open2Fn>(next_symbol(c"__open64_2")),
+                openat_2: std::mem::transmute::<*mut c_void, Openat2Fn>(next_symbol(c"__openat_2")),
+                openat64_2: std::mem::transmute::<*mut c_void, Openat2Fn>(next_symbol(
+                    c"__openat64_2",
+                )),
+                ioctl: std::mem::transmute::<*mut c_void, IoctlFn>(next_symbol(c"ioctl")),
+                close: std::mem::transmute::<*mut c_void, CloseFn>(next_symbol(c"close")),
+            }
+        }
+    })
+}
+
+thread_local! {
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` marked as shim work; `None` if the shim is already at work on this
+/// thread (the hook must then act as the real function).
+fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    if INSIDE.with(|i| i.replace(true)) {
+        return None;
+    }
+    let r = f();
+    INSIDE.with(|i| i.set(false));
+    Some(r)
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn errno() -> c_int {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() }
+}
+
+// ---- descriptor helpers ------------------------------------------------------------------
+
+/// Socket inodes already classified: context or not.
+static KNOWN: Mutex<Option<HashMap<u64, bool>>> = Mutex::new(None);
+
+pub(crate) fn known(ino: u64) -> Option<bool> {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&ino).copied())
+}
+
+pub(crate) fn remember(ino: u64, is_context: bool) {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(ino, is_context);
+}
+
+fn forget(ino: u64) {
+    if let Some(m) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.remove(&ino);
+    }
+}
+
+/// The inode of `fd` if it is a socket.
+pub(crate) fn socket_inode(fd: c_int) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is writable memory of the right size; fstat fills it or fails.
+    let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so the struct is initialised.
+    let st = unsafe { st.assume_init() };
+    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
+}
+
+pub(crate) fn set_cloexec(fd: c_int) {
+    // SAFETY: F_SETFD on a descriptor we own takes an int flag set.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+pub(crate) fn clear_cloexec(fd: c_int) {
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+}
+
+/// Hands a stream's descriptor to the program.
+pub(crate) fn into_raw(stream: UnixStream) -> c_int {
+    stream.into_raw_fd()
+}
+
+/// Drops this process's copy of a descriptor through the real `close`.
+pub(crate) fn forget_stream(stream: UnixStream) {
+    let fd = stream.into_raw_fd();
+    // SAFETY: we own `fd` (just taken from the stream) and close it once.
+    unsafe { (real().close)(fd) };
+}
+
+// ---- the replaced entry points -----------------------------------------------------------
+
+/// `Some(result)` when `path` is `/dev/iommu` and a server is there.
+///
+/// # Safety
+/// `path` must be null or a valid C string.
+unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: the caller passes open(2)'s path argument, a C string.
+    let path = unsafe { CStr::from_ptr(path) };
+    if !is_dev_iommu(path) {
+        return None;
+    }
+    let socket = socket_path()?;
+    guarded(|| {
+        let fd = open_context(socket, flags);
+        if fd < 0 {
+            set_errno(-fd);
+            -1
+        } else {
+            fd
+        }
+    })
+}
+
+/// # Safety
+/// As `open(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    // SAFETY: path comes from our caller under open(2)'s contract.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().open)(path, flags, mode) }
+}
+
+/// # Safety
+/// As `open64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    // SAFETY: as in `open`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().open64)(path, flags, mode) }
+}
+
+/// # Safety
+/// As `openat(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn openat(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+) -> c_int {
+    // SAFETY: as in `open`; an absolute path ignores dirfd.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().openat)(dirfd, path, flags, mode) }
+}
+
+/// # Safety
+/// As `openat64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn openat64(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+) -> c_int {
+    // SAFETY: as in `openat`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().openat64)(dirfd, path, flags, mode) }
+}
+
+/// # Safety
+/// As glibc's `__open_2` (the fortified `open`).
+#[no_mangle]
+pub unsafe extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as in `open`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().open_2)(path, flags) }
+}
+
+/// # Safety
+/// As glibc's `__open64_2`.
+#[no_mangle]
+pub unsafe extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as in `open`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().open64_2)(path, flags) }
+}
+
+/// # Safety
+/// As glibc's `__openat_2`.
+#[no_mangle]
+pub unsafe extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as in `open`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().openat_2)(dirfd, path, flags) }
+}
+
+/// # Safety
+/// As glibc's `__openat64_2`.
+#[no_mangle]
+pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as in `open`.
+    if let Some(r) = unsafe { intercept_open(path, flags) } {
+        return r;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().openat64_2)(dirfd, path, flags) }
+}
+
+/// # Safety
+/// As `ioctl(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
+    let served = guarded(|| {
+        let ino = context_of(fd)?;
+        let r = context_ioctl(ino, request, arg as u64);
+        Some(if r < 0 {
+            set_errno((-r) as c_int);
+            -1
+        } else {
+            r as c_int
+        })
+    })
+    .flatten();
+    match served {
+        Some(r) => r,
+        // SAFETY: not a context: forwarding the caller's arguments unchanged.
+        None => unsafe { (real().ioctl)(fd, request, arg) },
+    }
+}
+
+/// # Safety
+/// As `close(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // Only descriptors this process already knows as contexts are tracked; the
+    // server notices any other last close by itself.
+    let ino = guarded(|| socket_inode(fd).filter(|&i| known(i) == Some(true))).flatten();
+    // SAFETY: forwarding the caller's argument unchanged.
+    let rc = unsafe { (real().close)(fd) };
+    if let Some(ino) = ino {
+        let saved = errno();
+        if rc == 0 {
+            forget(ino);
+            let _ = guarded(|| context_closed(ino));
+        }
+        set_errno(saved);
+    }
+    rc
+}

@@ -1,0 +1,72 @@
+//! The wire protocol between the softiommu server and the shim in each process.
+//!
+//! Vocabulary:
+//! - **context socket**: what `open("/dev/iommu")` returns in the program. A
+//!   `SOCK_SEQPACKET` connection to the server; its open file description *is*
+//!   the iommufd context, so `dup`, `fork`, `exec` and `SCM_RIGHTS` share it
+//!   natively. The server sees the last close as end-of-file. A context is named
+//!   by the inode of the program's end, which every holder can `fstat`.
+//! - **call channel**: one connection per program thread (re-made after `fork`)
+//!   that carries ioctl requests and their replies, so replies never reach the
+//!   wrong process.
+//!
+//! Every message is one fixed-size packet.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Environment variable naming the server's socket.
+pub const SOCKET_ENV: &str = "SOFTIOMMU_SOCKET";
+/// First word of every hello.
+pub const MAGIC: u32 = 0x534f_4654; // "SOFT"
+
+/// Hello kinds.
+pub const HELLO_CONTEXT: u32 = 1;
+pub const HELLO_CALL: u32 = 2;
+
+/// Call operations.
+pub const CALL_IOCTL: u32 = 1;
+/// Sent after the program closed a context socket: if that was the last
+/// reference, the server releases the context before replying.
+pub const CALL_CLOSED: u32 = 2;
+/// Whether a socket inode names a context.
+pub const CALL_IS_CONTEXT: u32 = 3;
+
+/// First packet on a new connection.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Hello {
+    pub magic: u32,
+    pub kind: u32,
+    /// For a context: the inode of the program's end of the socket.
+    pub ino: u64,
+}
+
+/// A request on a call channel.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Call {
+    pub op: u32,
+    /// The ioctl request number.
+    pub request: u32,
+    /// The context, by socket inode.
+    pub ino: u64,
+    /// The ioctl argument (a pointer in the caller, or an integer).
+    pub arg: u64,
+}
+
+/// The answer to a hello or a call.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Reply {
+    /// The ioctl's return value when `errno` is 0.
+    pub result: i64,
+    /// A positive errno, or 0 for success.
+    pub errno: i32,
+    pub reserved: u32,
+}

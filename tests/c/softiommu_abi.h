@@ -1,0 +1,72 @@
+/* The parts of the iommufd uAPI our C tests use, written for this project from
+ * the documented ABI (the build machines' kernel headers may predate iommufd).
+ * SPDX-License-Identifier: Apache-2.0 OR MIT */
+#ifndef SOFTIOMMU_ABI_H
+#define SOFTIOMMU_ABI_H
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#define IOMMUFD_TYPE ';'
+#define IOMMU_DESTROY _IO(IOMMUFD_TYPE, 0x80)
+#define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
+#define IOMMU_IOAS_ALLOW_IOVAS _IO(IOMMUFD_TYPE, 0x82)
+#define IOMMU_IOAS_COPY _IO(IOMMUFD_TYPE, 0x83)
+#define IOMMU_IOAS_IOVA_RANGES _IO(IOMMUFD_TYPE, 0x84)
+#define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
+#define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
+#define IOMMU_OPTION _IO(IOMMUFD_TYPE, 0x87)
+#define IOMMU_VFIO_IOAS _IO(IOMMUFD_TYPE, 0x88)
+#define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
+#define IOMMU_TEST_CMD _IO(IOMMUFD_TYPE, 0xa0)
+#define VFIO_GET_API_VERSION _IO(IOMMUFD_TYPE, 100)
+#define VFIO_CHECK_EXTENSION _IO(IOMMUFD_TYPE, 101)
+#define VFIO_SET_IOMMU _IO(IOMMUFD_TYPE, 102)
+#define VFIO_IOMMU_MAP_DMA _IO(IOMMUFD_TYPE, 113)
+#define VFIO_IOMMU_UNMAP_DMA _IO(IOMMUFD_TYPE, 114)
+#define VFIO_TYPE1v2_IOMMU 3
+
+enum {
+	MAP_FIXED_IOVA = 1 << 0,
+	MAP_WRITEABLE = 1 << 1,
+	MAP_READABLE = 1 << 2,
+};
+
+struct destroy_cmd { uint32_t size, id; };
+struct ioas_alloc_cmd { uint32_t size, flags, out_ioas_id; };
+struct iova_range { uint64_t start, last; };
+struct iova_ranges_cmd {
+	uint32_t size, ioas_id, num_iovas, reserved;
+	uint64_t allowed_iovas, out_iova_alignment;
+};
+struct allow_iovas_cmd { uint32_t size, ioas_id, num_iovas, reserved; uint64_t allowed_iovas; };
+struct map_cmd {
+	uint32_t size, flags, ioas_id, reserved;
+	uint64_t user_va, length, iova;
+};
+struct map_file_cmd {
+	uint32_t size, flags, ioas_id;
+	int32_t fd;
+	uint64_t start, length, iova;
+};
+struct copy_cmd {
+	uint32_t size, flags, dst_ioas_id, src_ioas_id;
+	uint64_t length, dst_iova, src_iova;
+};
+struct unmap_cmd { uint32_t size, ioas_id; uint64_t iova, length; };
+struct option_cmd { uint32_t size, option_id; uint16_t op, reserved; uint32_t object_id; uint64_t val64; };
+struct vfio_ioas_cmd { uint32_t size, ioas_id; uint16_t op, reserved; };
+struct test_cmd {
+	uint32_t size, op, id, reserved;
+	union {
+		struct { uint64_t start, length; } add_reserved;
+		struct { uint64_t length, uptr; uint32_t refs; } check_refs;
+		uint64_t raw[6];
+	};
+	uint32_t last;
+};
+struct vfio_dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
+struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
+
+#define TEST_OP_ADD_RESERVED 1
+#define TEST_OP_MD_CHECK_REFS 4
+#endif
