@@ -85,3 +85,24 @@ fn the_demo_prints_the_ioas() {
     assert!(stdout.contains("IOMMU_IOAS_MAP"), "{stdout}");
     assert!(stdout.contains("pinned frames left: 0"), "{stdout}");
 }
+
+#[test]
+fn rust_vmm_iommufd_ioctls_works_unmodified() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_softiommu"))
+        .parent()
+        .unwrap()
+        .join("examples/iommufd_ioctls_client");
+    assert!(
+        exe.exists(),
+        "{} is missing: run the whole suite (`cargo test --workspace`), which builds the examples",
+        exe.display()
+    );
+    let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("client done"), "{stdout}");
+}
