@@ -1,72 +1,7 @@
 //! Errors as Linux reports them: an errno, plus a message for library users.
 
+pub use softiommu_uapi::errno::Errno;
 use std::fmt;
-
-/// A Linux errno value (positive), as an iommufd ioctl returns it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    pub const EPERM: Errno = Errno(libc::EPERM);
-    pub const ENOENT: Errno = Errno(libc::ENOENT);
-    pub const EIO: Errno = Errno(libc::EIO);
-    pub const ENXIO: Errno = Errno(libc::ENXIO);
-    pub const E2BIG: Errno = Errno(libc::E2BIG);
-    pub const EBADF: Errno = Errno(libc::EBADF);
-    pub const ENOMEM: Errno = Errno(libc::ENOMEM);
-    pub const EFAULT: Errno = Errno(libc::EFAULT);
-    pub const EBUSY: Errno = Errno(libc::EBUSY);
-    pub const EEXIST: Errno = Errno(libc::EEXIST);
-    pub const ENODEV: Errno = Errno(libc::ENODEV);
-    pub const EINVAL: Errno = Errno(libc::EINVAL);
-    pub const ENOTTY: Errno = Errno(libc::ENOTTY);
-    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
-    pub const EOVERFLOW: Errno = Errno(libc::EOVERFLOW);
-    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
-    pub const EADDRINUSE: Errno = Errno(libc::EADDRINUSE);
-    pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
-    pub const EDEADLK: Errno = Errno(libc::EDEADLK);
-
-    /// The symbolic name, for messages and test output.
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ENOENT => "ENOENT",
-            libc::EIO => "EIO",
-            libc::ENXIO => "ENXIO",
-            libc::E2BIG => "E2BIG",
-            libc::EBADF => "EBADF",
-            libc::ENOMEM => "ENOMEM",
-            libc::EFAULT => "EFAULT",
-            libc::EBUSY => "EBUSY",
-            libc::EEXIST => "EEXIST",
-            libc::ENODEV => "ENODEV",
-            libc::EINVAL => "EINVAL",
-            libc::ENOTTY => "ENOTTY",
-            libc::ENOSPC => "ENOSPC",
-            libc::EOVERFLOW => "EOVERFLOW",
-            libc::EOPNOTSUPP => "EOPNOTSUPP",
-            libc::EADDRINUSE => "EADDRINUSE",
-            libc::EMSGSIZE => "EMSGSIZE",
-            libc::EDEADLK => "EDEADLK",
-            _ => "E?",
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}({})", self.name(), self.0)
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Errno {}
 
 /// Result of an engine operation.
 pub type Result<T> = std::result::Result<T, Errno>;

@@ -8,6 +8,7 @@
 //!   with `EINVAL` and accepts a larger one if the extra bytes are zero.
 //! - **VFIO compat**: the VFIO type1 container ioctls that Linux also serves on an
 //!   iommufd file (numbers below 0x80).
+//! - **errno**: the positive error numbers the ioctls return ([`Errno`]).
 //! - **test command**: `IOMMU_TEST_CMD`, the selftest multiplexer
 //!   (`drivers/iommu/iommufd/iommufd_test.h`).
 //!
@@ -16,9 +17,11 @@
 //! checked against the rust-vmm `iommufd-bindings` and `vfio-bindings` crates in
 //! this crate's tests.
 
+pub mod errno;
 pub mod ioctl;
 pub mod iommufd;
 pub mod test_cmd;
 pub mod vfio;
 
+pub use errno::Errno;
 pub use ioctl::{command_info, CommandInfo};

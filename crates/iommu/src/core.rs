@@ -1,0 +1,474 @@
+//! Groups, DMA ownership and group-consistent attach (Linux `iommu.c`, plus the
+//! per-group attach bookkeeping iommufd keeps in `device.c`).
+//!
+//! Invariants, per group:
+//! - `owner_cnt` counts kernel drivers bound (owner `None`) or devices claimed
+//!   by the one user owner; never both kinds at once;
+//! - owned (`owner` set) ⇒ the group's domain is never the default domain: it
+//!   is the blocking domain, or the domain of `attach`;
+//! - `attach` is set ⇔ at least one claimed device is attached, and then every
+//!   device of the group translates through `attach.domain`.
+
+use crate::domain::{new_table, Domain, DomainId, DomainKind, PagingFlags};
+use crate::topology::{DeviceId, GroupId, IommuId, Topology};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use softiommu_uapi::errno::Errno;
+
+/// A user owner of DMA (an iommufd context).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OwnerId(pub u64);
+
+/// Who holds a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceState {
+    Unbound,
+    /// Bound to a kernel driver, which uses the group's default domain.
+    Kernel(String),
+    /// Claimed for user-owned DMA.
+    Claimed(OwnerId),
+}
+
+/// One group's DMA moved from one domain to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub group: GroupId,
+    pub from: DomainId,
+    pub to: DomainId,
+    /// Every device of the group: all of them now translate through `to`.
+    pub devices: Vec<DeviceId>,
+}
+
+/// What a call changed. Empty when no device's DMA changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Affected {
+    pub changes: Vec<Change>,
+}
+
+impl Affected {
+    /// Devices whose translation changed.
+    pub fn devices(&self) -> BTreeSet<DeviceId> {
+        self.changes
+            .iter()
+            .flat_map(|c| c.devices.iter().copied())
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// The user attachment of a group: its domain and the claimed devices that
+/// asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct UserAttach {
+    domain: DomainId,
+    devices: BTreeSet<DeviceId>,
+}
+
+#[derive(Debug)]
+struct GroupState {
+    owner: Option<OwnerId>,
+    owner_cnt: u32,
+    default_domain: DomainId,
+    blocking_domain: Option<DomainId>,
+    domain: DomainId,
+    attach: Option<UserAttach>,
+}
+
+/// The IOMMU core of one machine.
+#[derive(Debug)]
+pub struct IommuCore {
+    topo: Topology,
+    groups: Vec<GroupState>,
+    devices: Vec<DeviceState>,
+    domains: BTreeMap<DomainId, Domain>,
+    next_domain: u64,
+}
+
+impl IommuCore {
+    /// Boots the machine: every group on its default domain, kernel drivers of
+    /// the topology bound.
+    pub fn new(topo: Topology) -> Self {
+        let mut core = IommuCore {
+            topo,
+            groups: Vec::new(),
+            devices: Vec::new(),
+            domains: BTreeMap::new(),
+            next_domain: 1,
+        };
+        for g in 0..core.topo.groups.len() {
+            let iommu = core.topo.groups[g].iommu;
+            let default_domain = core.insert_domain(iommu, DomainKind::Default);
+            core.groups.push(GroupState {
+                owner: None,
+                owner_cnt: 0,
+                default_domain,
+                blocking_domain: None,
+                domain: default_domain,
+                attach: None,
+            });
+        }
+        core.devices = vec![DeviceState::Unbound; core.topo.devices.len()];
+        for d in 0..core.topo.devices.len() {
+            if let Some(k) = core.topo.devices[d].kernel_driver.clone() {
+                let _ = core.bind_kernel_driver(DeviceId(d as u32), &k);
+            }
+        }
+        core
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    fn insert_domain(&mut self, iommu: IommuId, kind: DomainKind) -> DomainId {
+        let id = DomainId(self.next_domain);
+        self.next_domain += 1;
+        self.domains.insert(id, Domain { iommu, kind });
+        id
+    }
+
+    fn check_device(&self, dev: DeviceId) -> Result<(), Errno> {
+        if (dev.0 as usize) < self.devices.len() {
+            Ok(())
+        } else {
+            Err(Errno::ENODEV)
+        }
+    }
+
+    fn group_of(&self, dev: DeviceId) -> GroupId {
+        self.topo.device(dev).group
+    }
+
+    fn gs(&self, g: GroupId) -> &GroupState {
+        &self.groups[g.0 as usize]
+    }
+
+    fn gs_mut(&mut self, g: GroupId) -> &mut GroupState {
+        &mut self.groups[g.0 as usize]
+    }
+
+    /// Moves group `g` to `to`, recording the change.
+    fn set_group_domain(&mut self, g: GroupId, to: DomainId) -> Affected {
+        let from = self.gs(g).domain;
+        if from == to {
+            return Affected::default();
+        }
+        self.gs_mut(g).domain = to;
+        Affected {
+            changes: vec![Change {
+                group: g,
+                from,
+                to,
+                devices: self.topo.group(g).devices.clone(),
+            }],
+        }
+    }
+
+    // ---- inspection -----------------------------------------------------------------------
+
+    pub fn device_state(&self, dev: DeviceId) -> &DeviceState {
+        &self.devices[dev.0 as usize]
+    }
+
+    /// The domain a group translates through now.
+    pub fn group_domain(&self, g: GroupId) -> DomainId {
+        self.gs(g).domain
+    }
+
+    pub fn group_owner(&self, g: GroupId) -> Option<OwnerId> {
+        self.gs(g).owner
+    }
+
+    pub fn default_domain(&self, g: GroupId) -> DomainId {
+        self.gs(g).default_domain
+    }
+
+    /// The domain a device translates through.
+    pub fn device_domain(&self, dev: DeviceId) -> DomainId {
+        self.group_domain(self.group_of(dev))
+    }
+
+    /// Devices attached by their owner (not merely sharing the group's domain).
+    pub fn attached_devices(&self, g: GroupId) -> Vec<DeviceId> {
+        self.gs(g)
+            .attach
+            .as_ref()
+            .map(|a| a.devices.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn domain(&self, id: DomainId) -> Option<&Domain> {
+        self.domains.get(&id)
+    }
+
+    pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut Domain> {
+        self.domains.get_mut(&id)
+    }
+
+    /// Groups currently translating through `id`.
+    pub fn groups_using(&self, id: DomainId) -> Vec<GroupId> {
+        (0..self.groups.len())
+            .map(|g| GroupId(g as u32))
+            .filter(|&g| self.gs(g).domain == id)
+            .collect()
+    }
+
+    // ---- kernel drivers -------------------------------------------------------------------
+
+    /// A kernel driver binds (Linux `iommu_device_use_default_domain`): `EBUSY`
+    /// while a user owns the group or the group is off its default domain.
+    pub fn bind_kernel_driver(&mut self, dev: DeviceId, driver: &str) -> Result<(), Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Unbound {
+            return Err(Errno::EBUSY);
+        }
+        let g = self.group_of(dev);
+        let st = self.gs(g);
+        if st.owner_cnt > 0 && (st.owner.is_some() || st.domain != st.default_domain) {
+            return Err(Errno::EBUSY);
+        }
+        self.gs_mut(g).owner_cnt += 1;
+        self.devices[dev.0 as usize] = DeviceState::Kernel(driver.into());
+        Ok(())
+    }
+
+    /// The kernel driver lets go of `dev`.
+    pub fn unbind_kernel_driver(&mut self, dev: DeviceId) -> Result<(), Errno> {
+        self.check_device(dev)?;
+        if !matches!(self.devices[dev.0 as usize], DeviceState::Kernel(_)) {
+            return Err(Errno::EINVAL);
+        }
+        let g = self.group_of(dev);
+        self.gs_mut(g).owner_cnt -= 1;
+        self.devices[dev.0 as usize] = DeviceState::Unbound;
+        Ok(())
+    }
+
+    // ---- DMA ownership --------------------------------------------------------------------
+
+    /// Claims `dev` for `owner` (Linux `iommu_device_claim_dma_owner`). The
+    /// first claim on a group takes the whole group off its default domain onto
+    /// the blocking domain; every device of the group must be unbound or claimed
+    /// by the same owner (`EPERM` if another owner or a kernel driver holds it).
+    pub fn claim(&mut self, owner: OwnerId, dev: DeviceId) -> Result<Affected, Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Unbound {
+            return Err(Errno::EBUSY);
+        }
+        let g = self.group_of(dev);
+        let st = self.gs(g);
+        if st.owner_cnt > 0 {
+            if st.owner != Some(owner) {
+                return Err(Errno::EPERM);
+            }
+            self.gs_mut(g).owner_cnt += 1;
+            self.devices[dev.0 as usize] = DeviceState::Claimed(owner);
+            return Ok(Affected::default());
+        }
+        if st.domain != st.default_domain {
+            return Err(Errno::EBUSY);
+        }
+        let iommu = self.topo.group(g).iommu;
+        let blocking = match st.blocking_domain {
+            Some(b) => b,
+            None => {
+                let b = self.insert_domain(iommu, DomainKind::Blocking);
+                self.gs_mut(g).blocking_domain = Some(b);
+                b
+            }
+        };
+        let st = self.gs_mut(g);
+        st.owner = Some(owner);
+        st.owner_cnt = 1;
+        self.devices[dev.0 as usize] = DeviceState::Claimed(owner);
+        Ok(self.set_group_domain(g, blocking))
+    }
+
+    /// Releases `owner`'s claim on `dev`, detaching it first if attached. The
+    /// last release gives the group its default domain back.
+    pub fn release(&mut self, owner: OwnerId, dev: DeviceId) -> Result<Affected, Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Claimed(owner) {
+            return Err(Errno::EINVAL);
+        }
+        let mut affected = self.detach(owner, dev)?;
+        let g = self.group_of(dev);
+        self.devices[dev.0 as usize] = DeviceState::Unbound;
+        let st = self.gs_mut(g);
+        st.owner_cnt -= 1;
+        if st.owner_cnt == 0 {
+            st.owner = None;
+            let default = st.default_domain;
+            affected
+                .changes
+                .extend(self.set_group_domain(g, default).changes);
+        }
+        Ok(affected)
+    }
+
+    // ---- domains --------------------------------------------------------------------------
+
+    /// Allocates a paging domain on `iommu` (`EOPNOTSUPP` for a capability the
+    /// driver lacks).
+    pub fn alloc_paging(&mut self, iommu: IommuId, flags: PagingFlags) -> Result<DomainId, Errno> {
+        let driver = &self
+            .topo
+            .iommus
+            .get(iommu.0 as usize)
+            .ok_or(Errno::ENODEV)?
+            .driver;
+        if (flags.dirty_tracking && !driver.dirty_tracking)
+            || (flags.nest_parent && !driver.nesting)
+        {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let table = new_table(driver).ok_or(Errno::ENOMEM)?;
+        Ok(self.insert_domain(
+            iommu,
+            DomainKind::Paging {
+                table: Box::new(table),
+                flags,
+            },
+        ))
+    }
+
+    /// Allocates a nested domain over nest-parent `parent` (`EINVAL` when the
+    /// parent is not a nest-parent paging domain).
+    pub fn alloc_nested(&mut self, parent: DomainId, data_type: u32) -> Result<DomainId, Errno> {
+        let p = self.domains.get(&parent).ok_or(Errno::ENOENT)?;
+        match &p.kind {
+            DomainKind::Paging { flags, .. } if flags.nest_parent => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let iommu = p.iommu;
+        Ok(self.insert_domain(iommu, DomainKind::Nested { parent, data_type }))
+    }
+
+    /// An identity domain on `iommu`.
+    pub fn alloc_identity(&mut self, iommu: IommuId) -> Result<DomainId, Errno> {
+        self.topo
+            .iommus
+            .get(iommu.0 as usize)
+            .ok_or(Errno::ENODEV)?;
+        Ok(self.insert_domain(iommu, DomainKind::Identity))
+    }
+
+    /// Frees a user domain: `EBUSY` while a group uses it or a nested domain
+    /// sits on it; `EINVAL` for a group's own default or blocking domain.
+    pub fn free_domain(&mut self, id: DomainId) -> Result<(), Errno> {
+        let d = self.domains.get(&id).ok_or(Errno::ENOENT)?;
+        if matches!(d.kind, DomainKind::Default | DomainKind::Blocking) {
+            return Err(Errno::EINVAL);
+        }
+        if !self.groups_using(id).is_empty()
+            || self
+                .domains
+                .values()
+                .any(|x| matches!(x.kind, DomainKind::Nested { parent, .. } if parent == id))
+        {
+            return Err(Errno::EBUSY);
+        }
+        self.domains.remove(&id);
+        Ok(())
+    }
+
+    /// Whether a user may attach `dev`'s group to `domain`.
+    fn check_attachable(&self, dev: DeviceId, domain: DomainId) -> Result<(), Errno> {
+        let d = self.domains.get(&domain).ok_or(Errno::ENOENT)?;
+        if d.iommu != self.topo.iommu_of(dev) {
+            return Err(Errno::EINVAL);
+        }
+        match d.kind {
+            DomainKind::Default | DomainKind::Blocking => Err(Errno::EINVAL),
+            _ => Ok(()),
+        }
+    }
+
+    // ---- device-centric attach ------------------------------------------------------------
+
+    /// Attaches claimed device `dev` to `domain`. The first device of a group
+    /// attaches the whole group; later devices must name the same domain
+    /// (`EINVAL` otherwise) and change no DMA; attaching twice is `EBUSY`.
+    pub fn attach(
+        &mut self,
+        owner: OwnerId,
+        dev: DeviceId,
+        domain: DomainId,
+    ) -> Result<Affected, Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Claimed(owner) {
+            return Err(Errno::EINVAL);
+        }
+        self.check_attachable(dev, domain)?;
+        let g = self.group_of(dev);
+        match &mut self.gs_mut(g).attach {
+            Some(a) if a.domain != domain => Err(Errno::EINVAL),
+            Some(a) => {
+                if !a.devices.insert(dev) {
+                    return Err(Errno::EBUSY);
+                }
+                Ok(Affected::default())
+            }
+            slot @ None => {
+                *slot = Some(UserAttach {
+                    domain,
+                    devices: BTreeSet::from([dev]),
+                });
+                Ok(self.set_group_domain(g, domain))
+            }
+        }
+    }
+
+    /// Switches the attached group of `dev` to `domain` in one step, never
+    /// passing through the blocking domain. `EINVAL` if `dev` is not attached.
+    pub fn replace(
+        &mut self,
+        owner: OwnerId,
+        dev: DeviceId,
+        domain: DomainId,
+    ) -> Result<Affected, Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Claimed(owner) {
+            return Err(Errno::EINVAL);
+        }
+        let g = self.group_of(dev);
+        let current = match &self.gs(g).attach {
+            Some(a) if a.devices.contains(&dev) => a.domain,
+            _ => return Err(Errno::EINVAL),
+        };
+        if current == domain {
+            return Ok(Affected::default());
+        }
+        self.check_attachable(dev, domain)?;
+        if let Some(a) = &mut self.gs_mut(g).attach {
+            a.domain = domain;
+        }
+        Ok(self.set_group_domain(g, domain))
+    }
+
+    /// Detaches `dev`. The last attached device of a group takes the group back
+    /// to the blocking domain. A device that is not attached is left as it is,
+    /// whatever the size of its group: nothing changes and nothing is reported.
+    pub fn detach(&mut self, owner: OwnerId, dev: DeviceId) -> Result<Affected, Errno> {
+        self.check_device(dev)?;
+        if self.devices[dev.0 as usize] != DeviceState::Claimed(owner) {
+            return Err(Errno::EINVAL);
+        }
+        let g = self.group_of(dev);
+        let Some(a) = &mut self.gs_mut(g).attach else {
+            return Ok(Affected::default());
+        };
+        if !a.devices.remove(&dev) {
+            return Ok(Affected::default());
+        }
+        if !a.devices.is_empty() {
+            return Ok(Affected::default());
+        }
+        self.gs_mut(g).attach = None;
+        let blocking = self.gs(g).blocking_domain.ok_or(Errno::EINVAL)?;
+        Ok(self.set_group_domain(g, blocking))
+    }
+}

@@ -1,0 +1,311 @@
+//! The machine: IOMMU instances, the groups behind each, and their devices.
+//! Built with [`Topology::builder`] or read from a TOML file:
+//!
+//! ```toml
+//! [[iommu]]
+//! name = "iommu0"
+//! driver = "amd_v1"          # amd_v1, intel_vtd, arm_smmuv3 or mock
+//!
+//! [[group]]
+//! iommu = "iommu0"
+//! devices = ["0000:01:00.0", "0000:01:00.1"]
+//!
+//! [[device]]                 # optional per-device settings
+//! name = "0000:01:00.0"
+//! kernel_driver = "e1000e"   # bound at start
+//! reserved = [{ start = 0xfee00000, length = 0x100000, type = "msi" }]
+//! ```
+
+use crate::driver::{DriverInfo, ReservedRegion, ReservedType};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Index of an IOMMU instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IommuId(pub u32);
+/// Index of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u32);
+/// Index of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub u32);
+
+/// One IOMMU instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IommuSpec {
+    pub name: String,
+    pub driver: DriverInfo,
+}
+
+/// One group: the devices its IOMMU cannot isolate from each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub iommu: IommuId,
+    pub devices: Vec<DeviceId>,
+}
+
+/// One device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub name: String,
+    pub group: GroupId,
+    /// A kernel driver bound when the machine starts.
+    pub kernel_driver: Option<String>,
+    pub reserved: Vec<ReservedRegion>,
+}
+
+/// The whole machine. Invariant: every group names an existing IOMMU, every
+/// device is in exactly one group, names are unique.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub iommus: Vec<IommuSpec>,
+    pub groups: Vec<GroupSpec>,
+    pub devices: Vec<DeviceSpec>,
+}
+
+/// Builds a [`Topology`].
+#[derive(Debug, Default)]
+pub struct TopologyBuilder {
+    topo: Topology,
+}
+
+/// Why a topology was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TopologyError(pub String);
+
+impl std::fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            iommus: Vec::new(),
+            groups: Vec::new(),
+            devices: Vec::new(),
+        }
+    }
+}
+
+/// The x86 MSI window every PCI device reports.
+const X86_MSI: ReservedRegion = ReservedRegion {
+    start: 0xfee0_0000,
+    length: 0x10_0000,
+    kind: ReservedType::Msi,
+};
+
+impl TopologyBuilder {
+    /// Adds an IOMMU instance.
+    pub fn iommu(mut self, name: &str, driver: DriverInfo) -> Self {
+        self.topo.iommus.push(IommuSpec {
+            name: name.into(),
+            driver,
+        });
+        self
+    }
+
+    /// Adds a group of new devices behind IOMMU `iommu`.
+    pub fn group(mut self, iommu: &str, devices: &[&str]) -> Result<Self, TopologyError> {
+        let iommu = self
+            .topo
+            .iommu_by_name(iommu)
+            .ok_or_else(|| TopologyError(format!("no IOMMU named {iommu}")))?;
+        if devices.is_empty() {
+            return Err(TopologyError("a group needs at least one device".into()));
+        }
+        let group = GroupId(self.topo.groups.len() as u32);
+        let mut ids = Vec::new();
+        for &name in devices {
+            if self.topo.device_by_name(name).is_some() {
+                return Err(TopologyError(format!("device {name} appears twice")));
+            }
+            ids.push(DeviceId(self.topo.devices.len() as u32));
+            self.topo.devices.push(DeviceSpec {
+                name: name.into(),
+                group,
+                kernel_driver: None,
+                reserved: Vec::new(),
+            });
+        }
+        self.topo.groups.push(GroupSpec {
+            iommu,
+            devices: ids,
+        });
+        Ok(self)
+    }
+
+    /// Binds a kernel driver to `device` at start.
+    pub fn kernel_driver(mut self, device: &str, driver: &str) -> Result<Self, TopologyError> {
+        let d = self
+            .topo
+            .device_by_name(device)
+            .ok_or_else(|| TopologyError(format!("no device named {device}")))?;
+        self.topo.devices[d.0 as usize].kernel_driver = Some(driver.into());
+        Ok(self)
+    }
+
+    /// Gives `device` a reserved region.
+    pub fn reserved(mut self, device: &str, region: ReservedRegion) -> Result<Self, TopologyError> {
+        let d = self
+            .topo
+            .device_by_name(device)
+            .ok_or_else(|| TopologyError(format!("no device named {device}")))?;
+        self.topo.devices[d.0 as usize].reserved.push(region);
+        Ok(self)
+    }
+
+    pub fn build(self) -> Topology {
+        self.topo
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTopology {
+    #[serde(default)]
+    iommu: Vec<FileIommu>,
+    #[serde(default)]
+    group: Vec<FileGroup>,
+    #[serde(default)]
+    device: Vec<FileDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIommu {
+    name: String,
+    driver: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGroup {
+    iommu: String,
+    devices: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDevice {
+    name: String,
+    kernel_driver: Option<String>,
+    #[serde(default)]
+    reserved: Vec<ReservedRegion>,
+}
+
+impl Topology {
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder::default()
+    }
+
+    /// The built-in machine: an AMD IOMMU with a three-function device in one
+    /// group and a NIC alone in another; an Intel IOMMU with an NVMe drive that
+    /// the kernel's nvme driver holds; and a mock IOMMU (the selftest's) with
+    /// one device.
+    pub fn default_machine() -> Topology {
+        let build = || -> Result<Topology, TopologyError> {
+            let mut b = Topology::builder()
+                .iommu("amd0", DriverInfo::amd_v1())
+                .iommu("dmar0", DriverInfo::intel_vtd())
+                .iommu("mock0", DriverInfo::mock())
+                .group("amd0", &["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"])?
+                .group("amd0", &["0000:02:00.0"])?
+                .group("dmar0", &["0000:03:00.0"])?
+                .group("mock0", &["mock:0"])?
+                .kernel_driver("0000:03:00.0", "nvme")?;
+            for dev in [
+                "0000:01:00.0",
+                "0000:01:00.1",
+                "0000:01:00.2",
+                "0000:02:00.0",
+                "0000:03:00.0",
+            ] {
+                b = b.reserved(dev, X86_MSI)?;
+            }
+            Ok(b.build())
+        };
+        build().unwrap_or_default()
+    }
+
+    /// Reads a topology from TOML text.
+    pub fn from_toml(text: &str) -> Result<Topology, TopologyError> {
+        let file: FileTopology = toml::from_str(text).map_err(|e| TopologyError(e.to_string()))?;
+        let mut b = Topology::builder();
+        for i in &file.iommu {
+            if b.topo.iommu_by_name(&i.name).is_some() {
+                return Err(TopologyError(format!("IOMMU {} appears twice", i.name)));
+            }
+            let driver = DriverInfo::by_name(&i.driver)
+                .ok_or_else(|| TopologyError(format!("unknown driver {}", i.driver)))?;
+            b = b.iommu(&i.name, driver);
+        }
+        for g in &file.group {
+            let names: Vec<&str> = g.devices.iter().map(String::as_str).collect();
+            b = b.group(&g.iommu, &names)?;
+        }
+        for d in file.device {
+            if let Some(k) = &d.kernel_driver {
+                b = b.kernel_driver(&d.name, k)?;
+            }
+            for r in d.reserved {
+                if r.length == 0 || r.start.checked_add(r.length - 1).is_none() {
+                    return Err(TopologyError(format!("bad reserved region on {}", d.name)));
+                }
+                b = b.reserved(&d.name, r)?;
+            }
+        }
+        Ok(b.build())
+    }
+
+    pub fn iommu_by_name(&self, name: &str) -> Option<IommuId> {
+        self.iommus
+            .iter()
+            .position(|i| i.name == name)
+            .map(|i| IommuId(i as u32))
+    }
+
+    pub fn device_by_name(&self, name: &str) -> Option<DeviceId> {
+        self.devices
+            .iter()
+            .position(|d| d.name == name)
+            .map(|i| DeviceId(i as u32))
+    }
+
+    pub fn device(&self, id: DeviceId) -> &DeviceSpec {
+        &self.devices[id.0 as usize]
+    }
+
+    pub fn group(&self, id: GroupId) -> &GroupSpec {
+        &self.groups[id.0 as usize]
+    }
+
+    pub fn iommu(&self, id: IommuId) -> &IommuSpec {
+        &self.iommus[id.0 as usize]
+    }
+
+    /// The IOMMU behind a device.
+    pub fn iommu_of(&self, dev: DeviceId) -> IommuId {
+        self.group(self.device(dev).group).iommu
+    }
+
+    /// Device names by group, for display.
+    pub fn group_names(&self) -> BTreeMap<u32, Vec<String>> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                (
+                    i as u32,
+                    g.devices
+                        .iter()
+                        .map(|d| self.device(*d).name.clone())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
