@@ -56,7 +56,7 @@ pub struct DeviceSpec {
 
 /// The whole machine. Invariant: every group names an existing IOMMU, every
 /// device is in exactly one group, names are unique.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
     pub iommus: Vec<IommuSpec>,
     pub groups: Vec<GroupSpec>,
@@ -80,16 +80,6 @@ impl std::fmt::Display for TopologyError {
 }
 
 impl std::error::Error for TopologyError {}
-
-impl Default for Topology {
-    fn default() -> Self {
-        Topology {
-            iommus: Vec::new(),
-            groups: Vec::new(),
-            devices: Vec::new(),
-        }
-    }
-}
 
 /// The x86 MSI window every PCI device reports.
 const X86_MSI: ReservedRegion = ReservedRegion {
