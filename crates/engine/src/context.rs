@@ -187,8 +187,11 @@ impl Context {
         if args.prot.write && !file.writable() {
             return Err(Errno::EPERM);
         }
-        let end = start.checked_add(args.length).ok_or(Errno::EOVERFLOW)?;
-        if end > file.size()? {
+        if args.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = start.checked_add(args.length - 1).ok_or(Errno::EOVERFLOW)?;
+        if last >= file.size()? {
             return Err(Errno::EINVAL);
         }
         let base = start & !(PAGE_SIZE - 1);
@@ -250,12 +253,13 @@ impl Context {
 
     /// Reserves `[start, start + length)` (the selftest's `ADD_RESERVED`).
     pub fn ioas_add_reserved(&mut self, ioas: u32, start: u64, length: u64) -> Result<()> {
-        let iopt = self.ioas_mut(ioas)?;
+        // The range is checked before the IOAS is looked up, as in Linux.
         if length == 0 {
             return Err(Errno::EINVAL);
         }
         let last = start.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
-        iopt.reserve(start, last, ReservedOwner::User)
+        self.ioas_mut(ioas)?
+            .reserve(start, last, ReservedOwner::User)
     }
 
     /// `IOMMU_IOAS_CHANGE_PROCESS`: charge every file-backed map to the caller.

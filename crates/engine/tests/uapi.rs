@@ -659,6 +659,11 @@ fn allowed_and_reserved_ranges_exclude_each_other() {
         Err(Errno::EOVERFLOW)
     );
     assert_eq!(add_reserved(&mut h, 55, 0, 2), Err(Errno::ENOENT));
+    assert_eq!(
+        add_reserved(&mut h, 55, 0, 0),
+        Err(Errno::EINVAL),
+        "the range is checked first"
+    );
     let mut c = IommuIoasAllowIovas {
         size: 24,
         ioas_id: ioas,
@@ -901,6 +906,20 @@ fn map_file_checks_the_descriptor_its_mode_and_its_size() {
     h.files.insert(6, ro_file);
     let ioas = alloc(&mut h);
     assert_eq!(map_file(&mut h, ioas, RW, 9, 0, PAGE, 0), Err(Errno::EBADF));
+    assert_eq!(
+        map_file(&mut h, ioas, RW, 9, 0, 0, 0),
+        Err(Errno::EINVAL),
+        "range before fd"
+    );
+    assert_eq!(
+        map_file(&mut h, ioas, RW, 9, u64::MAX, 1, 0),
+        Ok(u64::MAX).and(Err(Errno::EBADF)),
+        "last byte at 2^64 - 1 is no overflow"
+    );
+    assert_eq!(
+        map_file(&mut h, ioas, RW, 9, u64::MAX, 2, 0),
+        Err(Errno::EOVERFLOW)
+    );
     assert_eq!(map_file(&mut h, 8, RW, 5, 0, PAGE, 0), Err(Errno::ENOENT));
     assert_eq!(map_file(&mut h, ioas, RW, 6, 0, PAGE, 0), Err(Errno::EPERM));
     assert!(map_file(&mut h, ioas, IOMMU_IOAS_MAP_READABLE, 6, 0, PAGE, 0).is_ok());
@@ -1479,10 +1498,53 @@ fn device_and_hwpt_commands_validate_then_find_no_object() {
         Err(Errno::EOPNOTSUPP)
     );
     assert_eq!(
-        test_cmd(&mut h, t::op::MOCK_DOMAIN, ioas, |_| ()),
-        Err(Errno::EOPNOTSUPP)
+        test_cmd(&mut h, t::op::MOCK_DOMAIN, 0, |_| ()),
+        Err(Errno::ENOENT),
+        "attach to pt_id 0"
+    );
+    assert_eq!(
+        test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, 0, |_| ()),
+        Err(Errno::ENOENT),
+        "stdev 0"
+    );
+    let bad_flags = t::TestMockDomain {
+        dev_flags: 1 << 9,
+        ..Default::default()
+    };
+    assert_eq!(
+        test_cmd(&mut h, t::op::MOCK_DOMAIN_FLAGS, ioas, |c| c
+            .set_payload(&bad_flags)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        test_cmd(&mut h, t::op::ACCESS_RW, 3, |_| ()),
+        Err(Errno::EBADFD)
+    );
+    assert_eq!(
+        test_cmd(&mut h, t::op::MD_CHECK_MAP, ioas, |_| ()),
+        Err(Errno::ENOENT),
+        "an IOAS is not a HWPT"
+    );
+    let limit = |id| move |c: &mut IommuTestCmd| c.set_payload(&t::TestOneId { id });
+    assert_eq!(
+        test_cmd(&mut h, t::op::SET_TEMP_MEMORY_LIMIT, 0, limit(11)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        test_cmd(&mut h, t::op::SET_TEMP_MEMORY_LIMIT, 0, limit(16)),
+        Ok(0)
     );
     assert_eq!(test_cmd(&mut h, 999, ioas, |_| ()), Err(Errno::EOPNOTSUPP));
+    // HWPT_INVALIDATE writes entry_num back on its early failures too.
+    let mut inv = IommuHwptInvalidate {
+        size: 32,
+        hwpt_id: ioas,
+        entry_num: 1,
+        entry_len: 8,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::EINVAL));
+    assert_eq!(inv.entry_num, 0);
 }
 
 #[test]

@@ -26,6 +26,7 @@ impl Errno {
     pub const EADDRINUSE: Errno = Errno(libc::EADDRINUSE);
     pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
     pub const EDEADLK: Errno = Errno(libc::EDEADLK);
+    pub const EBADFD: Errno = Errno(libc::EBADFD);
 
     /// The symbolic name, for messages and test output.
     pub fn name(self) -> &'static str {
@@ -49,6 +50,7 @@ impl Errno {
             libc::EADDRINUSE => "EADDRINUSE",
             libc::EMSGSIZE => "EMSGSIZE",
             libc::EDEADLK => "EDEADLK",
+            libc::EBADFD => "EBADFD",
             _ => "E?",
         }
     }
