@@ -22,8 +22,9 @@ use crate::fault::FaultInjector;
 use crate::free_space::FreeSpace;
 use crate::memory::PAGE_SIZE;
 use crate::pages::{AccountOwner, Pages};
+use softiommu_pt::{AnyPageTable, MapErrorKind};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The largest alignment automatic allocation asks for (x86-64 `HPAGE_SIZE`).
 pub const HPAGE_SIZE: u64 = 2 << 20;
@@ -89,6 +90,29 @@ struct Reserved {
     owner: ReservedOwner,
 }
 
+/// A domain this page table keeps filled: a HWPT's real page table.
+#[derive(Clone, Debug)]
+pub struct DomainRef {
+    /// The HWPT object id, which also owns the aperture reservations.
+    pub hwpt: u32,
+    pub table: Arc<Mutex<AnyPageTable>>,
+}
+
+impl DomainRef {
+    fn lock(&self) -> MutexGuard<'_, AnyPageTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn map_errno(kind: MapErrorKind) -> Errno {
+    match kind {
+        MapErrorKind::InvalidArgument | MapErrorKind::OutOfRange => Errno::EINVAL,
+        MapErrorKind::Overflow => Errno::EOVERFLOW,
+        MapErrorKind::AddressInUse => Errno::EEXIST,
+        MapErrorKind::NoMemory => Errno::ENOMEM,
+    }
+}
+
 /// A pin taken by [`IoPagetable::pin`]: per area, the page indexes pinned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pin {
@@ -123,6 +147,9 @@ pub struct IoPagetable {
     disable_large_pages: bool,
     pins: BTreeMap<u64, Pin>,
     next_pin: u64,
+    /// Domains mirroring this table. While any exists, every area holds one
+    /// pin on its pages and is mapped in every domain.
+    domains: Vec<DomainRef>,
     faults: FaultInjector,
 }
 
@@ -165,6 +192,7 @@ impl IoPagetable {
             disable_large_pages: false,
             pins: BTreeMap::new(),
             next_pin: 1,
+            domains: Vec::new(),
             faults,
         };
         t.rebuild_free_space();
@@ -407,12 +435,207 @@ impl IoPagetable {
                 }
             }
         }
+        if outcome.is_ok() && !self.domains.is_empty() {
+            for (i, &start) in inserted.iter().enumerate() {
+                if let Err(e) = self.fill_area(start) {
+                    for &done in &inserted[..i] {
+                        self.unfill_area(done);
+                    }
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
         if outcome.is_err() {
             for start in inserted {
                 self.remove_area(start);
             }
         }
         outcome
+    }
+
+    // ---- domains ------------------------------------------------------------------------
+
+    /// Domains mirroring this table.
+    pub fn domains(&self) -> &[DomainRef] {
+        &self.domains
+    }
+
+    fn area_pages(area: &Area) -> (u64, u64) {
+        (
+            area.start_byte / PAGE_SIZE,
+            (area.start_byte + area.length() - 1) / PAGE_SIZE,
+        )
+    }
+
+    /// Maps `area` into `domain`; on failure nothing of it stays mapped there.
+    fn map_area_into(area: &Area, domain: &DomainRef, faults: &FaultInjector) -> Result<()> {
+        faults.check()?;
+        let prot = softiommu_pt::Prot {
+            read: area.prot.read,
+            write: area.prot.write,
+        };
+        let mut table = domain.lock();
+        let mut done = 0u64;
+        let length = area.length();
+        let mut outcome = Ok(());
+        while done < length {
+            let byte = area.start_byte + done;
+            let Some(pa) = area
+                .pages
+                .address(byte / PAGE_SIZE)
+                .map(|a| a + byte % PAGE_SIZE)
+            else {
+                outcome = Err(Errno::EFAULT);
+                break;
+            };
+            // Extend the run while the next page's address follows on.
+            let mut run = (PAGE_SIZE - byte % PAGE_SIZE).min(length - done);
+            while done + run < length {
+                let next = area.start_byte + done + run;
+                if area.pages.address(next / PAGE_SIZE) != Some(pa + run) {
+                    break;
+                }
+                run += PAGE_SIZE.min(length - done - run);
+            }
+            if let Err(e) = table.map(area.start + done, pa, run, prot) {
+                done += e.mapped;
+                outcome = Err(map_errno(e.kind));
+                break;
+            }
+            done += run;
+        }
+        if outcome.is_err() && done > 0 {
+            if let Ok((_, gather)) = table.unmap(area.start, done) {
+                let _ = gather.into_range();
+            }
+        }
+        outcome
+    }
+
+    fn unmap_area_from(area: &Area, domain: &DomainRef) {
+        if let Ok((_, gather)) = domain.lock().unmap(area.start, area.length()) {
+            // The engine translates by walking the tables; it keeps no IOTLB to
+            // invalidate.
+            let _ = gather.into_range();
+        }
+    }
+
+    /// Pins an area's pages for the domains and maps it into each. All or nothing.
+    fn fill_area(&mut self, start: u64) -> Result<()> {
+        let area = self.areas.get(&start).cloned().ok_or(Errno::ENOENT)?;
+        let (first, last) = Self::area_pages(&area);
+        area.pages.pin(first, last, area.prot.write)?;
+        for (i, d) in self.domains.iter().enumerate() {
+            if let Err(e) = Self::map_area_into(&area, d, &self.faults) {
+                for undo in &self.domains[..i] {
+                    Self::unmap_area_from(&area, undo);
+                }
+                area.pages.unpin(first, last);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`fill_area`](Self::fill_area).
+    fn unfill_area(&mut self, start: u64) {
+        if let Some(area) = self.areas.get(&start).cloned() {
+            for d in &self.domains {
+                Self::unmap_area_from(&area, d);
+            }
+            let (first, last) = Self::area_pages(&area);
+            area.pages.unpin(first, last);
+        }
+    }
+
+    /// Starts mirroring into `domain` (Linux `iopt_table_add_domain`): raises
+    /// the IOVA alignment to the domain's smallest page (`EINVAL` above
+    /// PAGE_SIZE, `EADDRINUSE` if an area would be misaligned), reserves the
+    /// IOVA outside its aperture (`EADDRINUSE` on conflict) and maps every area
+    /// into it. All or nothing.
+    pub fn add_domain(&mut self, domain: DomainRef) -> Result<()> {
+        let (pgsize, aperture) = {
+            let t = domain.lock();
+            (t.pgsize_bitmap(), t.aperture())
+        };
+        let align = (1u64 << pgsize.trailing_zeros()).max(self.iova_alignment);
+        if align > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if align != self.iova_alignment {
+            self.check_alignment(align)?;
+        }
+        let owner = ReservedOwner::Domain(domain.hwpt);
+        let mut reserved = Ok(());
+        if aperture.start != 0 {
+            reserved = self.reserve(0, aperture.start - 1, owner);
+        }
+        if reserved.is_ok() && aperture.last != ULONG_MAX {
+            reserved = self.reserve(aperture.last + 1, ULONG_MAX, owner);
+        }
+        if let Err(e) = reserved {
+            self.remove_reserved(owner);
+            return Err(e);
+        }
+        let starts: Vec<u64> = self.areas.keys().copied().collect();
+        let first_domain = self.domains.is_empty();
+        // (index of the failing area, errno, whether that area is still pinned)
+        let mut failure = None;
+        for (i, &start) in starts.iter().enumerate() {
+            let area = self.areas[&start].clone();
+            let (pf, pl) = Self::area_pages(&area);
+            if first_domain {
+                if let Err(e) = area.pages.pin(pf, pl, area.prot.write) {
+                    failure = Some((i, e, false));
+                    break;
+                }
+            }
+            if let Err(e) = Self::map_area_into(&area, &domain, &self.faults) {
+                failure = Some((i, e, first_domain));
+                break;
+            }
+        }
+        if let Some((failed_at, e, still_pinned)) = failure {
+            for &start in &starts[..failed_at] {
+                let area = &self.areas[&start];
+                Self::unmap_area_from(area, &domain);
+                if first_domain {
+                    let (pf, pl) = Self::area_pages(area);
+                    area.pages.unpin(pf, pl);
+                }
+            }
+            if still_pinned {
+                let area = &self.areas[&starts[failed_at]];
+                let (pf, pl) = Self::area_pages(area);
+                area.pages.unpin(pf, pl);
+            }
+            self.remove_reserved(owner);
+            return Err(e);
+        }
+        self.iova_alignment = align;
+        self.domains.push(domain);
+        Ok(())
+    }
+
+    /// Stops mirroring into the domain of `hwpt`: unmaps every area from it,
+    /// drops the area pins with the last domain, releases the aperture
+    /// reservations and lowers the alignment again. Never fails.
+    pub fn remove_domain(&mut self, hwpt: u32) {
+        let Some(pos) = self.domains.iter().position(|d| d.hwpt == hwpt) else {
+            return;
+        };
+        let domain = self.domains.remove(pos);
+        let last = self.domains.is_empty();
+        for area in self.areas.values() {
+            Self::unmap_area_from(area, &domain);
+            if last {
+                let (pf, pl) = Self::area_pages(area);
+                area.pages.unpin(pf, pl);
+            }
+        }
+        self.remove_reserved(ReservedOwner::Domain(hwpt));
+        let _ = self.recalculate_alignment(1);
     }
 
     /// Linux `iopt_insert_area`'s checks.
@@ -468,6 +691,9 @@ impl IoPagetable {
         }
         let mut unmapped = 0;
         for s in victims {
+            if !self.domains.is_empty() {
+                self.unfill_area(s);
+            }
             if let Some(a) = self.remove_area(s) {
                 unmapped += a.length();
             }
@@ -617,6 +843,9 @@ impl IoPagetable {
             1
         };
         align = align.max(extra);
+        for d in &self.domains {
+            align = align.max(1 << d.lock().pgsize_bitmap().trailing_zeros());
+        }
         if align > self.iova_alignment {
             self.check_alignment(align)?;
         }
@@ -628,6 +857,10 @@ impl IoPagetable {
     pub fn disable_large_pages(&mut self) -> Result<()> {
         if self.disable_large_pages {
             return Ok(());
+        }
+        // Domains may already hold large leaves.
+        if !self.domains.is_empty() && !self.areas.is_empty() {
+            return Err(Errno::EINVAL);
         }
         self.disable_large_pages = true;
         if let Err(e) = self.recalculate_alignment(1) {
@@ -654,7 +887,7 @@ impl IoPagetable {
             if iova == area.start || iova == area.last {
                 continue;
             }
-            if area.num_pins != 0 {
+            if area.num_pins != 0 || (!self.domains.is_empty() && !self.disable_large_pages) {
                 return Err(Errno::EINVAL);
             }
             let new_start = iova + 1;
@@ -836,6 +1069,7 @@ impl IoPagetable {
             disable_large_pages: self.disable_large_pages,
             pins: BTreeMap::new(),
             next_pin: 1,
+            domains: Vec::new(),
             faults: FaultInjector::default(),
         };
         fresh.rebuild_free_space();
@@ -859,5 +1093,9 @@ impl IoPagetable {
 impl Drop for IoPagetable {
     fn drop(&mut self) {
         self.release_all_pins();
+        let hwpts: Vec<u32> = self.domains.iter().map(|d| d.hwpt).collect();
+        for h in hwpts {
+            self.remove_domain(h);
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod iopt;
 pub mod memory;
 pub mod object;
 pub mod pages;
+pub mod physical;
 mod vfio;
 
 pub use context::{Caller, Context, Credentials, MapArgs};

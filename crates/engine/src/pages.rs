@@ -16,6 +16,7 @@
 use crate::errno::{Errno, Result};
 use crate::fault::FaultInjector;
 use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
+use crate::physical::{Backing, PhysMap};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,6 +160,8 @@ pub struct Frame {
 pub struct Shared {
     pub accounting: Accounting,
     pins: Mutex<HashMap<Frame, u32>>,
+    /// Addresses of pinned frames. Lock order: after `pins`.
+    pub phys: Mutex<PhysMap>,
     pub faults: FaultInjector,
 }
 
@@ -178,18 +181,32 @@ impl Shared {
         self.pins.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn add_pins(&self, frames: impl Iterator<Item = Frame>, up: bool) {
+    fn add_pins(&self, frames: impl Iterator<Item = Frame>, up: bool, backing: &Backing) {
         let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut phys = self.phys.lock().unwrap_or_else(|e| e.into_inner());
         for f in frames {
             if up {
-                *pins.entry(f).or_default() += 1;
+                let c = pins.entry(f).or_default();
+                *c += 1;
+                if *c == 1 {
+                    phys.pin(f, backing);
+                }
             } else if let Some(c) = pins.get_mut(&f) {
                 *c -= 1;
                 if *c == 0 {
                     pins.remove(&f);
+                    phys.unpin(f);
                 }
             }
         }
+    }
+
+    /// The synthetic physical address of a pinned frame.
+    pub fn address_of(&self, frame: Frame) -> Option<u64> {
+        self.phys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .address(frame)
     }
 }
 
@@ -309,6 +326,18 @@ impl Pages {
         }
     }
 
+    fn backing(&self) -> Backing {
+        match &self.source {
+            Source::User { mm, .. } => Backing::Memory(mm.clone()),
+            Source::File { file, .. } => Backing::File(file.clone()),
+        }
+    }
+
+    /// The physical address of pinned page `index`.
+    pub fn address(&self, index: u64) -> Option<u64> {
+        self.shared.address_of(self.frame(index))
+    }
+
     /// Pages with at least one pin.
     pub fn pinned(&self) -> u64 {
         self.lock().pins.len() as u64
@@ -336,7 +365,7 @@ impl Pages {
             *st.pins.entry(i).or_default() += 1;
         }
         self.shared
-            .add_pins(newly.iter().map(|&i| self.frame(i)), true);
+            .add_pins(newly.iter().map(|&i| self.frame(i)), true, &self.backing());
         Ok(())
     }
 
@@ -358,8 +387,11 @@ impl Pages {
             self.shared
                 .accounting
                 .uncharge(&st.owner, released.len() as u64);
-            self.shared
-                .add_pins(released.iter().map(|&i| self.frame(i)), false);
+            self.shared.add_pins(
+                released.iter().map(|&i| self.frame(i)),
+                false,
+                &self.backing(),
+            );
         }
     }
 

@@ -36,6 +36,8 @@ enum Op {
         len: u64,
         dst_iova: Option<u64>,
         write: bool,
+        /// When set, the copy starts at an existing source area.
+        pick: Option<usize>,
     },
     Allow {
         ioas: usize,
@@ -76,8 +78,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (ioas.clone(), iova(), prop_oneof![(1u64..20).prop_map(|p| p * PAGE), Just(0), Just(MAX)])
             .prop_map(|(ioas, iova, len)| Op::Unmap { ioas, iova, len }),
         1 => ioas.clone().prop_map(|ioas| Op::UnmapAll { ioas }),
-        4 => (ioas.clone(), ioas.clone(), iova(), length(), prop::option::weighted(0.5, iova()), any::<bool>())
-            .prop_map(|(dst, src, src_iova, len, dst_iova, write)| Op::Copy { dst, src, src_iova, len, dst_iova, write }),
+        4 => (ioas.clone(), ioas.clone(), iova(), length(), prop::option::weighted(0.5, iova()), any::<bool>(), prop::option::weighted(0.7, 0usize..64))
+            .prop_map(|(dst, src, src_iova, len, dst_iova, write, pick)| Op::Copy { dst, src, src_iova, len, dst_iova, write, pick}),
         1 => (ioas.clone(), prop::collection::vec((iova(), length()), 0..3))
             .prop_map(|(ioas, v)| Op::Allow { ioas, ranges: v.into_iter().map(|(s, l)| (s, s.saturating_add(l).saturating_sub(1))).collect() }),
         1 => (ioas.clone(), iova(), length()).prop_map(|(ioas, start, len)| Op::Reserve { ioas, start, len }),
@@ -355,11 +357,20 @@ fn run(ops: Vec<Op>) {
             &Op::Copy {
                 dst,
                 src,
-                src_iova,
+                mut src_iova,
                 len,
                 dst_iova,
                 write,
+                pick,
             } => {
+                if let Some(k) = pick {
+                    let mut areas: Vec<(u64, u64)> =
+                        model[src].areas.iter().map(|a| (a.start, a.last)).collect();
+                    areas.sort();
+                    if let Some(&(start, _)) = areas.get(k % areas.len().max(1)) {
+                        src_iova = start;
+                    }
+                }
                 let prot = Prot { read: true, write };
                 let got = h.ctx.ioas_copy(
                     ids[dst],
