@@ -66,16 +66,23 @@ pub struct Context {
     pub(crate) account_mm: bool,
     /// The selftest's temporary-memory limit (it only changes batching).
     pub(crate) temp_memory_limit: u32,
+    /// This context as a DMA owner in the IOMMU core.
+    pub(crate) owner: softiommu_iommu::OwnerId,
 }
+
+static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Context {
     pub fn new(shared: Arc<Shared>) -> Self {
+        let owner =
+            softiommu_iommu::OwnerId(NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         Context {
             shared,
             objects: ObjectTable::default(),
             vfio_ioas: None,
             account_mm: false,
             temp_memory_limit: 65536,
+            owner,
         }
     }
 
@@ -126,15 +133,20 @@ impl Context {
         if self.vfio_ioas == Some(id) {
             self.vfio_ioas = None;
         }
-        self.destroy_object(object);
+        self.destroy_object(id, object);
         Ok(())
     }
 
-    fn destroy_object(&mut self, object: Object) {
+    pub(crate) fn destroy_object(&mut self, id: u32, object: Object) {
         match object {
             Object::Ioas(mut ioas) => {
                 ioas.iopt.release_all_pins();
                 let _ = ioas.iopt.unmap_all();
+            }
+            Object::Device(dev) => self.destroy_device(*dev),
+            Object::HwptPaging(hwpt) => self.destroy_hwpt(id, *hwpt),
+            Object::Selftest(t) => {
+                let _ = self.destroy(t.device);
             }
         }
     }
@@ -310,7 +322,7 @@ impl Context {
             }
             for id in leaves {
                 if let Ok(object) = self.objects.remove(id) {
-                    self.destroy_object(object);
+                    self.destroy_object(id, object);
                 }
             }
         }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod context;
+pub mod device;
 pub mod errno;
 pub mod fault;
 pub mod free_space;

@@ -7,12 +7,20 @@
 
 use crate::errno::{Errno, Result};
 use crate::iopt::IoPagetable;
+use softiommu_iommu::domain::PagingFlags;
+use softiommu_iommu::{DeviceId, DomainId};
+use softiommu_pt::AnyPageTable;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 /// Object types. More arrive with devices, HWPTs and vIOMMUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectType {
     Ioas,
+    Device,
+    HwptPaging,
+    /// The selftest's mock device (`MOCK_DOMAIN`).
+    Selftest,
 }
 
 /// An IO address space.
@@ -21,16 +29,47 @@ pub struct Ioas {
     pub iopt: IoPagetable,
 }
 
+/// A device bound to this context (Linux `struct iommufd_device`).
+#[derive(Debug)]
+pub struct Device {
+    pub dev: DeviceId,
+    /// The HWPT it is attached to, and that HWPT's IOAS.
+    pub attached: Option<(u32, u32)>,
+}
+
+/// A paging HWPT: a domain filled from one IOAS.
+#[derive(Debug)]
+pub struct HwptPaging {
+    pub ioas: u32,
+    pub domain: DomainId,
+    pub table: Arc<Mutex<AnyPageTable>>,
+    /// Made by an attach to an IOAS; destroyed with its last device.
+    pub auto: bool,
+    pub flags: PagingFlags,
+}
+
+/// The selftest's mock device: a device object it bound and attached.
+#[derive(Debug)]
+pub struct Selftest {
+    pub device: u32,
+}
+
 /// A typed object.
 #[derive(Debug)]
 pub enum Object {
     Ioas(Box<Ioas>),
+    Device(Box<Device>),
+    HwptPaging(Box<HwptPaging>),
+    Selftest(Box<Selftest>),
 }
 
 impl Object {
     pub fn kind(&self) -> ObjectType {
         match self {
             Object::Ioas(_) => ObjectType::Ioas,
+            Object::Device(_) => ObjectType::Device,
+            Object::HwptPaging(_) => ObjectType::HwptPaging,
+            Object::Selftest(_) => ObjectType::Selftest,
         }
     }
 }
@@ -112,6 +151,43 @@ impl ObjectTable {
             Some(Object::Ioas(i)) => Ok(i),
             _ => Err(Errno::ENOENT),
         }
+    }
+
+    pub fn device(&self, id: u32) -> Result<&Device> {
+        match self.get(id) {
+            Some(Object::Device(d)) => Ok(d),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn device_mut(&mut self, id: u32) -> Result<&mut Device> {
+        match self.get_mut(id) {
+            Some(Object::Device(d)) => Ok(d),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn hwpt(&self, id: u32) -> Result<&HwptPaging> {
+        match self.get(id) {
+            Some(Object::HwptPaging(h)) => Ok(h),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn selftest(&self, id: u32) -> Result<&Selftest> {
+        match self.get(id) {
+            Some(Object::Selftest(t)) => Ok(t),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Every object of one type, by id.
+    pub fn ids_of(&self, kind: ObjectType) -> Vec<u32> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.object.kind() == kind)
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Adds a long-term user to `id` (another object now points at it).

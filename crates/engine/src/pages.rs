@@ -163,6 +163,19 @@ pub struct Shared {
     /// Addresses of pinned frames. Lock order: after `pins`.
     pub phys: Mutex<PhysMap>,
     pub faults: FaultInjector,
+    /// The machine's IOMMU core. Lock order: before any IO page table's
+    /// domains and before `pins`.
+    pub iommu: Mutex<softiommu_iommu::IommuCore>,
+}
+
+impl Shared {
+    /// Shared state for a machine of the given topology.
+    pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
+        Shared {
+            iommu: Mutex::new(softiommu_iommu::IommuCore::new(topology)),
+            ..Shared::default()
+        }
+    }
 }
 
 impl Shared {

@@ -87,6 +87,13 @@ pub struct IommuCore {
     next_domain: u64,
 }
 
+impl Default for IommuCore {
+    /// The built-in machine ([`Topology::default_machine`]).
+    fn default() -> Self {
+        IommuCore::new(Topology::default_machine())
+    }
+}
+
 impl IommuCore {
     /// Boots the machine: every group on its default domain, kernel drivers of
     /// the topology bound.
@@ -165,6 +172,47 @@ impl IommuCore {
                 devices: self.topo.group(g).devices.clone(),
             }],
         }
+    }
+
+    /// Adds a device in a group of its own behind IOMMU `iommu` (hot-plug; the
+    /// selftest's mock devices arrive this way).
+    pub fn add_device(&mut self, iommu: IommuId, name: &str) -> Result<DeviceId, Errno> {
+        self.topo
+            .iommus
+            .get(iommu.0 as usize)
+            .ok_or(Errno::ENODEV)?;
+        let group = GroupId(self.topo.groups.len() as u32);
+        let dev = DeviceId(self.topo.devices.len() as u32);
+        self.topo.devices.push(crate::topology::DeviceSpec {
+            name: name.into(),
+            group,
+            kernel_driver: None,
+            reserved: Vec::new(),
+        });
+        self.topo.groups.push(crate::topology::GroupSpec {
+            iommu,
+            devices: vec![dev],
+        });
+        let default_domain = self.insert_domain(iommu, DomainKind::Default);
+        self.groups.push(GroupState {
+            owner: None,
+            owner_cnt: 0,
+            default_domain,
+            blocking_domain: None,
+            domain: default_domain,
+            attach: None,
+        });
+        self.devices.push(DeviceState::Unbound);
+        Ok(dev)
+    }
+
+    /// Adds an IOMMU instance (hot-plug).
+    pub fn add_iommu(&mut self, name: &str, driver: crate::driver::DriverInfo) -> IommuId {
+        self.topo.iommus.push(crate::topology::IommuSpec {
+            name: name.into(),
+            driver,
+        });
+        IommuId(self.topo.iommus.len() as u32 - 1)
     }
 
     // ---- inspection -----------------------------------------------------------------------
@@ -329,7 +377,7 @@ impl IommuCore {
         Ok(self.insert_domain(
             iommu,
             DomainKind::Paging {
-                table: Box::new(table),
+                table: std::sync::Arc::new(std::sync::Mutex::new(table)),
                 flags,
             },
         ))
@@ -348,6 +396,17 @@ impl IommuCore {
     }
 
     /// An identity domain on `iommu`.
+    /// The page table of a paging domain.
+    pub fn paging_table(
+        &self,
+        id: DomainId,
+    ) -> Option<std::sync::Arc<std::sync::Mutex<softiommu_pt::AnyPageTable>>> {
+        match &self.domains.get(&id)?.kind {
+            DomainKind::Paging { table, .. } => Some(table.clone()),
+            _ => None,
+        }
+    }
+
     pub fn alloc_identity(&mut self, iommu: IommuId) -> Result<DomainId, Errno> {
         self.topo
             .iommus

@@ -4,6 +4,7 @@ use crate::driver::DriverInfo;
 use crate::topology::IommuId;
 use softiommu_pt::formats::{AmdV1, ArmS2, Mock, MockKind, VtdSecondStage, X86_64};
 use softiommu_pt::{AnyPageTable, FormatKind, IovaRange};
+use std::sync::{Arc, Mutex};
 
 /// A domain's handle; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,7 +30,8 @@ pub enum DomainKind {
     Identity,
     /// A page table in the driver's format.
     Paging {
-        table: Box<AnyPageTable>,
+        /// Shared with the IO page tables that keep it filled.
+        table: Arc<Mutex<AnyPageTable>>,
         flags: PagingFlags,
     },
     /// A user-owned stage 1 over a nest-parent paging domain.

@@ -1,0 +1,301 @@
+//! Devices and hardware page tables of a context (Linux `device.c` and
+//! `hw_pagetable.c`): binding claims a device's DMA for the context; attaching
+//! to an IOAS picks or makes an automatic paging HWPT whose domain mirrors the
+//! IOAS; attaching to a HWPT uses it as it is. Every call that moves DMA
+//! returns the [`Affected`] devices from the IOMMU core.
+//!
+//! Reference counts: a HWPT holds a user on its IOAS; each attached device
+//! holds a user on its HWPT. An automatic HWPT is destroyed when its last
+//! device leaves; a manual one only by `IOMMU_DESTROY`.
+
+use crate::context::Context;
+use crate::errno::{Errno, Result};
+use crate::iopt::{DomainRef, ReservedOwner};
+use crate::object::{Device, HwptPaging, Object, ObjectType};
+use softiommu_iommu::domain::PagingFlags;
+use softiommu_iommu::{Affected, DeviceId, IommuCore};
+use std::sync::MutexGuard;
+
+impl Context {
+    fn core(&self) -> MutexGuard<'_, IommuCore> {
+        self.shared()
+            .iommu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds machine device `dev` to this context (claims its DMA). Returns
+    /// the device object id and the devices whose DMA moved (the whole group,
+    /// onto the blocking domain, for the first device of a group).
+    pub fn bind_device(&mut self, dev: DeviceId) -> Result<(u32, Affected)> {
+        let owner = self.owner;
+        let affected = {
+            let mut core = self.core();
+            if (dev.0 as usize) >= core.topology().devices.len() {
+                return Err(Errno::ENODEV);
+            }
+            let driver = &core.topology().iommu(core.topology().iommu_of(dev)).driver;
+            if !driver.cache_coherency {
+                return Err(Errno::EINVAL);
+            }
+            if !driver.isolated_msi {
+                return Err(Errno::EPERM);
+            }
+            core.claim(owner, dev)?
+        };
+        match self.shared().faults.check().and_then(|()| {
+            self.objects.insert(Object::Device(Box::new(Device {
+                dev,
+                attached: None,
+            })))
+        }) {
+            Ok(id) => Ok((id, affected)),
+            Err(e) => {
+                let _ = self.core().release(owner, dev);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn destroy_device(&mut self, device: Device) {
+        let owner = self.owner;
+        if let Some((hwpt, ioas)) = device.attached {
+            self.drop_attachment(device.dev, hwpt, ioas, None);
+        }
+        let _ = self.core().release(owner, device.dev);
+    }
+
+    /// Allocates a paging HWPT for `dev_id`'s IOMMU, filled from IOAS `ioas`
+    /// (`IOMMU_HWPT_ALLOC`).
+    pub fn hwpt_alloc(&mut self, dev_id: u32, ioas: u32, flags: PagingFlags) -> Result<u32> {
+        let dev = self.objects.device(dev_id)?.dev;
+        self.objects.ioas(ioas)?;
+        self.make_hwpt(dev, ioas, flags, false)
+    }
+
+    fn make_hwpt(
+        &mut self,
+        dev: DeviceId,
+        ioas: u32,
+        flags: PagingFlags,
+        auto: bool,
+    ) -> Result<u32> {
+        self.shared().faults.check()?;
+        let (domain, table) = {
+            let mut core = self.core();
+            let iommu = core.topology().iommu_of(dev);
+            let domain = core.alloc_paging(iommu, flags)?;
+            (domain, core.paging_table(domain).ok_or(Errno::ENOMEM)?)
+        };
+        let hwpt = HwptPaging {
+            ioas,
+            domain,
+            table: table.clone(),
+            auto,
+            flags,
+        };
+        let id = match self.objects.insert(Object::HwptPaging(Box::new(hwpt))) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = self.core().free_domain(domain);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self
+            .ioas_mut(ioas)
+            .and_then(|t| t.add_domain(DomainRef { hwpt: id, table }))
+        {
+            let _ = self.objects.remove(id);
+            let _ = self.core().free_domain(domain);
+            return Err(e);
+        }
+        self.objects.add_user(ioas);
+        Ok(id)
+    }
+
+    pub(crate) fn destroy_hwpt(&mut self, id: u32, hwpt: HwptPaging) {
+        if let Ok(t) = self.ioas_mut(hwpt.ioas) {
+            t.remove_domain(id);
+        }
+        self.objects.drop_user(hwpt.ioas);
+        let _ = self.core().free_domain(hwpt.domain);
+    }
+
+    /// Reserves a device's reserved regions in an IOAS (`EADDRINUSE` on conflict).
+    fn reserve_device_regions(&mut self, dev_id: u32, dev: DeviceId, ioas: u32) -> Result<()> {
+        let regions = self.core().topology().device(dev).reserved.clone();
+        let iopt = self.ioas_mut(ioas)?;
+        for r in regions {
+            if r.kind == softiommu_iommu::ReservedType::DirectRelaxable || r.length == 0 {
+                continue;
+            }
+            let last = r.start.saturating_add(r.length - 1);
+            if let Err(e) = iopt.reserve(r.start, last, ReservedOwner::Device(dev_id)) {
+                iopt.remove_reserved(ReservedOwner::Device(dev_id));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches device `dev_id` to `pt_id`: an IOAS (an automatic HWPT is
+    /// reused if one is compatible, else made) or a paging HWPT. Returns the
+    /// HWPT id and the devices whose DMA moved.
+    pub fn device_attach(&mut self, dev_id: u32, pt_id: u32) -> Result<(u32, Affected)> {
+        let device = self.objects.device(dev_id)?;
+        if device.attached.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        let dev = device.dev;
+        match self.objects.kind(pt_id) {
+            Some(ObjectType::HwptPaging) => {
+                self.attach_hwpt(dev_id, dev, pt_id).map(|a| (pt_id, a))
+            }
+            Some(ObjectType::Ioas) => {
+                // Reuse an automatic HWPT of this IOAS that the device accepts.
+                for hwpt in self.objects.ids_of(ObjectType::HwptPaging) {
+                    let h = self.objects.hwpt(hwpt)?;
+                    if !h.auto || h.ioas != pt_id {
+                        continue;
+                    }
+                    match self.attach_hwpt(dev_id, dev, hwpt) {
+                        Err(Errno::EINVAL) => continue,
+                        other => return other.map(|a| (hwpt, a)),
+                    }
+                }
+                let hwpt = self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?;
+                match self.attach_hwpt(dev_id, dev, hwpt) {
+                    Ok(a) => Ok((hwpt, a)),
+                    Err(e) => {
+                        let _ = self.destroy(hwpt);
+                        Err(e)
+                    }
+                }
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn attach_hwpt(&mut self, dev_id: u32, dev: DeviceId, hwpt: u32) -> Result<Affected> {
+        let (domain, ioas) = {
+            let h = self.objects.hwpt(hwpt)?;
+            (h.domain, h.ioas)
+        };
+        let owner = self.owner;
+        let affected = self.core().attach(owner, dev, domain)?;
+        if let Err(e) = self.reserve_device_regions(dev_id, dev, ioas) {
+            let _ = self.core().detach(owner, dev);
+            return Err(e);
+        }
+        self.objects.add_user(hwpt);
+        self.objects.device_mut(dev_id)?.attached = Some((hwpt, ioas));
+        Ok(affected)
+    }
+
+    /// Undoes an attachment's bookkeeping; with `core_affected` the core detach
+    /// result is stored there.
+    fn drop_attachment(
+        &mut self,
+        dev: DeviceId,
+        hwpt: u32,
+        ioas: u32,
+        core_affected: Option<&mut Affected>,
+    ) {
+        let owner = self.owner;
+        let affected = self.core().detach(owner, dev).unwrap_or_default();
+        if let Some(out) = core_affected {
+            *out = affected;
+        }
+        self.release_hwpt_user(hwpt, ioas);
+    }
+
+    /// Drops a device's hold on a HWPT; an automatic HWPT goes with its last device.
+    fn release_hwpt_user(&mut self, hwpt: u32, ioas: u32) {
+        // Device regions were reserved per device; the callers remove them.
+        let _ = ioas;
+        self.objects.drop_user(hwpt);
+        let auto = self.objects.hwpt(hwpt).map(|h| h.auto).unwrap_or(false);
+        if auto && self.objects.users(hwpt) == Some(1) {
+            let _ = self.destroy(hwpt);
+        }
+    }
+
+    /// Detaches device `dev_id`. A device that is not attached is left as it
+    /// is, whatever its group: `Ok` with nothing affected.
+    pub fn device_detach(&mut self, dev_id: u32) -> Result<Affected> {
+        let device = self.objects.device(dev_id)?;
+        let dev = device.dev;
+        let Some((hwpt, ioas)) = device.attached else {
+            return Ok(Affected::default());
+        };
+        if let Ok(t) = self.ioas_mut(ioas) {
+            t.remove_reserved(ReservedOwner::Device(dev_id));
+        }
+        self.objects.device_mut(dev_id)?.attached = None;
+        let mut affected = Affected::default();
+        self.drop_attachment(dev, hwpt, ioas, Some(&mut affected));
+        Ok(affected)
+    }
+
+    /// Moves attached device `dev_id` (and its group) to `pt_id` in one step.
+    pub fn device_replace(&mut self, dev_id: u32, pt_id: u32) -> Result<(u32, Affected)> {
+        let device = self.objects.device(dev_id)?;
+        let dev = device.dev;
+        let Some((old_hwpt, old_ioas)) = device.attached else {
+            return Err(Errno::EINVAL);
+        };
+        let target = match self.objects.kind(pt_id) {
+            Some(ObjectType::HwptPaging) => pt_id,
+            Some(ObjectType::Ioas) => {
+                if old_ioas == pt_id && self.objects.hwpt(old_hwpt).is_ok_and(|h| h.auto) {
+                    return Ok((old_hwpt, Affected::default()));
+                }
+                self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        if target == old_hwpt {
+            return Ok((target, Affected::default()));
+        }
+        let (domain, new_ioas) = {
+            let h = self.objects.hwpt(target)?;
+            (h.domain, h.ioas)
+        };
+        let made_auto = self.objects.hwpt(target).is_ok_and(|h| h.auto)
+            && self.objects.users(target) == Some(1);
+        let cleanup = |ctx: &mut Context| {
+            if made_auto {
+                let _ = ctx.destroy(target);
+            }
+        };
+        if new_ioas != old_ioas {
+            if let Err(e) = self.reserve_device_regions(dev_id, dev, new_ioas) {
+                cleanup(self);
+                return Err(e);
+            }
+        }
+        let owner = self.owner;
+        let replaced = self.core().replace(owner, dev, domain);
+        let affected = match replaced {
+            Ok(a) => a,
+            Err(e) => {
+                if new_ioas != old_ioas {
+                    if let Ok(t) = self.ioas_mut(new_ioas) {
+                        t.remove_reserved(ReservedOwner::Device(dev_id));
+                    }
+                }
+                cleanup(self);
+                return Err(e);
+            }
+        };
+        if new_ioas != old_ioas {
+            if let Ok(t) = self.ioas_mut(old_ioas) {
+                t.remove_reserved(ReservedOwner::Device(dev_id));
+            }
+        }
+        self.objects.add_user(target);
+        self.objects.device_mut(dev_id)?.attached = Some((target, new_ioas));
+        self.release_hwpt_user(old_hwpt, old_ioas);
+        Ok((target, affected))
+    }
+}
