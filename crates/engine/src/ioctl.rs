@@ -410,25 +410,107 @@ impl Context {
     // an unknown id.
 
     fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuHwptAlloc = u.cmd();
+        use crate::object::ObjectType;
+        let mut cmd: IommuHwptAlloc = u.cmd();
         if cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
         if (cmd.data_type == IOMMU_HWPT_DATA_NONE) != (cmd.data_len == 0) {
             return Err(Errno::EINVAL);
         }
-        self.lookup_device(cmd.dev_id)
+        self.objects.device(cmd.dev_id)?;
+        let valid = IOMMU_HWPT_ALLOC_NEST_PARENT
+            | IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+            | IOMMU_HWPT_FAULT_ID_VALID
+            | IOMMU_HWPT_ALLOC_PASID;
+        match self.objects.kind(cmd.pt_id) {
+            Some(ObjectType::Ioas) => {
+                if cmd.flags & !valid != 0 || cmd.data_type != IOMMU_HWPT_DATA_NONE {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                    // No context holds a fault queue yet.
+                    return Err(Errno::ENOENT);
+                }
+                let flags = softiommu_iommu::domain::PagingFlags {
+                    nest_parent: cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+                    dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
+                };
+                let id = self.hwpt_alloc(cmd.dev_id, cmd.pt_id, flags)?;
+                cmd.out_hwpt_id = id;
+                if let Err(e) = u.respond(&cmd) {
+                    let _ = self.destroy(id);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Some(ObjectType::HwptPaging) => {
+                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || cmd.data_len == 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let parent = self.objects.hwpt(cmd.pt_id)?;
+                if parent.auto || !parent.flags.nest_parent {
+                    return Err(Errno::EINVAL);
+                }
+                // Nested (stage-1) domains arrive with nested translation.
+                Err(Errno::EOPNOTSUPP)
+            }
+            Some(_) => Err(Errno::EINVAL),
+            None => Err(Errno::ENOENT),
+        }
     }
 
     fn cmd_get_hw_info(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuHwInfo = u.cmd();
+        let mut cmd: IommuHwInfo = u.cmd();
         if cmd.flags & !IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
         if cmd.reserved != [0; 3] {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.lookup_device(cmd.dev_id)
+        if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 {
+            cmd.data_type = IOMMU_HW_INFO_TYPE_DEFAULT;
+        }
+        let dev = self.objects.device(cmd.dev_id)?.dev;
+        let driver = {
+            let core = self
+                .shared()
+                .iommu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            core.topology()
+                .iommu(core.topology().iommu_of(dev))
+                .driver
+                .clone()
+        };
+        let (data, out_type) = if driver.hw_info_type == IOMMU_HW_INFO_TYPE_NONE {
+            (Vec::new(), IOMMU_HW_INFO_TYPE_NONE)
+        } else {
+            if cmd.data_type != IOMMU_HW_INFO_TYPE_DEFAULT && cmd.data_type != driver.hw_info_type {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            (driver.hw_info.clone(), driver.hw_info_type)
+        };
+        let copy = (cmd.data_len as usize).min(data.len());
+        u.caller.mem.write(cmd.data_uptr, &data[..copy])?;
+        if (cmd.data_len as usize) > copy {
+            // The part of the user buffer beyond the data is zeroed.
+            let zeros = vec![0u8; cmd.data_len as usize - copy];
+            let at = cmd
+                .data_uptr
+                .checked_add(copy as u64)
+                .ok_or(Errno::EFAULT)?;
+            u.caller.mem.write(at, &zeros)?;
+        }
+        cmd.data_len = data.len() as u32;
+        cmd.data_type = out_type;
+        cmd.out_capabilities = if driver.dirty_tracking {
+            IOMMU_HW_CAP_DIRTY_TRACKING
+        } else {
+            0
+        };
+        cmd.out_max_pasid_log2 = driver.max_pasid_log2;
+        u.respond(&cmd)
     }
 
     fn cmd_set_dirty_tracking(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -477,7 +559,9 @@ impl Context {
         if cmd.flags != 0 || cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.lookup_device(cmd.dev_id)
+        self.lookup_device(cmd.dev_id)?;
+        // vIOMMUs arrive with nested translation.
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn cmd_vdevice_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -507,12 +591,17 @@ impl Context {
         self.lookup_viommu(cmd.viommu_id)
     }
 
-    fn lookup_device(&self, _id: u32) -> Result<()> {
-        Err(Errno::ENOENT)
+    fn lookup_device(&self, id: u32) -> Result<()> {
+        self.objects.device(id).map(|_| ())
     }
-    fn lookup_hwpt(&self, _id: u32) -> Result<()> {
-        Err(Errno::ENOENT)
+
+    /// Dirty tracking and invalidation arrive with their features; until then
+    /// a HWPT that exists answers `EOPNOTSUPP`.
+    fn lookup_hwpt(&self, id: u32) -> Result<()> {
+        self.objects.hwpt(id)?;
+        Err(Errno::EOPNOTSUPP)
     }
+
     fn lookup_viommu(&self, _id: u32) -> Result<()> {
         Err(Errno::ENOENT)
     }
@@ -538,29 +627,49 @@ impl Context {
                 self.check_refs(u.caller, p.uptr, p.length, p.refs)
             }
             t::op::MOCK_DOMAIN | t::op::MOCK_DOMAIN_FLAGS => {
-                if cmd.op == t::op::MOCK_DOMAIN_FLAGS {
-                    let p: t::TestMockDomain = cmd.payload_as();
-                    let known = t::MOCK_FLAGS_DEVICE_NO_DIRTY
-                        | t::MOCK_FLAGS_DEVICE_HUGE_IOVA
-                        | t::MOCK_FLAGS_DEVICE_PASID;
-                    if p.dev_flags & !known != 0 {
-                        return Err(Errno::EINVAL);
-                    }
+                let mut p: t::TestMockDomain = cmd.payload_as();
+                let flags = if cmd.op == t::op::MOCK_DOMAIN_FLAGS {
+                    p.dev_flags
+                } else {
+                    0
+                };
+                let known = t::MOCK_FLAGS_DEVICE_NO_DIRTY
+                    | t::MOCK_FLAGS_DEVICE_HUGE_IOVA
+                    | t::MOCK_FLAGS_DEVICE_PASID;
+                if flags & !known != 0 {
+                    return Err(Errno::EINVAL);
                 }
-                // The mock device would attach to an IOAS or HWPT; with no such
-                // object the attach fails as in Linux. Mock devices themselves
-                // arrive with the IOMMU core.
-                self.objects.ioas(cmd.id)?;
-                Err(Errno::EOPNOTSUPP)
+                let (stdev, hwpt, idev) = self.mock_domain(cmd.id, flags)?;
+                p.out_stdev_id = stdev;
+                p.out_hwpt_id = hwpt;
+                p.out_idev_id = idev;
+                let mut out = cmd;
+                out.set_payload(&p);
+                if let Err(e) = u.respond(&out) {
+                    let _ = self.destroy(stdev);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            t::op::MOCK_DOMAIN_REPLACE => {
+                let mut p: t::TestOneId = cmd.payload_as();
+                let idev = self.objects.selftest(cmd.id)?.device;
+                let (hwpt, _) = self.device_replace(idev, p.id)?;
+                p.id = hwpt;
+                let mut out = cmd;
+                out.set_payload(&p);
+                u.respond(&out)
+            }
+            t::op::MD_CHECK_MAP => {
+                let p: t::TestCheckMap = cmd.payload_as();
+                self.check_map(u.caller, cmd.id, p.iova, p.length, p.uptr)
             }
             // Operations on a selftest device (stdev), a HWPT or a device: no
             // context holds such objects yet, so the lookup fails as in Linux.
-            t::op::MOCK_DOMAIN_REPLACE
-            | t::op::PASID_ATTACH
+            t::op::PASID_ATTACH
             | t::op::PASID_REPLACE
             | t::op::PASID_DETACH
             | t::op::PASID_CHECK_HWPT
-            | t::op::MD_CHECK_MAP
             | t::op::MD_CHECK_IOTLB
             | t::op::DIRTY
             | t::op::DEV_CHECK_CACHE => Err(Errno::ENOENT),
@@ -584,6 +693,108 @@ impl Context {
             t::op::DMABUF_GET | t::op::DMABUF_REVOKE => Err(Errno::EOPNOTSUPP),
             _ => Err(Errno::EOPNOTSUPP),
         }
+    }
+
+    /// `MOCK_DOMAIN`: a mock device in a group of its own, bound to this
+    /// context and attached to `pt_id`. Objects are made in Linux's order: the
+    /// selftest object, the device, then (for an IOAS) the automatic HWPT.
+    fn mock_domain(&mut self, pt_id: u32, flags: u32) -> Result<(u32, u32, u32)> {
+        use crate::object::{Object, ObjectType, Selftest};
+        if !matches!(
+            self.objects.kind(pt_id),
+            Some(ObjectType::Ioas | ObjectType::HwptPaging)
+        ) {
+            return Err(Errno::ENOENT);
+        }
+        let dev = {
+            let mut core = self
+                .shared()
+                .iommu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let name = format!("selftest-mock-{flags:#x}");
+            let iommu = match core.topology().iommu_by_name(&name) {
+                Some(i) => i,
+                None => {
+                    let mut driver = softiommu_iommu::DriverInfo::mock();
+                    if flags & t::MOCK_FLAGS_DEVICE_NO_DIRTY != 0 {
+                        driver.dirty_tracking = false;
+                    }
+                    if flags & t::MOCK_FLAGS_DEVICE_PASID != 0 {
+                        driver.max_pasid_log2 = t::MOCK_PASID_WIDTH;
+                    }
+                    core.add_iommu(&name, driver)
+                }
+            };
+            let n = core.topology().devices.len();
+            core.add_device(iommu, &format!("mock:{n}"))?
+        };
+        let stdev = self
+            .objects
+            .insert(Object::Selftest(Box::new(Selftest { device: 0 })))?;
+        let idev = match self.bind_device(dev) {
+            Ok((idev, _)) => idev,
+            Err(e) => {
+                let _ = self.objects.remove(stdev);
+                return Err(e);
+            }
+        };
+        let hwpt = match self.device_attach(idev, pt_id) {
+            Ok((hwpt, _)) => hwpt,
+            Err(e) => {
+                let _ = self.destroy(idev);
+                let _ = self.objects.remove(stdev);
+                return Err(e);
+            }
+        };
+        // The selftest object holds the device: DESTROY of the device is EBUSY.
+        self.objects.add_user(idev);
+        if let Some(Object::Selftest(t)) = self.objects.get_mut(stdev) {
+            t.device = idev;
+        }
+        Ok((stdev, hwpt, idev))
+    }
+
+    /// `MD_CHECK_MAP`: every 2 KiB step of `[iova, +length)` in HWPT `hwpt`
+    /// translates to the address of the caller's memory at `uptr` (`EINVAL`
+    /// otherwise).
+    fn check_map(
+        &self,
+        caller: &Caller<'_>,
+        hwpt: u32,
+        iova: u64,
+        length: u64,
+        uptr: u64,
+    ) -> Result<()> {
+        use crate::memory::PAGE_SIZE;
+        use crate::pages::Frame;
+        let step = t::MOCK_PAGE_SIZE;
+        if iova % step != 0 || length % step != 0 || uptr % step != 0 {
+            return Err(Errno::EINVAL);
+        }
+        iova.checked_add(length).ok_or(Errno::EINVAL)?;
+        uptr.checked_add(length).ok_or(Errno::EINVAL)?;
+        let table = self.objects.hwpt(hwpt)?.table.clone();
+        let table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let space = caller.mem.id();
+        let mut done = 0;
+        while done < length {
+            let va = uptr + done;
+            let frame = Frame {
+                space,
+                page: va / PAGE_SIZE,
+            };
+            let want = self
+                .shared()
+                .address_of(frame)
+                .map(|pa| pa + va % PAGE_SIZE);
+            let got = table.iova_to_phys(iova + done).map(|(pa, _)| pa);
+            if got.is_none() || got != want {
+                return Err(Errno::EINVAL);
+            }
+            done += step;
+        }
+        Ok(())
     }
 
     /// `MD_CHECK_REFS`: every page of `[uptr, +length)` in the caller's memory

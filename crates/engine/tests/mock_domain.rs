@@ -1,0 +1,297 @@
+//! The selftest's mock devices through the raw entry point: `MOCK_DOMAIN`,
+//! `MD_CHECK_MAP`, `MOCK_DOMAIN_REPLACE`, `IOMMU_GET_HW_INFO` and `IOMMU_HWPT_ALLOC`.
+
+mod common;
+use common::*;
+use softiommu_engine::Errno;
+use softiommu_uapi::ioctl::*;
+use softiommu_uapi::iommufd::*;
+use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+use zerocopy::IntoBytes;
+
+fn test_cmd(
+    h: &mut Harness,
+    op: u32,
+    id: u32,
+    fill: impl FnOnce(&mut IommuTestCmd),
+) -> Result<IommuTestCmd, Errno> {
+    let mut c = IommuTestCmd {
+        size: 72,
+        op,
+        id,
+        ..Default::default()
+    };
+    fill(&mut c);
+    h.cmd(IOMMU_TEST_CMD, &mut c).map(|_| c)
+}
+
+fn alloc(h: &mut Harness) -> u32 {
+    let mut c = IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
+    c.out_ioas_id
+}
+
+fn mock_domain(h: &mut Harness, pt: u32) -> Result<t::TestMockDomain, Errno> {
+    test_cmd(h, t::op::MOCK_DOMAIN, pt, |_| ()).map(|c| c.payload_as())
+}
+
+fn map(h: &mut Harness, ioas: u32, va: u64, len: u64, iova: u64) -> Result<i64, Errno> {
+    let flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+    let mut c = IommuIoasMap {
+        size: 40,
+        flags,
+        ioas_id: ioas,
+        reserved: 0,
+        user_va: va,
+        length: len,
+        iova,
+    };
+    h.cmd(IOMMU_IOAS_MAP, &mut c)
+}
+
+fn check_map(
+    h: &mut Harness,
+    hwpt: u32,
+    iova: u64,
+    len: u64,
+    uptr: u64,
+) -> Result<IommuTestCmd, Errno> {
+    test_cmd(h, t::op::MD_CHECK_MAP, hwpt, |c| {
+        c.set_payload(&t::TestCheckMap {
+            iova,
+            length: len,
+            uptr,
+        })
+    })
+}
+
+fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
+    let mut c = IommuDestroy { size: 8, id };
+    h.cmd(IOMMU_DESTROY, &mut c)
+}
+
+#[test]
+fn a_mock_domain_mirrors_the_ioas_and_checks_its_map() {
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md = mock_domain(&mut h, ioas).unwrap();
+    assert_eq!(
+        (md.out_stdev_id, md.out_idev_id, md.out_hwpt_id),
+        (2, 3, 4),
+        "objects made in Linux's order"
+    );
+    let mut r = IommuIoasIovaRanges {
+        size: 32,
+        ioas_id: ioas,
+        num_iovas: 1,
+        reserved: 0,
+        allowed_iovas: SCRATCH,
+        out_iova_alignment: 0,
+    };
+    h.cmd(IOMMU_IOAS_IOVA_RANGES, &mut r).unwrap();
+    assert_eq!(r.out_iova_alignment, t::MOCK_PAGE_SIZE);
+    assert_eq!(
+        h.read_mem(SCRATCH, 16),
+        IommuIovaRange {
+            start: t::MOCK_APERTURE_START,
+            last: t::MOCK_APERTURE_LAST
+        }
+        .as_bytes()
+    );
+
+    let iova = t::MOCK_APERTURE_START;
+    map(&mut h, ioas, BUF, 8 * PAGE, iova).unwrap();
+    check_map(&mut h, md.out_hwpt_id, iova, 8 * PAGE, BUF).unwrap();
+    assert_eq!(
+        check_map(&mut h, md.out_hwpt_id, iova, 8 * PAGE, BUF + PAGE).map(|_| ()),
+        Err(Errno::EINVAL),
+        "wrong memory"
+    );
+    assert_eq!(
+        check_map(&mut h, md.out_hwpt_id, iova + 1, 2048, BUF).map(|_| ()),
+        Err(Errno::EINVAL),
+        "unaligned"
+    );
+    assert_eq!(
+        check_map(&mut h, md.out_hwpt_id, iova + 8 * PAGE, 2048, BUF).map(|_| ()),
+        Err(Errno::EINVAL),
+        "unmapped"
+    );
+    let refs = |h: &mut Harness, n| {
+        test_cmd(h, t::op::MD_CHECK_REFS, 0, |c| {
+            c.set_payload(&t::TestCheckRefs {
+                length: 8 * PAGE,
+                uptr: BUF,
+                refs: n,
+                pad: 0,
+            })
+        })
+    };
+    refs(&mut h, 1).unwrap();
+    assert_eq!(
+        map(&mut h, ioas, BUF, PAGE, 0x1000),
+        Err(Errno::EINVAL),
+        "below the aperture"
+    );
+
+    assert_eq!(
+        destroy(&mut h, md.out_idev_id),
+        Err(Errno::EBUSY),
+        "the selftest object holds the device"
+    );
+    assert_eq!(
+        destroy(&mut h, md.out_hwpt_id),
+        Err(Errno::EBUSY),
+        "attached"
+    );
+    assert_eq!(destroy(&mut h, ioas), Err(Errno::EBUSY), "has a HWPT");
+    destroy(&mut h, md.out_stdev_id).unwrap();
+    assert_eq!(
+        destroy(&mut h, md.out_hwpt_id),
+        Err(Errno::ENOENT),
+        "the automatic HWPT went with its device"
+    );
+    refs(&mut h, 0).unwrap();
+    destroy(&mut h, ioas).unwrap();
+    assert!(h.ctx.objects().is_empty());
+}
+
+#[test]
+fn mock_domain_replace_moves_to_another_ioas_or_hwpt() {
+    let mut h = Harness::new();
+    let a = alloc(&mut h);
+    let b = alloc(&mut h);
+    let md = mock_domain(&mut h, a).unwrap();
+    let replace = |h: &mut Harness, stdev: u32, pt: u32| {
+        test_cmd(h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
+            c.set_payload(&t::TestOneId { id: pt })
+        })
+        .map(|c| c.payload_as::<t::TestOneId>().id)
+    };
+    let to_b = replace(&mut h, md.out_stdev_id, b).unwrap();
+    assert_ne!(to_b, md.out_hwpt_id);
+    assert_eq!(
+        destroy(&mut h, md.out_hwpt_id),
+        Err(Errno::ENOENT),
+        "the old automatic HWPT is gone"
+    );
+    let mut alloc_hwpt = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: a,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut alloc_hwpt).unwrap();
+    let manual = alloc_hwpt.out_hwpt_id;
+    assert_eq!(replace(&mut h, md.out_stdev_id, manual), Ok(manual));
+    assert_eq!(destroy(&mut h, manual), Err(Errno::EBUSY));
+    assert_eq!(replace(&mut h, 99, a), Err(Errno::ENOENT));
+    destroy(&mut h, md.out_stdev_id).unwrap();
+    destroy(&mut h, manual).unwrap();
+}
+
+#[test]
+fn hw_info_and_hwpt_alloc_follow_the_driver() {
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md = mock_domain(&mut h, ioas).unwrap();
+    h.write_mem(SCRATCH, &[0xaa; 32]);
+    let mut info = IommuHwInfo {
+        size: 40,
+        dev_id: md.out_idev_id,
+        data_len: 16,
+        data_uptr: SCRATCH,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_GET_HW_INFO, &mut info).unwrap();
+    assert_eq!(info.data_type, t::IOMMU_HW_INFO_TYPE_SELFTEST);
+    assert_eq!(info.data_len, 8);
+    assert_eq!(info.out_capabilities, IOMMU_HW_CAP_DIRTY_TRACKING);
+    let mut want = t::IommuTestHwInfo {
+        flags: 0,
+        test_reg: t::IOMMU_HW_INFO_SELFTEST_REGVAL,
+    }
+    .as_bytes()
+    .to_vec();
+    want.extend_from_slice(&[0; 8]);
+    want.extend_from_slice(&[0xaa; 16]);
+    assert_eq!(
+        h.read_mem(SCRATCH, 32),
+        want,
+        "data, then zeros up to data_len, then untouched"
+    );
+    let mut wrong = IommuHwInfo {
+        size: 40,
+        dev_id: md.out_idev_id,
+        flags: IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+        data_type: 1,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_GET_HW_INFO, &mut wrong), Err(Errno::EOPNOTSUPP));
+    let mut ioas_as_dev = IommuHwInfo {
+        size: 40,
+        dev_id: ioas,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.cmd(IOMMU_GET_HW_INFO, &mut ioas_as_dev),
+        Err(Errno::ENOENT)
+    );
+
+    let mut a = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: ioas,
+        flags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_NEST_PARENT,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut a).unwrap();
+    let parent = a.out_hwpt_id;
+    a.flags = 1 << 9;
+    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut a), Err(Errno::EOPNOTSUPP));
+    a.flags = 0;
+    a.pt_id = md.out_stdev_id;
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut a),
+        Err(Errno::EINVAL),
+        "not an IOAS or HWPT"
+    );
+    a.pt_id = md.out_hwpt_id;
+    a.data_type = t::IOMMU_HWPT_DATA_SELFTEST;
+    a.data_len = 4;
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut a),
+        Err(Errno::EINVAL),
+        "an automatic HWPT cannot be a parent"
+    );
+    a.pt_id = parent;
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut a),
+        Err(Errno::EOPNOTSUPP),
+        "nested domains are not there yet"
+    );
+    // A device without dirty tracking refuses a dirty-tracking HWPT.
+    let nd = test_cmd(&mut h, t::op::MOCK_DOMAIN_FLAGS, ioas, |c| {
+        c.set_payload(&t::TestMockDomain {
+            dev_flags: t::MOCK_FLAGS_DEVICE_NO_DIRTY,
+            ..Default::default()
+        })
+    })
+    .unwrap()
+    .payload_as::<t::TestMockDomain>();
+    let mut d = IommuHwptAlloc {
+        size: 48,
+        dev_id: nd.out_idev_id,
+        pt_id: ioas,
+        flags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut d), Err(Errno::EOPNOTSUPP));
+    // Closing releases everything.
+    h.ctx.close();
+    assert!(h.ctx.objects().is_empty());
+    assert_eq!(h.shared.pinned_frames(), 0);
+}
