@@ -11,9 +11,11 @@ use softiommu_engine::api::{Engine, IoasId, Iommufd};
 use softiommu_engine::ioctl::Arg;
 use softiommu_engine::memory::{SimFile, PAGE_SIZE};
 use softiommu_engine::Prot;
+use softiommu_iommu::Topology;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod run;
@@ -36,10 +38,31 @@ enum Command {
     Demo,
     /// Run a program with /dev/iommu served by softiommu.
     Run {
+        /// Machine description (TOML); the built-in machine otherwise.
+        #[arg(long)]
+        topology: Option<PathBuf>,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Show each device's group, holder and domain, which IOAS feeds that
+    /// domain, and the mappings, after a scenario.
+    Inspect {
+        /// Machine description (TOML); the built-in machine otherwise.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// `group`: bind one device of a multi-device group and attach it to an
+        /// IOAS; `none`: the machine as it boots.
+        #[arg(long, default_value = "group")]
+        scenario: String,
+    },
+}
+
+fn load_topology(path: Option<&Path>) -> Result<Topology, Box<dyn std::error::Error>> {
+    match path {
+        None => Ok(Topology::default_machine()),
+        Some(p) => Ok(Topology::from_toml(&std::fs::read_to_string(p)?)?),
+    }
 }
 
 fn main() -> ExitCode {
@@ -52,7 +75,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { command } => match run::run(&command) {
+        Command::Inspect { topology, scenario } => match inspect(topology.as_deref(), &scenario) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("softiommu inspect: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { topology, command } => match load_topology(topology.as_deref())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|t| run::run(t, &command))
+        {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("softiommu run: {e}");
@@ -83,6 +116,70 @@ fn print_ioas(fd: &Iommufd, ioas: IoasId) -> Result<(), Box<dyn std::error::Erro
             a.source
         );
     }
+    Ok(())
+}
+
+fn print_affected(what: &str, affected: &softiommu_engine::api::Affected, topo: &Topology) {
+    let names: Vec<&str> = affected
+        .devices()
+        .iter()
+        .map(|d| topo.device(*d).name.as_str())
+        .collect();
+    if names.is_empty() {
+        println!("{what}: no device's DMA changed");
+    } else {
+        println!("{what}: DMA changed for {}", names.join(", "));
+    }
+}
+
+fn inspect(topology: Option<&Path>, scenario: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let topo = load_topology(topology)?;
+    let engine = Engine::with_topology(topo.clone());
+    let mut fd = engine.open();
+    match scenario {
+        "none" => {}
+        "group" => {
+            // The first device of a multi-device group that no kernel driver holds.
+            let group = topo
+                .groups
+                .iter()
+                .find(|g| {
+                    g.devices.len() > 1
+                        && g.devices
+                            .iter()
+                            .all(|d| topo.device(*d).kernel_driver.is_none())
+                })
+                .ok_or("the topology has no free multi-device group")?;
+            let name = topo.device(group.devices[0]).name.clone();
+            let (dev, bound) = fd.bind_device(&name)?;
+            print_affected(&format!("bind {name}"), &bound, &topo);
+            let ioas = fd.alloc_ioas()?;
+            // Page-aligned memory: a 4 KiB-page domain needs page-aligned areas.
+            let memory = vec![0u8; 17 * PAGE_SIZE as usize];
+            let aligned = (memory.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
+            fd.map_user(
+                ioas,
+                aligned,
+                16 * PAGE_SIZE,
+                Some(0x10_0000),
+                Prot {
+                    read: true,
+                    write: true,
+                },
+            )?;
+            let (hwpt, attached) = fd.attach(dev, ioas.0)?;
+            print_affected(
+                &format!("attach {name} to IOAS {} (HWPT {hwpt})", ioas.0),
+                &attached,
+                &topo,
+            );
+            println!();
+            print!("{}", fd.inspect());
+            return Ok(());
+        }
+        other => return Err(format!("unknown scenario {other}").into()),
+    }
+    print!("{}", fd.inspect());
     Ok(())
 }
 

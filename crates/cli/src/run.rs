@@ -48,7 +48,7 @@ fn preload_value(shim: &Path) -> OsString {
 
 /// Runs `command` to completion; its exit status becomes ours (128 + signal
 /// when a signal ended it, as shells report it).
-pub fn run(command: &[OsString]) -> std::io::Result<ExitCode> {
+pub fn run(topology: softiommu_iommu::Topology, command: &[OsString]) -> std::io::Result<ExitCode> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
@@ -62,7 +62,10 @@ pub fn run(command: &[OsString]) -> std::io::Result<ExitCode> {
         }
     };
     let socket = dir.0.join("iommu.sock");
-    let server = Server::bind(&socket)?;
+    let server = Server::bind_with(
+        &socket,
+        softiommu_engine::api::Engine::with_topology(topology),
+    )?;
     std::thread::spawn(move || server.serve());
     let status = Command::new(program)
         .args(args)

@@ -106,3 +106,70 @@ fn rust_vmm_iommufd_ioctls_works_unmodified() {
     );
     assert!(stdout.contains("client done"), "{stdout}");
 }
+
+#[test]
+fn inspect_shows_the_whole_group_moving_with_one_device() {
+    let out = softiommu().arg("inspect").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("DMA changed for 0000:01:00.0, 0000:01:00.1, 0000:01:00.2"),
+        "{stdout}"
+    );
+    let sibling = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("0000:01:00.2"))
+        .unwrap();
+    assert!(
+        sibling.contains("fed by IOAS"),
+        "a never-attached sibling shows its group's domain: {sibling}"
+    );
+    let out = softiommu()
+        .args(["inspect", "--scenario", "none"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kernel driver nvme"));
+}
+
+#[test]
+fn topology_files_are_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("softiommu-topo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[iommu]]\nname = \"smmu\"\ndriver = \"arm_smmuv3\"\n[[group]]\niommu = \"smmu\"\ndevices = [\"nic.0\", \"nic.1\"]\n",
+    )
+    .unwrap();
+    let out = softiommu()
+        .arg("inspect")
+        .arg("--topology")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("DMA changed for nic.0, nic.1"), "{stdout}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[iommu]]\nname = \"x\"\ndriver = \"nope\"\n").unwrap();
+    let out = softiommu()
+        .arg("inspect")
+        .arg("--topology")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown driver"));
+    let st = softiommu()
+        .arg("run")
+        .arg("--topology")
+        .arg(&good)
+        .args(["--", "true"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}

@@ -22,6 +22,8 @@ use crate::ioctl::Arg;
 use crate::iopt::Prot;
 use crate::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
 use crate::pages::Shared;
+pub use softiommu_iommu::domain::PagingFlags;
+pub use softiommu_iommu::Affected;
 use std::sync::Arc;
 
 /// Result of the typed API.
@@ -52,6 +54,13 @@ pub struct Engine {
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An engine for a machine of the given topology.
+    pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
+        Engine {
+            shared: Arc::new(Shared::with_topology(topology)),
+        }
     }
 
     /// State shared by all contexts of this engine.
@@ -311,6 +320,58 @@ impl Iommufd {
         let mut copy = data.to_vec();
         iopt.access_rw(iova, &mut copy, true)
             .map_err(|e| Error::new(e, format!("writing at IOVA {iova:#x}")))
+    }
+
+    /// Binds the machine device called `name` to this context, claiming its
+    /// DMA. Returns the device object id and every device whose DMA moved.
+    pub fn bind_device(&mut self, name: &str) -> Result<(u32, Affected)> {
+        let dev = {
+            let core = self
+                .ctx
+                .shared()
+                .iommu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            core.topology().device_by_name(name)
+        }
+        .ok_or_else(|| Error::new(Errno::ENODEV, format!("no device named {name}")))?;
+        self.ctx
+            .bind_device(dev)
+            .map_err(|e| Error::new(e, format!("binding {name}")))
+    }
+
+    /// Attaches a bound device to an IOAS or HWPT; returns the HWPT and every
+    /// device whose DMA moved (the whole group for its first device).
+    pub fn attach(&mut self, device: u32, pt: u32) -> Result<(u32, Affected)> {
+        self.ctx
+            .device_attach(device, pt)
+            .map_err(|e| Error::new(e, format!("attaching device {device} to {pt}")))
+    }
+
+    /// Moves an attached device (and its group) to another IOAS or HWPT at once.
+    pub fn replace(&mut self, device: u32, pt: u32) -> Result<(u32, Affected)> {
+        self.ctx
+            .device_replace(device, pt)
+            .map_err(|e| Error::new(e, format!("replacing device {device} onto {pt}")))
+    }
+
+    /// Detaches a device; a device that is not attached is left as it is.
+    pub fn detach(&mut self, device: u32) -> Result<Affected> {
+        self.ctx
+            .device_detach(device)
+            .map_err(|e| Error::new(e, format!("detaching device {device}")))
+    }
+
+    /// Allocates a paging HWPT for a bound device's IOMMU, filled from `ioas`.
+    pub fn alloc_hwpt(&mut self, device: u32, ioas: IoasId, flags: PagingFlags) -> Result<u32> {
+        self.ctx
+            .hwpt_alloc(device, ioas.0, flags)
+            .map_err(err("allocating a HWPT"))
+    }
+
+    /// What `softiommu inspect` prints.
+    pub fn inspect(&self) -> crate::inspect::Report {
+        crate::inspect::report(&self.ctx)
     }
 
     /// The areas of an IOAS.

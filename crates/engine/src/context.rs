@@ -86,6 +86,11 @@ impl Context {
         }
     }
 
+    /// This context as a DMA owner in the IOMMU core.
+    pub fn owner_id(&self) -> softiommu_iommu::OwnerId {
+        self.owner
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

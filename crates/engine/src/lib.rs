@@ -21,6 +21,7 @@ pub mod device;
 pub mod errno;
 pub mod fault;
 pub mod free_space;
+pub mod inspect;
 pub mod ioctl;
 pub mod iopt;
 pub mod memory;

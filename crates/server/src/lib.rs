@@ -81,11 +81,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Listens at `path`.
+    /// Listens at `path`, serving the built-in machine.
     pub fn bind(path: &Path) -> std::io::Result<Server> {
+        Self::bind_with(path, Engine::new())
+    }
+
+    /// Listens at `path`, serving `engine`'s machine.
+    pub fn bind_with(path: &Path, engine: Engine) -> std::io::Result<Server> {
         let listener = UnixListener::bind(path)?;
         let state = Arc::new(State {
-            engine: Engine::new(),
+            engine,
             contexts: Mutex::new(HashMap::new()),
             spaces: Mutex::new(HashMap::new()),
         });

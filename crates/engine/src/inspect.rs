@@ -1,0 +1,143 @@
+//! What `softiommu inspect` shows: every device with its group, holder and
+//! current domain, which IOAS feeds that domain, and each IOAS's mappings.
+//! Group-wide effects are visible here: a device that was never attached still
+//! shows the domain its group moved to.
+
+use crate::context::Context;
+use crate::object::ObjectType;
+use softiommu_iommu::{DeviceId, DeviceState, DomainKind, GroupId};
+use std::fmt;
+
+/// One device's line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub name: String,
+    pub group: u32,
+    pub group_size: usize,
+    pub iommu: String,
+    /// `unbound`, `kernel driver X`, `owned by this context` or `owned by another context`.
+    pub holder: String,
+    /// The domain the device translates through now, described.
+    pub domain: String,
+    /// Whether this device itself asked for its group's attachment.
+    pub attached: bool,
+}
+
+/// One IOAS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoasReport {
+    pub id: u32,
+    pub iova_alignment: u64,
+    /// HWPT ids whose domains mirror it.
+    pub hwpts: Vec<u32>,
+    /// `(first, last, "rw", pinned pages)`.
+    pub areas: Vec<(u64, u64, String, u64)>,
+}
+
+/// The whole picture for one context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub devices: Vec<DeviceReport>,
+    pub ioas: Vec<IoasReport>,
+}
+
+/// Describes the machine as `ctx` sees it.
+pub fn report(ctx: &Context) -> Report {
+    let core = ctx.shared().iommu.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = core.topology();
+    let hwpts: Vec<(u32, softiommu_iommu::DomainId, u32)> = ctx
+        .objects()
+        .ids_of(ObjectType::HwptPaging)
+        .into_iter()
+        .filter_map(|id| ctx.objects().hwpt(id).ok().map(|h| (id, h.domain, h.ioas)))
+        .collect();
+    let mut devices = Vec::new();
+    for (i, spec) in topo.devices.iter().enumerate() {
+        let dev = DeviceId(i as u32);
+        let group = spec.group;
+        let domain_id = core.group_domain(group);
+        let kind = core.domain(domain_id).map(|d| d.kind.name()).unwrap_or("?");
+        let domain = match hwpts.iter().find(|(_, d, _)| *d == domain_id) {
+            Some((hwpt, _, ioas)) => format!(
+                "{kind} domain {} = HWPT {hwpt}, fed by IOAS {ioas}",
+                domain_id.0
+            ),
+            None => match core.domain(domain_id).map(|d| &d.kind) {
+                Some(DomainKind::Paging { .. }) => {
+                    format!("{kind} domain {} (another context)", domain_id.0)
+                }
+                _ => format!("{kind} domain {}", domain_id.0),
+            },
+        };
+        let holder = match core.device_state(dev) {
+            DeviceState::Unbound => "unbound".to_string(),
+            DeviceState::Kernel(k) => format!("kernel driver {k}"),
+            DeviceState::Claimed(o) if *o == ctx.owner_id() => "owned by this context".to_string(),
+            DeviceState::Claimed(_) => "owned by another context".to_string(),
+        };
+        devices.push(DeviceReport {
+            name: spec.name.clone(),
+            group: group.0,
+            group_size: topo.group(group).devices.len(),
+            iommu: topo.iommu(topo.group(group).iommu).name.clone(),
+            holder,
+            domain,
+            attached: core.attached_devices(GroupId(group.0)).contains(&dev),
+        });
+    }
+    let mut ioas = Vec::new();
+    for id in ctx.objects().ids_of(ObjectType::Ioas) {
+        let Ok(t) = ctx.ioas(id) else { continue };
+        ioas.push(IoasReport {
+            id,
+            iova_alignment: t.iova_alignment(),
+            hwpts: t.domains().iter().map(|d| d.hwpt).collect(),
+            areas: t
+                .areas()
+                .map(|a| {
+                    let rw = format!(
+                        "{}{}",
+                        if a.prot.read { "r" } else { "-" },
+                        if a.prot.write { "w" } else { "-" }
+                    );
+                    (a.start, a.last, rw, a.pages.pinned())
+                })
+                .collect(),
+        });
+    }
+    Report { devices, ioas }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "devices:")?;
+        for d in &self.devices {
+            writeln!(
+                f,
+                "  {:<14} group {} ({} device{}) on {:<8} {:<26} {}{}",
+                d.name,
+                d.group,
+                d.group_size,
+                if d.group_size == 1 { "" } else { "s" },
+                d.iommu,
+                d.holder,
+                d.domain,
+                if d.attached { "  [attached]" } else { "" }
+            )?;
+        }
+        for i in &self.ioas {
+            let hwpts: Vec<String> = i.hwpts.iter().map(|h| h.to_string()).collect();
+            writeln!(
+                f,
+                "IOAS {}: alignment {:#x}, mirrored by HWPT [{}]",
+                i.id,
+                i.iova_alignment,
+                hwpts.join(", ")
+            )?;
+            for (s, l, rw, pinned) in &i.areas {
+                writeln!(f, "  [{s:#014x}, {l:#014x}] {rw} {pinned} pages pinned")?;
+            }
+        }
+        Ok(())
+    }
+}
