@@ -150,6 +150,7 @@ impl Context {
             }
             Object::Device(dev) => self.destroy_device(*dev),
             Object::HwptPaging(hwpt) => self.destroy_hwpt(id, *hwpt),
+            Object::HwptNested(hwpt) => self.destroy_nested(*hwpt),
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);

@@ -11,7 +11,7 @@
 use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::iopt::{DomainRef, ReservedOwner};
-use crate::object::{Device, HwptPaging, Object, ObjectType};
+use crate::object::{Device, HwptNested, HwptPaging, Object, ObjectType};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{Affected, DeviceId, IommuCore};
 use std::sync::MutexGuard;
@@ -113,6 +113,86 @@ impl Context {
         Ok(id)
     }
 
+    /// Allocates a nested HWPT over nest-parent `parent` for device `dev_id`,
+    /// with the driver's stage-1 payload `data` of type `data_type`.
+    /// `read_data` fetches the payload, after the parent checks (as Linux orders them).
+    pub fn hwpt_alloc_nested(
+        &mut self,
+        dev_id: u32,
+        parent: u32,
+        data_type: u32,
+        read_data: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<u32> {
+        let dev = self.objects.device(dev_id)?.dev;
+        let (parent_domain, auto, nest_parent) = {
+            let p = self.objects.hwpt(parent)?;
+            (p.domain, p.auto, p.flags.nest_parent)
+        };
+        let driver = {
+            let core = self.core();
+            let mine = core
+                .topology()
+                .iommu(core.topology().iommu_of(dev))
+                .driver
+                .clone();
+            let parents = core
+                .domain(parent_domain)
+                .map(|d| core.topology().iommu(d.iommu).driver.name.clone())
+                .unwrap_or_default();
+            if auto || !nest_parent || parents != mine.name {
+                return Err(Errno::EINVAL);
+            }
+            mine
+        };
+        if driver.nested_data_type == 0 || data_type != driver.nested_data_type {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let data = read_data()?;
+        // Linux's rules for driver payloads: at least the mandatory part, and
+        // anything past the known struct must be zero.
+        if data.len() < driver.nested_data_min {
+            return Err(Errno::EINVAL);
+        }
+        if data.iter().skip(driver.nested_data_size).any(|&b| b != 0) {
+            return Err(Errno::E2BIG);
+        }
+        self.shared().faults.check()?;
+        let domain = self.core().alloc_nested(parent_domain, data_type)?;
+        let mut payload = data[..data.len().min(driver.nested_data_size)].to_vec();
+        payload.resize(driver.nested_data_size, 0);
+        let nested = HwptNested {
+            parent,
+            domain,
+            data_type,
+            data: payload,
+        };
+        match self.objects.insert(Object::HwptNested(Box::new(nested))) {
+            Ok(id) => {
+                self.objects.add_user(parent);
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = self.core().free_domain(domain);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn destroy_nested(&mut self, hwpt: HwptNested) {
+        self.objects.drop_user(hwpt.parent);
+        let _ = self.core().free_domain(hwpt.domain);
+    }
+
+    /// The domain behind a paging or nested HWPT, and the IOAS whose reserved
+    /// IOVA governs it (a nested HWPT's parent's).
+    fn hwpt_target(&self, hwpt: u32) -> Result<(softiommu_iommu::DomainId, u32)> {
+        if let Ok(h) = self.objects.hwpt(hwpt) {
+            return Ok((h.domain, h.ioas));
+        }
+        let n = self.objects.hwpt_nested(hwpt)?;
+        Ok((n.domain, self.objects.hwpt(n.parent)?.ioas))
+    }
+
     pub(crate) fn destroy_hwpt(&mut self, id: u32, hwpt: HwptPaging) {
         if let Ok(t) = self.ioas_mut(hwpt.ioas) {
             t.remove_domain(id);
@@ -148,7 +228,7 @@ impl Context {
         }
         let dev = device.dev;
         match self.objects.kind(pt_id) {
-            Some(ObjectType::HwptPaging) => {
+            Some(ObjectType::HwptPaging | ObjectType::HwptNested) => {
                 self.attach_hwpt(dev_id, dev, pt_id).map(|a| (pt_id, a))
             }
             Some(ObjectType::Ioas) => {
@@ -177,10 +257,7 @@ impl Context {
     }
 
     fn attach_hwpt(&mut self, dev_id: u32, dev: DeviceId, hwpt: u32) -> Result<Affected> {
-        let (domain, ioas) = {
-            let h = self.objects.hwpt(hwpt)?;
-            (h.domain, h.ioas)
-        };
+        let (domain, ioas) = self.hwpt_target(hwpt)?;
         let owner = self.owner;
         let affected = self.core().attach(owner, dev, domain)?;
         if let Err(e) = self.reserve_device_regions(dev_id, dev, ioas) {
@@ -245,7 +322,7 @@ impl Context {
             return Err(Errno::EINVAL);
         };
         let target = match self.objects.kind(pt_id) {
-            Some(ObjectType::HwptPaging) => pt_id,
+            Some(ObjectType::HwptPaging | ObjectType::HwptNested) => pt_id,
             Some(ObjectType::Ioas) => {
                 if old_ioas == pt_id && self.objects.hwpt(old_hwpt).is_ok_and(|h| h.auto) {
                     return Ok((old_hwpt, Affected::default()));
@@ -257,10 +334,7 @@ impl Context {
         if target == old_hwpt {
             return Ok((target, Affected::default()));
         }
-        let (domain, new_ioas) = {
-            let h = self.objects.hwpt(target)?;
-            (h.domain, h.ioas)
-        };
+        let (domain, new_ioas) = self.hwpt_target(target)?;
         let made_auto = self.objects.hwpt(target).is_ok_and(|h| h.auto)
             && self.objects.users(target) == Some(1);
         let cleanup = |ctx: &mut Context| {

@@ -448,12 +448,18 @@ impl Context {
                 if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || cmd.data_len == 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                let parent = self.objects.hwpt(cmd.pt_id)?;
-                if parent.auto || !parent.flags.nest_parent {
-                    return Err(Errno::EINVAL);
+                let mem = u.caller.mem;
+                let read = || {
+                    let mut data = vec![0u8; cmd.data_len as usize];
+                    mem.read(cmd.data_uptr, &mut data).map(|()| data)
+                };
+                let id = self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?;
+                cmd.out_hwpt_id = id;
+                if let Err(e) = u.respond(&cmd) {
+                    let _ = self.destroy(id);
+                    return Err(e);
                 }
-                // Nested (stage-1) domains arrive with nested translation.
-                Err(Errno::EOPNOTSUPP)
+                Ok(())
             }
             Some(_) => Err(Errno::EINVAL),
             None => Err(Errno::ENOENT),
@@ -702,7 +708,7 @@ impl Context {
         use crate::object::{Object, ObjectType, Selftest};
         if !matches!(
             self.objects.kind(pt_id),
-            Some(ObjectType::Ioas | ObjectType::HwptPaging)
+            Some(ObjectType::Ioas | ObjectType::HwptPaging | ObjectType::HwptNested)
         ) {
             return Err(Errno::ENOENT);
         }

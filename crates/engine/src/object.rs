@@ -19,6 +19,7 @@ pub enum ObjectType {
     Ioas,
     Device,
     HwptPaging,
+    HwptNested,
     /// The selftest's mock device (`MOCK_DOMAIN`).
     Selftest,
 }
@@ -48,6 +49,16 @@ pub struct HwptPaging {
     pub flags: PagingFlags,
 }
 
+/// A nested HWPT: a user-owned stage 1 over a nest-parent paging HWPT.
+#[derive(Debug)]
+pub struct HwptNested {
+    pub parent: u32,
+    pub domain: DomainId,
+    pub data_type: u32,
+    /// The driver-specific payload it was made with.
+    pub data: Vec<u8>,
+}
+
 /// The selftest's mock device: a device object it bound and attached.
 #[derive(Debug)]
 pub struct Selftest {
@@ -60,6 +71,7 @@ pub enum Object {
     Ioas(Box<Ioas>),
     Device(Box<Device>),
     HwptPaging(Box<HwptPaging>),
+    HwptNested(Box<HwptNested>),
     Selftest(Box<Selftest>),
 }
 
@@ -69,6 +81,7 @@ impl Object {
             Object::Ioas(_) => ObjectType::Ioas,
             Object::Device(_) => ObjectType::Device,
             Object::HwptPaging(_) => ObjectType::HwptPaging,
+            Object::HwptNested(_) => ObjectType::HwptNested,
             Object::Selftest(_) => ObjectType::Selftest,
         }
     }
@@ -170,6 +183,13 @@ impl ObjectTable {
     pub fn hwpt(&self, id: u32) -> Result<&HwptPaging> {
         match self.get(id) {
             Some(Object::HwptPaging(h)) => Ok(h),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn hwpt_nested(&self, id: u32) -> Result<&HwptNested> {
+        match self.get(id) {
+            Some(Object::HwptNested(h)) => Ok(h),
             _ => Err(Errno::ENOENT),
         }
     }

@@ -270,9 +270,52 @@ fn hw_info_and_hwpt_alloc_follow_the_driver() {
     a.pt_id = parent;
     assert_eq!(
         h.cmd(IOMMU_HWPT_ALLOC, &mut a),
-        Err(Errno::EOPNOTSUPP),
-        "nested domains are not there yet"
+        Err(Errno::EFAULT),
+        "the payload pointer is checked last"
     );
+    h.write_mem(SCRATCH, &[0; 16]);
+    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
+    a.data_uptr = SCRATCH;
+    h.cmd(IOMMU_HWPT_ALLOC, &mut a).unwrap();
+    let nested = a.out_hwpt_id;
+    let mut short = IommuHwptAlloc { data_len: 2, ..a };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut short),
+        Err(Errno::EINVAL),
+        "payload below its minimum"
+    );
+    h.write_mem(SCRATCH + 4, &[1]);
+    let mut long = IommuHwptAlloc { data_len: 8, ..a };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut long),
+        Err(Errno::E2BIG),
+        "non-zero bytes past the payload"
+    );
+    let mut wrong = IommuHwptAlloc {
+        data_type: IOMMU_HWPT_DATA_VTD_S1,
+        ..a
+    };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut wrong),
+        Err(Errno::EOPNOTSUPP),
+        "not the mock's type"
+    );
+    let mut flagged = IommuHwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        ..a
+    };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut flagged),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // A mock device attaches to the nested HWPT; its parent is busy meanwhile.
+    let on_nested = mock_domain(&mut h, nested).unwrap();
+    assert_eq!(on_nested.out_hwpt_id, nested);
+    assert_eq!(destroy(&mut h, parent), Err(Errno::EBUSY));
+    assert_eq!(destroy(&mut h, nested), Err(Errno::EBUSY));
+    destroy(&mut h, on_nested.out_stdev_id).unwrap();
+    destroy(&mut h, nested).unwrap();
+    destroy(&mut h, parent).unwrap();
     // A device without dirty tracking refuses a dirty-tracking HWPT.
     let nd = test_cmd(&mut h, t::op::MOCK_DOMAIN_FLAGS, ioas, |c| {
         c.set_payload(&t::TestMockDomain {

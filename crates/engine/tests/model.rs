@@ -21,10 +21,12 @@ enum Op {
         iova: Option<u64>,
         write: bool,
     },
+    /// With `pick`, the range is exactly an existing area's.
     Unmap {
         ioas: usize,
         iova: u64,
         len: u64,
+        pick: Option<usize>,
     },
     UnmapAll {
         ioas: usize,
@@ -75,8 +77,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => (ioas.clone(), page_or_odd(), length(), prop::option::weighted(0.6, iova()), any::<bool>())
             .prop_map(|(ioas, va_off, len, iova, write)| Op::Map { ioas, va_off, len, iova, write }),
-        6 => (ioas.clone(), iova(), prop_oneof![(1u64..20).prop_map(|p| p * PAGE), Just(0), Just(MAX)])
-            .prop_map(|(ioas, iova, len)| Op::Unmap { ioas, iova, len }),
+        6 => (ioas.clone(), iova(), prop_oneof![(1u64..20).prop_map(|p| p * PAGE), Just(0), Just(MAX)], prop::option::weighted(0.5, 0usize..64))
+            .prop_map(|(ioas, iova, len, pick)| Op::Unmap { ioas, iova, len, pick }),
         1 => ioas.clone().prop_map(|ioas| Op::UnmapAll { ioas }),
         4 => (ioas.clone(), ioas.clone(), iova(), length(), prop::option::weighted(0.5, iova()), any::<bool>(), prop::option::weighted(0.7, 0usize..64))
             .prop_map(|(dst, src, src_iova, len, dst_iova, write, pick)| Op::Copy { dst, src, src_iova, len, dst_iova, write, pick}),
@@ -346,10 +348,28 @@ fn run(ops: Vec<Op>) {
                 };
                 (got, want)
             }
-            &Op::Unmap { ioas, iova, len } => (
-                h.ctx.ioas_unmap(ids[ioas], iova, len),
-                model[ioas].unmap(iova, len),
-            ),
+            &Op::Unmap {
+                ioas,
+                mut iova,
+                mut len,
+                pick,
+            } => {
+                if let Some(k) = pick {
+                    let mut areas: Vec<(u64, u64)> = model[ioas]
+                        .areas
+                        .iter()
+                        .map(|a| (a.start, a.last))
+                        .collect();
+                    areas.sort();
+                    if let Some(&(start, last)) = areas.get(k % areas.len().max(1)) {
+                        (iova, len) = (start, last - start + 1);
+                    }
+                }
+                (
+                    h.ctx.ioas_unmap(ids[ioas], iova, len),
+                    model[ioas].unmap(iova, len),
+                )
+            }
             &Op::UnmapAll { ioas } => (
                 h.ctx.ioas_unmap(ids[ioas], 0, MAX),
                 model[ioas].unmap(0, MAX),

@@ -437,11 +437,20 @@ impl IommuCore {
     /// Whether a user may attach `dev`'s group to `domain`.
     fn check_attachable(&self, dev: DeviceId, domain: DomainId) -> Result<(), Errno> {
         let d = self.domains.get(&domain).ok_or(Errno::ENOENT)?;
-        if d.iommu != self.topo.iommu_of(dev) {
+        // Domains belong to a driver: any instance of the same driver may use
+        // them, as Linux compares the domain's ops with the device's.
+        let dev_driver = &self.topo.iommu(self.topo.iommu_of(dev)).driver;
+        if self.topo.iommu(d.iommu).driver.name != dev_driver.name {
             return Err(Errno::EINVAL);
         }
-        match d.kind {
+        match &d.kind {
             DomainKind::Default | DomainKind::Blocking => Err(Errno::EINVAL),
+            // A device that cannot track dirty pages cannot use a domain that does.
+            DomainKind::Paging { flags, .. }
+                if flags.dirty_tracking && !dev_driver.dirty_tracking =>
+            {
+                Err(Errno::EINVAL)
+            }
             _ => Ok(()),
         }
     }

@@ -54,6 +54,11 @@ pub struct DriverInfo {
     /// `IOMMU_GET_HW_INFO`: data type and bytes.
     pub hw_info_type: u32,
     pub hw_info: Vec<u8>,
+    /// `IOMMU_HWPT_ALLOC` data type of its nested (stage-1) domains, and the
+    /// payload's size and minimum size; type 0 when it has none.
+    pub nested_data_type: u32,
+    pub nested_data_size: usize,
+    pub nested_data_min: usize,
 }
 
 impl DriverInfo {
@@ -77,6 +82,9 @@ impl DriverInfo {
             max_pasid_log2: 0,
             hw_info_type: 0xfeed_beef,
             hw_info,
+            nested_data_type: 0xdead,
+            nested_data_size: 4,
+            nested_data_min: 4,
         }
     }
 
@@ -95,6 +103,9 @@ impl DriverInfo {
             max_pasid_log2: 16,
             hw_info_type: 0,
             hw_info: Vec::new(),
+            nested_data_type: 0,
+            nested_data_size: 0,
+            nested_data_min: 0,
         }
     }
 
@@ -113,6 +124,9 @@ impl DriverInfo {
             max_pasid_log2: 20,
             hw_info_type: 1,
             hw_info: vec![0; 24],
+            nested_data_type: 1,
+            nested_data_size: 24,
+            nested_data_min: 20,
         }
     }
 
@@ -131,6 +145,9 @@ impl DriverInfo {
             max_pasid_log2: 20,
             hw_info_type: 2,
             hw_info: vec![0; 40],
+            nested_data_type: 2,
+            nested_data_size: 16,
+            nested_data_min: 16,
         }
     }
 
