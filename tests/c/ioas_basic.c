@@ -153,6 +153,48 @@ int main(int argc, char **argv)
 	CHECK(child_ioas == 2, "a forked child allocates in the same context");
 	CHECK(destroy(fd, child_ioas) == 0, "the parent sees the child's object");
 
+	/* SCM_RIGHTS: a descriptor passed to another process reaches the context. */
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	pid = fork();
+	if (pid == 0) {
+		char byte;
+		char ctl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+				      .msg_controllen = sizeof(ctl) };
+		close(fd); /* only the passed copy is left in this process */
+		if (recvmsg(sv[1], &msg, 0) != 1)
+			_exit(10);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		if (!cm || cm->cmsg_type != SCM_RIGHTS)
+			_exit(11);
+		int passed;
+		memcpy(&passed, CMSG_DATA(cm), sizeof(int));
+		int id = ioas_alloc(passed);
+		_exit(id > 0 ? id : 12);
+	}
+	{
+		char byte = 'x';
+		char ctl[CMSG_SPACE(sizeof(int))];
+		memset(ctl, 0, sizeof(ctl));
+		struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+				      .msg_controllen = sizeof(ctl) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		CHECK(sendmsg(sv[0], &msg, 0) == 1, "send the descriptor");
+	}
+	waitpid(pid, &status, 0);
+	child_ioas = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	CHECK(child_ioas == 2, "a process given the descriptor by SCM_RIGHTS uses the same context");
+	CHECK(destroy(fd, child_ioas) == 0, "and the sender sees its object");
+	close(sv[0]);
+	close(sv[1]);
+
 	/* exec keeps a descriptor without O_CLOEXEC. */
 	pid = fork();
 	if (pid == 0) {
