@@ -68,6 +68,8 @@ pub struct Context {
     pub(crate) temp_memory_limit: u32,
     /// This context as a DMA owner in the IOMMU core.
     pub(crate) owner: softiommu_iommu::OwnerId,
+    /// Objects that stand behind a file of the caller, by the file's inode.
+    pub(crate) side_files: std::collections::HashMap<u64, u32>,
 }
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -83,6 +85,7 @@ impl Context {
             account_mm: false,
             temp_memory_limit: 65536,
             owner,
+            side_files: std::collections::HashMap::new(),
         }
     }
 
@@ -134,6 +137,10 @@ impl Context {
 
     /// Destroys any object: `ENOENT` unknown, `EBUSY` in use.
     pub fn destroy(&mut self, id: u32) -> Result<()> {
+        // Accesses are not user objects: only their file's close ends them.
+        if self.objects.kind(id) == Some(crate::object::ObjectType::Access) {
+            return Err(Errno::ENOENT);
+        }
         let object = self.objects.remove(id)?;
         if self.vfio_ioas == Some(id) {
             self.vfio_ioas = None;
@@ -151,6 +158,7 @@ impl Context {
             Object::Device(dev) => self.destroy_device(*dev),
             Object::HwptPaging(hwpt) => self.destroy_hwpt(id, *hwpt),
             Object::HwptNested(hwpt) => self.destroy_nested(*hwpt),
+            Object::Access(a) => self.destroy_access(*a),
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);
@@ -245,14 +253,33 @@ impl Context {
 
     /// Unmaps `[iova, +length)`; `(0, u64::MAX)` unmaps everything.
     pub fn ioas_unmap(&mut self, ioas: u32, iova: u64, length: u64) -> Result<u64> {
-        let iopt = self.ioas_mut(ioas)?;
-        if iova == 0 && length == u64::MAX {
-            return iopt.unmap_all();
+        let all = iova == 0 && length == u64::MAX;
+        let attempt = |ctx: &mut Context| -> Result<u64> {
+            let iopt = ctx.ioas_mut(ioas)?;
+            if all {
+                return iopt.unmap_all();
+            }
+            if iova == ULONG_MAX || length == ULONG_MAX {
+                return Err(Errno::EOVERFLOW);
+            }
+            iopt.unmap(iova, length)
+        };
+        match attempt(self) {
+            // Areas pinned by accesses: they give their pins up, then retry.
+            Err(Errno::EBUSY) => {
+                let last = if all {
+                    u64::MAX
+                } else {
+                    iova.saturating_add(length - 1)
+                };
+                if self.notify_accesses(ioas, if all { 0 } else { iova }, last) {
+                    attempt(self)
+                } else {
+                    Err(Errno::EBUSY)
+                }
+            }
+            other => other,
         }
-        if iova == ULONG_MAX || length == ULONG_MAX {
-            return Err(Errno::EOVERFLOW);
-        }
-        iopt.unmap(iova, length)
     }
 
     /// Replaces the allowed ranges; each must have `start < last` and none may

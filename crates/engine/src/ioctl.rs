@@ -681,19 +681,69 @@ impl Context {
             | t::op::DEV_CHECK_CACHE => Err(Errno::ENOENT),
             t::op::TRIGGER_IOPF => Err(Errno::ENOENT),
             t::op::TRIGGER_VEVENT => Err(Errno::ENOENT),
-            // Operations on an access file: no descriptor is one yet.
-            t::op::DESTROY_ACCESS_PAGES
-            | t::op::ACCESS_PAGES
-            | t::op::ACCESS_RW
-            | t::op::ACCESS_REPLACE_IOAS => Err(Errno::EBADFD),
             t::op::CREATE_ACCESS => {
-                let p: t::TestCreateAccess = cmd.payload_as();
+                let mut p: t::TestCreateAccess = cmd.payload_as();
                 if p.flags & !t::MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                self.objects.ioas(cmd.id)?;
-                // An access is a file given to the caller: it needs the server.
-                Err(Errno::EOPNOTSUPP)
+                let needs_pin = p.flags & t::MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0;
+                // Where the transport writes the descriptor if the engine cannot.
+                let fd_addr = match u.arg {
+                    Arg::User(ptr) => ptr.wrapping_add(16),
+                    Arg::Bytes(_) => 0,
+                };
+                let caller = u.caller;
+                let (fd, inode) = self.create_access(caller, cmd.id, needs_pin, fd_addr)?;
+                p.out_access_fd = fd.map_or(u32::MAX, |f| f as u32);
+                let mut out = cmd;
+                out.set_payload(&p);
+                if let Err(e) = u.respond(&out) {
+                    self.side_file_closed(inode);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            t::op::ACCESS_PAGES => {
+                let mut p: t::TestAccessPages = cmd.payload_as();
+                if p.flags & !(t::MOCK_FLAGS_ACCESS_WRITE | t::MOCK_FLAGS_ACCESS_SYZ) != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let caller = u.caller;
+                let write = p.flags & t::MOCK_FLAGS_ACCESS_WRITE != 0;
+                let item = self.access_pin(caller, cmd.id, write, p.iova, p.length, p.uptr)?;
+                p.out_access_pages_id = item;
+                let mut out = cmd;
+                out.set_payload(&p);
+                if let Err(e) = u.respond(&out) {
+                    let _ = self.access_unpin(caller, cmd.id, item);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            t::op::DESTROY_ACCESS_PAGES => {
+                let p: t::TestOneId = cmd.payload_as();
+                let caller = u.caller;
+                self.access_unpin(caller, cmd.id, p.id)
+            }
+            t::op::ACCESS_RW => {
+                let p: t::TestAccessRw = cmd.payload_as();
+                if p.flags & !(t::MOCK_ACCESS_RW_WRITE | t::MOCK_ACCESS_RW_SLOW_PATH) != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let caller = u.caller;
+                self.access_rw(
+                    caller,
+                    cmd.id,
+                    p.iova,
+                    p.length,
+                    p.uptr,
+                    p.flags & t::MOCK_ACCESS_RW_WRITE != 0,
+                )
+            }
+            t::op::ACCESS_REPLACE_IOAS => {
+                let p: t::TestOneId = cmd.payload_as();
+                let caller = u.caller;
+                self.access_replace_ioas(caller, cmd.id, p.id)
             }
             // A dma-buf is a file given to the caller: it needs the server.
             t::op::DMABUF_GET | t::op::DMABUF_REVOKE => Err(Errno::EOPNOTSUPP),

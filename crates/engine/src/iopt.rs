@@ -150,6 +150,8 @@ pub struct IoPagetable {
     /// Domains mirroring this table. While any exists, every area holds one
     /// pin on its pages and is mapped in every domain.
     domains: Vec<DomainRef>,
+    /// Accesses that pin pages: while any exists the alignment is PAGE_SIZE.
+    pinning_accesses: u32,
     faults: FaultInjector,
 }
 
@@ -193,6 +195,7 @@ impl IoPagetable {
             pins: BTreeMap::new(),
             next_pin: 1,
             domains: Vec::new(),
+            pinning_accesses: 0,
             faults,
         };
         t.rebuild_free_space();
@@ -843,6 +846,9 @@ impl IoPagetable {
             1
         };
         align = align.max(extra);
+        if self.pinning_accesses > 0 {
+            align = align.max(PAGE_SIZE);
+        }
         for d in &self.domains {
             align = align.max(1 << d.lock().pgsize_bitmap().trailing_zeros());
         }
@@ -909,6 +915,38 @@ impl IoPagetable {
             self.areas.insert(rhs.start, rhs);
         }
         Ok(())
+    }
+
+    /// Registers an access that pins pages (Linux `iopt_add_access`):
+    /// `EADDRINUSE` if an area is not page aligned.
+    pub fn add_pinning_access(&mut self) -> Result<()> {
+        self.pinning_accesses += 1;
+        if let Err(e) = self.recalculate_alignment(1) {
+            self.pinning_accesses -= 1;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Undoes [`add_pinning_access`](Self::add_pinning_access).
+    pub fn remove_pinning_access(&mut self) {
+        self.pinning_accesses = self.pinning_accesses.saturating_sub(1);
+        let _ = self.recalculate_alignment(1);
+    }
+
+    /// Pin ids whose pages intersect `[start, last]`.
+    pub fn pins_in(&self, start: u64, last: u64) -> Vec<u64> {
+        self.pins
+            .iter()
+            .filter(|(_, p)| {
+                p.pieces.iter().any(|&(area, _, _)| {
+                    self.areas
+                        .get(&area)
+                        .is_some_and(|a| a.start <= last && start <= a.last)
+                })
+            })
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     // ---- pinning (for accesses) ----------------------------------------------------------
@@ -1070,6 +1108,7 @@ impl IoPagetable {
             pins: BTreeMap::new(),
             next_pin: 1,
             domains: Vec::new(),
+            pinning_accesses: 0,
             faults: FaultInjector::default(),
         };
         fresh.rebuild_free_space();

@@ -15,6 +15,7 @@
 //! Two ways in: [`Context::ioctl`], the raw byte interface with Linux's rules
 //! errno for errno, and [`api::Iommufd`], a typed API over the same operations.
 
+pub mod access;
 pub mod api;
 pub mod context;
 pub mod device;

@@ -55,10 +55,26 @@ pub trait FileBacking: Send + Sync + Debug {
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
 }
 
-/// Turns a caller's file descriptor into a file.
+/// Turns a caller's file descriptor into a file, and gives the caller new
+/// files that stand for engine objects (an access, a fault queue).
 pub trait FileResolver: Debug {
     /// `EBADF` when `fd` is not an open descriptor of the caller.
     fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>>;
+
+    /// Makes a new file for the caller. Returns its descriptor number if
+    /// already known (else the transport writes it at `fd_addr` in the
+    /// caller's memory when the call succeeds) and the inode that names it.
+    /// `EOPNOTSUPP` for a caller that cannot receive files.
+    fn create_side_file(&self, fd_addr: u64) -> Result<(Option<i32>, u64)> {
+        let _ = fd_addr;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// The inode behind the caller's descriptor `fd` (`EBADFD` if none).
+    fn inode_of(&self, fd: i32) -> Result<u64> {
+        let _ = fd;
+        Err(Errno::EBADFD)
+    }
 }
 
 /// A resolver for callers that pass no descriptors.
@@ -235,21 +251,48 @@ impl FileBacking for SimFile {
     }
 }
 
-/// Resolves descriptors from a table, for tests.
+/// Resolves descriptors from a table, and hands out side files as numbers
+/// from 100 up, for tests.
 #[derive(Debug, Default)]
 pub struct SimFiles {
     files: BTreeMap<i32, Arc<dyn FileBacking>>,
+    side: Mutex<BTreeMap<i32, u64>>,
 }
 
 impl SimFiles {
     pub fn insert(&mut self, fd: i32, file: Arc<dyn FileBacking>) {
         self.files.insert(fd, file);
     }
+
+    /// Closes a side file; returns its inode, for `Context::side_file_closed`.
+    pub fn close_side_file(&self, fd: i32) -> Option<u64> {
+        self.side
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fd)
+    }
 }
 
 impl FileResolver for SimFiles {
     fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>> {
         self.files.get(&fd).cloned().ok_or(Errno::EBADF)
+    }
+
+    fn create_side_file(&self, _fd_addr: u64) -> Result<(Option<i32>, u64)> {
+        let mut side = self.side.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = side.keys().next_back().map_or(100, |&f| f + 1);
+        let inode = new_space_id() | (1 << 62);
+        side.insert(fd, inode);
+        Ok((Some(fd), inode))
+    }
+
+    fn inode_of(&self, fd: i32) -> Result<u64> {
+        self.side
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fd)
+            .copied()
+            .ok_or(Errno::EBADFD)
     }
 }
 

@@ -22,6 +22,9 @@ pub enum ObjectType {
     HwptNested,
     /// The selftest's mock device (`MOCK_DOMAIN`).
     Selftest,
+    /// An in-kernel user of an IOAS (Linux `iommufd_access`); not visible to
+    /// `IOMMU_DESTROY`: it lives as long as the file that stands for it.
+    Access,
 }
 
 /// An IO address space.
@@ -59,6 +62,27 @@ pub struct HwptNested {
     pub data: Vec<u8>,
 }
 
+/// Pages an access pinned, by the access's item id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessItem {
+    pub iova: u64,
+    pub length: u64,
+    /// The IO page table's pin id.
+    pub pin: u64,
+}
+
+/// An access: an emulated device using an IOAS through the CPU (mdev-style).
+#[derive(Debug)]
+pub struct Access {
+    pub ioas: u32,
+    /// Created to pin pages (raises the IOAS alignment to PAGE_SIZE).
+    pub needs_pin: bool,
+    /// The inode of the file that stands for it.
+    pub inode: u64,
+    pub items: BTreeMap<u32, AccessItem>,
+    pub next_item: u32,
+}
+
 /// The selftest's mock device: a device object it bound and attached.
 #[derive(Debug)]
 pub struct Selftest {
@@ -73,6 +97,7 @@ pub enum Object {
     HwptPaging(Box<HwptPaging>),
     HwptNested(Box<HwptNested>),
     Selftest(Box<Selftest>),
+    Access(Box<Access>),
 }
 
 impl Object {
@@ -83,6 +108,7 @@ impl Object {
             Object::HwptPaging(_) => ObjectType::HwptPaging,
             Object::HwptNested(_) => ObjectType::HwptNested,
             Object::Selftest(_) => ObjectType::Selftest,
+            Object::Access(_) => ObjectType::Access,
         }
     }
 }
@@ -190,6 +216,13 @@ impl ObjectTable {
     pub fn hwpt_nested(&self, id: u32) -> Result<&HwptNested> {
         match self.get(id) {
             Some(Object::HwptNested(h)) => Ok(h),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn access_mut(&mut self, id: u32) -> Result<&mut Access> {
+        match self.get_mut(id) {
+            Some(Object::Access(a)) => Ok(a),
             _ => Err(Errno::ENOENT),
         }
     }
