@@ -60,6 +60,10 @@ struct test_cmd {
 	union {
 		struct { uint64_t start, length; } add_reserved;
 		struct { uint64_t length, uptr; uint32_t refs; } check_refs;
+		struct { uint32_t out_access_fd, flags; } create_access;
+		struct { uint32_t access_pages_id; } destroy_access_pages;
+		struct { uint32_t flags, out_access_pages_id; uint64_t iova, length, uptr; } access_pages;
+		struct { uint64_t iova, length, uptr; uint32_t flags; } access_rw;
 		uint64_t raw[6];
 	};
 	uint32_t last;
@@ -69,4 +73,10 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 
 #define TEST_OP_ADD_RESERVED 1
 #define TEST_OP_MD_CHECK_REFS 4
+#define TEST_OP_CREATE_ACCESS 5
+#define TEST_OP_DESTROY_ACCESS_PAGES 6
+#define TEST_OP_ACCESS_PAGES 7
+#define TEST_OP_ACCESS_RW 8
+#define ACCESS_NEEDS_PIN_PAGES 1
+#define ACCESS_RW_WRITE 1
 #endif

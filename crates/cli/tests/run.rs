@@ -29,17 +29,29 @@ fn build_c(name: &str) -> PathBuf {
 }
 
 #[test]
-fn the_c_ioas_program_passes_every_check() {
-    let exe = build_c("ioas_basic");
-    let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.lines().last() == Some("0 failed"), "{stdout}");
-    assert!(!stdout.contains("FAIL"), "{stdout}");
+fn every_c_program_passes_every_check() {
+    let mut names: Vec<String> = std::fs::read_dir(c_sources())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".c").map(str::to_owned))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        let exe = build_c(&name);
+        let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.lines().last() == Some("0 failed"),
+            "{name}: {stdout}"
+        );
+        assert!(!stdout.contains("FAIL"), "{name}: {stdout}");
+    }
 }
 
 #[test]

@@ -38,10 +38,29 @@ thread_local! {
     static CHANNEL: RefCell<Option<Channel>> = const { RefCell::new(None) };
 }
 
+/// What a socket inode is to this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    NotOurs,
+    Context,
+    /// A file the server gave the program (an access).
+    Side,
+}
+
 fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T) -> Option<Reply> {
     stream.write_all(msg.as_bytes()).ok()?;
     let mut reply = Reply::default();
-    stream.read_exact(reply.as_mut_bytes()).ok()?;
+    let fd = sys::recv_with_fd(stream.as_raw_fd(), reply.as_mut_bytes())?;
+    if let Some(fd) = fd {
+        if reply.fd_addr != 0 {
+            if let Some(ino) = sys::socket_inode(fd) {
+                sys::remember(ino, Kind::Side);
+            }
+            sys::store_fd(reply.fd_addr, fd);
+        } else {
+            sys::close_fd(fd);
+        }
+    }
     Some(reply)
 }
 
@@ -88,7 +107,7 @@ fn open_context(path: String, flags: i32) -> i32 {
     let Some(ino) = sys::socket_inode(stream.as_raw_fd()) else {
         return -libc::EIO;
     };
-    sys::remember(ino, true);
+    sys::remember(ino, Kind::Context);
     let hello = Hello {
         magic: MAGIC,
         kind: HELLO_CONTEXT,
@@ -112,7 +131,7 @@ fn is_dev_iommu(path: &CStr) -> bool {
 /// The context inode behind `fd`, if `fd` is a softiommu context.
 fn context_of(fd: i32) -> Option<u64> {
     let ino = sys::socket_inode(fd)?;
-    let known = match sys::known(ino) {
+    let kind = match sys::known(ino) {
         Some(k) => k,
         None => {
             let reply = call(Call {
@@ -121,12 +140,16 @@ fn context_of(fd: i32) -> Option<u64> {
                 ino,
                 arg: 0,
             })?;
-            let k = reply.errno == 0 && reply.result == 1;
+            let k = if reply.errno == 0 && reply.result == 1 {
+                Kind::Context
+            } else {
+                Kind::NotOurs
+            };
             sys::remember(ino, k);
             k
         }
     };
-    known.then_some(ino)
+    (kind == Kind::Context).then_some(ino)
 }
 
 /// Runs an ioctl on a context: the return value, or a negative errno.

@@ -6,7 +6,9 @@
 //! functions this library replaces. A per-thread flag marks "inside the shim";
 //! while it is set every hook goes straight to the real function.
 
-use crate::{context_closed, context_ioctl, context_of, is_dev_iommu, open_context, socket_path};
+use crate::{
+    context_closed, context_ioctl, context_of, is_dev_iommu, open_context, socket_path, Kind,
+};
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -102,10 +104,10 @@ fn errno() -> c_int {
 
 // ---- descriptor helpers ------------------------------------------------------------------
 
-/// Socket inodes already classified: context or not.
-static KNOWN: Mutex<Option<HashMap<u64, bool>>> = Mutex::new(None);
+/// Socket inodes already classified.
+static KNOWN: Mutex<Option<HashMap<u64, Kind>>> = Mutex::new(None);
 
-pub(crate) fn known(ino: u64) -> Option<bool> {
+pub(crate) fn known(ino: u64) -> Option<Kind> {
     KNOWN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -113,12 +115,12 @@ pub(crate) fn known(ino: u64) -> Option<bool> {
         .and_then(|m| m.get(&ino).copied())
 }
 
-pub(crate) fn remember(ino: u64, is_context: bool) {
+pub(crate) fn remember(ino: u64, kind: Kind) {
     KNOWN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
-        .insert(ino, is_context);
+        .insert(ino, kind);
 }
 
 fn forget(ino: u64) {
@@ -153,6 +155,63 @@ pub(crate) fn clear_cloexec(fd: c_int) {
 /// Hands a stream's descriptor to the program.
 pub(crate) fn into_raw(stream: UnixStream) -> c_int {
     stream.into_raw_fd()
+}
+
+/// Receives exactly `buf.len()` bytes, and the descriptor that may come with
+/// them (close-on-exec, as the kernel makes iommufd's files). `None` on a
+/// broken channel.
+pub(crate) fn recv_with_fd(sock: c_int, buf: &mut [u8]) -> Option<Option<c_int>> {
+    let mut got = 0usize;
+    let mut fd = None;
+    while got < buf.len() {
+        // Room for one descriptor's control message.
+        let mut control = [0u64; 4];
+        let mut iov = libc::iovec {
+            iov_base: buf[got..].as_mut_ptr().cast(),
+            iov_len: buf.len() - got,
+        };
+        // SAFETY: an all-zero msghdr is a valid empty one; we fill the fields we use.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: msg points at live buffers of the sizes it states.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n <= 0 {
+            return None;
+        }
+        // SAFETY: msg was filled by recvmsg; the CMSG macros walk its control buffer.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: cmsg points into `control`, as recvmsg laid it out.
+            let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+            if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+                // SAFETY: an SCM_RIGHTS message carries at least one int.
+                fd = Some(unsafe {
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>())
+                });
+            }
+            // SAFETY: as above.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        got += n as usize;
+    }
+    Some(fd)
+}
+
+/// Writes a received descriptor's number into the program's ioctl argument.
+pub(crate) fn store_fd(addr: u64, fd: c_int) {
+    // SAFETY: the server wrote the same argument struct, at this address in
+    // this process, moments ago during this very ioctl: it is mapped and
+    // writable, and the program is blocked in the ioctl.
+    unsafe { std::ptr::write_unaligned(addr as *mut u32, fd as u32) };
+}
+
+/// Closes a descriptor through the real `close`.
+pub(crate) fn close_fd(fd: c_int) {
+    // SAFETY: the shim owns `fd` (it just received it) and closes it once.
+    unsafe { (real().close)(fd) };
 }
 
 /// Drops this process's copy of a descriptor through the real `close`.
@@ -323,7 +382,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // Only descriptors this process already knows as contexts are tracked; the
     // server notices any other last close by itself.
-    let ino = guarded(|| socket_inode(fd).filter(|&i| known(i) == Some(true))).flatten();
+    let ino = guarded(|| {
+        socket_inode(fd).filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Side)))
+    })
+    .flatten();
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
     if let Some(ino) = ino {

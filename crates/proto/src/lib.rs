@@ -25,8 +25,9 @@ pub const HELLO_CALL: u32 = 2;
 
 /// Call operations.
 pub const CALL_IOCTL: u32 = 1;
-/// Sent after the program closed a context socket: if that was the last
-/// reference, the server releases the context before replying.
+/// Sent after the program closed a context socket or a side file: if that was
+/// the last reference, the server releases what stands behind it before
+/// replying.
 pub const CALL_CLOSED: u32 = 2;
 /// Whether a socket inode names a context.
 pub const CALL_IS_CONTEXT: u32 = 3;
@@ -59,6 +60,10 @@ pub struct Call {
 }
 
 /// The answer to a hello or a call.
+///
+/// A reply may carry one descriptor (`SCM_RIGHTS`): a new file for the
+/// program, such as an access. The shim writes the number it received, as a
+/// `u32`, at `fd_addr` in the program's memory (inside the ioctl's argument).
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -69,4 +74,6 @@ pub struct Reply {
     /// A positive errno, or 0 for success.
     pub errno: i32,
     pub reserved: u32,
+    /// Where to write the number of the attached descriptor; 0 if none.
+    pub fd_addr: u64,
 }

@@ -7,7 +7,7 @@
 //! context; never two contexts at once.
 
 use softiommu_engine::api::Engine;
-use softiommu_engine::memory::{AddressSpace, ProcFiles, ProcessMemory};
+use softiommu_engine::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_proto::*;
 use std::collections::HashMap;
@@ -24,11 +24,20 @@ struct Hosted {
     socket: UnixStream,
 }
 
+/// A file given to a program (an access): the server keeps the other end and
+/// releases the object at that end's end-of-file.
+struct SideFile {
+    hosted: Arc<Hosted>,
+    socket: UnixStream,
+}
+
 /// The server state shared by its threads.
 struct State {
     engine: Engine,
     /// Contexts by the inode of the program's end of their socket.
     contexts: Mutex<HashMap<u64, Arc<Hosted>>>,
+    /// Side files by the inode of the program's end.
+    side_files: Mutex<HashMap<u64, SideFile>>,
     /// One address space per process, so pins of one process's pages are counted
     /// together across its contexts.
     spaces: Mutex<HashMap<i32, Arc<dyn AddressSpace>>>,
@@ -46,16 +55,36 @@ impl State {
             .clone()
     }
 
-    /// Releases a context if its socket has reached end-of-file.
+    /// Releases a context or a side file whose socket has reached end-of-file.
     fn release_if_closed(&self, ino: u64) {
-        let hosted = lock(&self.contexts).get(&ino).cloned();
-        if let Some(h) = hosted {
+        let at_eof = |socket: &UnixStream| {
             let mut byte = [0u8; 1];
             let flags =
                 nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-            if let Ok(0) = nix::sys::socket::recv(h.socket.as_raw_fd(), &mut byte, flags) {
+            matches!(
+                nix::sys::socket::recv(socket.as_raw_fd(), &mut byte, flags),
+                Ok(0)
+            )
+        };
+        let hosted = lock(&self.contexts).get(&ino).cloned();
+        if let Some(h) = hosted {
+            if at_eof(&h.socket) {
                 self.release(ino);
             }
+            return;
+        }
+        let closed = lock(&self.side_files)
+            .get(&ino)
+            .is_some_and(|f| at_eof(&f.socket));
+        if closed {
+            self.release_side_file(ino);
+        }
+    }
+
+    fn release_side_file(&self, ino: u64) {
+        let side = lock(&self.side_files).remove(&ino);
+        if let Some(f) = side {
+            lock(&f.hosted.context).side_file_closed(ino);
         }
     }
 
@@ -92,6 +121,7 @@ impl Server {
         let state = Arc::new(State {
             engine,
             contexts: Mutex::new(HashMap::new()),
+            side_files: Mutex::new(HashMap::new()),
             spaces: Mutex::new(HashMap::new()),
         });
         Ok(Server {
@@ -193,6 +223,78 @@ fn credentials(pid: i32) -> Credentials {
     }
 }
 
+/// A program's descriptors, for one call: reads its files through `/proc`, and
+/// holds the side file a call creates until the reply carries it.
+#[derive(Debug)]
+struct CallFiles {
+    pid: i32,
+    proc: ProcFiles,
+    pending: Mutex<Option<PendingFile>>,
+}
+
+/// A side file made during a call: the program's end (sent with the reply),
+/// the server's end, where the number goes, and the program end's inode.
+#[derive(Debug)]
+struct PendingFile {
+    program_end: UnixStream,
+    server_end: UnixStream,
+    fd_addr: u64,
+    inode: u64,
+}
+
+impl FileResolver for CallFiles {
+    fn resolve(&self, fd: i32) -> softiommu_engine::Result<Arc<dyn FileBacking>> {
+        self.proc.resolve(fd)
+    }
+
+    fn create_side_file(&self, fd_addr: u64) -> softiommu_engine::Result<(Option<i32>, u64)> {
+        let (program_end, server_end) = UnixStream::pair().map_err(|_| Errno::ENOMEM)?;
+        let inode = nix::sys::stat::fstat(program_end.as_raw_fd())
+            .map_err(|_| Errno::ENOMEM)?
+            .st_ino;
+        *lock(&self.pending) = Some(PendingFile {
+            program_end,
+            server_end,
+            fd_addr,
+            inode,
+        });
+        Ok((None, inode))
+    }
+
+    fn inode_of(&self, fd: i32) -> softiommu_engine::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if fd < 0 {
+            return Err(Errno::EBADFD);
+        }
+        std::fs::metadata(format!("/proc/{}/fd/{fd}", self.pid))
+            .map(|m| m.ino())
+            .map_err(|_| Errno::EBADFD)
+    }
+}
+
+/// Sends a reply, with a descriptor when a side file came out of the call.
+fn send_reply(stream: &UnixStream, reply: &Reply, fd: Option<&UnixStream>) -> bool {
+    let bytes = reply.as_bytes();
+    let iov = [std::io::IoSlice::new(bytes)];
+    let flags = nix::sys::socket::MsgFlags::empty();
+    let sent = match fd {
+        Some(f) => {
+            let fds = [f.as_raw_fd()];
+            let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+            nix::sys::socket::sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, flags, None)
+        }
+        None => nix::sys::socket::sendmsg::<()>(stream.as_raw_fd(), &iov, &[], flags, None),
+    };
+    match sent {
+        Ok(n) if n == bytes.len() => true,
+        Ok(n) => {
+            let mut rest = stream;
+            rest.write_all(&bytes[n..]).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
 fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
     let Ok(peer) =
         nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
@@ -201,7 +303,11 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
     };
     let pid = peer.pid();
     let mem = state.space(pid);
-    let files = ProcFiles::of(nix::unistd::Pid::from_raw(pid));
+    let files = CallFiles {
+        pid,
+        proc: ProcFiles::of(nix::unistd::Pid::from_raw(pid)),
+        pending: Mutex::new(None),
+    };
     let creds = credentials(pid);
     let mut call = Call::default();
     while read_packet(&mut stream, &mut call) {
@@ -227,20 +333,47 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
             CALL_IS_CONTEXT => Ok(i64::from(lock(&state.contexts).contains_key(&call.ino))),
             _ => Err(Errno::EINVAL),
         };
-        let reply = match outcome {
+        let pending = lock(&files.pending).take();
+        let mut reply = match outcome {
             Ok(result) => Reply {
                 result,
-                errno: 0,
-                reserved: 0,
+                ..Reply::default()
             },
             Err(e) => Reply {
                 result: -1,
                 errno: e.0,
-                reserved: 0,
+                ..Reply::default()
             },
         };
-        if stream.write_all(reply.as_bytes()).is_err() {
+        // A failed call drops its side file: closing both ends is enough.
+        let side = pending.filter(|_| reply.errno == 0);
+        if let Some(p) = &side {
+            reply.fd_addr = p.fd_addr;
+        }
+        if !send_reply(&stream, &reply, side.as_ref().map(|p| &p.program_end)) {
             break;
         }
+        if let Some(p) = side {
+            if let Some(hosted) = lock(&state.contexts).get(&call.ino).cloned() {
+                watch_side_file(state.clone(), hosted, p.server_end, p.inode);
+            }
+        }
     }
+}
+
+/// Releases a side file's object at its end-of-file.
+fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, socket: UnixStream, inode: u64) {
+    let Ok(mut watch) = socket.try_clone() else {
+        return;
+    };
+    lock(&state.side_files).insert(inode, SideFile { hosted, socket });
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        while let Ok(n) = watch.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        state.release_side_file(inode);
+    });
 }

@@ -1,0 +1,80 @@
+/* Accesses through /dev/iommu under `softiommu run`: the access is a real
+ * descriptor; closing it releases its pins before close() returns.
+ * SPDX-License-Identifier: Apache-2.0 OR MIT */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "softiommu_abi.h"
+
+#define PAGE 4096UL
+static int failures;
+#define CHECK(cond, what)                                                                   \
+	do {                                                                                \
+		if (cond) {                                                                 \
+			printf("ok %s\n", what);                                            \
+		} else {                                                                    \
+			printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno);     \
+			failures++;                                                         \
+		}                                                                           \
+	} while (0)
+
+static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)
+{
+	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MD_CHECK_REFS };
+	c.check_refs.length = len;
+	c.check_refs.uptr = (uintptr_t)buf;
+	c.check_refs.refs = refs;
+	return ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+int main(void)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	CHECK(fd >= 0, "open /dev/iommu");
+	struct ioas_alloc_cmd a = { .size = sizeof(a) };
+	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
+	void *buf = NULL;
+	CHECK(posix_memalign(&buf, PAGE, 8 * PAGE) == 0, "buffer");
+	memset(buf, 0, 8 * PAGE);
+	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
+			     .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8 * PAGE, .iova = 0x100000 };
+	CHECK(ioctl(fd, IOMMU_IOAS_MAP, &m) == 0, "map");
+
+	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_CREATE_ACCESS, .id = a.out_ioas_id };
+	c.create_access.flags = ACCESS_NEEDS_PIN_PAGES;
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &c) == 0, "CREATE_ACCESS");
+	int afd = c.create_access.out_access_fd;
+	struct stat st;
+	CHECK(afd > 2 && fstat(afd, &st) == 0, "the access is a real descriptor");
+	CHECK((fcntl(afd, F_GETFD) & FD_CLOEXEC) != 0, "and close-on-exec");
+
+	struct test_cmd p = { .size = sizeof(p), .op = TEST_OP_ACCESS_PAGES, .id = afd };
+	p.access_pages.iova = 0x101000;
+	p.access_pages.length = 2 * PAGE;
+	p.access_pages.uptr = (uintptr_t)buf + PAGE;
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &p) == 0, "ACCESS_PAGES");
+	CHECK(check_refs(fd, (char *)buf + PAGE, 2 * PAGE, 1) == 0, "the pages are pinned once");
+
+	struct test_cmd w = { .size = sizeof(w), .op = TEST_OP_ACCESS_RW, .id = afd };
+	char msg[] = "written by a device";
+	w.access_rw.iova = 0x100010;
+	w.access_rw.length = sizeof(msg);
+	w.access_rw.uptr = (uintptr_t)msg;
+	w.access_rw.flags = ACCESS_RW_WRITE;
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &w) == 0 && !strcmp((char *)buf + 16, msg), "ACCESS_RW writes our memory");
+
+	struct test_cmd bad = { .size = sizeof(bad), .op = TEST_OP_ACCESS_PAGES, .id = 1 };
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &bad) == -1 && errno == EBADFD, "a descriptor that is no access is EBADFD");
+
+	CHECK(close(afd) == 0, "close the access");
+	CHECK(check_refs(fd, (char *)buf + PAGE, 2 * PAGE, 0) == 0, "its pins are gone when close returns");
+	struct destroy_cmd d = { .size = sizeof(d), .id = a.out_ioas_id };
+	CHECK(ioctl(fd, IOMMU_DESTROY, &d) == 0, "and the IOAS is free again");
+	printf("%d failed\n", failures);
+	return failures ? 1 : 0;
+}
