@@ -118,9 +118,15 @@ impl Context {
             Ok(Some(info)) => Some(info),
             Err(()) => None,
         };
-        let mut size = [0u8; 4];
-        arg.read(caller, 0, &mut size)?;
-        let user_size = u32::from_ne_bytes(size);
+        // One read usually brings both the size and the struct: try the
+        // command's full size first, and fall back to reading the size alone
+        // (the struct may end right before unmapped memory).
+        let mut buf = vec![0u8; info.map_or(4, |i| i.size.max(4))];
+        let whole = info.is_some_and(|i| i.request == request) && arg.read(caller, 0, &mut buf).is_ok();
+        if !whole {
+            arg.read(caller, 0, &mut buf[..4])?;
+        }
+        let user_size = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let info = match info {
             Some(info) if info.request == request => info,
             _ => return Err(Errno::ENOTTY),
@@ -128,9 +134,14 @@ impl Context {
         if (user_size as usize) < info.min_size {
             return Err(Errno::EINVAL);
         }
-        let mut buf = vec![0u8; info.size];
         let copy = info.size.min(user_size as usize);
-        arg.read(caller, 0, &mut buf[..copy])?;
+        if whole {
+            // Bytes past the user's size are not the user's: they read as zero.
+            buf[copy..].fill(0);
+        } else {
+            buf.resize(info.size, 0);
+            arg.read(caller, 0, &mut buf[..copy])?;
+        }
         let mut offset = info.size;
         let mut chunk = [0u8; TAIL_CHUNK];
         while offset < user_size as usize {
