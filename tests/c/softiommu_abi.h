@@ -60,6 +60,8 @@ struct test_cmd {
 	union {
 		struct { uint64_t start, length; } add_reserved;
 		struct { uint64_t length, uptr; uint32_t refs; } check_refs;
+		struct { uint32_t out_stdev_id, out_hwpt_id, out_idev_id; } mock_domain;
+		struct { uint64_t iova, length, uptr; } check_map;
 		struct { uint32_t out_access_fd, flags; } create_access;
 		struct { uint32_t access_pages_id; } destroy_access_pages;
 		struct { uint32_t flags, out_access_pages_id; uint64_t iova, length, uptr; } access_pages;
@@ -72,7 +74,10 @@ struct vfio_dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
 struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 
 #define TEST_OP_ADD_RESERVED 1
+#define TEST_OP_MOCK_DOMAIN 2
+#define TEST_OP_MD_CHECK_MAP 3
 #define TEST_OP_MD_CHECK_REFS 4
+#define MOCK_APERTURE_START (1UL << 24)
 #define TEST_OP_CREATE_ACCESS 5
 #define TEST_OP_DESTROY_ACCESS_PAGES 6
 #define TEST_OP_ACCESS_PAGES 7

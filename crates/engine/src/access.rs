@@ -132,9 +132,10 @@ impl Context {
                 .area_at(at)
                 .and_then(|a| a.pages.address(a.byte_at(at) / PAGE_SIZE));
             let user_page = (uptr - uptr % PAGE_SIZE) + (page - first);
+            let id = caller.mem.page_identities(user_page, 1)[0];
             let frame = crate::pages::Frame {
-                space: caller.mem.id(),
-                page: user_page / PAGE_SIZE,
+                space: id.space,
+                page: id.page,
             };
             let want = self.shared().address_of(frame);
             matches = pa.is_some() && pa == want;

@@ -122,7 +122,8 @@ impl Context {
         // command's full size first, and fall back to reading the size alone
         // (the struct may end right before unmapped memory).
         let mut buf = vec![0u8; info.map_or(4, |i| i.size.max(4))];
-        let whole = info.is_some_and(|i| i.request == request) && arg.read(caller, 0, &mut buf).is_ok();
+        let whole =
+            info.is_some_and(|i| i.request == request) && arg.read(caller, 0, &mut buf).is_ok();
         if !whole {
             arg.read(caller, 0, &mut buf[..4])?;
         }
@@ -843,13 +844,16 @@ impl Context {
         uptr.checked_add(length).ok_or(Errno::EINVAL)?;
         let table = self.objects.hwpt(hwpt)?.table.clone();
         let table = table.lock().unwrap_or_else(|e| e.into_inner());
-        let space = caller.mem.id();
+        let first_page = uptr - uptr % PAGE_SIZE;
+        let npages = (uptr + length).div_ceil(PAGE_SIZE) - first_page / PAGE_SIZE;
+        let ids = caller.mem.page_identities(first_page, npages.max(1));
         let mut done = 0;
         while done < length {
             let va = uptr + done;
+            let id = ids[((va - first_page) / PAGE_SIZE) as usize];
             let frame = Frame {
-                space,
-                page: va / PAGE_SIZE,
+                space: id.space,
+                page: id.page,
             };
             let want = self
                 .shared()
@@ -873,11 +877,10 @@ impl Context {
             return Err(Errno::EINVAL);
         }
         uptr.checked_add(length).ok_or(Errno::EOVERFLOW)?;
-        let space = caller.mem.id();
-        for i in 0..length / PAGE_SIZE {
+        for id in caller.mem.page_identities(uptr, length / PAGE_SIZE) {
             let frame = Frame {
-                space,
-                page: uptr / PAGE_SIZE + i,
+                space: id.space,
+                page: id.page,
             };
             if self.shared().pin_count(frame) != refs {
                 return Err(Errno::EIO);

@@ -29,6 +29,24 @@ pub fn new_space_id() -> u64 {
     NEXT_SPACE_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The identity of one page of memory: the object it belongs to (an address
+/// space for private memory, a file — or shared memory object — for shared
+/// mappings) and its page there. `va_delta` turns a page of that object back
+/// into the address where this address space sees it: `page * PAGE_SIZE +
+/// va_delta` (wrapping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageIdentity {
+    pub space: u64,
+    pub page: u64,
+    pub va_delta: u64,
+}
+
+/// The identity of a file by device and inode, shared by descriptors and
+/// shared mappings of it.
+pub fn file_space_id(dev: u64, ino: u64) -> u64 {
+    (1u64 << 63) | (dev << 40) ^ ino
+}
+
 /// A caller's memory (Linux: its `mm`).
 pub trait AddressSpace: Send + Sync + Debug {
     /// A stable identity: pin counts and locked-memory charges are kept per id.
@@ -41,6 +59,19 @@ pub trait AddressSpace: Send + Sync + Debug {
     /// when `write` is set: what pinning those pages needs. `EFAULT` otherwise,
     /// also once the process is gone.
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()>;
+
+    /// What the `npages` pages from page-aligned `addr` are, so that a page
+    /// reached through two mappings (a memfd mapped and passed by descriptor,
+    /// shared memory across `fork`) is one page. Private memory by default.
+    fn page_identities(&self, addr: u64, npages: u64) -> Vec<PageIdentity> {
+        (0..npages)
+            .map(|i| PageIdentity {
+                space: self.id(),
+                page: addr / PAGE_SIZE + i,
+                va_delta: 0,
+            })
+            .collect()
+    }
 }
 
 /// A file passed by descriptor.
@@ -399,6 +430,61 @@ impl AddressSpace for ProcessMemory {
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
         self.covered_by_mappings(addr, len, write)
     }
+
+    fn page_identities(&self, addr: u64, npages: u64) -> Vec<PageIdentity> {
+        let private = |va: u64| PageIdentity {
+            space: self.id,
+            page: va / PAGE_SIZE,
+            va_delta: 0,
+        };
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
+        // Shared file-backed mappings (this includes shared anonymous memory,
+        // which the kernel backs with a shmem file): (start, end, file id, offset).
+        let mut shared: Vec<(u64, u64, u64, u64)> = Vec::new();
+        for line in maps.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 5 || f[1].as_bytes().get(3) != Some(&b's') {
+                continue;
+            }
+            let (Some((lo, hi)), Some((major, minor))) =
+                (f[0].split_once('-'), f[3].split_once(':'))
+            else {
+                continue;
+            };
+            let parse = |x: &str| u64::from_str_radix(x, 16).ok();
+            let (Some(lo), Some(hi), Some(off), Some(major), Some(minor), Ok(ino)) = (
+                parse(lo),
+                parse(hi),
+                parse(f[2]),
+                parse(major),
+                parse(minor),
+                f[4].parse::<u64>(),
+            ) else {
+                continue;
+            };
+            if ino == 0 {
+                continue;
+            }
+            let dev = libc::makedev(major as u32, minor as u32);
+            shared.push((lo, hi, file_space_id(dev, ino), off));
+        }
+        (0..npages)
+            .map(|i| {
+                let va = addr + i * PAGE_SIZE;
+                match shared.iter().find(|&&(lo, hi, _, _)| lo <= va && va < hi) {
+                    Some(&(lo, _, space, off)) => {
+                        let page = (off + (va - lo)) / PAGE_SIZE;
+                        PageIdentity {
+                            space,
+                            page,
+                            va_delta: va.wrapping_sub(page * PAGE_SIZE),
+                        }
+                    }
+                    None => private(va),
+                }
+            })
+            .collect()
+    }
 }
 
 /// A real file, opened anew through `/proc/<pid>/fd/<fd>`.
@@ -474,7 +560,7 @@ impl FileResolver for ProcFiles {
             .map_err(|_| Errno::EBADF)?;
         let meta = file.metadata().map_err(|_| Errno::EBADF)?;
         // One identity per inode, so two descriptors of one memfd share pins.
-        let id = (1u64 << 63) | (meta.dev() << 40) ^ meta.ino();
+        let id = file_space_id(meta.dev(), meta.ino());
         Ok(Arc::new(OsFile { id, writable, file }))
     }
 }

@@ -248,12 +248,6 @@ impl fmt::Debug for Source {
 }
 
 impl Source {
-    fn space(&self) -> u64 {
-        match self {
-            Source::User { mm, .. } => mm.id(),
-            Source::File { file, .. } => file.id(),
-        }
-    }
     fn base(&self) -> u64 {
         match self {
             Source::User { base, .. } | Source::File { base, .. } => *base,
@@ -279,7 +273,8 @@ pub struct Pages {
 #[derive(Debug)]
 struct PagesState {
     owner: AccountOwner,
-    pins: BTreeMap<u64, u32>,
+    /// Per pinned page: its users and its identity, taken when it was pinned.
+    pins: BTreeMap<u64, (u32, Frame, u64)>,
 }
 
 impl Pages {
@@ -331,24 +326,60 @@ impl Pages {
         self.lock().owner
     }
 
-    /// The frame of page `index`.
-    pub fn frame(&self, index: u64) -> Frame {
-        Frame {
-            space: self.source.space(),
-            page: self.source.base() / PAGE_SIZE + index,
+    /// Identities of pages `idxs` (frame, and the address-space delta).
+    fn identities(&self, idxs: &[u64]) -> Vec<(Frame, u64)> {
+        match &self.source {
+            Source::File { file, base } => idxs
+                .iter()
+                .map(|&i| {
+                    (
+                        Frame {
+                            space: file.id(),
+                            page: base / PAGE_SIZE + i,
+                        },
+                        0,
+                    )
+                })
+                .collect(),
+            Source::User { mm, base } => {
+                let (Some(&lo), Some(&hi)) = (idxs.iter().min(), idxs.iter().max()) else {
+                    return Vec::new();
+                };
+                let all = mm.page_identities(base + lo * PAGE_SIZE, hi - lo + 1);
+                idxs.iter()
+                    .map(|&i| {
+                        let id = all[(i - lo) as usize];
+                        (
+                            Frame {
+                                space: id.space,
+                                page: id.page,
+                            },
+                            id.va_delta,
+                        )
+                    })
+                    .collect()
+            }
         }
     }
 
-    fn backing(&self) -> Backing {
+    fn backing(&self, va_delta: u64) -> Backing {
         match &self.source {
-            Source::User { mm, .. } => Backing::Memory(mm.clone()),
+            Source::User { mm, .. } => Backing::Memory {
+                mm: mm.clone(),
+                va_delta,
+            },
             Source::File { file, .. } => Backing::File(file.clone()),
         }
     }
 
+    /// The frame of pinned page `index`.
+    pub fn frame(&self, index: u64) -> Option<Frame> {
+        self.lock().pins.get(&index).map(|&(_, f, _)| f)
+    }
+
     /// The physical address of pinned page `index`.
     pub fn address(&self, index: u64) -> Option<u64> {
-        self.shared.address_of(self.frame(index))
+        self.shared.address_of(self.frame(index)?)
     }
 
     /// Pages with at least one pin.
@@ -368,17 +399,27 @@ impl Pages {
         let newly: Vec<u64> = (first..=last)
             .filter(|i| !st.pins.contains_key(i))
             .collect();
-        if !newly.is_empty() {
+        let ids = if newly.is_empty() {
+            Vec::new()
+        } else {
             self.check_present(first, last, write)?;
             self.shared
                 .accounting
                 .charge(&st.owner, newly.len() as u64)?;
+            self.identities(&newly)
+        };
+        for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
+            st.pins.insert(i, (0, frame, delta));
         }
         for i in first..=last {
-            *st.pins.entry(i).or_default() += 1;
+            if let Some(p) = st.pins.get_mut(&i) {
+                p.0 += 1;
+            }
         }
-        self.shared
-            .add_pins(newly.iter().map(|&i| self.frame(i)), true, &self.backing());
+        for &(frame, delta) in &ids {
+            self.shared
+                .add_pins(std::iter::once(frame), true, &self.backing(delta));
+        }
         Ok(())
     }
 
@@ -388,11 +429,12 @@ impl Pages {
         let mut st = self.lock();
         let mut released = Vec::new();
         for i in first..=last.min(self.npages.saturating_sub(1)) {
-            if let Some(c) = st.pins.get_mut(&i) {
-                *c -= 1;
-                if *c == 0 {
+            if let Some(p) = st.pins.get_mut(&i) {
+                p.0 -= 1;
+                if p.0 == 0 {
+                    let (_, frame, delta) = *p;
                     st.pins.remove(&i);
-                    released.push(i);
+                    released.push((frame, delta));
                 }
             }
         }
@@ -400,11 +442,10 @@ impl Pages {
             self.shared
                 .accounting
                 .uncharge(&st.owner, released.len() as u64);
-            self.shared.add_pins(
-                released.iter().map(|&i| self.frame(i)),
-                false,
-                &self.backing(),
-            );
+            for (frame, delta) in released {
+                self.shared
+                    .add_pins(std::iter::once(frame), false, &self.backing(delta));
+            }
         }
     }
 

@@ -23,7 +23,12 @@ const PAGES_PER_CHUNK: u64 = CHUNK_SIZE / PAGE_SIZE;
 /// Where a chunk's bytes live.
 #[derive(Clone, Debug)]
 pub enum Backing {
-    Memory(Arc<dyn AddressSpace>),
+    /// Reached through an address space: byte `x` of the object is at
+    /// address `x + va_delta` there.
+    Memory {
+        mm: Arc<dyn AddressSpace>,
+        va_delta: u64,
+    },
     File(Arc<dyn FileBacking>),
 }
 
