@@ -536,7 +536,10 @@ impl Context {
         if cmd.flags & !IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 || cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.lookup_hwpt(cmd.hwpt_id)
+        self.hwpt_set_dirty_tracking(
+            cmd.hwpt_id,
+            cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0,
+        )
     }
 
     fn cmd_get_dirty_bitmap(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -544,7 +547,17 @@ impl Context {
         if cmd.flags & !IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.lookup_hwpt(cmd.hwpt_id)
+        let caller = u.caller;
+        let no_clear = cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0;
+        self.hwpt_get_dirty_bitmap(
+            caller,
+            cmd.hwpt_id,
+            cmd.iova,
+            cmd.length,
+            cmd.page_size,
+            cmd.data,
+            no_clear,
+        )
     }
 
     fn cmd_invalidate(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -678,6 +691,15 @@ impl Context {
                 out.set_payload(&p);
                 u.respond(&out)
             }
+            t::op::DIRTY => {
+                let mut p: t::TestDirty = cmd.payload_as();
+                let caller = u.caller;
+                p.out_nr_dirty =
+                    self.test_mark_dirty(caller, cmd.id, p.iova, p.length, p.page_size, p.uptr)?;
+                let mut out = cmd;
+                out.set_payload(&p);
+                u.respond(&out)
+            }
             t::op::MD_CHECK_MAP => {
                 let p: t::TestCheckMap = cmd.payload_as();
                 self.check_map(u.caller, cmd.id, p.iova, p.length, p.uptr)
@@ -689,7 +711,6 @@ impl Context {
             | t::op::PASID_DETACH
             | t::op::PASID_CHECK_HWPT
             | t::op::MD_CHECK_IOTLB
-            | t::op::DIRTY
             | t::op::DEV_CHECK_CACHE => Err(Errno::ENOENT),
             t::op::TRIGGER_IOPF => Err(Errno::ENOENT),
             t::op::TRIGGER_VEVENT => Err(Errno::ENOENT),

@@ -19,6 +19,7 @@ pub mod access;
 pub mod api;
 pub mod context;
 pub mod device;
+pub mod dirty;
 pub mod errno;
 pub mod fault;
 pub mod free_space;
