@@ -369,6 +369,36 @@ impl Iommufd {
             .map_err(err("allocating a HWPT"))
     }
 
+    /// Bound device `device` reads `buf.len()` bytes at `iova` through its
+    /// domain, as an emulated device's DMA would.
+    pub fn dma_read(
+        &mut self,
+        device: u32,
+        iova: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<(), crate::dma::DmaError> {
+        self.ctx.device_dma(device, iova, buf, false)
+    }
+
+    /// Bound device `device` writes `data` at `iova` through its domain
+    /// (setting dirty bits while tracking is on).
+    pub fn dma_write(
+        &mut self,
+        device: u32,
+        iova: u64,
+        data: &[u8],
+    ) -> std::result::Result<(), crate::dma::DmaError> {
+        let mut copy = data.to_vec();
+        self.ctx.device_dma(device, iova, &mut copy, true)
+    }
+
+    /// Starts or stops dirty tracking on a HWPT allocated with it.
+    pub fn set_dirty_tracking(&mut self, hwpt: u32, enable: bool) -> Result<()> {
+        self.ctx
+            .hwpt_set_dirty_tracking(hwpt, enable)
+            .map_err(err("setting dirty tracking"))
+    }
+
     /// What `softiommu inspect` prints.
     pub fn inspect(&self) -> crate::inspect::Report {
         crate::inspect::report(&self.ctx)

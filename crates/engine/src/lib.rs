@@ -20,6 +20,7 @@ pub mod api;
 pub mod context;
 pub mod device;
 pub mod dirty;
+pub mod dma;
 pub mod errno;
 pub mod fault;
 pub mod free_space;

@@ -429,3 +429,102 @@ fn a_failed_fill_unwinds_completely() {
     assert!(n > 3, "the sweep visited the fill");
     assert_mirrors(&h, ioas);
 }
+
+#[test]
+fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
+    use softiommu_engine::dma::DmaError;
+    use softiommu_pt::FaultReason;
+    let mut h = machine();
+    let ioas = h.ctx.ioas_alloc().unwrap();
+    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    assert!(
+        matches!(h.ctx.device_dma(dev, 0x10_0000, &mut [0; 4], false), Err(DmaError::Fault(f)) if f.reason == FaultReason::NotPresent),
+        "a claimed, unattached device is blocked"
+    );
+    let hwpt = h
+        .ctx
+        .hwpt_alloc(
+            dev,
+            ioas,
+            PagingFlags {
+                dirty_tracking: true,
+                nest_parent: false,
+            },
+        )
+        .unwrap();
+    h.ctx.device_attach(dev, hwpt).unwrap();
+    map(&mut h, ioas, BUF, 4 * PAGE, Some(0x10_0000)).unwrap();
+    let caller = Caller {
+        mem: &h.mem,
+        files: &h.files,
+        creds: h.creds,
+    };
+    let ro = Prot {
+        read: true,
+        write: false,
+    };
+    h.ctx
+        .ioas_map(
+            &caller,
+            ioas,
+            RO,
+            MapArgs {
+                iova: Some(0x20_0000),
+                length: PAGE,
+                prot: ro,
+            },
+        )
+        .unwrap();
+    h.ctx.hwpt_set_dirty_tracking(hwpt, true).unwrap();
+
+    let mut msg = *b"dma across pages";
+    h.ctx.device_dma(dev, 0x10_0ff8, &mut msg, true).unwrap();
+    assert_eq!(h.read_mem(BUF + 0xff8, 16), b"dma across pages");
+    h.write_mem(BUF + 0x2000, b"from memory");
+    let mut back = [0u8; 11];
+    h.ctx.device_dma(dev, 0x10_2000, &mut back, false).unwrap();
+    assert_eq!(&back, b"from memory");
+
+    let denied = h.ctx.device_dma(dev, 0x20_0000, &mut [1; 4], true);
+    assert!(
+        matches!(denied, Err(DmaError::Fault(f)) if f.reason == FaultReason::Permission),
+        "{denied:?}"
+    );
+    let mut spill = [0u8; 8];
+    let past = h.ctx.device_dma(dev, 0x10_3ffc, &mut spill, false);
+    assert!(
+        matches!(past, Err(DmaError::Fault(f)) if f.reason == FaultReason::NotPresent && f.iova == 0x10_4000),
+        "{past:?}"
+    );
+    h.write_mem(BUF + 0x3ffc, &[7; 4]);
+    let _ = h.ctx.device_dma(dev, 0x10_3ffc, &mut [9; 8], true);
+    assert_eq!(
+        h.read_mem(BUF + 0x3ffc, 4),
+        vec![7; 4],
+        "a failed DMA copies nothing"
+    );
+
+    // The writes marked exactly the pages they touched.
+    h.write_mem(SCRATCH, &[0; 8]);
+    h.ctx
+        .hwpt_get_dirty_bitmap(
+            &Caller {
+                mem: &h.mem,
+                files: &h.files,
+                creds: h.creds,
+            },
+            hwpt,
+            0x10_0000,
+            4 * PAGE,
+            PAGE,
+            SCRATCH,
+            false,
+        )
+        .unwrap();
+    assert_eq!(h.read_mem(SCRATCH, 1), vec![0b0000_0011]);
+    h.ctx.device_detach(dev).unwrap();
+    assert!(matches!(
+        h.ctx.device_dma(dev, 0x10_0000, &mut [0; 4], false),
+        Err(DmaError::Fault(_))
+    ));
+}
