@@ -812,6 +812,10 @@ impl Context {
                     if flags & t::MOCK_FLAGS_DEVICE_PASID != 0 {
                         driver.max_pasid_log2 = t::MOCK_PASID_WIDTH;
                     }
+                    if flags & t::MOCK_FLAGS_DEVICE_HUGE_IOVA != 0 {
+                        // The mock's huge-page variant: 4 KiB and 1 MiB leaves.
+                        driver.pgsize_bitmap = (1 << 12) | (1 << 20);
+                    }
                     core.add_iommu(&name, driver)
                 }
             };

@@ -472,7 +472,14 @@ impl IoPagetable {
     }
 
     /// Maps `area` into `domain`; on failure nothing of it stays mapped there.
-    fn map_area_into(area: &Area, domain: &DomainRef, faults: &FaultInjector) -> Result<()> {
+    /// With `small`, leaves of at most one CPU page (large pages disabled, so
+    /// that areas can later be split).
+    fn map_area_into(
+        area: &Area,
+        domain: &DomainRef,
+        faults: &FaultInjector,
+        small: bool,
+    ) -> Result<()> {
         faults.check()?;
         let prot = softiommu_pt::Prot {
             read: area.prot.read,
@@ -494,7 +501,7 @@ impl IoPagetable {
             };
             // Extend the run while the next page's address follows on.
             let mut run = (PAGE_SIZE - byte % PAGE_SIZE).min(length - done);
-            while done + run < length {
+            while !small && done + run < length {
                 let next = area.start_byte + done + run;
                 if area.pages.address(next / PAGE_SIZE) != Some(pa + run) {
                     break;
@@ -530,7 +537,7 @@ impl IoPagetable {
         let (first, last) = Self::area_pages(&area);
         area.pages.pin(first, last, area.prot.write)?;
         for (i, d) in self.domains.iter().enumerate() {
-            if let Err(e) = Self::map_area_into(&area, d, &self.faults) {
+            if let Err(e) = Self::map_area_into(&area, d, &self.faults, self.disable_large_pages) {
                 for undo in &self.domains[..i] {
                     Self::unmap_area_from(&area, undo);
                 }
@@ -594,7 +601,9 @@ impl IoPagetable {
                     break;
                 }
             }
-            if let Err(e) = Self::map_area_into(&area, &domain, &self.faults) {
+            if let Err(e) =
+                Self::map_area_into(&area, &domain, &self.faults, self.disable_large_pages)
+            {
                 failure = Some((i, e, first_domain));
                 break;
             }

@@ -70,8 +70,20 @@ impl Context {
         let minsz = (argsz as usize).min(INFO_SIZE);
         let id = self.compat_ioas()?;
         let iopt = self.ioas(id)?;
-        // No domain narrows the page sizes yet: everything from PAGE_SIZE up.
-        let pgsizes = !(PAGE_SIZE - 1);
+        // The sizes every domain accepts, and never below PAGE_SIZE (Linux
+        // `iommufd_get_pagesizes`).
+        let mut pgsizes = u64::MAX;
+        for d in iopt.domains() {
+            pgsizes &= d
+                .table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pgsize_bitmap();
+        }
+        if pgsizes & (PAGE_SIZE - 1) != 0 {
+            pgsizes &= !(PAGE_SIZE - 1);
+            pgsizes |= PAGE_SIZE;
+        }
         info.flags = VFIO_IOMMU_INFO_PGSIZES;
         info.iova_pgsizes = pgsizes.max(iopt.iova_alignment());
         info.cap_offset = 0;

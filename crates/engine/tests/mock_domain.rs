@@ -338,3 +338,86 @@ fn hw_info_and_hwpt_alloc_follow_the_driver() {
     assert!(h.ctx.objects().is_empty());
     assert_eq!(h.shared.pinned_frames(), 0);
 }
+
+#[test]
+fn vfio_type1_v1_splits_mappings_a_domain_holds() {
+    use softiommu_uapi::vfio::*;
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md = mock_domain(&mut h, ioas).unwrap();
+    let mut v = IommuVfioIoas {
+        size: 12,
+        ioas_id: ioas,
+        op: IOMMU_VFIO_IOAS_SET,
+        reserved: 0,
+    };
+    h.cmd(IOMMU_VFIO_IOAS, &mut v).unwrap();
+    h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU).unwrap();
+    let mut info = VfioIommuType1Info {
+        argsz: 24,
+        ..Default::default()
+    };
+    h.cmd(VFIO_IOMMU_GET_INFO, &mut info).unwrap();
+    assert_eq!(
+        info.iova_pgsizes, PAGE,
+        "the mock's 2 KiB pages are reported as PAGE_SIZE"
+    );
+    let base = t::MOCK_APERTURE_START;
+    let mut m = VfioIommuType1DmaMap {
+        argsz: 32,
+        flags: 3,
+        vaddr: BUF,
+        iova: base,
+        size: 8 * PAGE,
+    };
+    h.cmd(VFIO_IOMMU_MAP_DMA, &mut m).unwrap();
+    let mut u = VfioIommuType1DmaUnmap {
+        argsz: 24,
+        flags: 0,
+        iova: base + 2 * PAGE,
+        size: 2 * PAGE,
+    };
+    h.cmd(VFIO_IOMMU_UNMAP_DMA, &mut u).unwrap();
+    assert_eq!(u.size, 2 * PAGE);
+    check_map(&mut h, md.out_hwpt_id, base, 2 * PAGE, BUF).unwrap();
+    check_map(
+        &mut h,
+        md.out_hwpt_id,
+        base + 4 * PAGE,
+        4 * PAGE,
+        BUF + 4 * PAGE,
+    )
+    .unwrap();
+    assert!(
+        check_map(
+            &mut h,
+            md.out_hwpt_id,
+            base + 2 * PAGE,
+            2048,
+            BUF + 2 * PAGE
+        )
+        .is_err(),
+        "the hole is unmapped"
+    );
+    // Type1 (v1) cannot be selected once a domain holds mappings.
+    assert_eq!(
+        h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU),
+        Ok(0),
+        "already v1: nothing changes"
+    );
+    let mut opt = IommuOption {
+        size: 24,
+        option_id: IOMMU_OPTION_HUGE_PAGES,
+        op: IOMMU_OPTION_OP_SET,
+        reserved: 0,
+        object_id: ioas,
+        val64: 1,
+    };
+    h.cmd(IOMMU_OPTION, &mut opt).unwrap();
+    opt.val64 = 0;
+    assert_eq!(
+        h.cmd(IOMMU_OPTION, &mut opt),
+        Err(Errno::EINVAL),
+        "domains with mappings may hold large pages"
+    );
+}
