@@ -75,6 +75,23 @@ int main(void)
 	CHECK(check_refs(fd, (char *)buf + PAGE, 2 * PAGE, 0) == 0, "its pins are gone when close returns");
 	struct destroy_cmd d = { .size = sizeof(d), .id = a.out_ioas_id };
 	CHECK(ioctl(fd, IOMMU_DESTROY, &d) == 0, "and the IOAS is free again");
+	/* A dma-buf: its descriptor is the ioctl's return value. */
+	struct test_cmd g = { .size = sizeof(g), .op = TEST_OP_DMABUF_GET };
+	g.dmabuf_get.length = 4 * PAGE;
+	int dfd = ioctl(fd, IOMMU_TEST_CMD, &g);
+	CHECK(dfd > 2 && (fcntl(dfd, F_GETFD) & FD_CLOEXEC), "DMABUF_GET returns a close-on-exec descriptor");
+	struct ioas_alloc_cmd a2 = { .size = sizeof(a2) };
+	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a2) == 0, "another IOAS");
+	struct map_file_cmd mf = { .size = sizeof(mf), .flags = MAP_READABLE | MAP_WRITEABLE, .ioas_id = a2.out_ioas_id,
+				   .fd = dfd, .start = 0, .length = 4 * PAGE };
+	CHECK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf) == 0, "MAP_FILE of the dma-buf");
+	struct test_cmd r = { .size = sizeof(r), .op = TEST_OP_DMABUF_REVOKE };
+	r.dmabuf_revoke.dmabuf_fd = dfd;
+	r.dmabuf_revoke.revoked = 1;
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &r) == 0, "DMABUF_REVOKE");
+	CHECK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf) == -1 && errno == ENODEV, "a revoked dma-buf cannot be mapped");
+	close(dfd);
+
 	printf("%d failed\n", failures);
 	return failures ? 1 : 0;
 }

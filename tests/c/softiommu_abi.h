@@ -66,6 +66,8 @@ struct test_cmd {
 		struct { uint32_t access_pages_id; } destroy_access_pages;
 		struct { uint32_t flags, out_access_pages_id; uint64_t iova, length, uptr; } access_pages;
 		struct { uint64_t iova, length, uptr; uint32_t flags; } access_rw;
+		struct { uint32_t length, open_flags; } dmabuf_get;
+		struct { int32_t dmabuf_fd; uint32_t revoked; } dmabuf_revoke;
 		uint64_t raw[6];
 	};
 	uint32_t last;
@@ -82,6 +84,8 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 #define TEST_OP_DESTROY_ACCESS_PAGES 6
 #define TEST_OP_ACCESS_PAGES 7
 #define TEST_OP_ACCESS_RW 8
+#define TEST_OP_DMABUF_GET 22
+#define TEST_OP_DMABUF_REVOKE 23
 #define ACCESS_NEEDS_PIN_PAGES 1
 #define ACCESS_RW_WRITE 1
 #endif

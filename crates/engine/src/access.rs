@@ -70,8 +70,10 @@ impl Context {
     /// The caller's file `inode` was closed for the last time.
     pub fn side_file_closed(&mut self, inode: u64) {
         if let Some(id) = self.side_files.remove(&inode) {
-            if let Ok(Object::Access(a)) = self.objects.remove(id) {
-                self.destroy_access(*a);
+            match self.objects.remove(id) {
+                Ok(Object::Access(a)) => self.destroy_access(*a),
+                Ok(other) => self.destroy_object(id, other),
+                Err(_) => {}
             }
         }
     }

@@ -138,7 +138,10 @@ impl Context {
     /// Destroys any object: `ENOENT` unknown, `EBUSY` in use.
     pub fn destroy(&mut self, id: u32) -> Result<()> {
         // Accesses are not user objects: only their file's close ends them.
-        if self.objects.kind(id) == Some(crate::object::ObjectType::Access) {
+        if matches!(
+            self.objects.kind(id),
+            Some(crate::object::ObjectType::Access | crate::object::ObjectType::Dmabuf)
+        ) {
             return Err(Errno::ENOENT);
         }
         let object = self.objects.remove(id)?;
@@ -159,6 +162,9 @@ impl Context {
             Object::HwptPaging(hwpt) => self.destroy_hwpt(id, *hwpt),
             Object::HwptNested(hwpt) => self.destroy_nested(*hwpt),
             Object::Access(a) => self.destroy_access(*a),
+            Object::Dmabuf(d) => {
+                self.side_files.remove(&d.inode);
+            }
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);

@@ -87,6 +87,9 @@ pub(crate) struct Ucmd<'a, 'b> {
     pub user_size: u32,
     /// The struct, zero-extended or truncated to the size this ABI knows.
     pub buf: Vec<u8>,
+    /// The ioctl's return value on success (0 but for `DMABUF_GET`, which
+    /// returns a descriptor).
+    pub ret: i64,
 }
 
 impl Ucmd<'_, '_> {
@@ -158,8 +161,9 @@ impl Context {
             arg,
             user_size,
             buf,
+            ret: 0,
         };
-        self.execute(nr, &mut ucmd).map(|()| 0)
+        self.execute(nr, &mut ucmd).map(|()| ucmd.ret)
     }
 
     fn execute(&mut self, nr: u8, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -319,7 +323,10 @@ impl Context {
         cmd.start
             .checked_add(cmd.length - 1)
             .ok_or(Errno::EOVERFLOW)?;
-        let file = u.caller.files.resolve(cmd.fd)?;
+        let file = match self.dmabuf_of(u.caller, cmd.fd)? {
+            Some(memory) => memory,
+            None => u.caller.files.resolve(cmd.fd)?,
+        };
         let caller = u.caller;
         cmd.iova = self.ioas_map_file(caller, cmd.ioas_id, file, cmd.start, args)?;
         u.respond(&cmd)
@@ -779,8 +786,73 @@ impl Context {
                 self.access_replace_ioas(caller, cmd.id, p.id)
             }
             // A dma-buf is a file given to the caller: it needs the server.
-            t::op::DMABUF_GET | t::op::DMABUF_REVOKE => Err(Errno::EOPNOTSUPP),
+            t::op::DMABUF_GET => {
+                let p: t::TestDmabufGet = cmd.payload_as();
+                let length = u64::from(p.length);
+                if length == 0
+                    || length % crate::memory::PAGE_SIZE != 0
+                    || length > 512 * crate::memory::PAGE_SIZE
+                {
+                    return Err(Errno::EINVAL);
+                }
+                let caller = u.caller;
+                // The descriptor is the ioctl's return value.
+                let (fd, inode) = caller.files.create_side_file(u64::MAX)?;
+                let memory =
+                    std::sync::Arc::new(crate::memory::SimFile::new(length as usize, true));
+                let object = crate::object::Object::Dmabuf(Box::new(crate::object::Dmabuf {
+                    inode,
+                    memory,
+                    revoked: false,
+                }));
+                let id = self.objects.insert(object)?;
+                self.side_files.insert(inode, id);
+                u.ret = fd.map_or(0, i64::from);
+                Ok(())
+            }
+            t::op::DMABUF_REVOKE => {
+                let p: t::TestDmabufRevoke = cmd.payload_as();
+                let inode = u
+                    .caller
+                    .files
+                    .inode_of(p.dmabuf_fd)
+                    .map_err(|_| Errno::EBADF)?;
+                let id = *self.side_files.get(&inode).ok_or(Errno::EINVAL)?;
+                let (file_id, revoked) = match self.objects.get_mut(id) {
+                    Some(crate::object::Object::Dmabuf(d)) => {
+                        d.revoked = p.revoked != 0;
+                        (crate::memory::FileBacking::id(d.memory.as_ref()), d.revoked)
+                    }
+                    _ => return Err(Errno::EINVAL),
+                };
+                for ioas in self.objects.ids_of(crate::object::ObjectType::Ioas) {
+                    if let Ok(t) = self.ioas_mut(ioas) {
+                        t.set_file_revoked(file_id, revoked);
+                    }
+                }
+                Ok(())
+            }
             _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// The dma-buf behind the caller's descriptor `fd`, if it is one:
+    /// `ENODEV` once revoked.
+    fn dmabuf_of(
+        &self,
+        caller: &Caller<'_>,
+        fd: i32,
+    ) -> Result<Option<std::sync::Arc<dyn crate::memory::FileBacking>>> {
+        let Ok(inode) = caller.files.inode_of(fd) else {
+            return Ok(None);
+        };
+        let Some(&id) = self.side_files.get(&inode) else {
+            return Ok(None);
+        };
+        match self.objects.get(id) {
+            Some(crate::object::Object::Dmabuf(d)) if d.revoked => Err(Errno::ENODEV),
+            Some(crate::object::Object::Dmabuf(d)) => Ok(Some(d.memory.clone())),
+            _ => Ok(None),
         }
     }
 

@@ -534,6 +534,9 @@ impl IoPagetable {
     /// Pins an area's pages for the domains and maps it into each. All or nothing.
     fn fill_area(&mut self, start: u64) -> Result<()> {
         let area = self.areas.get(&start).cloned().ok_or(Errno::ENOENT)?;
+        if area.pages.revoked() {
+            return Ok(());
+        }
         let (first, last) = Self::area_pages(&area);
         area.pages.pin(first, last, area.prot.write)?;
         for (i, d) in self.domains.iter().enumerate() {
@@ -550,12 +553,46 @@ impl IoPagetable {
 
     /// Undoes [`fill_area`](Self::fill_area).
     fn unfill_area(&mut self, start: u64) {
-        if let Some(area) = self.areas.get(&start).cloned() {
+        if let Some(area) = self
+            .areas
+            .get(&start)
+            .cloned()
+            .filter(|a| !a.pages.revoked())
+        {
             for d in &self.domains {
                 Self::unmap_area_from(&area, d);
             }
             let (first, last) = Self::area_pages(&area);
             area.pages.unpin(first, last);
+        }
+    }
+
+    /// The exporter of file `file_id` revoked (or restored) its memory: areas
+    /// of it leave (or rejoin) every domain; the areas themselves stay.
+    pub fn set_file_revoked(&mut self, file_id: u64, revoked: bool) {
+        let starts: Vec<u64> = self
+            .areas
+            .values()
+            .filter(|a| a.pages.file_id() == Some(file_id) && a.pages.revoked() != revoked)
+            .map(|a| a.start)
+            .collect();
+        for start in starts {
+            if revoked {
+                self.unfill_area(start);
+                if let Some(a) = self.areas.get(&start) {
+                    a.pages.set_revoked(true);
+                }
+            } else {
+                if let Some(a) = self.areas.get(&start) {
+                    a.pages.set_revoked(false);
+                }
+                if !self.domains.is_empty() && self.fill_area(start).is_err() {
+                    // Keep it out of the domains rather than half in.
+                    if let Some(a) = self.areas.get(&start) {
+                        a.pages.set_revoked(true);
+                    }
+                }
+            }
         }
     }
 
@@ -594,6 +631,9 @@ impl IoPagetable {
         let mut failure = None;
         for (i, &start) in starts.iter().enumerate() {
             let area = self.areas[&start].clone();
+            if area.pages.revoked() {
+                continue;
+            }
             let (pf, pl) = Self::area_pages(&area);
             if first_domain {
                 if let Err(e) = area.pages.pin(pf, pl, area.prot.write) {
@@ -611,6 +651,9 @@ impl IoPagetable {
         if let Some((failed_at, e, still_pinned)) = failure {
             for &start in &starts[..failed_at] {
                 let area = &self.areas[&start];
+                if area.pages.revoked() {
+                    continue;
+                }
                 Self::unmap_area_from(area, &domain);
                 if first_domain {
                     let (pf, pl) = Self::area_pages(area);
@@ -639,7 +682,7 @@ impl IoPagetable {
         };
         let domain = self.domains.remove(pos);
         let last = self.domains.is_empty();
-        for area in self.areas.values() {
+        for area in self.areas.values().filter(|a| !a.pages.revoked()) {
             Self::unmap_area_from(area, &domain);
             if last {
                 let (pf, pl) = Self::area_pages(area);

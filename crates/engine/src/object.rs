@@ -25,6 +25,9 @@ pub enum ObjectType {
     /// An in-kernel user of an IOAS (Linux `iommufd_access`); not visible to
     /// `IOMMU_DESTROY`: it lives as long as the file that stands for it.
     Access,
+    /// The selftest's dma-buf: device memory behind a file, which its exporter
+    /// can revoke. Lives as long as its file.
+    Dmabuf,
 }
 
 /// An IO address space.
@@ -83,6 +86,14 @@ pub struct Access {
     pub next_item: u32,
 }
 
+/// A dma-buf: memory the engine owns, shared by file descriptor.
+#[derive(Debug)]
+pub struct Dmabuf {
+    pub inode: u64,
+    pub memory: std::sync::Arc<crate::memory::SimFile>,
+    pub revoked: bool,
+}
+
 /// The selftest's mock device: a device object it bound and attached.
 #[derive(Debug)]
 pub struct Selftest {
@@ -98,6 +109,7 @@ pub enum Object {
     HwptNested(Box<HwptNested>),
     Selftest(Box<Selftest>),
     Access(Box<Access>),
+    Dmabuf(Box<Dmabuf>),
 }
 
 impl Object {
@@ -109,6 +121,7 @@ impl Object {
             Object::HwptNested(_) => ObjectType::HwptNested,
             Object::Selftest(_) => ObjectType::Selftest,
             Object::Access(_) => ObjectType::Access,
+            Object::Dmabuf(_) => ObjectType::Dmabuf,
         }
     }
 }

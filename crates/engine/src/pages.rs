@@ -264,6 +264,8 @@ impl Source {
 #[derive(Debug)]
 pub struct Pages {
     source: Source,
+    /// The exporter revoked the memory (a dma-buf): domains must not map it.
+    revoked: std::sync::atomic::AtomicBool,
     npages: u64,
     writable: bool,
     shared: Arc<Shared>,
@@ -296,6 +298,7 @@ impl Pages {
         LIVE_PAGES.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(Pages {
             source,
+            revoked: std::sync::atomic::AtomicBool::new(false),
             npages,
             writable,
             shared: shared.clone(),
@@ -319,6 +322,22 @@ impl Pages {
     pub fn source(&self) -> &Source {
         &self.source
     }
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
+
+    pub fn set_revoked(&self, revoked: bool) {
+        self.revoked.store(revoked, Ordering::SeqCst);
+    }
+
+    /// The identity of the file behind these pages, if any.
+    pub fn file_id(&self) -> Option<u64> {
+        match &self.source {
+            Source::File { file, .. } => Some(file.id()),
+            Source::User { .. } => None,
+        }
+    }
+
     pub fn is_file(&self) -> bool {
         matches!(self.source, Source::File { .. })
     }

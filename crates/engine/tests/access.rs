@@ -244,3 +244,83 @@ fn an_access_reads_and_writes_through_the_ioas() {
     h.ctx.close();
     assert!(h.ctx.objects().is_empty());
 }
+
+#[test]
+fn a_dma_buf_maps_by_descriptor_and_its_revocation_empties_the_domains() {
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md: t::TestMockDomain = test_cmd(&mut h, t::op::MOCK_DOMAIN, ioas, |_| ())
+        .unwrap()
+        .payload_as();
+    let get = |h: &mut Harness, length: u32| {
+        let mut c = IommuTestCmd {
+            size: 72,
+            op: t::op::DMABUF_GET,
+            ..Default::default()
+        };
+        c.set_payload(&t::TestDmabufGet {
+            length,
+            open_flags: 0,
+        });
+        h.cmd(IOMMU_TEST_CMD, &mut c)
+    };
+    assert_eq!(get(&mut h, 0), Err(Errno::EINVAL));
+    assert_eq!(get(&mut h, 100), Err(Errno::EINVAL));
+    assert_eq!(get(&mut h, 513 * 4096), Err(Errno::EINVAL));
+    let fd = get(&mut h, 16 * PAGE as u32).unwrap() as i32;
+    assert!(fd > 0, "the descriptor is the return value");
+    let map_file = |h: &mut Harness, fd: i32, iova: u64| {
+        let flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+        let mut c = IommuIoasMapFile {
+            size: 40,
+            flags,
+            ioas_id: ioas,
+            fd,
+            start: 0,
+            length: 16 * PAGE,
+            iova,
+        };
+        h.cmd(IOMMU_IOAS_MAP_FILE, &mut c)
+    };
+    let iova = t::MOCK_APERTURE_START;
+    map_file(&mut h, fd, iova).unwrap();
+    let mapped = |h: &Harness| {
+        let t = h.ctx.objects().hwpt(md.out_hwpt_id).unwrap().table.clone();
+        let t = t.lock().unwrap();
+        t.iova_to_phys(iova).is_some()
+    };
+    assert!(mapped(&h));
+    let revoke = |h: &mut Harness, revoked: u32| {
+        test_cmd(h, t::op::DMABUF_REVOKE, 0, |c| {
+            c.set_payload(&t::TestDmabufRevoke {
+                dmabuf_fd: fd,
+                revoked,
+            })
+        })
+    };
+    revoke(&mut h, 1).unwrap();
+    assert!(
+        !mapped(&h),
+        "revocation takes the memory out of the domains"
+    );
+    assert_eq!(map_file(&mut h, fd, iova + 0x10_0000), Err(Errno::ENODEV));
+    revoke(&mut h, 0).unwrap();
+    assert!(mapped(&h), "and restoring puts it back");
+    let bad = test_cmd(&mut h, t::op::DMABUF_REVOKE, 0, |c| {
+        c.set_payload(&t::TestDmabufRevoke {
+            dmabuf_fd: 3,
+            revoked: 1,
+        })
+    });
+    assert_eq!(bad.map(|_| ()), Err(Errno::EBADF));
+    let mut u = IommuIoasUnmap {
+        size: 24,
+        ioas_id: ioas,
+        iova: 0,
+        length: u64::MAX,
+    };
+    h.cmd(IOMMU_IOAS_UNMAP, &mut u).unwrap();
+    assert_eq!(u.length, 16 * PAGE);
+    h.ctx.close();
+    assert_eq!(h.shared.pinned_frames(), 0);
+}

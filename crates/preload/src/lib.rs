@@ -52,7 +52,13 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
     let mut reply = Reply::default();
     let fd = sys::recv_with_fd(stream.as_raw_fd(), reply.as_mut_bytes())?;
     if let Some(fd) = fd {
-        if reply.fd_addr != 0 {
+        if reply.fd_addr == u64::MAX {
+            // The descriptor is the ioctl's return value (a dma-buf).
+            if let Some(ino) = sys::socket_inode(fd) {
+                sys::remember(ino, Kind::Side);
+            }
+            reply.result = i64::from(fd);
+        } else if reply.fd_addr != 0 {
             if let Some(ino) = sys::socket_inode(fd) {
                 sys::remember(ino, Kind::Side);
             }
