@@ -165,6 +165,16 @@ impl AnyPageTable {
         each!(self, t => t.table_memory_bytes())
     }
 
+    /// Translate one access through `iotlb` (see [`Iotlb::translate`]).
+    pub fn translate(
+        &mut self,
+        iotlb: &mut Iotlb,
+        iova: u64,
+        access: crate::Access,
+    ) -> Result<u64, crate::FaultReason> {
+        each!(self, t => iotlb.translate(t, iova, access))
+    }
+
     /// A device reads `buf` at `iova` (see [`Dma::read`]).
     pub fn dma_read<M: DmaMemory + ?Sized>(
         &mut self,
@@ -214,6 +224,10 @@ mod tests {
             .dma_write(&mut iotlb, &mut faults, &mut memory, 1 << 24, &[7; 16])
             .unwrap();
         assert_eq!(memory.bytes[15], 7);
+        assert_eq!(
+            table.translate(&mut iotlb, (1 << 24) + 5, crate::Access::Read),
+            Ok(5)
+        );
         let (bytes, gather) = table.unmap(1 << 24, 0x800).unwrap();
         iotlb.flush(gather);
         assert_eq!(bytes, 0x800);

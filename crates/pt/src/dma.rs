@@ -361,6 +361,33 @@ mod tests {
     }
 
     #[test]
+    fn fragmented_access_beyond_the_plan_still_copies_right() {
+        let mut rig = Rig::new();
+        // 40 pages in reverse PA order: 40 runs, more than the plan keeps.
+        for page in 0..40u64 {
+            rig.table
+                .map(
+                    page * 0x1000,
+                    (80 - 2 * page) * 0x1000,
+                    0x1000,
+                    Prot::READ_WRITE,
+                )
+                .unwrap();
+        }
+        let data: Vec<u8> = (0..40 * 0x1000).map(|i| (i / 0x1000) as u8).collect();
+        rig.dma().write(0, &data).unwrap();
+        for page in 0..40u64 {
+            let pa = ((80 - 2 * page) * 0x1000) as usize;
+            assert!(rig.memory.bytes[pa..pa + 0x1000]
+                .iter()
+                .all(|&b| b == page as u8));
+        }
+        let mut back = vec![0; data.len()];
+        rig.dma().read(0, &mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
     fn unbacked_pa_faults_before_copying() {
         let mut rig = Rig::new();
         rig.table

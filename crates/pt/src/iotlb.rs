@@ -13,21 +13,42 @@
 use crate::fault::FaultReason;
 use crate::format::{low_mask, Format};
 use crate::gather::IotlbGather;
-use crate::prot::{Access, Prot};
+use crate::prot::Access;
 use crate::range::IovaRange;
 use crate::table::PageTable;
 
 /// Entries in an IOTLB built by [`Iotlb::for_format`].
 pub const DEFAULT_IOTLB_ENTRIES: usize = 1024;
 
-/// One cached page. `tag` is the page number + 1; 0 marks an invalid entry.
-/// `pa_base` is the page-aligned PA.
+/// One cached page, 16 bytes so four share a cache line. `tag` is the
+/// page number + 1; 0 marks an invalid entry. `pa_flags` is the page-aligned
+/// PA with the permissions and the known-dirty mark in its low bits (pages
+/// are at least 8 bytes, see [`Iotlb::new`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct IotlbEntry {
     tag: u64,
-    pa_base: u64,
-    prot: Prot,
-    dirty: bool,
+    pa_flags: u64,
+}
+
+const ENTRY_READ: u64 = 1 << 0;
+const ENTRY_WRITE: u64 = 1 << 1;
+const ENTRY_DIRTY: u64 = 1 << 2;
+const ENTRY_FLAGS: u64 = ENTRY_READ | ENTRY_WRITE | ENTRY_DIRTY;
+
+impl IotlbEntry {
+    #[inline(always)]
+    fn allows(self, access: Access) -> bool {
+        let needed = match access {
+            Access::Read => ENTRY_READ,
+            Access::Write => ENTRY_WRITE,
+        };
+        self.pa_flags & needed != 0
+    }
+
+    #[inline(always)]
+    fn pa(self, iova: u64, offset_mask: u64) -> u64 {
+        (self.pa_flags & !ENTRY_FLAGS) | (iova & offset_mask)
+    }
 }
 
 /// A direct-mapped cache of translations for one domain.
@@ -59,14 +80,15 @@ impl std::fmt::Debug for Iotlb {
 
 impl Iotlb {
     /// An empty IOTLB of `entries` (rounded up to a power of two) pages of
-    /// `2^page_lg2` bytes.
+    /// `2^page_lg2` bytes (`page_lg2` is clamped to 3..=63).
     pub fn new(page_lg2: u32, entries: usize) -> Self {
+        let page_lg2 = page_lg2.clamp(3, 63);
         let entries = entries.max(1).next_power_of_two();
         Self {
             entries: vec![IotlbEntry::default(); entries].into_boxed_slice(),
             index_mask: entries - 1,
-            page_lg2: page_lg2.min(63),
-            offset_mask: low_mask(page_lg2.min(63)),
+            page_lg2,
+            offset_mask: low_mask(page_lg2),
             hits: 0,
             misses: 0,
         }
@@ -100,15 +122,18 @@ impl Iotlb {
         let page = iova >> self.page_lg2;
         let entry = &mut self.entries[page as usize & self.index_mask];
         if entry.tag == page + 1 {
-            if !entry.prot.allows(access) {
+            if !entry.allows(access) {
                 return Err(FaultReason::Permission);
             }
-            if access == Access::Write && !entry.dirty && table.dirty_tracking() {
+            if access == Access::Write
+                && entry.pa_flags & ENTRY_DIRTY == 0
+                && table.dirty_tracking()
+            {
                 table.set_dirty(iova);
-                entry.dirty = true;
+                entry.pa_flags |= ENTRY_DIRTY;
             }
             self.hits += 1;
-            return Ok(entry.pa_base | (iova & self.offset_mask));
+            return Ok(entry.pa(iova, self.offset_mask));
         }
         self.translate_miss(table, iova, access, true)
     }
@@ -126,8 +151,8 @@ impl Iotlb {
         let entry = &self.entries[page as usize & self.index_mask];
         if entry.tag == page + 1 {
             self.hits += 1;
-            return if entry.prot.allows(access) {
-                Ok(entry.pa_base | (iova & self.offset_mask))
+            return if entry.allows(access) {
+                Ok(entry.pa(iova, self.offset_mask))
             } else {
                 Err(FaultReason::Permission)
             };
@@ -155,11 +180,12 @@ impl Iotlb {
             dirty = true;
         }
         let page = iova >> self.page_lg2;
+        let flags = (if prot.read { ENTRY_READ } else { 0 })
+            | (if prot.write { ENTRY_WRITE } else { 0 })
+            | (if dirty { ENTRY_DIRTY } else { 0 });
         self.entries[page as usize & self.index_mask] = IotlbEntry {
             tag: page + 1,
-            pa_base: pa & !self.offset_mask,
-            prot,
-            dirty,
+            pa_flags: (pa & !self.offset_mask) | flags,
         };
         Ok(pa)
     }
@@ -203,6 +229,7 @@ impl Iotlb {
 mod tests {
     use super::*;
     use crate::formats::AmdV1;
+    use crate::prot::Prot;
 
     #[test]
     fn stale_entry_survives_until_flushed() {

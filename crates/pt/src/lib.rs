@@ -31,7 +31,36 @@
 //!
 //! [`PageTable<F>`] is one algorithm compiled per [`Format`]; the formats only
 //! supply encodings. [`AnyPageTable`] holds "a table of some format" for code
-//! that chooses the format at run time.
+//! that chooses the format at run time. The IOTLB and the fault log belong to
+//! the IOMMU that walks the table, so they are separate values; [`Dma`]
+//! borrows all of them for a device access.
+//!
+//! # Example
+//!
+//! ```
+//! use softiommu_pt::formats::AmdV1;
+//! use softiommu_pt::{Dma, FaultLog, FaultReason, Iotlb, PageTable, Prot, VecMemory};
+//!
+//! let mut table = PageTable::<AmdV1>::new(AmdV1::config(3)).unwrap();
+//! let mut iotlb = Iotlb::for_format::<AmdV1>();
+//! let mut faults = FaultLog::new(64);
+//! let mut memory = VecMemory::new(0, 1 << 20);
+//!
+//! table.map(0x10_0000, 0x2000, 0x2000, Prot::READ_WRITE).unwrap();
+//! let mut dma = Dma { table: &mut table, iotlb: &mut iotlb, faults: &mut faults, memory: &mut memory };
+//! dma.write(0x10_0ffe, &[1, 2, 3, 4]).unwrap(); // crosses a page boundary
+//! assert_eq!(&memory.bytes[0x2ffe..0x3002], &[1, 2, 3, 4]);
+//!
+//! // Unmapping owes the IOTLB an invalidation; until it is flushed the
+//! // device can still use the old translation, as on hardware.
+//! let (unmapped, gather) = table.unmap(0x10_0000, 0x2000).unwrap();
+//! assert_eq!(unmapped, 0x2000);
+//! iotlb.flush(gather);
+//! let mut dma = Dma { table: &mut table, iotlb: &mut iotlb, faults: &mut faults, memory: &mut memory };
+//! let fault = dma.read(0x10_0000, &mut [0; 4]).unwrap_err();
+//! assert_eq!(fault.reason, FaultReason::NotPresent);
+//! assert_eq!(faults.len(), 1);
+//! ```
 
 pub mod any;
 mod arena;

@@ -5,13 +5,18 @@
 //! child only for the slots the range covers: no PTE of a range costs a walk
 //! from the root. Ranges are `[start, last]` inclusive and every IOVA / PA /
 //! length sum is checked (see [`crate::range`]).
+//!
+//! This module holds the table, its configuration and single-IOVA walks;
+//! the submodules `map`, `unmap` and `dirty` hold the range operations.
+
+mod dirty;
+mod map;
+mod unmap;
 
 use std::marker::PhantomData;
 
 use crate::arena::{TableArena, TableId};
-use crate::dirty::DirtyBitmap;
 use crate::format::{level_shift, low_mask, Format, Leaf, Pte, TABLE_INDEX_BITS, TABLE_SLOTS};
-use crate::gather::IotlbGather;
 use crate::prot::Prot;
 use crate::range::IovaRange;
 
@@ -178,7 +183,7 @@ impl std::error::Error for UnmapError {}
 /// - `aperture ⊆ [0, va_last]`.
 ///
 /// Translation caching is not here: callers hold an [`crate::Iotlb`] and
-/// flush it with the [`IotlbGather`]s that `unmap` and dirty reads return.
+/// flush it with the [`crate::IotlbGather`]s that `unmap` and dirty reads return.
 #[derive(Debug)]
 pub struct PageTable<F: Format> {
     arena: TableArena,
@@ -195,30 +200,12 @@ pub struct PageTable<F: Format> {
     format: PhantomData<fn() -> F>,
 }
 
-/// Progress of a map through the tables.
-struct MapCursor {
-    iova: u64,
-    pa: u64,
-    remaining: u64,
-    mapped: u64,
-    prot: Prot,
-}
-
 /// Progress of an unmap or leaf walk: `iova` is the next byte to visit;
 /// `done` is set once the walk has passed `last`.
 struct RangeCursor {
     iova: u64,
     last: u64,
     done: bool,
-}
-
-/// Progress of an unmap: the walk, the bytes removed so far and the hull of
-/// the removed leaves (`removed_start > removed_last` while none).
-struct UnmapCursor {
-    range: RangeCursor,
-    unmapped: u64,
-    removed_start: u64,
-    removed_last: u64,
 }
 
 impl RangeCursor {
@@ -236,6 +223,20 @@ impl RangeCursor {
 #[inline(always)]
 fn slot_index(iova: u64, shift: u32) -> usize {
     ((iova >> shift) as usize) & (TABLE_SLOTS - 1)
+}
+
+/// Write `value` into every slot of one leaf. Leaves are mostly one or two
+/// slots; spelling those out keeps a library call off the per-PTE path.
+#[inline(always)]
+fn fill_slots(entries: &mut [u64], value: u64) {
+    match entries {
+        [only] => *only = value,
+        [first, second] => {
+            *first = value;
+            *second = value;
+        }
+        _ => entries.fill(value),
+    }
 }
 
 /// First byte of the next item at `shift`, `None` past the address space.
@@ -364,329 +365,14 @@ impl<F: Format> PageTable<F> {
         }
     }
 
-    /// The largest allowed leaf that `iova`, `pa` and `remaining` permit.
-    #[inline(always)]
-    fn best_leaf_lg2(&self, iova: u64, pa: u64, remaining: u64) -> u32 {
-        let aligned_lg2 = (iova | pa).trailing_zeros();
-        let fits_lg2 = 63 - remaining.leading_zeros();
-        let candidates = self.pgsize_bitmap & low_mask(aligned_lg2.min(fits_lg2) + 1);
-        63 - candidates.leading_zeros()
-    }
-
-    // ----- map ------------------------------------------------------------
-
-    /// Map `[iova, iova + len − 1]` to `[pa, pa + len − 1]` with `prot`,
-    /// using at each step the largest leaf that the alignment of IOVA and PA
-    /// and the remaining length allow.
-    ///
-    /// On failure the first `mapped` bytes stay mapped (see [`MapError`]).
-    /// Mapping only adds translations, so no IOTLB invalidation is owed.
-    pub fn map(&mut self, iova: u64, pa: u64, len: u64, prot: Prot) -> Result<(), MapError> {
-        let fail = |kind| MapError { mapped: 0, kind };
-        if len == 0 || prot.is_none() {
-            return Err(fail(MapErrorKind::InvalidArgument));
-        }
-        let range = IovaRange::from_len(iova, len).ok_or(fail(MapErrorKind::Overflow))?;
-        let pa_last = pa
-            .checked_add(len - 1)
-            .ok_or(fail(MapErrorKind::Overflow))?;
-        if (iova | pa | len) & low_mask(self.min_page_lg2) != 0 {
-            return Err(fail(MapErrorKind::InvalidArgument));
-        }
-        if !self.aperture.contains_range(&range) || pa_last > low_mask(F::MAX_OA_BITS) {
-            return Err(fail(MapErrorKind::OutOfRange));
-        }
-
-        let mut cursor = MapCursor {
-            iova,
-            pa,
-            remaining: len,
-            mapped: 0,
-            prot,
-        };
-        while cursor.remaining > 0 {
-            let root = self.root_for(cursor.iova);
-            self.map_in(root, self.top_level, &mut cursor)
-                .map_err(|kind| MapError {
-                    mapped: cursor.mapped,
-                    kind,
-                })?;
-        }
-        Ok(())
-    }
-
-    /// Map from `cursor` inside `table` (at `level`) until the range is done
-    /// or the cursor leaves this table.
-    fn map_in(
-        &mut self,
-        table: TableId,
-        level: u32,
-        cursor: &mut MapCursor,
-    ) -> Result<(), MapErrorKind> {
-        let shift = level_shift(F::GRANULE_LG2, level);
-        loop {
-            let size_lg2 = self.best_leaf_lg2(cursor.iova, cursor.pa, cursor.remaining);
-            if Self::leaf_level(size_lg2) < level {
-                let slot = slot_index(cursor.iova, shift);
-                let child = self.child_for_map(table, level, slot)?;
-                self.map_in(child, level - 1, cursor)?;
-            } else {
-                // Inside a child table the IOVA is never aligned to the
-                // parent's item, so the chosen leaf always belongs here.
-                self.map_leaves(table, level, cursor, size_lg2)?;
-            }
-            if cursor.remaining == 0 || slot_index(cursor.iova, shift) == 0 {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Level of the leaves of size `2^size_lg2` (a size in `pgsize_bitmap`).
-    #[inline(always)]
-    fn leaf_level(size_lg2: u32) -> u32 {
-        (size_lg2 - F::GRANULE_LG2) / TABLE_INDEX_BITS
-    }
-
-    /// Write consecutive leaves into `table`, starting with one of
-    /// `2^size_lg2` bytes, while the best leaf stays at `level` and the
-    /// cursor stays in the table. This is the per-PTE hot loop of a map.
-    #[inline]
-    fn map_leaves(
-        &mut self,
-        table: TableId,
-        level: u32,
-        cursor: &mut MapCursor,
-        mut size_lg2: u32,
-    ) -> Result<(), MapErrorKind> {
-        let shift = level_shift(F::GRANULE_LG2, level);
-        let mut written = 0usize;
-        let result = loop {
-            let slot = slot_index(cursor.iova, shift);
-            let slots = 1usize << (size_lg2 - shift);
-            let entries = &mut self.arena.table_mut(table)[slot..slot + slots];
-            if entries.iter().any(|&pte| pte != 0) {
-                // Rare: settle the count, then clear or refuse the slots.
-                self.arena.add_used(table, written);
-                written = 0;
-                match self.make_room_for_leaf(table, level, slot, slots) {
-                    Ok(()) => continue,
-                    Err(kind) => break Err(kind),
-                }
-            }
-            entries.fill(F::encode_leaf(cursor.pa, size_lg2, level, cursor.prot));
-            written += slots;
-            let size = 1u64 << size_lg2;
-            cursor.mapped += size;
-            cursor.remaining -= size;
-            if cursor.remaining == 0 {
-                break Ok(());
-            }
-            cursor.iova += size;
-            cursor.pa += size;
-            if slot_index(cursor.iova, shift) == 0 {
-                break Ok(());
-            }
-            size_lg2 = self.best_leaf_lg2(cursor.iova, cursor.pa, cursor.remaining);
-            if Self::leaf_level(size_lg2) != level {
-                break Ok(());
-            }
-        };
-        self.arena.add_used(table, written);
-        result
-    }
-
-    /// Make `slots` slots from `slot` empty for a new leaf: empty slots are
-    /// fine, a table without leaves below is freed, anything else is in use.
-    fn make_room_for_leaf(
-        &mut self,
-        table: TableId,
-        level: u32,
-        slot: usize,
-        slots: usize,
-    ) -> Result<(), MapErrorKind> {
-        for index in slot..slot + slots {
-            let pte = self.arena.get(table, index);
-            if pte == 0 {
-                continue;
-            }
-            match F::decode(pte, level) {
-                Pte::Table { pa } if level > 0 => {
-                    let child = TableArena::id_at(pa);
-                    if self.subtree_has_leaves(child, level - 1) {
-                        return Err(MapErrorKind::AddressInUse);
-                    }
-                    self.free_subtree(child, level - 1);
-                    self.arena.set(table, index, 0);
-                    self.arena.sub_used(table, 1);
-                }
-                _ => return Err(MapErrorKind::AddressInUse),
-            }
-        }
-        Ok(())
-    }
-
-    /// The child table under `slot`, created when the slot is empty.
-    #[inline]
-    fn child_for_map(
-        &mut self,
-        table: TableId,
-        level: u32,
-        slot: usize,
-    ) -> Result<TableId, MapErrorKind> {
-        let pte = self.arena.get(table, slot);
-        if pte == 0 {
-            let child = self.arena.alloc().ok_or(MapErrorKind::NoMemory)?;
-            self.arena.set(
-                table,
-                slot,
-                F::encode_table(TableArena::address(child), level),
-            );
-            self.arena.add_used(table, 1);
-            return Ok(child);
-        }
-        match F::decode(pte, level) {
-            Pte::Table { pa } => Ok(TableArena::id_at(pa)),
-            _ => Err(MapErrorKind::AddressInUse),
-        }
-    }
-
-    fn subtree_has_leaves(&self, table: TableId, level: u32) -> bool {
-        if self.arena.used(table) == 0 {
-            return false;
-        }
-        (0..TABLE_SLOTS).any(|slot| {
-            let pte = self.arena.get(table, slot);
-            pte != 0
-                && match F::decode(pte, level) {
-                    Pte::Table { pa } if level > 0 => {
-                        self.subtree_has_leaves(TableArena::id_at(pa), level - 1)
-                    }
-                    Pte::Empty => false,
-                    _ => true,
-                }
-        })
-    }
-
-    /// Free a table and every table below it; the caller clears its entry.
-    fn free_subtree(&mut self, table: TableId, level: u32) {
-        for slot in 0..TABLE_SLOTS {
-            let pte = self.arena.get(table, slot);
-            if pte == 0 {
-                continue;
-            }
-            if let Pte::Table { pa } = F::decode(pte, level) {
-                if level > 0 {
-                    self.free_subtree(TableArena::id_at(pa), level - 1);
-                }
-            }
-            self.arena.set(table, slot, 0);
-            self.arena.sub_used(table, 1);
-        }
-        self.arena.free(table);
-    }
-
-    // ----- unmap ----------------------------------------------------------
-
-    /// Remove the leaves in `[iova, iova + len − 1]` and free table pages
-    /// left empty. A leaf reaching past the end is removed whole, so the
-    /// returned byte count can exceed `len`; holes count nothing. Starting
-    /// inside a leaf is refused and changes nothing.
-    ///
-    /// The returned gather must reach the IOTLB: until it does, cached
-    /// translations of the removed leaves remain usable.
-    pub fn unmap(&mut self, iova: u64, len: u64) -> Result<(u64, IotlbGather), UnmapError> {
-        let range = self.checked_range(iova, len)?;
-        let Some(range) = range.intersection(&IovaRange {
-            start: 0,
-            last: self.va_last,
-        }) else {
-            return Ok((0, IotlbGather::empty()));
-        };
-        if let Some((extent, _)) = self.lookup(range.start) {
-            if extent.start != range.start {
-                return Err(UnmapError::InsideLeaf);
-            }
-        }
-        let mut cursor = UnmapCursor {
-            range: RangeCursor {
-                iova: range.start,
-                last: range.last,
-                done: false,
-            },
-            unmapped: 0,
-            removed_start: u64::MAX,
-            removed_last: 0,
-        };
-        while !cursor.range.done {
-            let root = self.root_for(cursor.range.iova);
-            self.unmap_in(root, self.top_level, &mut cursor);
-        }
-        let mut gather = IotlbGather::empty();
-        if cursor.unmapped > 0 {
-            gather.add(IovaRange {
-                start: cursor.removed_start,
-                last: cursor.removed_last,
-            });
-        }
-        Ok((cursor.unmapped, gather))
-    }
-
+    /// `[iova, iova + len − 1]` when non-empty, aligned to the smallest page
+    /// and not overflowing.
     fn checked_range(&self, iova: u64, len: u64) -> Result<IovaRange, UnmapError> {
         if len == 0 || (iova | len) & low_mask(self.min_page_lg2) != 0 {
             return Err(UnmapError::InvalidArgument);
         }
         IovaRange::from_len(iova, len).ok_or(UnmapError::Overflow)
     }
-
-    fn unmap_in(&mut self, table: TableId, level: u32, cursor: &mut UnmapCursor) {
-        let shift = level_shift(F::GRANULE_LG2, level);
-        // Slots of `table` emptied here, settled once on the way out.
-        let mut cleared = 0usize;
-        loop {
-            let slot = slot_index(cursor.range.iova, shift);
-            let pte = self.arena.get(table, slot);
-            let next = if pte == 0 {
-                item_end(cursor.range.iova, shift)
-            } else {
-                match F::decode(pte, level) {
-                    Pte::Empty => item_end(cursor.range.iova, shift),
-                    Pte::Leaf(leaf) => {
-                        let slots = 1usize << (leaf.size_lg2 - shift);
-                        let first = slot & !(slots - 1);
-                        self.arena.table_mut(table)[first..first + slots].fill(0);
-                        cleared += slots;
-                        let start = cursor.range.iova & !low_mask(leaf.size_lg2);
-                        let last = cursor.range.iova | low_mask(leaf.size_lg2);
-                        cursor.unmapped = cursor.unmapped.saturating_add(1u64 << leaf.size_lg2);
-                        // Leaves come in IOVA order: the hull is first start .. latest last.
-                        cursor.removed_start = cursor.removed_start.min(start);
-                        cursor.removed_last = last;
-                        last.checked_add(1)
-                    }
-                    Pte::Table { pa } => {
-                        let child = TableArena::id_at(pa);
-                        self.unmap_in(child, level - 1, cursor);
-                        if self.arena.used(child) == 0 {
-                            self.arena.set(table, slot, 0);
-                            cleared += 1;
-                            self.arena.free(child);
-                        }
-                        if cursor.range.done || slot_index(cursor.range.iova, shift) == 0 {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            };
-            cursor.range.advance_to(next);
-            if cursor.range.done || slot_index(cursor.range.iova, shift) == 0 {
-                break;
-            }
-        }
-        self.arena.sub_used(table, cleared);
-    }
-
-    // ----- walks ------------------------------------------------------------
 
     /// The slot holding the leaf that translates `iova`: (table, slot, level, leaf).
     #[inline(always)]
@@ -789,104 +475,12 @@ impl<F: Format> PageTable<F> {
             slot += step;
         }
     }
-
-    // ----- dirty ------------------------------------------------------------
-
-    /// Record in `bitmap` every dirty leaf overlapping `[iova, iova + len − 1]`
-    /// (its whole extent, clipped to the range). Unless `clear` is false, also
-    /// clean those leaves (every slot of a multi-slot leaf).
-    ///
-    /// The returned gather covers the cleaned leaves: until it is flushed,
-    /// the IOTLB still believes them dirty and later writes through cached
-    /// entries will not mark them again.
-    pub fn read_and_clear_dirty(
-        &mut self,
-        iova: u64,
-        len: u64,
-        bitmap: &mut DirtyBitmap,
-        clear: bool,
-    ) -> Result<IotlbGather, UnmapError> {
-        let range = self.checked_range(iova, len)?;
-        let mut gather = IotlbGather::empty();
-        let Some(range) = range.intersection(&IovaRange {
-            start: 0,
-            last: self.va_last,
-        }) else {
-            return Ok(gather);
-        };
-        let mut cursor = RangeCursor {
-            iova: range.start,
-            last: range.last,
-            done: false,
-        };
-        let mut visit = |extent: IovaRange, slots: &mut [u64]| {
-            if !slots.iter().any(|&pte| F::is_dirty(pte)) {
-                return;
-            }
-            if let Some(clipped) = extent.intersection(&range) {
-                bitmap.record(clipped);
-            }
-            if clear {
-                for pte in slots.iter_mut() {
-                    *pte = F::clear_dirty(*pte);
-                }
-                gather.add(extent);
-            }
-        };
-        while !cursor.done {
-            let root = self.root_for(cursor.iova);
-            self.visit_leaves_in(root, self.top_level, &mut cursor, &mut visit);
-        }
-        Ok(gather)
-    }
-
-    /// Call `visit(extent, slots)` for each leaf the cursor's range touches,
-    /// with all the slots of the leaf (also those before the range start).
-    fn visit_leaves_in<V: FnMut(IovaRange, &mut [u64])>(
-        &mut self,
-        table: TableId,
-        level: u32,
-        cursor: &mut RangeCursor,
-        visit: &mut V,
-    ) {
-        let shift = level_shift(F::GRANULE_LG2, level);
-        loop {
-            let slot = slot_index(cursor.iova, shift);
-            let pte = self.arena.get(table, slot);
-            let next = match F::decode(pte, level) {
-                Pte::Empty => item_end(cursor.iova, shift),
-                Pte::Leaf(leaf) => {
-                    let slots = 1usize << (leaf.size_lg2 - shift);
-                    let first = slot & !(slots - 1);
-                    let extent = IovaRange {
-                        start: cursor.iova & !low_mask(leaf.size_lg2),
-                        last: cursor.iova | low_mask(leaf.size_lg2),
-                    };
-                    visit(
-                        extent,
-                        &mut self.arena.table_mut(table)[first..first + slots],
-                    );
-                    extent.last.checked_add(1)
-                }
-                Pte::Table { pa } => {
-                    self.visit_leaves_in(TableArena::id_at(pa), level - 1, cursor, visit);
-                    if cursor.done || slot_index(cursor.iova, shift) == 0 {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            cursor.advance_to(next);
-            if cursor.done || slot_index(cursor.iova, shift) == 0 {
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dirty::DirtyBitmap;
     use crate::formats::{AmdV1, ArmS2, Mock, MockKind};
 
     const MIB: u64 = 1 << 20;
