@@ -252,7 +252,8 @@ impl Context {
                     }
                 }
             }
-            _ => Err(Errno::EINVAL),
+            Some(_) => Err(Errno::EINVAL),
+            None => Err(Errno::ENOENT),
         }
     }
 
@@ -329,7 +330,8 @@ impl Context {
                 }
                 self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?
             }
-            _ => return Err(Errno::EINVAL),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
         };
         if target == old_hwpt {
             return Ok((target, Affected::default()));

@@ -224,6 +224,15 @@ impl IoPagetable {
             .filter(|a| a.last >= iova)
     }
 
+    /// Whether any area intersects `[iova, iova + length)` (an empty or
+    /// overflowing range counts as none).
+    pub fn has_area_in(&self, iova: u64, length: u64) -> bool {
+        match length.checked_sub(1).and_then(|l| iova.checked_add(l)) {
+            Some(last) => self.area_intersects(iova, last),
+            None => false,
+        }
+    }
+
     fn area_intersects(&self, start: u64, last: u64) -> bool {
         first_intersecting(&self.areas, start, last, |a| a.last).is_some()
     }
