@@ -72,6 +72,13 @@ pub trait AddressSpace: Send + Sync + Debug {
             })
             .collect()
     }
+    /// The file behind the shared mapping that holds `addr`, opened so that
+    /// its pages stay reachable after this address space is gone (a pinned
+    /// page outlives its process). `None` for private memory.
+    fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {
+        let _ = addr;
+        None
+    }
 }
 
 /// A file passed by descriptor.
@@ -484,6 +491,32 @@ impl AddressSpace for ProcessMemory {
                 }
             })
             .collect()
+    }
+    fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {
+        use std::os::unix::fs::MetadataExt;
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).ok()?;
+        let range = maps.lines().find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let (lo, hi) = (
+                u64::from_str_radix(lo, 16).ok()?,
+                u64::from_str_radix(hi, 16).ok()?,
+            );
+            (lo <= addr && addr < hi && rest.as_bytes().get(3) == Some(&b's'))
+                .then(|| range.to_owned())
+        })?;
+        let path = format!("/proc/{}/map_files/{range}", self.pid);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        Some(Arc::new(OsFile {
+            id: file_space_id(meta.dev(), meta.ino()),
+            writable: true,
+            file,
+        }))
     }
 }
 

@@ -435,9 +435,27 @@ impl Pages {
                 p.0 += 1;
             }
         }
-        for &(frame, delta) in &ids {
-            self.shared
-                .add_pins(std::iter::once(frame), true, &self.backing(delta));
+        // Pages of a shared mapping are reached through its file, so they stay
+        // readable after the mapping process is gone.
+        let mut files: Vec<(u64, Arc<dyn FileBacking>)> = Vec::new();
+        for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
+            let mut backing = self.backing(delta);
+            if let Source::User { mm, base } = &self.source {
+                if frame.space != mm.id() {
+                    let known = files
+                        .iter()
+                        .find(|(s, _)| *s == frame.space)
+                        .map(|(_, f)| f.clone());
+                    let file = known.or_else(|| mm.shared_file(base + i * PAGE_SIZE));
+                    if let Some(f) = file {
+                        if f.id() == frame.space {
+                            files.push((frame.space, f.clone()));
+                            backing = Backing::File(f);
+                        }
+                    }
+                }
+            }
+            self.shared.add_pins(std::iter::once(frame), true, &backing);
         }
         Ok(())
     }
@@ -501,30 +519,76 @@ impl Pages {
         Ok(())
     }
 
-    /// Reads bytes at byte offset `offset` of the source.
+    /// Reads bytes at byte offset `offset` of the source; pinned pages stay
+    /// readable after their process is gone.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let at = self
             .source
             .base()
             .checked_add(offset)
             .ok_or(Errno::EFAULT)?;
-        match &self.source {
+        let direct = match &self.source {
             Source::User { mm, .. } => mm.read(at, buf),
             Source::File { file, .. } => file.read_at(at, buf),
-        }
+        };
+        direct.or_else(|_| {
+            self.through_frames(offset, buf.len(), |backing, pos, range| {
+                let dst = &mut buf[range];
+                match backing {
+                    Backing::Memory { mm, va_delta } => mm.read(pos.wrapping_add(*va_delta), dst),
+                    Backing::File(file) => file.read_at(pos, dst),
+                }
+            })
+        })
     }
 
-    /// Writes bytes at byte offset `offset` of the source.
+    /// Writes bytes at byte offset `offset` of the source; pinned pages stay
+    /// writable after their process is gone.
     pub fn write(&self, offset: u64, buf: &[u8]) -> Result<()> {
         let at = self
             .source
             .base()
             .checked_add(offset)
             .ok_or(Errno::EFAULT)?;
-        match &self.source {
+        let direct = match &self.source {
             Source::User { mm, .. } => mm.write(at, buf),
             Source::File { file, .. } => file.write_at(at, buf),
+        };
+        direct.or_else(|_| {
+            self.through_frames(offset, buf.len(), |backing, pos, range| {
+                let src = &buf[range];
+                match backing {
+                    Backing::Memory { mm, va_delta } => mm.write(pos.wrapping_add(*va_delta), src),
+                    Backing::File(file) => file.write_at(pos, src),
+                }
+            })
+        })
+    }
+
+    /// Runs `f` on each page piece of `[offset, offset + len)` through the
+    /// backing its pinned frame records (`EFAULT` for an unpinned page).
+    fn through_frames(
+        &self,
+        offset: u64,
+        len: usize,
+        mut f: impl FnMut(&Backing, u64, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
+        let mut done = 0usize;
+        while done < len {
+            let byte = offset + done as u64;
+            let n = ((PAGE_SIZE - byte % PAGE_SIZE) as usize).min(len - done);
+            let pa = self.address(byte / PAGE_SIZE).ok_or(Errno::EFAULT)? + byte % PAGE_SIZE;
+            let resolved = self
+                .shared
+                .phys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .resolve(pa);
+            let (backing, pos) = resolved.ok_or(Errno::EFAULT)?;
+            f(&backing, pos, done..done + n)?;
+            done += n;
         }
+        Ok(())
     }
 }
 
