@@ -160,11 +160,17 @@ impl Context {
         let domain = self.core().alloc_nested(parent_domain, data_type)?;
         let mut payload = data[..data.len().min(driver.nested_data_size)].to_vec();
         payload.resize(driver.nested_data_size, 0);
+        let mut seed = [0u8; 4];
+        for (d, s) in seed.iter_mut().zip(&payload) {
+            *d = *s;
+        }
+        let iotlb = [u32::from_ne_bytes(seed); 4];
         let nested = HwptNested {
             parent,
             domain,
             data_type,
             data: payload,
+            iotlb,
         };
         match self.objects.insert(Object::HwptNested(Box::new(nested))) {
             Ok(id) => {

@@ -448,6 +448,10 @@ impl Context {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                    // A nest parent takes no fault handler.
+                    if cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
+                        return Err(Errno::EOPNOTSUPP);
+                    }
                     // No context holds a fault queue yet.
                     return Err(Errno::ENOENT);
                 }
@@ -569,17 +573,68 @@ impl Context {
 
     fn cmd_invalidate(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
         let mut cmd: IommuHwptInvalidate = u.cmd();
+        let mut done = 0;
         let rc = if cmd.reserved != 0 {
             Err(Errno::EOPNOTSUPP)
         } else if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
             Err(Errno::EINVAL)
         } else {
-            self.lookup_hwpt(cmd.hwpt_id)
+            let caller = u.caller;
+            self.invalidate_nested(caller, &cmd, &mut done)
         };
         // entry_num always reports how many entries were handled, on every path.
-        cmd.entry_num = 0;
+        cmd.entry_num = done;
         u.respond(&cmd)?;
         rc
+    }
+
+    /// The mock nested domain's cache invalidation: each entry
+    /// `{flags, iotlb_id}` zeroes one IOTLB slot or, with FLAG_ALL, all.
+    /// Stops at the first bad entry; `done` counts the entries handled.
+    fn invalidate_nested(
+        &mut self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        use crate::object::{Object, ObjectType};
+        match self.objects.kind(cmd.hwpt_id) {
+            Some(ObjectType::HwptNested) => {}
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        }
+        if cmd.data_type != t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
+            return Err(Errno::EINVAL);
+        }
+        for i in 0..cmd.entry_num {
+            // The mock takes entries of exactly its struct's size.
+            if cmd.entry_len != 8 {
+                return Err(Errno::EINVAL);
+            }
+            let mut entry = [0u8; 8];
+            let at = cmd
+                .data_uptr
+                .checked_add(u64::from(i) * 8)
+                .ok_or(Errno::EFAULT)?;
+            caller.mem.read(at, &mut entry)?;
+            let flags = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            let id = u32::from_ne_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
+                if flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                    n.iotlb = [0; 4];
+                } else {
+                    n.iotlb[id as usize] = 0;
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
     }
 
     fn cmd_fault_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -631,13 +686,6 @@ impl Context {
 
     fn lookup_device(&self, id: u32) -> Result<()> {
         self.objects.device(id).map(|_| ())
-    }
-
-    /// Dirty tracking and invalidation arrive with their features; until then
-    /// a HWPT that exists answers `EOPNOTSUPP`.
-    fn lookup_hwpt(&self, id: u32) -> Result<()> {
-        self.objects.hwpt(id)?;
-        Err(Errno::EOPNOTSUPP)
     }
 
     fn lookup_viommu(&self, _id: u32) -> Result<()> {
@@ -717,8 +765,18 @@ impl Context {
             | t::op::PASID_REPLACE
             | t::op::PASID_DETACH
             | t::op::PASID_CHECK_HWPT
-            | t::op::MD_CHECK_IOTLB
             | t::op::DEV_CHECK_CACHE => Err(Errno::ENOENT),
+            t::op::MD_CHECK_IOTLB => {
+                let p: t::TestCheckCache = cmd.payload_as();
+                if p.id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
+                    return Err(Errno::EINVAL);
+                }
+                let n = self.objects.hwpt_nested(cmd.id)?;
+                if n.iotlb[p.id as usize] != p.value {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(())
+            }
             t::op::TRIGGER_IOPF => Err(Errno::ENOENT),
             t::op::TRIGGER_VEVENT => Err(Errno::ENOENT),
             t::op::CREATE_ACCESS => {

@@ -63,6 +63,8 @@ pub struct HwptNested {
     pub data_type: u32,
     /// The driver-specific payload it was made with.
     pub data: Vec<u8>,
+    /// The mock driver's stage-1 IOTLB, seeded from the payload's first word.
+    pub iotlb: [u32; 4],
 }
 
 /// Pages an access pinned, by the access's item id.

@@ -421,3 +421,112 @@ fn vfio_type1_v1_splits_mappings_a_domain_holds() {
         "domains with mappings may hold large pages"
     );
 }
+
+#[test]
+fn a_nested_mock_domain_keeps_an_iotlb_that_invalidation_clears() {
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md = mock_domain(&mut h, ioas).unwrap();
+    let mut parent = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: ioas,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut parent).unwrap();
+    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
+    let mut nested = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: parent.out_hwpt_id,
+        data_type: t::IOMMU_HWPT_DATA_SELFTEST,
+        data_len: 4,
+        data_uptr: SCRATCH,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut nested).unwrap();
+    let hwpt = nested.out_hwpt_id;
+    let iotlb = |h: &mut Harness, id: u32, value: u32| {
+        test_cmd(h, t::op::MD_CHECK_IOTLB, hwpt, |c| {
+            c.set_payload(&t::TestCheckCache { id, value })
+        })
+        .map(|_| ())
+    };
+    for id in 0..4 {
+        iotlb(&mut h, id, t::IOMMU_TEST_IOTLB_DEFAULT).unwrap();
+    }
+    assert_eq!(iotlb(&mut h, 4, 0), Err(Errno::EINVAL));
+    let invalidate = |h: &mut Harness, entries: &[[u32; 2]], len: u32, dtype: u32| {
+        let bytes: Vec<u8> = entries
+            .iter()
+            .flat_map(|e| e.iter().flat_map(|w| w.to_ne_bytes()))
+            .collect();
+        h.write_mem(SCRATCH + 0x100, &bytes);
+        let mut c = IommuHwptInvalidate {
+            size: 32,
+            hwpt_id: hwpt,
+            data_uptr: SCRATCH + 0x100,
+            data_type: dtype,
+            entry_len: len,
+            entry_num: entries.len() as u32,
+            reserved: 0,
+        };
+        let r = h.cmd(IOMMU_HWPT_INVALIDATE, &mut c).map(|_| ());
+        (r, c.entry_num)
+    };
+    let sel = t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST;
+    assert_eq!(
+        invalidate(&mut h, &[], 8, sel),
+        (Ok(()), 0),
+        "no entries: the type is checked only"
+    );
+    assert_eq!(
+        invalidate(&mut h, &[[0, 1]], 8, 0x1234),
+        (Err(Errno::EINVAL), 0)
+    );
+    assert_eq!(
+        invalidate(&mut h, &[[0, 1]], 9, sel),
+        (Err(Errno::EINVAL), 0),
+        "entry_len must be exact"
+    );
+    assert_eq!(
+        invalidate(&mut h, &[[0, 1], [4, 0]], 8, sel),
+        (Err(Errno::EOPNOTSUPP), 1),
+        "the first entry applied"
+    );
+    iotlb(&mut h, 1, 0).unwrap();
+    iotlb(&mut h, 2, t::IOMMU_TEST_IOTLB_DEFAULT).unwrap();
+    assert_eq!(
+        invalidate(&mut h, &[[0, 7]], 8, sel),
+        (Err(Errno::EINVAL), 0),
+        "iotlb id out of range"
+    );
+    assert_eq!(
+        invalidate(&mut h, &[[t::IOMMU_TEST_INVALIDATE_FLAG_ALL, 0]], 8, sel),
+        (Ok(()), 1)
+    );
+    for id in 0..4 {
+        iotlb(&mut h, id, 0).unwrap();
+    }
+    let mut on_parent = IommuHwptInvalidate {
+        size: 32,
+        hwpt_id: parent.out_hwpt_id,
+        data_type: sel,
+        entry_len: 8,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_INVALIDATE, &mut on_parent),
+        Err(Errno::EINVAL),
+        "a paging HWPT has no user cache"
+    );
+    let mut both = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: ioas,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut both), Err(Errno::EOPNOTSUPP));
+}

@@ -1456,6 +1456,12 @@ fn device_and_hwpt_commands_validate_then_find_no_object() {
     assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::EINVAL));
     inv.entry_len = 8;
     inv.data_uptr = SCRATCH;
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv),
+        Err(Errno::EINVAL),
+        "an IOAS is no nested HWPT"
+    );
+    inv.hwpt_id = 999;
     assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::ENOENT));
     assert_eq!(inv.entry_num, 0, "entry_num reports the entries handled");
     let mut v = IommuViommuAlloc {
