@@ -16,6 +16,8 @@
 #define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
 #define IOMMU_OPTION _IO(IOMMUFD_TYPE, 0x87)
 #define IOMMU_VFIO_IOAS _IO(IOMMUFD_TYPE, 0x88)
+#define IOMMU_HWPT_ALLOC _IO(IOMMUFD_TYPE, 0x89)
+#define IOMMU_FAULT_QUEUE_ALLOC _IO(IOMMUFD_TYPE, 0x8e)
 #define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
 #define IOMMU_TEST_CMD _IO(IOMMUFD_TYPE, 0xa0)
 #define VFIO_GET_API_VERSION _IO(IOMMUFD_TYPE, 100)
@@ -68,10 +70,27 @@ struct test_cmd {
 		struct { uint64_t iova, length, uptr; uint32_t flags; } access_rw;
 		struct { uint32_t length, open_flags; } dmabuf_get;
 		struct { int32_t dmabuf_fd; uint32_t revoked; } dmabuf_revoke;
+		struct { uint32_t pt_id; } mock_domain_replace;
+		struct { uint32_t dev_id, pasid, grpid, perm; uint64_t addr; } trigger_iopf;
 		uint64_t raw[6];
 	};
 	uint32_t last;
 };
+struct hwpt_alloc_cmd {
+	uint32_t size, flags, dev_id, pt_id, out_hwpt_id, reserved, data_type, data_len;
+	uint64_t data_uptr;
+	uint32_t fault_id, reserved2;
+};
+struct fault_alloc_cmd { uint32_t size, flags, out_fault_id, out_fault_fd; };
+struct hwpt_pgfault { uint32_t flags, dev_id, pasid, grpid, perm, reserved; uint64_t addr; uint32_t length, cookie; };
+struct page_response { uint32_t cookie, code; };
+#define HWPT_ALLOC_NEST_PARENT 1
+#define HWPT_FAULT_ID_VALID 4
+#define HWPT_DATA_SELFTEST 0xdead
+#define PGFAULT_FLAGS_PASID_VALID 1
+#define PGFAULT_FLAGS_LAST_PAGE 2
+#define PGFAULT_PERM_READ 1
+#define PGFAULT_PERM_WRITE 2
 struct vfio_dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
 struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 
@@ -84,6 +103,8 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 #define TEST_OP_DESTROY_ACCESS_PAGES 6
 #define TEST_OP_ACCESS_PAGES 7
 #define TEST_OP_ACCESS_RW 8
+#define TEST_OP_MOCK_DOMAIN_REPLACE 10
+#define TEST_OP_TRIGGER_IOPF 15
 #define TEST_OP_DMABUF_GET 22
 #define TEST_OP_DMABUF_REVOKE 23
 #define ACCESS_NEEDS_PIN_PAGES 1

@@ -70,6 +70,10 @@ impl Context {
     /// The caller's file `inode` was closed for the last time.
     pub fn side_file_closed(&mut self, inode: u64) {
         if let Some(id) = self.side_files.remove(&inode) {
+            if self.objects.kind(id) == Some(crate::object::ObjectType::FaultQueue) {
+                self.fault_queue_file_closed(id);
+                return;
+            }
             match self.objects.remove(id) {
                 Ok(Object::Access(a)) => self.destroy_access(*a),
                 Ok(other) => self.destroy_object(id, other),

@@ -70,6 +70,8 @@ pub struct Context {
     pub(crate) owner: softiommu_iommu::OwnerId,
     /// Objects that stand behind a file of the caller, by the file's inode.
     pub(crate) side_files: std::collections::HashMap<u64, u32>,
+    /// Bytes for the transport to write to side files after this call.
+    pub(crate) side_output: Vec<(u64, Vec<u8>)>,
 }
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -86,6 +88,7 @@ impl Context {
             temp_memory_limit: 65536,
             owner,
             side_files: std::collections::HashMap::new(),
+            side_output: Vec::new(),
         }
     }
 
@@ -164,6 +167,9 @@ impl Context {
             Object::Access(a) => self.destroy_access(*a),
             Object::Dmabuf(d) => {
                 self.side_files.remove(&d.inode);
+            }
+            Object::FaultQueue(q) => {
+                self.side_files.remove(&q.inode);
             }
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
@@ -355,6 +361,11 @@ impl Context {
 
     /// Destroys every object, leaves first; never fails (Linux `iommufd_fops_release`).
     pub fn close(&mut self) {
+        // A fault queue's open file outlives the context here (Linux keeps
+        // the context for it instead): the queue stops delivering.
+        for id in self.objects.ids_of(crate::object::ObjectType::FaultQueue) {
+            self.fault_queue_file_closed(id);
+        }
         while !self.objects.is_empty() {
             let leaves = self.objects.leaves();
             if leaves.is_empty() {

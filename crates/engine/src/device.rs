@@ -93,6 +93,7 @@ impl Context {
             table: table.clone(),
             auto,
             flags,
+            fault: None,
         };
         let id = match self.objects.insert(Object::HwptPaging(Box::new(hwpt))) {
             Ok(id) => id,
@@ -171,6 +172,7 @@ impl Context {
             data_type,
             data: payload,
             iotlb,
+            fault: None,
         };
         match self.objects.insert(Object::HwptNested(Box::new(nested))) {
             Ok(id) => {
@@ -186,6 +188,9 @@ impl Context {
 
     pub(crate) fn destroy_nested(&mut self, hwpt: HwptNested) {
         self.objects.drop_user(hwpt.parent);
+        if let Some(fault) = hwpt.fault {
+            self.objects.drop_user(fault);
+        }
         let _ = self.core().free_domain(hwpt.domain);
     }
 
@@ -204,6 +209,9 @@ impl Context {
             t.remove_domain(id);
         }
         self.objects.drop_user(hwpt.ioas);
+        if let Some(fault) = hwpt.fault {
+            self.objects.drop_user(fault);
+        }
         let _ = self.core().free_domain(hwpt.domain);
     }
 

@@ -447,19 +447,22 @@ impl Context {
                 if cmd.flags & !valid != 0 || cmd.data_type != IOMMU_HWPT_DATA_NONE {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
-                    // A nest parent takes no fault handler.
-                    if cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
-                        return Err(Errno::EOPNOTSUPP);
-                    }
-                    // No context holds a fault queue yet.
-                    return Err(Errno::ENOENT);
+                // A nest parent takes no fault handler.
+                let with_fault = cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0;
+                if with_fault && cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
+                    return Err(Errno::EOPNOTSUPP);
                 }
                 let flags = softiommu_iommu::domain::PagingFlags {
                     nest_parent: cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
                     dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
                 };
                 let id = self.hwpt_alloc(cmd.dev_id, cmd.pt_id, flags)?;
+                if with_fault {
+                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
+                        let _ = self.destroy(id);
+                        return Err(e);
+                    }
+                }
                 cmd.out_hwpt_id = id;
                 if let Err(e) = u.respond(&cmd) {
                     let _ = self.destroy(id);
@@ -477,6 +480,12 @@ impl Context {
                     mem.read(cmd.data_uptr, &mut data).map(|()| data)
                 };
                 let id = self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?;
+                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
+                        let _ = self.destroy(id);
+                        return Err(e);
+                    }
+                }
                 cmd.out_hwpt_id = id;
                 if let Err(e) = u.respond(&cmd) {
                     let _ = self.destroy(id);
@@ -638,13 +647,25 @@ impl Context {
     }
 
     fn cmd_fault_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuFaultAlloc = u.cmd();
+        let mut cmd: IommuFaultAlloc = u.cmd();
         if cmd.flags != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        // A fault queue is a file; the engine has no way to give the caller a
-        // descriptor until the /dev/iommu server lands.
-        Err(Errno::EOPNOTSUPP)
+        // Where the transport writes the descriptor if the engine cannot.
+        let fd_addr = match u.arg {
+            Arg::User(ptr) => ptr.wrapping_add(12),
+            Arg::Bytes(_) => 0,
+        };
+        let caller = u.caller;
+        let (id, fd, inode) = self.fault_queue_alloc(caller, fd_addr)?;
+        cmd.out_fault_id = id;
+        cmd.out_fault_fd = fd.map_or(u32::MAX, |f| f as u32);
+        if let Err(e) = u.respond(&cmd) {
+            self.side_file_closed(inode);
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn cmd_viommu_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -777,7 +798,16 @@ impl Context {
                 }
                 Ok(())
             }
-            t::op::TRIGGER_IOPF => Err(Errno::ENOENT),
+            t::op::TRIGGER_IOPF => {
+                let p: t::TestTriggerIopf = cmd.payload_as();
+                let request = crate::fault_queue::PageRequest {
+                    pasid: p.pasid,
+                    grpid: p.grpid,
+                    perm: p.perm,
+                    addr: p.addr,
+                };
+                self.report_page_fault(p.dev_id, request)
+            }
             t::op::TRIGGER_VEVENT => Err(Errno::ENOENT),
             t::op::CREATE_ACCESS => {
                 let mut p: t::TestCreateAccess = cmd.payload_as();

@@ -23,6 +23,7 @@ pub mod dirty;
 pub mod dma;
 pub mod errno;
 pub mod fault;
+pub mod fault_queue;
 pub mod free_space;
 pub mod inspect;
 pub mod ioctl;

@@ -28,6 +28,9 @@ pub enum ObjectType {
     /// The selftest's dma-buf: device memory behind a file, which its exporter
     /// can revoke. Lives as long as its file.
     Dmabuf,
+    /// A queue that delivers IO page faults to user space through a file
+    /// (`IOMMU_FAULT_QUEUE_ALLOC`); its file holds a user of it.
+    FaultQueue,
 }
 
 /// An IO address space.
@@ -53,6 +56,8 @@ pub struct HwptPaging {
     /// Made by an attach to an IOAS; destroyed with its last device.
     pub auto: bool,
     pub flags: PagingFlags,
+    /// The fault queue its IO page faults go to (holds a user of it).
+    pub fault: Option<u32>,
 }
 
 /// A nested HWPT: a user-owned stage 1 over a nest-parent paging HWPT.
@@ -65,6 +70,8 @@ pub struct HwptNested {
     pub data: Vec<u8>,
     /// The mock driver's stage-1 IOTLB, seeded from the payload's first word.
     pub iotlb: [u32; 4],
+    /// The fault queue its IO page faults go to (holds a user of it).
+    pub fault: Option<u32>,
 }
 
 /// Pages an access pinned, by the access's item id.
@@ -112,6 +119,7 @@ pub enum Object {
     Selftest(Box<Selftest>),
     Access(Box<Access>),
     Dmabuf(Box<Dmabuf>),
+    FaultQueue(Box<crate::fault_queue::FaultQueue>),
 }
 
 impl Object {
@@ -124,6 +132,7 @@ impl Object {
             Object::Selftest(_) => ObjectType::Selftest,
             Object::Access(_) => ObjectType::Access,
             Object::Dmabuf(_) => ObjectType::Dmabuf,
+            Object::FaultQueue(_) => ObjectType::FaultQueue,
         }
     }
 }

@@ -24,11 +24,40 @@ struct Hosted {
     socket: UnixStream,
 }
 
-/// A file given to a program (an access): the server keeps the other end and
-/// releases the object at that end's end-of-file.
+/// A file given to a program (an access, a fault queue): the server keeps the
+/// other end, passes what the program writes to the engine, writes what the
+/// engine queues for the program, and releases the object at end-of-file.
 struct SideFile {
     hosted: Arc<Hosted>,
     socket: UnixStream,
+    /// Held by whoever reads `socket`, so that bytes reach the engine in order.
+    reader: Mutex<()>,
+}
+
+impl SideFile {
+    /// Passes what the program has written so far to the engine; true at
+    /// end-of-file (or a broken socket).
+    fn drain(&self, inode: u64) -> bool {
+        let _reading = lock(&self.reader);
+        let mut buf = [0u8; 4096];
+        loop {
+            let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+            match nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, flags) {
+                Ok(0) => return true,
+                Ok(n) => lock(&self.hosted.context).side_file_input(inode, &buf[..n]),
+                Err(nix::errno::Errno::EAGAIN) => return false,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Writes engine output for the program; a reader that lets its queue
+    /// fill loses what does not fit rather than stalling the server.
+    fn deliver(&self, bytes: &[u8]) {
+        let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        let _ = nix::sys::socket::send(self.socket.as_raw_fd(), bytes, flags);
+    }
 }
 
 /// The server state shared by its threads.
@@ -37,7 +66,7 @@ struct State {
     /// Contexts by the inode of the program's end of their socket.
     contexts: Mutex<HashMap<u64, Arc<Hosted>>>,
     /// Side files by the inode of the program's end.
-    side_files: Mutex<HashMap<u64, SideFile>>,
+    side_files: Mutex<HashMap<u64, Arc<SideFile>>>,
     /// One address space per process, so pins of one process's pages are counted
     /// together across its contexts.
     spaces: Mutex<HashMap<i32, Arc<dyn AddressSpace>>>,
@@ -73,10 +102,8 @@ impl State {
             }
             return;
         }
-        let closed = lock(&self.side_files)
-            .get(&ino)
-            .is_some_and(|f| at_eof(&f.socket));
-        if closed {
+        let side = lock(&self.side_files).get(&ino).cloned();
+        if side.is_some_and(|f| f.drain(ino)) {
             self.release_side_file(ino);
         }
     }
@@ -323,7 +350,13 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
                             files: &files,
                             creds,
                         };
-                        lock(&h.context).ioctl(&caller, call.request, Arg::User(call.arg))
+                        let (result, output) = {
+                            let mut ctx = lock(&h.context);
+                            let result = ctx.ioctl(&caller, call.request, Arg::User(call.arg));
+                            (result, ctx.take_side_output())
+                        };
+                        deliver_side_output(&state, output);
+                        result
                     }
                     None => Err(Errno::EBADF),
                 }
@@ -363,19 +396,38 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
     }
 }
 
-/// Releases a side file's object at its end-of-file.
+/// Passes what the program writes to a side file to the engine, and
+/// releases the side file's object at its end-of-file.
 fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, socket: UnixStream, inode: u64) {
-    let Ok(mut watch) = socket.try_clone() else {
-        return;
-    };
-    lock(&state.side_files).insert(inode, SideFile { hosted, socket });
+    let side = Arc::new(SideFile {
+        hosted,
+        socket,
+        reader: Mutex::new(()),
+    });
+    lock(&state.side_files).insert(inode, side.clone());
     std::thread::spawn(move || {
-        let mut sink = [0u8; 64];
-        while let Ok(n) = watch.read(&mut sink) {
-            if n == 0 {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [PollFd::new(side.socket.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+            if side.drain(inode) {
                 break;
             }
         }
         state.release_side_file(inode);
     });
+}
+
+/// Writes what the engine queued for side files during a call.
+fn deliver_side_output(state: &State, output: Vec<(u64, Vec<u8>)>) {
+    for (inode, bytes) in output {
+        let side = lock(&state.side_files).get(&inode).cloned();
+        if let Some(side) = side {
+            side.deliver(&bytes);
+        }
+    }
 }

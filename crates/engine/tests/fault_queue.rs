@@ -1,0 +1,278 @@
+//! Fault queues: `IOMMU_FAULT_QUEUE_ALLOC`, HWPTs made with a fault queue,
+//! faults a device takes (`TRIGGER_IOPF`) reaching the queue's file, the
+//! responses written back, and the object's lifetime against its file.
+
+mod common;
+use common::*;
+use softiommu_engine::memory::FileResolver;
+use softiommu_engine::Errno;
+use softiommu_uapi::ioctl::*;
+use softiommu_uapi::iommufd::*;
+use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+use zerocopy::{FromBytes, IntoBytes};
+
+fn test_cmd(
+    h: &mut Harness,
+    op: u32,
+    id: u32,
+    fill: impl FnOnce(&mut IommuTestCmd),
+) -> Result<IommuTestCmd, Errno> {
+    let mut c = IommuTestCmd {
+        size: 72,
+        op,
+        id,
+        ..Default::default()
+    };
+    fill(&mut c);
+    h.cmd(IOMMU_TEST_CMD, &mut c).map(|_| c)
+}
+
+fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
+    let mut c = IommuDestroy { size: 8, id };
+    h.cmd(IOMMU_DESTROY, &mut c)
+}
+
+fn fault_alloc(h: &mut Harness) -> Result<IommuFaultAlloc, Errno> {
+    let mut c = IommuFaultAlloc {
+        size: 16,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_FAULT_QUEUE_ALLOC, &mut c).map(|_| c)
+}
+
+/// An IOAS with a mock device on it, and a nest parent over that IOAS.
+struct Setup {
+    dev: u32,
+    stdev: u32,
+    parent: u32,
+}
+
+fn setup(h: &mut Harness) -> Setup {
+    let mut ioas = IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_IOAS_ALLOC, &mut ioas).unwrap();
+    let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas.out_ioas_id, |_| ())
+        .unwrap()
+        .payload_as();
+    let mut parent = IommuHwptAlloc {
+        size: 48,
+        dev_id: md.out_idev_id,
+        pt_id: ioas.out_ioas_id,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut parent).unwrap();
+    Setup {
+        dev: md.out_idev_id,
+        stdev: md.out_stdev_id,
+        parent: parent.out_hwpt_id,
+    }
+}
+
+fn nested_with_fault(h: &mut Harness, s: &Setup, fault_id: u32) -> Result<u32, Errno> {
+    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
+    let mut c = IommuHwptAlloc {
+        size: 48,
+        flags: IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: s.dev,
+        pt_id: s.parent,
+        data_type: t::IOMMU_HWPT_DATA_SELFTEST,
+        data_len: 4,
+        data_uptr: SCRATCH,
+        fault_id,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut c).map(|_| c.out_hwpt_id)
+}
+
+fn replace(h: &mut Harness, stdev: u32, pt: u32) -> Result<IommuTestCmd, Errno> {
+    test_cmd(h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
+        c.set_payload(&t::TestOneId { id: pt })
+    })
+}
+
+fn trigger(h: &mut Harness, dev_id: u32, pasid: u32, addr: u64) -> Result<IommuTestCmd, Errno> {
+    test_cmd(h, t::op::TRIGGER_IOPF, 0, |c| {
+        c.set_payload(&t::TestTriggerIopf {
+            dev_id,
+            pasid,
+            grpid: 2,
+            perm: IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+            addr,
+        })
+    })
+}
+
+/// The records queued for side file `inode`.
+fn records_for(h: &mut Harness, inode: u64) -> Vec<IommuHwptPgfault> {
+    h.ctx
+        .take_side_output()
+        .into_iter()
+        .filter(|(i, _)| *i == inode)
+        .flat_map(|(_, bytes)| {
+            bytes
+                .chunks_exact(40)
+                .map(|r| IommuHwptPgfault::read_from_bytes(r).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let q = fault_alloc(&mut h).unwrap();
+    assert_ne!(q.out_fault_id, 0);
+    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+
+    assert_eq!(
+        nested_with_fault(&mut h, &s, u32::MAX),
+        Err(Errno::ENOENT),
+        "an unknown fault queue"
+    );
+    assert_eq!(
+        nested_with_fault(&mut h, &s, s.parent),
+        Err(Errno::ENOENT),
+        "a HWPT is no fault queue"
+    );
+    let hwpt = nested_with_fault(&mut h, &s, q.out_fault_id).unwrap();
+    assert_eq!(
+        destroy(&mut h, q.out_fault_id),
+        Err(Errno::EBUSY),
+        "a HWPT holds the queue"
+    );
+
+    // Not attached to the queue's HWPT yet: the fault goes nowhere.
+    trigger(&mut h, s.dev, 1, 0xdead_b000).unwrap();
+    assert!(records_for(&mut h, inode).is_empty());
+
+    replace(&mut h, s.stdev, hwpt).unwrap();
+    trigger(&mut h, s.dev, 1, 0xdead_beaf).unwrap();
+    trigger(&mut h, s.dev, 0, 0x1000).unwrap();
+    let records = records_for(&mut h, inode);
+    assert_eq!(records.len(), 2);
+    let first = records[0];
+    assert_eq!(
+        first.flags,
+        IOMMU_PGFAULT_FLAGS_LAST_PAGE | IOMMU_PGFAULT_FLAGS_PASID_VALID
+    );
+    assert_eq!(first.dev_id, s.dev);
+    assert_eq!((first.pasid, first.grpid, first.addr), (1, 2, 0xdead_beaf));
+    assert_eq!(
+        first.perm,
+        IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE
+    );
+    assert_eq!(first.length, 0);
+    assert_ne!(first.cookie, 0);
+    assert_eq!(records[1].flags, IOMMU_PGFAULT_FLAGS_LAST_PAGE, "no PASID");
+    assert_ne!(records[1].cookie, first.cookie);
+    assert_eq!(h.ctx.fault_queue(q.out_fault_id).unwrap().awaiting.len(), 2);
+
+    // Responses arrive in pieces; an unknown cookie is dropped.
+    let mut bytes = Vec::new();
+    for (cookie, code) in [
+        (first.cookie, IOMMUFD_PAGE_RESP_SUCCESS),
+        (9999, IOMMUFD_PAGE_RESP_SUCCESS),
+        (records[1].cookie, IOMMUFD_PAGE_RESP_INVALID),
+    ] {
+        bytes.extend_from_slice(IommuHwptPageResponse { cookie, code }.as_bytes());
+    }
+    h.ctx.side_file_input(inode, &bytes[..5]);
+    h.ctx.side_file_input(inode, &bytes[5..]);
+    let queue = h.ctx.fault_queue(q.out_fault_id).unwrap();
+    assert!(queue.awaiting.is_empty());
+    assert_eq!(queue.responses.get(&IOMMUFD_PAGE_RESP_SUCCESS), Some(&1));
+    assert_eq!(queue.responses.get(&IOMMUFD_PAGE_RESP_INVALID), Some(&1));
+
+    // The object outlives its file until destroyed, and not while a HWPT or
+    // the file holds it.
+    replace(&mut h, s.stdev, s.parent).unwrap();
+    destroy(&mut h, hwpt).unwrap();
+    assert_eq!(
+        destroy(&mut h, q.out_fault_id),
+        Err(Errno::EBUSY),
+        "the open file holds the queue"
+    );
+    let closed = h.files.close_side_file(q.out_fault_fd as i32).unwrap();
+    h.ctx.side_file_closed(closed);
+    destroy(&mut h, q.out_fault_id).unwrap();
+    assert_eq!(destroy(&mut h, q.out_fault_id), Err(Errno::ENOENT));
+}
+
+#[test]
+fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let mut bad = IommuFaultAlloc {
+        size: 16,
+        flags: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.cmd(IOMMU_FAULT_QUEUE_ALLOC, &mut bad),
+        Err(Errno::EOPNOTSUPP)
+    );
+    let mut short = [0u8; 8];
+    short[..4].copy_from_slice(&8u32.to_ne_bytes());
+    assert_eq!(
+        h.raw(IOMMU_FAULT_QUEUE_ALLOC, &mut short),
+        Err(Errno::EINVAL),
+        "shorter than the first release's struct"
+    );
+    let q = fault_alloc(&mut h).unwrap();
+    let ioas = {
+        let mut c = IommuIoasAlloc {
+            size: 12,
+            ..Default::default()
+        };
+        h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
+        c.out_ioas_id
+    };
+    let mut parent_with_fault = IommuHwptAlloc {
+        size: 48,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: s.dev,
+        pt_id: ioas,
+        fault_id: q.out_fault_id,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.cmd(IOMMU_HWPT_ALLOC, &mut parent_with_fault),
+        Err(Errno::EOPNOTSUPP),
+        "a nest parent takes no fault queue"
+    );
+    let objects = h.ctx.objects().len();
+    let mut paging = IommuHwptAlloc {
+        size: 48,
+        flags: IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: s.dev,
+        pt_id: ioas,
+        fault_id: 4242,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut paging), Err(Errno::ENOENT));
+    assert_eq!(h.ctx.objects().len(), objects, "nothing left behind");
+    paging.fault_id = q.out_fault_id;
+    h.cmd(IOMMU_HWPT_ALLOC, &mut paging).unwrap();
+    assert_eq!(destroy(&mut h, q.out_fault_id), Err(Errno::EBUSY));
+    destroy(&mut h, paging.out_hwpt_id).unwrap();
+
+    assert_eq!(
+        trigger(&mut h, 4242, 0, 0).map(|_| ()),
+        Err(Errno::ENOENT),
+        "an unknown device"
+    );
+}
+
+#[test]
+fn closing_the_context_with_the_queue_file_open_frees_everything() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let q = fault_alloc(&mut h).unwrap();
+    nested_with_fault(&mut h, &s, q.out_fault_id).unwrap();
+    h.ctx.close();
+    assert!(h.ctx.objects().is_empty());
+}
