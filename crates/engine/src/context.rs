@@ -171,6 +171,8 @@ impl Context {
             Object::FaultQueue(q) => {
                 self.side_files.remove(&q.inode);
             }
+            Object::Viommu(v) => self.destroy_viommu(*v),
+            Object::Vdevice(v) => self.destroy_vdevice(*v),
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);

@@ -17,7 +17,7 @@ use softiommu_iommu::{Affected, DeviceId, IommuCore};
 use std::sync::MutexGuard;
 
 impl Context {
-    fn core(&self) -> MutexGuard<'_, IommuCore> {
+    pub(crate) fn core(&self) -> MutexGuard<'_, IommuCore> {
         self.shared()
             .iommu
             .lock()
@@ -47,6 +47,8 @@ impl Context {
             self.objects.insert(Object::Device(Box::new(Device {
                 dev,
                 attached: None,
+                vdevice: None,
+                cache: [softiommu_uapi::test_cmd::IOMMU_TEST_DEV_CACHE_DEFAULT; 4],
             })))
         }) {
             Ok(id) => Ok((id, affected)),
@@ -58,6 +60,12 @@ impl Context {
     }
 
     pub(crate) fn destroy_device(&mut self, device: Device) {
+        // Its vDEVICE goes with it.
+        if let Some(vdev) = device.vdevice {
+            if let Ok(Object::Vdevice(v)) = self.objects.remove(vdev) {
+                self.destroy_vdevice(*v);
+            }
+        }
         let owner = self.owner;
         if let Some((hwpt, ioas)) = device.attached {
             self.drop_attachment(device.dev, hwpt, ioas, None);
@@ -173,6 +181,7 @@ impl Context {
             data: payload,
             iotlb,
             fault: None,
+            viommu: None,
         };
         match self.objects.insert(Object::HwptNested(Box::new(nested))) {
             Ok(id) => {
@@ -187,7 +196,7 @@ impl Context {
     }
 
     pub(crate) fn destroy_nested(&mut self, hwpt: HwptNested) {
-        self.objects.drop_user(hwpt.parent);
+        self.objects.drop_user(hwpt.viommu.unwrap_or(hwpt.parent));
         if let Some(fault) = hwpt.fault {
             self.objects.drop_user(fault);
         }

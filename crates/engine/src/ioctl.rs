@@ -493,6 +493,29 @@ impl Context {
                 }
                 Ok(())
             }
+            Some(ObjectType::Viommu) => {
+                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let mem = u.caller.mem;
+                let read = || {
+                    let mut data = vec![0u8; cmd.data_len as usize];
+                    mem.read(cmd.data_uptr, &mut data).map(|()| data)
+                };
+                let id = self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?;
+                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
+                        let _ = self.destroy(id);
+                        return Err(e);
+                    }
+                }
+                cmd.out_hwpt_id = id;
+                if let Err(e) = u.respond(&cmd) {
+                    let _ = self.destroy(id);
+                    return Err(e);
+                }
+                Ok(())
+            }
             Some(_) => Err(Errno::EINVAL),
             None => Err(Errno::ENOENT),
         }
@@ -609,6 +632,7 @@ impl Context {
         use crate::object::{Object, ObjectType};
         match self.objects.kind(cmd.hwpt_id) {
             Some(ObjectType::HwptNested) => {}
+            Some(ObjectType::Viommu) => return self.invalidate_viommu(caller, cmd, done),
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
         }
@@ -669,18 +693,34 @@ impl Context {
     }
 
     fn cmd_viommu_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuViommuAlloc = u.cmd();
+        let mut cmd: IommuViommuAlloc = u.cmd();
         if cmd.flags != 0 || cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.lookup_device(cmd.dev_id)?;
-        // vIOMMUs arrive with nested translation.
-        Err(Errno::EOPNOTSUPP)
+        // Driver data asks for a region mapped through the /dev/iommu
+        // descriptor, which the shim cannot give yet: refuse it whole.
+        if cmd.data_len != 0 {
+            self.lookup_device(cmd.dev_id)?;
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let id = self.viommu_alloc(cmd.dev_id, cmd.hwpt_id, cmd.viommu_type)?;
+        cmd.out_viommu_id = id;
+        if let Err(e) = u.respond(&cmd) {
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn cmd_vdevice_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuVdeviceAlloc = u.cmd();
-        self.lookup_viommu(cmd.viommu_id)
+        let mut cmd: IommuVdeviceAlloc = u.cmd();
+        let id = self.vdevice_alloc(cmd.viommu_id, cmd.dev_id, cmd.virt_id)?;
+        cmd.out_vdevice_id = id;
+        if let Err(e) = u.respond(&cmd) {
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn cmd_veventq_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -709,8 +749,8 @@ impl Context {
         self.objects.device(id).map(|_| ())
     }
 
-    fn lookup_viommu(&self, _id: u32) -> Result<()> {
-        Err(Errno::ENOENT)
+    fn lookup_viommu(&self, id: u32) -> Result<()> {
+        self.viommu(id).map(|_| ())
     }
 
     fn cmd_test(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -785,8 +825,15 @@ impl Context {
             t::op::PASID_ATTACH
             | t::op::PASID_REPLACE
             | t::op::PASID_DETACH
-            | t::op::PASID_CHECK_HWPT
-            | t::op::DEV_CHECK_CACHE => Err(Errno::ENOENT),
+            | t::op::PASID_CHECK_HWPT => Err(Errno::ENOENT),
+            t::op::DEV_CHECK_CACHE => {
+                let p: t::TestCheckCache = cmd.payload_as();
+                let device = self.objects.device(cmd.id)?;
+                if p.id > t::MOCK_DEV_CACHE_ID_MAX || device.cache[p.id as usize] != p.value {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(())
+            }
             t::op::MD_CHECK_IOTLB => {
                 let p: t::TestCheckCache = cmd.payload_as();
                 if p.id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {

@@ -33,6 +33,7 @@ pub mod object;
 pub mod pages;
 pub mod physical;
 mod vfio;
+pub mod viommu;
 
 pub use context::{Caller, Context, Credentials, MapArgs};
 pub use errno::{Errno, Error, Result};

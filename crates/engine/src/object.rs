@@ -31,6 +31,10 @@ pub enum ObjectType {
     /// A queue that delivers IO page faults to user space through a file
     /// (`IOMMU_FAULT_QUEUE_ALLOC`); its file holds a user of it.
     FaultQueue,
+    /// A virtual IOMMU over a nest-parent HWPT (`IOMMU_VIOMMU_ALLOC`).
+    Viommu,
+    /// A device's identity inside a vIOMMU (`IOMMU_VDEVICE_ALLOC`).
+    Vdevice,
 }
 
 /// An IO address space.
@@ -45,6 +49,10 @@ pub struct Device {
     pub dev: DeviceId,
     /// The HWPT it is attached to, and that HWPT's IOAS.
     pub attached: Option<(u32, u32)>,
+    /// Its vDEVICE, if a vIOMMU knows it.
+    pub vdevice: Option<u32>,
+    /// The mock device's cache, which vIOMMU invalidation clears.
+    pub cache: [u32; 4],
 }
 
 /// A paging HWPT: a domain filled from one IOAS.
@@ -72,6 +80,8 @@ pub struct HwptNested {
     pub iotlb: [u32; 4],
     /// The fault queue its IO page faults go to (holds a user of it).
     pub fault: Option<u32>,
+    /// The vIOMMU it was made through (holds a user of it, not of `parent`).
+    pub viommu: Option<u32>,
 }
 
 /// Pages an access pinned, by the access's item id.
@@ -120,6 +130,8 @@ pub enum Object {
     Access(Box<Access>),
     Dmabuf(Box<Dmabuf>),
     FaultQueue(Box<crate::fault_queue::FaultQueue>),
+    Viommu(Box<crate::viommu::Viommu>),
+    Vdevice(Box<crate::viommu::Vdevice>),
 }
 
 impl Object {
@@ -133,6 +145,8 @@ impl Object {
             Object::Access(_) => ObjectType::Access,
             Object::Dmabuf(_) => ObjectType::Dmabuf,
             Object::FaultQueue(_) => ObjectType::FaultQueue,
+            Object::Viommu(_) => ObjectType::Viommu,
+            Object::Vdevice(_) => ObjectType::Vdevice,
         }
     }
 }

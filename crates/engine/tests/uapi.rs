@@ -1470,6 +1470,12 @@ fn device_and_hwpt_commands_validate_then_find_no_object() {
         hwpt_id: ioas,
         ..Default::default()
     };
+    assert_eq!(
+        h.cmd(IOMMU_VIOMMU_ALLOC, &mut v),
+        Err(Errno::EOPNOTSUPP),
+        "the default type is refused before any lookup"
+    );
+    v.viommu_type = softiommu_uapi::test_cmd::IOMMU_VIOMMU_TYPE_SELFTEST;
     assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut v), Err(Errno::ENOENT));
     v.flags = 1;
     assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut v), Err(Errno::EOPNOTSUPP));

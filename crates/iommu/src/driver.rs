@@ -59,6 +59,8 @@ pub struct DriverInfo {
     pub nested_data_type: u32,
     pub nested_data_size: usize,
     pub nested_data_min: usize,
+    /// `IOMMU_VIOMMU_ALLOC` type of its vIOMMUs; 0 when it has none.
+    pub viommu_type: u32,
 }
 
 impl DriverInfo {
@@ -85,6 +87,7 @@ impl DriverInfo {
             nested_data_type: 0xdead,
             nested_data_size: 4,
             nested_data_min: 4,
+            viommu_type: 0xdead_beef,
         }
     }
 
@@ -106,6 +109,7 @@ impl DriverInfo {
             nested_data_type: 0,
             nested_data_size: 0,
             nested_data_min: 0,
+            viommu_type: 0,
         }
     }
 
@@ -127,6 +131,7 @@ impl DriverInfo {
             nested_data_type: 1,
             nested_data_size: 24,
             nested_data_min: 20,
+            viommu_type: 0,
         }
     }
 
@@ -148,6 +153,7 @@ impl DriverInfo {
             nested_data_type: 2,
             nested_data_size: 16,
             nested_data_min: 16,
+            viommu_type: 0,
         }
     }
 

@@ -1,0 +1,241 @@
+//! vIOMMUs and vDEVICEs (Linux `iommufd_viommu`, `iommufd_vdevice`): a
+//! virtual IOMMU instance a VMM presents to its guest, built over a
+//! nest-parent HWPT (the stage 2), and the devices it knows by their virtual
+//! ids (vSID / vRID). Nested HWPTs can be made through a vIOMMU, and cache
+//! invalidation addressed to a vIOMMU names devices by virtual id.
+//!
+//! References: the vIOMMU holds a user of its HWPT; a vDEVICE holds a user
+//! of its vIOMMU but not of its device: destroying the device removes its
+//! vDEVICE (whose id then no longer names anything).
+
+use crate::context::Context;
+use crate::errno::{Errno, Result};
+use crate::object::Object;
+use softiommu_iommu::IommuId;
+use std::collections::BTreeMap;
+
+/// The largest array the kernel would allocate for a command (kmalloc's
+/// usual limit), beyond which it answers `ENOMEM`.
+const MAX_KERNEL_ALLOC: u64 = 4 << 20;
+
+/// A vIOMMU. Invariant: `vdevs` maps each virtual id to the live vDEVICE
+/// object that has it, and those are exactly the vDEVICEs naming this one.
+#[derive(Debug)]
+pub struct Viommu {
+    /// The nest-parent paging HWPT (its stage 2).
+    pub hwpt: u32,
+    /// The physical IOMMU whose devices it may hold.
+    pub iommu: IommuId,
+    pub viommu_type: u32,
+    /// vDEVICEs by virtual id.
+    pub vdevs: BTreeMap<u64, u32>,
+}
+
+/// A device as a vIOMMU knows it.
+#[derive(Debug)]
+pub struct Vdevice {
+    pub viommu: u32,
+    /// The device object.
+    pub device: u32,
+    pub virt_id: u64,
+}
+
+impl Context {
+    pub fn viommu(&self, id: u32) -> Result<&Viommu> {
+        match self.objects.get(id) {
+            Some(Object::Viommu(v)) => Ok(v),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    fn viommu_mut(&mut self, id: u32) -> Result<&mut Viommu> {
+        match self.objects.get_mut(id) {
+            Some(Object::Viommu(v)) => Ok(v),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn vdevice(&self, id: u32) -> Result<&Vdevice> {
+        match self.objects.get(id) {
+            Some(Object::Vdevice(v)) => Ok(v),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Makes a vIOMMU of `viommu_type` for `dev_id`'s IOMMU over nest-parent
+    /// HWPT `hwpt_id` (`IOMMU_VIOMMU_ALLOC`). Checks in Linux's order.
+    pub fn viommu_alloc(&mut self, dev_id: u32, hwpt_id: u32, viommu_type: u32) -> Result<u32> {
+        if viommu_type == softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_DEFAULT {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let dev = self.objects.device(dev_id)?.dev;
+        let iommu = {
+            let core = self.core();
+            let iommu = core.topology().iommu_of(dev);
+            let driver = &core.topology().iommu(iommu).driver;
+            if driver.viommu_type == 0 || driver.viommu_type != viommu_type {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            iommu
+        };
+        if !self.objects.hwpt(hwpt_id)?.flags.nest_parent {
+            return Err(Errno::EINVAL);
+        }
+        self.shared().faults.check()?;
+        let viommu = Viommu {
+            hwpt: hwpt_id,
+            iommu,
+            viommu_type,
+            vdevs: BTreeMap::new(),
+        };
+        let id = self.objects.insert(Object::Viommu(Box::new(viommu)))?;
+        self.objects.add_user(hwpt_id);
+        Ok(id)
+    }
+
+    /// Gives device `dev_id` the virtual id `virt_id` in vIOMMU `viommu_id`
+    /// (`IOMMU_VDEVICE_ALLOC`): `EINVAL` for a device behind another IOMMU,
+    /// `EEXIST` if the device has a vDEVICE or the id is taken.
+    pub fn vdevice_alloc(&mut self, viommu_id: u32, dev_id: u32, virt_id: u64) -> Result<u32> {
+        let iommu = self.viommu(viommu_id)?.iommu;
+        let device = self.objects.device(dev_id)?;
+        let (dev, existing) = (device.dev, device.vdevice);
+        if self.core().topology().iommu_of(dev) != iommu {
+            return Err(Errno::EINVAL);
+        }
+        if existing.is_some() || self.viommu(viommu_id)?.vdevs.contains_key(&virt_id) {
+            return Err(Errno::EEXIST);
+        }
+        self.shared().faults.check()?;
+        let vdev = Vdevice {
+            viommu: viommu_id,
+            device: dev_id,
+            virt_id,
+        };
+        let id = self.objects.insert(Object::Vdevice(Box::new(vdev)))?;
+        self.objects.add_user(viommu_id);
+        self.viommu_mut(viommu_id)?.vdevs.insert(virt_id, id);
+        self.objects.device_mut(dev_id)?.vdevice = Some(id);
+        Ok(id)
+    }
+
+    pub(crate) fn destroy_viommu(&mut self, viommu: Viommu) {
+        self.objects.drop_user(viommu.hwpt);
+    }
+
+    pub(crate) fn destroy_vdevice(&mut self, vdev: Vdevice) {
+        if let Ok(v) = self.viommu_mut(vdev.viommu) {
+            v.vdevs.remove(&vdev.virt_id);
+        }
+        self.objects.drop_user(vdev.viommu);
+        if let Ok(d) = self.objects.device_mut(vdev.device) {
+            d.vdevice = None;
+        }
+    }
+
+    /// The device a vIOMMU knows as `virt_id`.
+    pub(crate) fn device_by_virt_id(&self, viommu_id: u32, virt_id: u64) -> Option<u32> {
+        let vdev = *self.viommu(viommu_id).ok()?.vdevs.get(&virt_id)?;
+        self.vdevice(vdev).ok().map(|v| v.device)
+    }
+}
+
+impl Context {
+    /// A nested HWPT made through vIOMMU `viommu_id` for `dev_id`: its stage
+    /// 2 is the vIOMMU's HWPT, and it holds the vIOMMU (`EINVAL` for a device
+    /// behind another IOMMU).
+    pub fn viommu_alloc_nested(
+        &mut self,
+        dev_id: u32,
+        viommu_id: u32,
+        data_type: u32,
+        read_data: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<u32> {
+        let (parent, iommu) = {
+            let v = self.viommu(viommu_id)?;
+            (v.hwpt, v.iommu)
+        };
+        let dev = self.objects.device(dev_id)?.dev;
+        if self.core().topology().iommu_of(dev) != iommu {
+            return Err(Errno::EINVAL);
+        }
+        let id = self.hwpt_alloc_nested(dev_id, parent, data_type, read_data)?;
+        if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
+            n.viommu = Some(viommu_id);
+        }
+        // The reference moves from the parent to the vIOMMU.
+        self.objects.drop_user(parent);
+        self.objects.add_user(viommu_id);
+        Ok(id)
+    }
+
+    /// The mock vIOMMU's cache invalidation: entries `{flags, vdev_id,
+    /// cache_id}` name a device by virtual id and clear one of its cache
+    /// slots, or all with FLAG_ALL. The whole array is read first; handling
+    /// stops at the first bad entry, `done` counting those handled.
+    pub(crate) fn invalidate_viommu(
+        &mut self,
+        caller: &crate::context::Caller<'_>,
+        cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        use softiommu_uapi::test_cmd as t;
+        const ENTRY: usize = 12;
+        if cmd.entry_num == 0 && cmd.data_type == t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST {
+            return Ok(());
+        }
+        if cmd.data_type != t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || cmd.entry_num == 0 {
+            return Err(Errno::EINVAL);
+        }
+        // Each entry is read as a struct of the caller's size: shorter ones
+        // are zero-extended, longer ones must have a zero tail.
+        // Linux copies the array into one kernel allocation first.
+        if u64::from(cmd.entry_num) * ENTRY as u64 > MAX_KERNEL_ALLOC {
+            return Err(Errno::ENOMEM);
+        }
+        let len = u64::from(cmd.entry_len);
+        let mut entries = Vec::with_capacity(cmd.entry_num as usize);
+        for i in 0..u64::from(cmd.entry_num) {
+            let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
+            let mut entry = [0u8; ENTRY];
+            let n = len.min(ENTRY as u64);
+            caller.mem.read(at, &mut entry[..n as usize])?;
+            // The tail past the struct, in bounded pieces.
+            let mut tail = [0u8; 4096];
+            let mut off = n;
+            while off < len {
+                let piece = (len - off).min(tail.len() as u64) as usize;
+                caller.mem.read(
+                    at.checked_add(off).ok_or(Errno::EFAULT)?,
+                    &mut tail[..piece],
+                )?;
+                if tail[..piece].iter().any(|&b| b != 0) {
+                    return Err(Errno::E2BIG);
+                }
+                off += piece as u64;
+            }
+            let word =
+                |k: usize| u32::from_ne_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
+            entries.push((word(0), word(4), word(8)));
+        }
+        for (flags, vdev_id, cache_id) in entries {
+            if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if cache_id > t::MOCK_DEV_CACHE_ID_MAX {
+                return Err(Errno::EINVAL);
+            }
+            let device = self
+                .device_by_virt_id(cmd.hwpt_id, u64::from(vdev_id))
+                .ok_or(Errno::EINVAL)?;
+            let d = self.objects.device_mut(device)?;
+            if flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                d.cache = [0; 4];
+            } else {
+                d.cache[cache_id as usize] = 0;
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+}

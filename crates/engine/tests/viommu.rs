@@ -1,0 +1,304 @@
+//! vIOMMUs and vDEVICEs through the raw entry point: allocation rules,
+//! nested HWPTs made through a vIOMMU, cache invalidation by virtual device
+//! id, and a vDEVICE going with its device.
+
+mod common;
+use common::*;
+use softiommu_engine::Errno;
+use softiommu_uapi::ioctl::*;
+use softiommu_uapi::iommufd::*;
+use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+
+fn test_cmd(
+    h: &mut Harness,
+    op: u32,
+    id: u32,
+    fill: impl FnOnce(&mut IommuTestCmd),
+) -> Result<IommuTestCmd, Errno> {
+    let mut c = IommuTestCmd {
+        size: 72,
+        op,
+        id,
+        ..Default::default()
+    };
+    fill(&mut c);
+    h.cmd(IOMMU_TEST_CMD, &mut c).map(|_| c)
+}
+
+fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
+    let mut c = IommuDestroy { size: 8, id };
+    h.cmd(IOMMU_DESTROY, &mut c)
+}
+
+struct Setup {
+    ioas: u32,
+    devs: [(u32, u32); 2],
+    parent: u32,
+}
+
+/// Two mock devices on one IOAS and a nest parent over it.
+fn setup(h: &mut Harness) -> Setup {
+    let mut ioas = IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_IOAS_ALLOC, &mut ioas).unwrap();
+    let ioas = ioas.out_ioas_id;
+    let mut devs = [(0, 0); 2];
+    for d in &mut devs {
+        let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas, |_| ())
+            .unwrap()
+            .payload_as();
+        *d = (md.out_idev_id, md.out_stdev_id);
+    }
+    let mut parent = IommuHwptAlloc {
+        size: 48,
+        dev_id: devs[0].0,
+        pt_id: ioas,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut parent).unwrap();
+    Setup {
+        ioas,
+        devs,
+        parent: parent.out_hwpt_id,
+    }
+}
+
+fn viommu_alloc(h: &mut Harness, dev: u32, hwpt: u32, ty: u32) -> Result<u32, Errno> {
+    let mut c = IommuViommuAlloc {
+        size: 32,
+        viommu_type: ty,
+        dev_id: dev,
+        hwpt_id: hwpt,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_VIOMMU_ALLOC, &mut c).map(|_| c.out_viommu_id)
+}
+
+fn vdevice_alloc(h: &mut Harness, viommu: u32, dev: u32, virt_id: u64) -> Result<u32, Errno> {
+    let mut c = IommuVdeviceAlloc {
+        size: 24,
+        viommu_id: viommu,
+        dev_id: dev,
+        virt_id,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_VDEVICE_ALLOC, &mut c).map(|_| c.out_vdevice_id)
+}
+
+fn check_cache(h: &mut Harness, dev: u32, id: u32, value: u32) -> Result<(), Errno> {
+    test_cmd(h, t::op::DEV_CHECK_CACHE, dev, |c| {
+        c.set_payload(&t::TestCheckCache { id, value })
+    })
+    .map(|_| ())
+}
+
+/// Invalidates through `viommu` with `{flags, vdev_id, cache_id}` entries;
+/// returns the outcome and how many entries were handled.
+fn invalidate(
+    h: &mut Harness,
+    viommu: u32,
+    entries: &[[u32; 3]],
+    entry_len: u32,
+    data_type: u32,
+) -> (Result<i64, Errno>, u32) {
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|e| e.iter().flat_map(|w| w.to_ne_bytes()))
+        .collect();
+    h.write_mem(SCRATCH + 0x100, &bytes);
+    let mut c = IommuHwptInvalidate {
+        size: 32,
+        hwpt_id: viommu,
+        data_uptr: SCRATCH + 0x100,
+        data_type,
+        entry_len,
+        entry_num: entries.len() as u32,
+        ..Default::default()
+    };
+    let r = h.cmd(IOMMU_HWPT_INVALIDATE, &mut c);
+    (r, c.entry_num)
+}
+
+#[test]
+fn a_viommu_needs_a_nest_parent_and_the_drivers_type() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let dev = s.devs[0].0;
+    let ty = t::IOMMU_VIOMMU_TYPE_SELFTEST;
+    assert_eq!(
+        viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_DEFAULT),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_ARM_SMMUV3),
+        Err(Errno::EOPNOTSUPP),
+        "not the mock driver's type"
+    );
+    assert_eq!(viommu_alloc(&mut h, 999, s.parent, ty), Err(Errno::ENOENT));
+    assert_eq!(
+        viommu_alloc(&mut h, dev, s.ioas, ty),
+        Err(Errno::ENOENT),
+        "an IOAS is no HWPT"
+    );
+    let mut plain = IommuHwptAlloc {
+        size: 48,
+        dev_id: dev,
+        pt_id: s.ioas,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut plain).unwrap();
+    assert_eq!(
+        viommu_alloc(&mut h, dev, plain.out_hwpt_id, ty),
+        Err(Errno::EINVAL),
+        "not a nest parent"
+    );
+    let mut bad = IommuViommuAlloc {
+        size: 32,
+        flags: 1,
+        viommu_type: ty,
+        dev_id: dev,
+        hwpt_id: s.parent,
+        ..Default::default()
+    };
+    assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut bad), Err(Errno::EOPNOTSUPP));
+    let viommu = viommu_alloc(&mut h, dev, s.parent, ty).unwrap();
+    assert_eq!(
+        destroy(&mut h, s.parent),
+        Err(Errno::EBUSY),
+        "the vIOMMU holds its stage 2"
+    );
+    destroy(&mut h, viommu).unwrap();
+    destroy(&mut h, s.parent).unwrap();
+}
+
+#[test]
+fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let [(dev0, _), (dev1, _)] = s.devs;
+    let viommu = viommu_alloc(&mut h, dev0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    assert_eq!(vdevice_alloc(&mut h, 999, dev0, 0x99), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&mut h, viommu, 999, 0x99), Err(Errno::ENOENT));
+    let vdev0 = vdevice_alloc(&mut h, viommu, dev0, 0x99).unwrap();
+    assert_eq!(
+        vdevice_alloc(&mut h, viommu, dev0, 0x98),
+        Err(Errno::EEXIST),
+        "a device has one vDEVICE"
+    );
+    assert_eq!(
+        vdevice_alloc(&mut h, viommu, dev1, 0x99),
+        Err(Errno::EEXIST),
+        "a virtual id names one device"
+    );
+    let vdev1 = vdevice_alloc(&mut h, viommu, dev1, 0x88).unwrap();
+    assert_eq!(destroy(&mut h, viommu), Err(Errno::EBUSY));
+
+    let sel = t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
+    let default = t::IOMMU_TEST_DEV_CACHE_DEFAULT;
+    for id in 0..4 {
+        check_cache(&mut h, dev0, id, default).unwrap();
+    }
+    assert_eq!(check_cache(&mut h, dev0, 4, default), Err(Errno::EINVAL));
+    assert_eq!(check_cache(&mut h, dev0, 0, 0), Err(Errno::EINVAL));
+
+    assert_eq!(invalidate(&mut h, viommu, &[], 12, sel), (Ok(0), 0));
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 0]], 12, sel + 1),
+        (Err(Errno::EINVAL), 0),
+        "wrong data type"
+    );
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 1], [2, 0x99, 2]], 12, sel),
+        (Err(Errno::EOPNOTSUPP), 1),
+        "the first entry is handled, the second has an unknown flag"
+    );
+    check_cache(&mut h, dev0, 1, 0).unwrap();
+    check_cache(&mut h, dev0, 2, default).unwrap();
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 4]], 12, sel),
+        (Err(Errno::EINVAL), 0),
+        "cache id past the end"
+    );
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x77, 0]], 12, sel),
+        (Err(Errno::EINVAL), 0),
+        "no vDEVICE has that virtual id"
+    );
+    assert_eq!(
+        invalidate(
+            &mut h,
+            viommu,
+            &[[t::IOMMU_TEST_INVALIDATE_FLAG_ALL, 0x88, 3]],
+            12,
+            sel
+        ),
+        (Ok(0), 1)
+    );
+    for id in 0..4 {
+        check_cache(&mut h, dev1, id, 0).unwrap();
+    }
+    check_cache(&mut h, dev0, 3, default).unwrap();
+
+    destroy(&mut h, vdev1).unwrap();
+    destroy(&mut h, vdev0).unwrap();
+    destroy(&mut h, viommu).unwrap();
+}
+
+#[test]
+fn nested_hwpts_through_a_viommu_hold_it() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let (dev, stdev) = s.devs[0];
+    let viommu = viommu_alloc(&mut h, dev, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
+    let mut nested = IommuHwptAlloc {
+        size: 48,
+        dev_id: dev,
+        pt_id: viommu,
+        data_type: t::IOMMU_HWPT_DATA_SELFTEST,
+        data_len: 4,
+        data_uptr: SCRATCH,
+        ..Default::default()
+    };
+    let mut bad = nested;
+    bad.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
+    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut bad), Err(Errno::EOPNOTSUPP));
+    h.cmd(IOMMU_HWPT_ALLOC, &mut nested).unwrap();
+    let hwpt = nested.out_hwpt_id;
+    assert_eq!(destroy(&mut h, viommu), Err(Errno::EBUSY));
+    test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
+        c.set_payload(&t::TestOneId { id: hwpt })
+    })
+    .unwrap();
+    test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
+        c.set_payload(&t::TestOneId { id: s.ioas })
+    })
+    .unwrap();
+    destroy(&mut h, hwpt).unwrap();
+    destroy(&mut h, viommu).unwrap();
+    destroy(&mut h, s.parent).unwrap();
+}
+
+#[test]
+fn a_vdevice_goes_with_its_device() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let (dev, stdev) = s.devs[1];
+    let viommu =
+        viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    let vdev = vdevice_alloc(&mut h, viommu, dev, 7).unwrap();
+    destroy(&mut h, stdev).unwrap();
+    assert_eq!(destroy(&mut h, vdev), Err(Errno::ENOENT));
+    destroy(&mut h, viommu).unwrap();
+    let (r, done) = invalidate(
+        &mut h,
+        viommu,
+        &[[0, 7, 0]],
+        12,
+        t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+    );
+    assert_eq!((r, done), (Err(Errno::ENOENT), 0));
+}
