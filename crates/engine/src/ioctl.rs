@@ -423,10 +423,8 @@ impl Context {
         self.ioas_change_process(caller)
     }
 
-    // The commands below act on devices, HWPTs and vIOMMUs. They validate their
-    // arguments as Linux does, then look up their objects; no context holds such
-    // objects until the IOMMU core lands, so the lookup answers as Linux does for
-    // an unknown id.
+    // The commands below act on devices, HWPTs and vIOMMUs: they validate their
+    // arguments in Linux's order before looking their objects up.
 
     fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
         use crate::object::ObjectType;
@@ -442,13 +440,14 @@ impl Context {
             | IOMMU_HWPT_ALLOC_DIRTY_TRACKING
             | IOMMU_HWPT_FAULT_ID_VALID
             | IOMMU_HWPT_ALLOC_PASID;
-        match self.objects.kind(cmd.pt_id) {
+        let with_fault = cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0;
+        let kind = self.objects.kind(cmd.pt_id);
+        let id = match kind {
             Some(ObjectType::Ioas) => {
                 if cmd.flags & !valid != 0 || cmd.data_type != IOMMU_HWPT_DATA_NONE {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 // A nest parent takes no fault handler.
-                let with_fault = cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0;
                 if with_fault && cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
@@ -456,22 +455,13 @@ impl Context {
                     nest_parent: cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
                     dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
                 };
-                let id = self.hwpt_alloc(cmd.dev_id, cmd.pt_id, flags)?;
-                if with_fault {
-                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
-                        let _ = self.destroy(id);
-                        return Err(e);
-                    }
-                }
-                cmd.out_hwpt_id = id;
-                if let Err(e) = u.respond(&cmd) {
-                    let _ = self.destroy(id);
-                    return Err(e);
-                }
-                Ok(())
+                self.hwpt_alloc(cmd.dev_id, cmd.pt_id, flags)?
             }
-            Some(ObjectType::HwptPaging) => {
-                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || cmd.data_len == 0 {
+            // A nested HWPT over a nest parent, or made through a vIOMMU.
+            Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
+                let via_viommu = kind == Some(ObjectType::Viommu);
+                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || (!via_viommu && cmd.data_len == 0)
+                {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 let mem = u.caller.mem;
@@ -479,46 +469,26 @@ impl Context {
                     let mut data = vec![0u8; cmd.data_len as usize];
                     mem.read(cmd.data_uptr, &mut data).map(|()| data)
                 };
-                let id = self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?;
-                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
-                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
-                        let _ = self.destroy(id);
-                        return Err(e);
-                    }
+                if via_viommu {
+                    self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
+                } else {
+                    self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
                 }
-                cmd.out_hwpt_id = id;
-                if let Err(e) = u.respond(&cmd) {
-                    let _ = self.destroy(id);
-                    return Err(e);
-                }
-                Ok(())
             }
-            Some(ObjectType::Viommu) => {
-                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 {
-                    return Err(Errno::EOPNOTSUPP);
-                }
-                let mem = u.caller.mem;
-                let read = || {
-                    let mut data = vec![0u8; cmd.data_len as usize];
-                    mem.read(cmd.data_uptr, &mut data).map(|()| data)
-                };
-                let id = self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?;
-                if cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
-                    if let Err(e) = self.hwpt_set_fault(id, cmd.fault_id) {
-                        let _ = self.destroy(id);
-                        return Err(e);
-                    }
-                }
-                cmd.out_hwpt_id = id;
-                if let Err(e) = u.respond(&cmd) {
-                    let _ = self.destroy(id);
-                    return Err(e);
-                }
-                Ok(())
-            }
-            Some(_) => Err(Errno::EINVAL),
-            None => Err(Errno::ENOENT),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        };
+        // As in Linux, the fault queue is looked up once the HWPT exists.
+        let fault = match with_fault {
+            true => self.hwpt_set_fault(id, cmd.fault_id),
+            false => Ok(()),
+        };
+        cmd.out_hwpt_id = id;
+        if let Err(e) = fault.and_then(|()| u.respond(&cmd)) {
+            let _ = self.destroy(id);
+            return Err(e);
         }
+        Ok(())
     }
 
     fn cmd_get_hw_info(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -820,8 +790,8 @@ impl Context {
                 let p: t::TestCheckMap = cmd.payload_as();
                 self.check_map(u.caller, cmd.id, p.iova, p.length, p.uptr)
             }
-            // Operations on a selftest device (stdev), a HWPT or a device: no
-            // context holds such objects yet, so the lookup fails as in Linux.
+            // PASID attachments are not modelled yet: the mock devices made
+            // here have no PASID support, so every PASID op finds nothing.
             t::op::PASID_ATTACH
             | t::op::PASID_REPLACE
             | t::op::PASID_DETACH

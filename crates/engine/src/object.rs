@@ -13,7 +13,7 @@ use softiommu_pt::AnyPageTable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-/// Object types. More arrive with devices, HWPTs and vIOMMUs.
+/// Object types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectType {
     Ioas,

@@ -7,23 +7,7 @@ use common::*;
 use softiommu_engine::Errno;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
-use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
-
-fn test_cmd(
-    h: &mut Harness,
-    op: u32,
-    id: u32,
-    fill: impl FnOnce(&mut IommuTestCmd),
-) -> Result<IommuTestCmd, Errno> {
-    let mut c = IommuTestCmd {
-        size: 72,
-        op,
-        id,
-        ..Default::default()
-    };
-    fill(&mut c);
-    h.cmd(IOMMU_TEST_CMD, &mut c).map(|_| c)
-}
+use softiommu_uapi::test_cmd as t;
 
 fn set_tracking(h: &mut Harness, hwpt: u32, on: bool) -> Result<i64, Errno> {
     let mut c = IommuHwptSetDirtyTracking {

@@ -11,27 +11,6 @@ use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use zerocopy::{FromBytes, IntoBytes};
 
-fn test_cmd(
-    h: &mut Harness,
-    op: u32,
-    id: u32,
-    fill: impl FnOnce(&mut IommuTestCmd),
-) -> Result<IommuTestCmd, Errno> {
-    let mut c = IommuTestCmd {
-        size: 72,
-        op,
-        id,
-        ..Default::default()
-    };
-    fill(&mut c);
-    h.cmd(IOMMU_TEST_CMD, &mut c).map(|_| c)
-}
-
-fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
-    let mut c = IommuDestroy { size: 8, id };
-    h.cmd(IOMMU_DESTROY, &mut c)
-}
-
 fn fault_alloc(h: &mut Harness) -> Result<IommuFaultAlloc, Errno> {
     let mut c = IommuFaultAlloc {
         size: 16,

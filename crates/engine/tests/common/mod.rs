@@ -96,3 +96,27 @@ impl Harness {
         v
     }
 }
+
+/// Runs selftest op `op` on object `id`; `fill` sets the payload.
+pub fn test_cmd(
+    h: &mut Harness,
+    op: u32,
+    id: u32,
+    fill: impl FnOnce(&mut softiommu_uapi::test_cmd::IommuTestCmd),
+) -> Result<softiommu_uapi::test_cmd::IommuTestCmd, Errno> {
+    let mut c = softiommu_uapi::test_cmd::IommuTestCmd {
+        size: 72,
+        op,
+        id,
+        ..Default::default()
+    };
+    fill(&mut c);
+    h.cmd(softiommu_uapi::ioctl::IOMMU_TEST_CMD, &mut c)
+        .map(|_| c)
+}
+
+/// `IOMMU_DESTROY` of `id`.
+pub fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
+    let mut c = softiommu_uapi::iommufd::IommuDestroy { size: 8, id };
+    h.cmd(softiommu_uapi::ioctl::IOMMU_DESTROY, &mut c)
+}
