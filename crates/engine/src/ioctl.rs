@@ -701,7 +701,9 @@ impl Context {
         if cmd.veventq_depth == 0 {
             return Err(Errno::EINVAL);
         }
-        self.lookup_viommu(cmd.viommu_id)
+        self.lookup_viommu(cmd.viommu_id)?;
+        // vEVENTQs are not modelled yet: no event type is supported.
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn cmd_hw_queue_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -712,7 +714,9 @@ impl Context {
         if cmd.length == 0 {
             return Err(Errno::EINVAL);
         }
-        self.lookup_viommu(cmd.viommu_id)
+        self.lookup_viommu(cmd.viommu_id)?;
+        // HW queues are not modelled yet: no queue type is supported.
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn lookup_device(&self, id: u32) -> Result<()> {
@@ -825,7 +829,10 @@ impl Context {
                 };
                 self.report_page_fault(p.dev_id, request)
             }
-            t::op::TRIGGER_VEVENT => Err(Errno::ENOENT),
+            t::op::TRIGGER_VEVENT => {
+                let p: t::TestOneId = cmd.payload_as();
+                self.report_vevent(p.id)
+            }
             t::op::CREATE_ACCESS => {
                 let mut p: t::TestCreateAccess = cmd.payload_as();
                 if p.flags & !t::MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0 {

@@ -239,3 +239,27 @@ impl Context {
         Ok(())
     }
 }
+
+impl Context {
+    /// Device `dev_id` raises a vIOMMU event (the selftest's
+    /// `TRIGGER_VEVENT`). The device must sit on a nested HWPT made through a
+    /// vIOMMU and have a vDEVICE with a non-zero virtual id (`ENOENT`
+    /// otherwise). The event goes to the vIOMMU's vEVENTQ of the mock's type;
+    /// no vEVENTQ can exist yet, so it ends as Linux ends with none:
+    /// `EOPNOTSUPP`.
+    pub fn report_vevent(&mut self, dev_id: u32) -> Result<()> {
+        let device = self.objects.device(dev_id)?;
+        let viommu = device
+            .attached
+            .and_then(|(hwpt, _)| self.objects.hwpt_nested(hwpt).ok())
+            .and_then(|n| n.viommu);
+        let virt_id = device
+            .vdevice
+            .and_then(|v| self.vdevice(v).ok())
+            .map_or(0, |v| v.virt_id);
+        if viommu.is_none() || virt_id == 0 {
+            return Err(Errno::ENOENT);
+        }
+        Err(Errno::EOPNOTSUPP)
+    }
+}

@@ -248,10 +248,41 @@ fn nested_hwpts_through_a_viommu_hold_it() {
     h.cmd(IOMMU_HWPT_ALLOC, &mut nested).unwrap();
     let hwpt = nested.out_hwpt_id;
     assert_eq!(destroy(&mut h, viommu), Err(Errno::EBUSY));
+    let vevent = |h: &mut Harness| {
+        test_cmd(h, t::op::TRIGGER_VEVENT, 0, |c| {
+            c.set_payload(&t::TestOneId { id: dev })
+        })
+        .map(|_| ())
+    };
+    let vdev = vdevice_alloc(&mut h, viommu, dev, 0x42).unwrap();
+    assert_eq!(
+        vevent(&mut h),
+        Err(Errno::ENOENT),
+        "not on a HWPT of the vIOMMU"
+    );
     test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
         c.set_payload(&t::TestOneId { id: hwpt })
     })
     .unwrap();
+    assert_eq!(
+        vevent(&mut h),
+        Err(Errno::EOPNOTSUPP),
+        "no vEVENTQ takes the event"
+    );
+    let mut q = IommuVeventqAlloc {
+        size: 32,
+        viommu_id: viommu,
+        veventq_type: t::IOMMU_VEVENTQ_TYPE_SELFTEST,
+        veventq_depth: 4,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q),
+        Err(Errno::EOPNOTSUPP),
+        "vEVENTQs are not modelled yet"
+    );
+    destroy(&mut h, vdev).unwrap();
+    assert_eq!(vevent(&mut h), Err(Errno::ENOENT), "no vDEVICE");
     test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
         c.set_payload(&t::TestOneId { id: s.ioas })
     })
