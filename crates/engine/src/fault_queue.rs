@@ -130,11 +130,12 @@ impl Context {
     /// Device `dev_id` takes an IO page fault (the selftest's
     /// `TRIGGER_IOPF`). It goes to the fault queue of the HWPT the device is
     /// attached to; with no such queue it is dropped, as Linux answers it
-    /// itself.
+    /// itself. A fault with a PASID reaches only a nested HWPT (the mock
+    /// driver keeps PASID tables in the guest's stage 1).
     pub fn report_page_fault(&mut self, dev_id: u32, request: PageRequest) -> Result<()> {
         let attached = self.objects.device(dev_id)?.attached;
         let fault = attached.and_then(|(hwpt, _)| match self.objects.get(hwpt) {
-            Some(Object::HwptPaging(h)) => h.fault,
+            Some(Object::HwptPaging(h)) if request.pasid == 0 => h.fault,
             Some(Object::HwptNested(h)) => h.fault,
             _ => None,
         });

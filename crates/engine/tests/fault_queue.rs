@@ -237,6 +237,16 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
     paging.fault_id = q.out_fault_id;
     h.cmd(IOMMU_HWPT_ALLOC, &mut paging).unwrap();
     assert_eq!(destroy(&mut h, q.out_fault_id), Err(Errno::EBUSY));
+
+    // On a paging HWPT, only faults without a PASID reach the queue.
+    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+    replace(&mut h, s.stdev, paging.out_hwpt_id).unwrap();
+    trigger(&mut h, s.dev, 1, 0x1000).unwrap();
+    trigger(&mut h, s.dev, 0, 0x2000).unwrap();
+    let records = records_for(&mut h, inode);
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].pasid, records[0].addr), (0, 0x2000));
+    replace(&mut h, s.stdev, s.parent).unwrap();
     destroy(&mut h, paging.out_hwpt_id).unwrap();
 
     assert_eq!(
