@@ -48,6 +48,7 @@ impl Context {
                 dev,
                 attached: None,
                 vdevice: None,
+                vevent_target: None,
                 cache: [softiommu_uapi::test_cmd::IOMMU_TEST_DEV_CACHE_DEFAULT; 4],
             })))
         }) {
@@ -60,9 +61,9 @@ impl Context {
     }
 
     pub(crate) fn destroy_device(&mut self, device: Device) {
-        // Its vDEVICE goes with it.
+        // Its vDEVICE goes with it; the vDEVICE's id stays taken, as in Linux.
         if let Some(vdev) = device.vdevice {
-            if let Ok(Object::Vdevice(v)) = self.objects.remove(vdev) {
+            if let Ok(Object::Vdevice(v)) = self.objects.remove_as_tombstone(vdev) {
                 self.destroy_vdevice(*v);
             }
         }
@@ -282,6 +283,7 @@ impl Context {
 
     fn attach_hwpt(&mut self, dev_id: u32, dev: DeviceId, hwpt: u32) -> Result<Affected> {
         let (domain, ioas) = self.hwpt_target(hwpt)?;
+        let vevent_target = self.viommu_attach_check(dev_id, hwpt)?;
         let owner = self.owner;
         let affected = self.core().attach(owner, dev, domain)?;
         if let Err(e) = self.reserve_device_regions(dev_id, dev, ioas) {
@@ -289,7 +291,9 @@ impl Context {
             return Err(e);
         }
         self.objects.add_user(hwpt);
-        self.objects.device_mut(dev_id)?.attached = Some((hwpt, ioas));
+        let device = self.objects.device_mut(dev_id)?;
+        device.attached = Some((hwpt, ioas));
+        device.vevent_target = vevent_target;
         Ok(affected)
     }
 
@@ -367,6 +371,13 @@ impl Context {
                 let _ = ctx.destroy(target);
             }
         };
+        let vevent_target = match self.viommu_attach_check(dev_id, target) {
+            Ok(t) => t,
+            Err(e) => {
+                cleanup(self);
+                return Err(e);
+            }
+        };
         if new_ioas != old_ioas {
             if let Err(e) = self.reserve_device_regions(dev_id, dev, new_ioas) {
                 cleanup(self);
@@ -393,7 +404,9 @@ impl Context {
             }
         }
         self.objects.add_user(target);
-        self.objects.device_mut(dev_id)?.attached = Some((target, new_ioas));
+        let device = self.objects.device_mut(dev_id)?;
+        device.attached = Some((target, new_ioas));
+        device.vevent_target = vevent_target;
         self.release_hwpt_user(old_hwpt, old_ioas);
         Ok((target, affected))
     }

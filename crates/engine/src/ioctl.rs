@@ -459,9 +459,13 @@ impl Context {
             }
             // A nested HWPT over a nest parent, or made through a vIOMMU.
             Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
+                // Through a vIOMMU the mock driver also takes the PASID flag.
                 let via_viommu = kind == Some(ObjectType::Viommu);
-                if cmd.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || (!via_viommu && cmd.data_len == 0)
-                {
+                let nested_flags = match via_viommu {
+                    true => IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID,
+                    false => IOMMU_HWPT_FAULT_ID_VALID,
+                };
+                if cmd.flags & !nested_flags != 0 || (!via_viommu && cmd.data_len == 0) {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 let mem = u.caller.mem;
@@ -579,6 +583,9 @@ impl Context {
         let rc = if cmd.reserved != 0 {
             Err(Errno::EOPNOTSUPP)
         } else if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
+            Err(Errno::EINVAL)
+        } else if u64::from(cmd.entry_len) > crate::memory::PAGE_SIZE || cmd.entry_num > 1 << 19 {
+            // Linux's bounds on one invalidation array.
             Err(Errno::EINVAL)
         } else {
             let caller = u.caller;

@@ -51,6 +51,10 @@ pub struct Device {
     pub attached: Option<(u32, u32)>,
     /// Its vDEVICE, if a vIOMMU knows it.
     pub vdevice: Option<u32>,
+    /// Where its vIOMMU events go: the vIOMMU and virtual id it had when it
+    /// attached to a nested HWPT made through that vIOMMU (the mock driver
+    /// keeps them until the next attach, even if the vDEVICE goes).
+    pub vevent_target: Option<(u32, u64)>,
     /// The mock device's cache, which vIOMMU invalidation clears.
     pub cache: [u32; 4],
 }
@@ -158,7 +162,8 @@ struct Entry {
 }
 
 /// The table. Invariant: `free_ids` holds exactly the ids below `next_id`
-/// that no entry uses.
+/// that no entry uses and that are no tombstones (ids of objects removed as a
+/// side effect, which Linux never hands out again in the same context).
 #[derive(Debug)]
 pub struct ObjectTable {
     entries: BTreeMap<u32, Entry>,
@@ -297,6 +302,14 @@ impl ObjectTable {
 
     pub fn users(&self, id: u32) -> Option<u32> {
         self.entries.get(&id).map(|e| e.users)
+    }
+
+    /// Removes `id` whatever uses it, leaving its id unused for good.
+    pub fn remove_as_tombstone(&mut self, id: u32) -> Result<Object> {
+        self.entries
+            .remove(&id)
+            .map(|e| e.object)
+            .ok_or(Errno::ENOENT)
     }
 
     /// Removes `id` if nothing else uses it: `ENOENT` if unknown, `EBUSY` if used.

@@ -242,24 +242,31 @@ impl Context {
 
 impl Context {
     /// Device `dev_id` raises a vIOMMU event (the selftest's
-    /// `TRIGGER_VEVENT`). The device must sit on a nested HWPT made through a
-    /// vIOMMU and have a vDEVICE with a non-zero virtual id (`ENOENT`
-    /// otherwise). The event goes to the vIOMMU's vEVENTQ of the mock's type;
-    /// no vEVENTQ can exist yet, so it ends as Linux ends with none:
-    /// `EOPNOTSUPP`.
+    /// `TRIGGER_VEVENT`): `ENOENT` unless it attached to a nested HWPT made
+    /// through a vIOMMU while it had a non-zero virtual id there. The event
+    /// goes to that vIOMMU's vEVENTQ of the mock's type; no vEVENTQ can exist
+    /// yet, so it ends as Linux ends with none: `EOPNOTSUPP`.
     pub fn report_vevent(&mut self, dev_id: u32) -> Result<()> {
-        let device = self.objects.device(dev_id)?;
-        let viommu = device
-            .attached
-            .and_then(|(hwpt, _)| self.objects.hwpt_nested(hwpt).ok())
-            .and_then(|n| n.viommu);
-        let virt_id = device
+        match self.objects.device(dev_id)?.vevent_target {
+            Some((_, virt_id)) if virt_id != 0 => Err(Errno::EOPNOTSUPP),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Attaching `dev_id` to `hwpt`: a nested HWPT made through a vIOMMU
+    /// needs the device's vDEVICE in that vIOMMU (`ENOENT`, as the mock
+    /// driver answers). Returns where the device's vIOMMU events will go.
+    pub(crate) fn viommu_attach_check(&self, dev_id: u32, hwpt: u32) -> Result<Option<(u32, u64)>> {
+        let Some(viommu) = self.objects.hwpt_nested(hwpt).ok().and_then(|n| n.viommu) else {
+            return Ok(None);
+        };
+        let vdev = self
+            .objects
+            .device(dev_id)?
             .vdevice
             .and_then(|v| self.vdevice(v).ok())
-            .map_or(0, |v| v.virt_id);
-        if viommu.is_none() || virt_id == 0 {
-            return Err(Errno::ENOENT);
-        }
-        Err(Errno::EOPNOTSUPP)
+            .filter(|v| v.viommu == viommu)
+            .ok_or(Errno::ENOENT)?;
+        Ok(Some((viommu, vdev.virt_id)))
     }
 }

@@ -185,6 +185,22 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
 
     assert_eq!(invalidate(&mut h, viommu, &[], 12, sel), (Ok(0), 0));
     assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 0]], 4097, sel),
+        (Err(Errno::EINVAL), 0),
+        "an entry larger than a page"
+    );
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 0]], 16, sel),
+        (Ok(0), 1),
+        "a longer entry with a zero tail"
+    );
+    assert_eq!(
+        invalidate(&mut h, viommu, &[[0, 0x99, 0], [1, 0, 0]], 16, sel),
+        (Err(Errno::E2BIG), 0),
+        "a longer entry whose tail is not zero"
+    );
+    check_cache(&mut h, dev0, 0, 0).unwrap();
+    assert_eq!(
         invalidate(&mut h, viommu, &[[0, 0x99, 0]], 12, sel + 1),
         (Err(Errno::EINVAL), 0),
         "wrong data type"
@@ -254,6 +270,17 @@ fn nested_hwpts_through_a_viommu_hold_it() {
         })
         .map(|_| ())
     };
+    let replace = |h: &mut Harness, pt: u32| {
+        test_cmd(h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
+            c.set_payload(&t::TestOneId { id: pt })
+        })
+        .map(|_| ())
+    };
+    assert_eq!(
+        replace(&mut h, hwpt),
+        Err(Errno::ENOENT),
+        "a device needs its vDEVICE before it attaches through the vIOMMU"
+    );
     let vdev = vdevice_alloc(&mut h, viommu, dev, 0x42).unwrap();
     assert_eq!(
         vevent(&mut h),
@@ -282,7 +309,13 @@ fn nested_hwpts_through_a_viommu_hold_it() {
         "vEVENTQs are not modelled yet"
     );
     destroy(&mut h, vdev).unwrap();
-    assert_eq!(vevent(&mut h), Err(Errno::ENOENT), "no vDEVICE");
+    assert_eq!(
+        vevent(&mut h),
+        Err(Errno::EOPNOTSUPP),
+        "the device keeps its event target until it attaches elsewhere"
+    );
+    replace(&mut h, s.parent).unwrap();
+    assert_eq!(vevent(&mut h), Err(Errno::ENOENT));
     test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
         c.set_payload(&t::TestOneId { id: s.ioas })
     })
@@ -302,6 +335,17 @@ fn a_vdevice_goes_with_its_device() {
     let vdev = vdevice_alloc(&mut h, viommu, dev, 7).unwrap();
     destroy(&mut h, stdev).unwrap();
     assert_eq!(destroy(&mut h, vdev), Err(Errno::ENOENT));
+    for _ in 0..4 {
+        let mut c = IommuIoasAlloc {
+            size: 12,
+            ..Default::default()
+        };
+        h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
+        assert_ne!(
+            c.out_ioas_id, vdev,
+            "a tombstone's id is not handed out again"
+        );
+    }
     destroy(&mut h, viommu).unwrap();
     let (r, done) = invalidate(
         &mut h,
