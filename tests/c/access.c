@@ -10,18 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "softiommu_abi.h"
-
-#define PAGE 4096UL
-static int failures;
-#define CHECK(cond, what)                                                                   \
-	do {                                                                                \
-		if (cond) {                                                                 \
-			printf("ok %s\n", what);                                            \
-		} else {                                                                    \
-			printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno);     \
-			failures++;                                                         \
-		}                                                                           \
-	} while (0)
+#include "check.h"
 
 static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)
 {
@@ -92,6 +81,5 @@ int main(void)
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf) == -1 && errno == ENODEV, "a revoked dma-buf cannot be mapped");
 	close(dfd);
 
-	printf("%d failed\n", failures);
-	return failures ? 1 : 0;
+	return finish();
 }

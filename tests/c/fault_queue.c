@@ -11,17 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "softiommu_abi.h"
-
-static int failures;
-#define CHECK(cond, what)                                                                   \
-	do {                                                                                \
-		if (cond) {                                                                 \
-			printf("ok %s\n", what);                                            \
-		} else {                                                                    \
-			printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno);     \
-			failures++;                                                         \
-		}                                                                           \
-	} while (0)
+#include "check.h"
 
 static int destroy(int fd, uint32_t id)
 {
@@ -94,6 +84,5 @@ int main(void)
 	CHECK(close(qfd) == 0, "close the queue's descriptor");
 	CHECK(destroy(fd, q.out_fault_id) == 0, "now the queue can be destroyed");
 
-	printf("%d failed\n", failures);
-	return failures ? 1 : 0;
+	return finish();
 }

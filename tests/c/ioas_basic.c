@@ -13,21 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "softiommu_abi.h"
-
-#define PAGE 4096UL
-
-static int failures;
-
-#define CHECK(cond, what)                                                          \
-	do {                                                                       \
-		if (cond) {                                                        \
-			printf("ok %s\n", what);                                   \
-		} else {                                                           \
-			printf("FAIL %s (line %d, errno %d %s)\n", what, __LINE__, \
-			       errno, strerror(errno));                            \
-			failures++;                                                \
-		}                                                                  \
-	} while (0)
+#include "check.h"
 
 static int ioas_alloc(int fd)
 {
@@ -225,6 +211,5 @@ int main(int argc, char **argv)
 	CHECK(open("/nonexistent/softiommu", O_RDONLY) == -1 && errno == ENOENT, "open of another path keeps errno");
 	CHECK(close(12345) == -1 && errno == EBADF, "close of a bad fd keeps errno");
 
-	printf("%d failed\n", failures);
-	return failures ? 1 : 0;
+	return finish();
 }

@@ -10,18 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "softiommu_abi.h"
-
-#define PAGE 4096UL
-static int failures;
-#define CHECK(cond, what)                                                                   \
-	do {                                                                                \
-		if (cond) {                                                                 \
-			printf("ok %s\n", what);                                            \
-		} else {                                                                    \
-			printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno);     \
-			failures++;                                                         \
-		}                                                                           \
-	} while (0)
+#include "check.h"
 
 static int check_map(int fd, uint32_t hwpt, uint64_t iova, uint64_t len, void *uptr)
 {
@@ -79,6 +68,5 @@ int main(void)
 	fd = open("/dev/iommu", O_RDWR);
 	CHECK(check_refs(fd, buf, 8 * PAGE, 0) == 0 && check_refs(fd, view + 4 * PAGE, 8 * PAGE, 0) == 0,
 	      "closing the context released every pin");
-	printf("%d failed\n", failures);
-	return failures ? 1 : 0;
+	return finish();
 }
