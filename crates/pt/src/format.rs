@@ -67,12 +67,24 @@ pub trait Format: 'static {
     fn encode_table(child_pa: u64, level: u32) -> u64;
     /// The value written in every slot of a `2^size_lg2`-byte leaf at `level`.
     fn encode_leaf(pa: u64, size_lg2: u32, level: u32, prot: Prot) -> u64;
+    /// The leaf bit hardware sets on a write. Formats whose dirty state is
+    /// more than that one bit override the three methods below.
+    const DIRTY_BIT: u64;
     /// Whether a leaf slot carries the dirty mark.
-    fn is_dirty(pte: u64) -> bool;
+    #[inline(always)]
+    fn is_dirty(pte: u64) -> bool {
+        pte & Self::DIRTY_BIT != 0
+    }
     /// The leaf slot with the dirty mark set, as hardware writes it.
-    fn set_dirty(pte: u64) -> u64;
+    #[inline(always)]
+    fn set_dirty(pte: u64) -> u64 {
+        pte | Self::DIRTY_BIT
+    }
     /// The leaf slot with the dirty mark cleared.
-    fn clear_dirty(pte: u64) -> u64;
+    #[inline(always)]
+    fn clear_dirty(pte: u64) -> u64 {
+        pte & !Self::DIRTY_BIT
+    }
 }
 
 /// log2 of the item size at `level` for granule `granule_lg2`.

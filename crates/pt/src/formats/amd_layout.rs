@@ -10,7 +10,7 @@ use crate::format::{level_shift, low_mask, size_span, Leaf, Pte};
 use crate::prot::Prot;
 
 const PRESENT: u64 = 1 << 0;
-const DIRTY: u64 = 1 << 6;
+pub(crate) const DIRTY: u64 = 1 << 6;
 const NEXT_LEVEL_SHIFT: u32 = 9;
 const NEXT_LEVEL_MASK: u64 = 0b111 << NEXT_LEVEL_SHIFT;
 const NEXT_LEVEL_SIZED_LEAF: u64 = 7;
@@ -90,21 +90,6 @@ pub(crate) fn encode_leaf(granule_lg2: u32, pa: u64, size_lg2: u32, level: u32, 
         | (next_level << NEXT_LEVEL_SHIFT)
         | ((addr << ADDR_SHIFT) & ADDR_MASK)
         | prot_bits(prot)
-}
-
-#[inline(always)]
-pub(crate) fn is_dirty(pte: u64) -> bool {
-    pte & DIRTY != 0
-}
-
-#[inline(always)]
-pub(crate) fn set_dirty(pte: u64) -> u64 {
-    pte | DIRTY
-}
-
-#[inline(always)]
-pub(crate) fn clear_dirty(pte: u64) -> u64 {
-    pte & !DIRTY
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ impl AmdV1 {
 }
 
 impl Format for AmdV1 {
+    const DIRTY_BIT: u64 = amd_layout::DIRTY;
     const NAME: &'static str = "amdv1";
     const GRANULE_LG2: u32 = 12;
     const MAX_TOP_LEVEL: u32 = 5;
@@ -44,18 +45,6 @@ impl Format for AmdV1 {
     #[inline(always)]
     fn encode_leaf(pa: u64, size_lg2: u32, level: u32, prot: Prot) -> u64 {
         amd_layout::encode_leaf(Self::GRANULE_LG2, pa & low_mask(52), size_lg2, level, prot)
-    }
-    #[inline(always)]
-    fn is_dirty(pte: u64) -> bool {
-        amd_layout::is_dirty(pte)
-    }
-    #[inline(always)]
-    fn set_dirty(pte: u64) -> u64 {
-        amd_layout::set_dirty(pte)
-    }
-    #[inline(always)]
-    fn clear_dirty(pte: u64) -> u64 {
-        amd_layout::clear_dirty(pte)
     }
 }
 

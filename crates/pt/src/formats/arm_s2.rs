@@ -47,6 +47,8 @@ impl ArmS2 {
 }
 
 impl Format for ArmS2 {
+    /// With DBM, hardware marks a leaf dirty by granting it write permission.
+    const DIRTY_BIT: u64 = S2AP_WRITE;
     const NAME: &'static str = "arm-s2";
     const GRANULE_LG2: u32 = 12;
     const MAX_TOP_LEVEL: u32 = 3;

@@ -45,6 +45,7 @@ impl Mock {
 }
 
 impl Format for Mock {
+    const DIRTY_BIT: u64 = amd_layout::DIRTY;
     const NAME: &'static str = "mock";
     const GRANULE_LG2: u32 = 11;
     const MAX_TOP_LEVEL: u32 = 4;
@@ -67,18 +68,6 @@ impl Format for Mock {
     #[inline(always)]
     fn encode_leaf(pa: u64, size_lg2: u32, level: u32, prot: Prot) -> u64 {
         amd_layout::encode_leaf(Self::GRANULE_LG2, pa, size_lg2, level, prot)
-    }
-    #[inline(always)]
-    fn is_dirty(pte: u64) -> bool {
-        amd_layout::is_dirty(pte)
-    }
-    #[inline(always)]
-    fn set_dirty(pte: u64) -> u64 {
-        amd_layout::set_dirty(pte)
-    }
-    #[inline(always)]
-    fn clear_dirty(pte: u64) -> u64 {
-        amd_layout::clear_dirty(pte)
     }
 }
 

@@ -42,6 +42,7 @@ impl VtdSecondStage {
 }
 
 impl Format for VtdSecondStage {
+    const DIRTY_BIT: u64 = DIRTY;
     const NAME: &'static str = "vtd-ss";
     const GRANULE_LG2: u32 = 12;
     const MAX_TOP_LEVEL: u32 = 4;
@@ -89,18 +90,6 @@ impl Format for VtdSecondStage {
             pte |= PAGE_SIZE;
         }
         pte
-    }
-    #[inline(always)]
-    fn is_dirty(pte: u64) -> bool {
-        pte & DIRTY != 0
-    }
-    #[inline(always)]
-    fn set_dirty(pte: u64) -> u64 {
-        pte | DIRTY
-    }
-    #[inline(always)]
-    fn clear_dirty(pte: u64) -> u64 {
-        pte & !DIRTY
     }
 }
 

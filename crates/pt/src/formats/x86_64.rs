@@ -36,6 +36,7 @@ impl X86_64 {
 }
 
 impl Format for X86_64 {
+    const DIRTY_BIT: u64 = DIRTY;
     const NAME: &'static str = "x86-64";
     const GRANULE_LG2: u32 = 12;
     const MAX_TOP_LEVEL: u32 = 4;
@@ -80,18 +81,6 @@ impl Format for X86_64 {
             pte |= PAGE_SIZE;
         }
         pte
-    }
-    #[inline(always)]
-    fn is_dirty(pte: u64) -> bool {
-        pte & DIRTY != 0
-    }
-    #[inline(always)]
-    fn set_dirty(pte: u64) -> u64 {
-        pte | DIRTY
-    }
-    #[inline(always)]
-    fn clear_dirty(pte: u64) -> u64 {
-        pte & !DIRTY
     }
 }
 
