@@ -8,15 +8,6 @@ use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 
-fn alloc(h: &mut Harness) -> u32 {
-    let mut c = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
-    c.out_ioas_id
-}
-
 fn map(
     h: &mut Harness,
     ioas: u32,

@@ -27,18 +27,14 @@ struct Setup {
 }
 
 fn setup(h: &mut Harness) -> Setup {
-    let mut ioas = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_ALLOC, &mut ioas).unwrap();
-    let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas.out_ioas_id, |_| ())
+    let ioas = alloc(h);
+    let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas, |_| ())
         .unwrap()
         .payload_as();
     let mut parent = IommuHwptAlloc {
         size: 48,
         dev_id: md.out_idev_id,
-        pt_id: ioas.out_ioas_id,
+        pt_id: ioas,
         flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
         ..Default::default()
     };
@@ -202,14 +198,7 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
         "shorter than the first release's struct"
     );
     let q = fault_alloc(&mut h).unwrap();
-    let ioas = {
-        let mut c = IommuIoasAlloc {
-            size: 12,
-            ..Default::default()
-        };
-        h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
-        c.out_ioas_id
-    };
+    let ioas = alloc(&mut h);
     let mut parent_with_fault = IommuHwptAlloc {
         size: 48,
         flags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID,

@@ -9,15 +9,6 @@ use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use zerocopy::IntoBytes;
 
-fn alloc(h: &mut Harness) -> u32 {
-    let mut c = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
-    c.out_ioas_id
-}
-
 fn mock_domain(h: &mut Harness, pt: u32) -> Result<t::TestMockDomain, Errno> {
     test_cmd(h, t::op::MOCK_DOMAIN, pt, |_| ()).map(|c| c.payload_as())
 }

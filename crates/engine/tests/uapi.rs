@@ -15,15 +15,6 @@ use zerocopy::IntoBytes;
 
 const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
-fn alloc(h: &mut Harness) -> u32 {
-    let mut c = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
-    c.out_ioas_id
-}
-
 fn map(h: &mut Harness, ioas: u32, flags: u32, va: u64, len: u64, iova: u64) -> Result<u64, Errno> {
     let mut c = IommuIoasMap {
         size: 40,

@@ -17,12 +17,7 @@ struct Setup {
 
 /// Two mock devices on one IOAS and a nest parent over it.
 fn setup(h: &mut Harness) -> Setup {
-    let mut ioas = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_ALLOC, &mut ioas).unwrap();
-    let ioas = ioas.out_ioas_id;
+    let ioas = alloc(h);
     let mut devs = [(0, 0); 2];
     for d in &mut devs {
         let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas, |_| ())
@@ -336,13 +331,9 @@ fn a_vdevice_goes_with_its_device() {
     destroy(&mut h, stdev).unwrap();
     assert_eq!(destroy(&mut h, vdev), Err(Errno::ENOENT));
     for _ in 0..4 {
-        let mut c = IommuIoasAlloc {
-            size: 12,
-            ..Default::default()
-        };
-        h.cmd(IOMMU_IOAS_ALLOC, &mut c).unwrap();
         assert_ne!(
-            c.out_ioas_id, vdev,
+            alloc(&mut h),
+            vdev,
             "a tombstone's id is not handed out again"
         );
     }

@@ -120,3 +120,14 @@ pub fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
     let mut c = softiommu_uapi::iommufd::IommuDestroy { size: 8, id };
     h.cmd(softiommu_uapi::ioctl::IOMMU_DESTROY, &mut c)
 }
+
+/// A new IOAS's id.
+pub fn alloc(h: &mut Harness) -> u32 {
+    let mut c = softiommu_uapi::iommufd::IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    h.cmd(softiommu_uapi::ioctl::IOMMU_IOAS_ALLOC, &mut c)
+        .unwrap();
+    c.out_ioas_id
+}
