@@ -19,6 +19,9 @@
 #define IOMMU_HWPT_ALLOC _IO(IOMMUFD_TYPE, 0x89)
 #define IOMMU_FAULT_QUEUE_ALLOC _IO(IOMMUFD_TYPE, 0x8e)
 #define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
+#define IOMMU_VIOMMU_ALLOC _IO(IOMMUFD_TYPE, 0x90)
+#define IOMMU_VDEVICE_ALLOC _IO(IOMMUFD_TYPE, 0x91)
+#define IOMMU_VEVENTQ_ALLOC _IO(IOMMUFD_TYPE, 0x93)
 #define IOMMU_TEST_CMD _IO(IOMMUFD_TYPE, 0xa0)
 #define VFIO_GET_API_VERSION _IO(IOMMUFD_TYPE, 100)
 #define VFIO_CHECK_EXTENSION _IO(IOMMUFD_TYPE, 101)
@@ -72,6 +75,7 @@ struct test_cmd {
 		struct { int32_t dmabuf_fd; uint32_t revoked; } dmabuf_revoke;
 		struct { uint32_t pt_id; } mock_domain_replace;
 		struct { uint32_t dev_id, pasid, grpid, perm; uint64_t addr; } trigger_iopf;
+		struct { uint32_t dev_id; } trigger_vevent;
 		uint64_t raw[6];
 	};
 	uint32_t last;
@@ -91,6 +95,18 @@ struct page_response { uint32_t cookie, code; };
 #define PGFAULT_FLAGS_LAST_PAGE 2
 #define PGFAULT_PERM_READ 1
 #define PGFAULT_PERM_WRITE 2
+struct viommu_alloc_cmd {
+	uint32_t size, flags, type, dev_id, hwpt_id, out_viommu_id, data_len, reserved;
+	uint64_t data_uptr;
+};
+struct vdevice_alloc_cmd { uint32_t size, viommu_id, dev_id, out_vdevice_id; uint64_t virt_id; };
+struct veventq_alloc_cmd {
+	uint32_t size, flags, viommu_id, type, veventq_depth, out_veventq_id, out_veventq_fd, reserved;
+};
+struct vevent_header { uint32_t flags, sequence; };
+#define VIOMMU_TYPE_SELFTEST 0xdeadbeef
+#define VEVENTQ_TYPE_SELFTEST 0xbeefbeef
+#define VEVENTQ_FLAG_LOST_EVENTS 1
 struct vfio_dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
 struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 
@@ -105,6 +121,7 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 #define TEST_OP_ACCESS_RW 8
 #define TEST_OP_MOCK_DOMAIN_REPLACE 10
 #define TEST_OP_TRIGGER_IOPF 15
+#define TEST_OP_TRIGGER_VEVENT 17
 #define TEST_OP_DMABUF_GET 22
 #define TEST_OP_DMABUF_REVOKE 23
 #define ACCESS_NEEDS_PIN_PAGES 1

@@ -70,9 +70,16 @@ impl Context {
     /// The caller's file `inode` was closed for the last time.
     pub fn side_file_closed(&mut self, inode: u64) {
         if let Some(id) = self.side_files.remove(&inode) {
-            if self.objects.kind(id) == Some(crate::object::ObjectType::FaultQueue) {
-                self.fault_queue_file_closed(id);
-                return;
+            match self.objects.kind(id) {
+                Some(crate::object::ObjectType::FaultQueue) => {
+                    self.fault_queue_file_closed(id);
+                    return;
+                }
+                Some(crate::object::ObjectType::Veventq) => {
+                    self.veventq_file_closed(id);
+                    return;
+                }
+                _ => {}
             }
             match self.objects.remove(id) {
                 Ok(Object::Access(a)) => self.destroy_access(*a),

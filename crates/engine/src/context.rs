@@ -173,6 +173,7 @@ impl Context {
             }
             Object::Viommu(v) => self.destroy_viommu(*v),
             Object::Vdevice(v) => self.destroy_vdevice(*v),
+            Object::Veventq(q) => self.destroy_veventq(*q),
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);
@@ -367,6 +368,9 @@ impl Context {
         // the context for it instead): the queue stops delivering.
         for id in self.objects.ids_of(crate::object::ObjectType::FaultQueue) {
             self.fault_queue_file_closed(id);
+        }
+        for id in self.objects.ids_of(crate::object::ObjectType::Veventq) {
+            self.veventq_file_closed(id);
         }
         while !self.objects.is_empty() {
             let leaves = self.objects.leaves();

@@ -701,16 +701,35 @@ impl Context {
     }
 
     fn cmd_veventq_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuVeventqAlloc = u.cmd();
-        if cmd.flags != 0 || cmd.reserved != 0 {
+        let mut cmd: IommuVeventqAlloc = u.cmd();
+        if cmd.flags != 0 || cmd.reserved != 0 || cmd.veventq_type == IOMMU_VEVENTQ_TYPE_DEFAULT {
             return Err(Errno::EOPNOTSUPP);
         }
         if cmd.veventq_depth == 0 {
             return Err(Errno::EINVAL);
         }
         self.lookup_viommu(cmd.viommu_id)?;
-        // vEVENTQs are not modelled yet: no event type is supported.
-        Err(Errno::EOPNOTSUPP)
+        // Where the transport writes the descriptor if the engine cannot.
+        let fd_addr = match u.arg {
+            Arg::User(ptr) => ptr.wrapping_add(24),
+            Arg::Bytes(_) => 0,
+        };
+        let caller = u.caller;
+        let (id, fd, inode) = self.veventq_alloc(
+            caller,
+            cmd.viommu_id,
+            cmd.veventq_type,
+            cmd.veventq_depth,
+            fd_addr,
+        )?;
+        cmd.out_veventq_id = id;
+        cmd.out_veventq_fd = fd.map_or(u32::MAX, |f| f as u32);
+        if let Err(e) = u.respond(&cmd) {
+            self.side_file_closed(inode);
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn cmd_hw_queue_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -838,7 +857,7 @@ impl Context {
             }
             t::op::TRIGGER_VEVENT => {
                 let p: t::TestOneId = cmd.payload_as();
-                self.report_vevent(p.id)
+                self.report_vevent(u.caller, p.id)
             }
             t::op::CREATE_ACCESS => {
                 let mut p: t::TestCreateAccess = cmd.payload_as();

@@ -32,6 +32,7 @@ pub mod memory;
 pub mod object;
 pub mod pages;
 pub mod physical;
+pub mod veventq;
 mod vfio;
 pub mod viommu;
 

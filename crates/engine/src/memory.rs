@@ -108,6 +108,21 @@ pub trait FileResolver: Debug {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// Makes a new file the caller only reads, as [`create_side_file`]
+    /// does, whose unread bytes the transport can count (for event queues).
+    ///
+    /// [`create_side_file`]: FileResolver::create_side_file
+    fn create_event_file(&self, fd_addr: u64) -> Result<(Option<i32>, u64)> {
+        self.create_side_file(fd_addr)
+    }
+
+    /// How many bytes the reader of event file `inode` has not read yet;
+    /// `None` when the transport cannot tell.
+    fn unread_bytes(&self, inode: u64) -> Option<u64> {
+        let _ = inode;
+        None
+    }
+
     /// The inode behind the caller's descriptor `fd` (`EBADFD` if none).
     fn inode_of(&self, fd: i32) -> Result<u64> {
         let _ = fd;

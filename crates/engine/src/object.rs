@@ -35,6 +35,9 @@ pub enum ObjectType {
     Viommu,
     /// A device's identity inside a vIOMMU (`IOMMU_VDEVICE_ALLOC`).
     Vdevice,
+    /// A queue that delivers a vIOMMU's events to user space through a file
+    /// (`IOMMU_VEVENTQ_ALLOC`); its file holds a user of it.
+    Veventq,
 }
 
 /// An IO address space.
@@ -136,6 +139,7 @@ pub enum Object {
     FaultQueue(Box<crate::fault_queue::FaultQueue>),
     Viommu(Box<crate::viommu::Viommu>),
     Vdevice(Box<crate::viommu::Vdevice>),
+    Veventq(Box<crate::veventq::Veventq>),
 }
 
 impl Object {
@@ -151,6 +155,7 @@ impl Object {
             Object::FaultQueue(_) => ObjectType::FaultQueue,
             Object::Viommu(_) => ObjectType::Viommu,
             Object::Vdevice(_) => ObjectType::Vdevice,
+            Object::Veventq(_) => ObjectType::Veventq,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Viommu {
     pub viommu_type: u32,
     /// vDEVICEs by virtual id.
     pub vdevs: BTreeMap<u64, u32>,
+    /// vEVENTQs by event type (at most one per type).
+    pub veventqs: BTreeMap<u32, u32>,
 }
 
 /// A device as a vIOMMU knows it.
@@ -87,6 +89,7 @@ impl Context {
             iommu,
             viommu_type,
             vdevs: BTreeMap::new(),
+            veventqs: BTreeMap::new(),
         };
         let id = self.objects.insert(Object::Viommu(Box::new(viommu)))?;
         self.objects.add_user(hwpt_id);
@@ -243,12 +246,20 @@ impl Context {
 impl Context {
     /// Device `dev_id` raises a vIOMMU event (the selftest's
     /// `TRIGGER_VEVENT`): `ENOENT` unless it attached to a nested HWPT made
-    /// through a vIOMMU while it had a non-zero virtual id there. The event
-    /// goes to that vIOMMU's vEVENTQ of the mock's type; no vEVENTQ can exist
-    /// yet, so it ends as Linux ends with none: `EOPNOTSUPP`.
-    pub fn report_vevent(&mut self, dev_id: u32) -> Result<()> {
+    /// through a vIOMMU while it had a non-zero virtual id there. The event,
+    /// the virtual id as a `u32`, goes to that vIOMMU's vEVENTQ of the mock's
+    /// type (`EOPNOTSUPP` when there is none).
+    pub fn report_vevent(
+        &mut self,
+        caller: &crate::context::Caller<'_>,
+        dev_id: u32,
+    ) -> Result<()> {
         match self.objects.device(dev_id)?.vevent_target {
-            Some((_, virt_id)) if virt_id != 0 => Err(Errno::EOPNOTSUPP),
+            Some((viommu, virt_id)) if virt_id != 0 => {
+                let event = (virt_id as u32).to_ne_bytes();
+                let kind = softiommu_uapi::test_cmd::IOMMU_VEVENTQ_TYPE_SELFTEST;
+                self.viommu_report_event(caller, viommu, kind, &event)
+            }
             _ => Err(Errno::ENOENT),
         }
     }

@@ -4,10 +4,12 @@
 
 mod common;
 use common::*;
+use softiommu_engine::memory::FileResolver;
 use softiommu_engine::Errno;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd as t;
+use zerocopy::IntoBytes;
 
 struct Setup {
     ioas: u32,
@@ -238,7 +240,7 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
 }
 
 #[test]
-fn nested_hwpts_through_a_viommu_hold_it() {
+fn nested_hwpts_through_a_viommu_hold_it_and_its_veventq_takes_events() {
     let mut h = Harness::new();
     let s = setup(&mut h);
     let (dev, stdev) = s.devs[0];
@@ -295,18 +297,39 @@ fn nested_hwpts_through_a_viommu_hold_it() {
         size: 32,
         viommu_id: viommu,
         veventq_type: t::IOMMU_VEVENTQ_TYPE_SELFTEST,
-        veventq_depth: 4,
+        veventq_depth: 1,
         ..Default::default()
     };
+    h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q).unwrap();
+    let inode = h.files.inode_of(q.out_veventq_fd as i32).unwrap();
+    assert_eq!(h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q), Err(Errno::EEXIST));
+    let record = |seq: u32| {
+        let mut r = seq.to_ne_bytes().to_vec();
+        r.splice(0..0, 0u32.to_ne_bytes());
+        r.extend_from_slice(&0x42u32.to_ne_bytes());
+        r
+    };
+    vevent(&mut h).unwrap();
+    assert_eq!(h.ctx.take_side_output(), [(inode, record(0))]);
+    vevent(&mut h).unwrap();
+    let lost = [IOMMU_VEVENTQ_FLAG_LOST_EVENTS, 1].as_bytes().to_vec();
+    assert_eq!(h.ctx.take_side_output(), [(inode, lost)], "depth 1 is full");
+    vevent(&mut h).unwrap();
     assert_eq!(
-        h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q),
-        Err(Errno::EOPNOTSUPP),
-        "vEVENTQs are not modelled yet"
+        h.ctx.take_side_output(),
+        [],
+        "one lost-events header covers it"
     );
+    // The reader reads the event and the header but one byte.
+    h.ctx.side_file_unread(inode, 1);
+    vevent(&mut h).unwrap();
+    assert_eq!(h.ctx.take_side_output(), [(inode, record(3))]);
     destroy(&mut h, vdev).unwrap();
+    h.ctx.side_file_unread(inode, 0);
+    vevent(&mut h).unwrap();
     assert_eq!(
-        vevent(&mut h),
-        Err(Errno::EOPNOTSUPP),
+        h.ctx.take_side_output(),
+        [(inode, record(4))],
         "the device keeps its event target until it attaches elsewhere"
     );
     replace(&mut h, s.parent).unwrap();
@@ -316,6 +339,19 @@ fn nested_hwpts_through_a_viommu_hold_it() {
     })
     .unwrap();
     destroy(&mut h, hwpt).unwrap();
+    assert_eq!(
+        destroy(&mut h, viommu),
+        Err(Errno::EBUSY),
+        "its vEVENTQ holds it"
+    );
+    assert_eq!(
+        destroy(&mut h, q.out_veventq_id),
+        Err(Errno::EBUSY),
+        "the file holds the queue"
+    );
+    let closed = h.files.close_side_file(q.out_veventq_fd as i32).unwrap();
+    h.ctx.side_file_closed(closed);
+    destroy(&mut h, q.out_veventq_id).unwrap();
     destroy(&mut h, viommu).unwrap();
     destroy(&mut h, s.parent).unwrap();
 }

@@ -43,7 +43,8 @@ thread_local! {
 pub(crate) enum Kind {
     NotOurs,
     Context,
-    /// A file the server gave the program (an access).
+    /// A file the server gave the program (an access, a fault queue, a
+    /// vEVENTQ).
     Side,
 }
 
@@ -54,12 +55,12 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
     if let Some(fd) = fd {
         if reply.fd_addr == u64::MAX {
             // The descriptor is the ioctl's return value (a dma-buf).
-            if let Some(ino) = sys::socket_inode(fd) {
+            if let Some(ino) = sys::side_inode(fd) {
                 sys::remember(ino, Kind::Side);
             }
             reply.result = i64::from(fd);
         } else if reply.fd_addr != 0 {
-            if let Some(ino) = sys::socket_inode(fd) {
+            if let Some(ino) = sys::side_inode(fd) {
                 sys::remember(ino, Kind::Side);
             }
             sys::store_fd(reply.fd_addr, fd);

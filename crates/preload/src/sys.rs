@@ -129,8 +129,8 @@ fn forget(ino: u64) {
     }
 }
 
-/// The inode of `fd` if it is a socket.
-pub(crate) fn socket_inode(fd: c_int) -> Option<u64> {
+/// The file type bits and inode of `fd`.
+fn mode_and_inode(fd: c_int) -> Option<(libc::mode_t, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: `st` is writable memory of the right size; fstat fills it or fails.
     let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
@@ -139,7 +139,20 @@ pub(crate) fn socket_inode(fd: c_int) -> Option<u64> {
     }
     // SAFETY: fstat succeeded, so the struct is initialised.
     let st = unsafe { st.assume_init() };
-    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
+    Some((st.st_mode & libc::S_IFMT, st.st_ino))
+}
+
+/// The inode of `fd` if it is a socket (what contexts are).
+pub(crate) fn socket_inode(fd: c_int) -> Option<u64> {
+    mode_and_inode(fd).and_then(|(mode, ino)| (mode == libc::S_IFSOCK).then_some(ino))
+}
+
+/// The inode of `fd` if it is a socket or a pipe (what side files are).
+/// Both come from the kernel's one counter for such inodes, so they never
+/// share a number.
+pub(crate) fn side_inode(fd: c_int) -> Option<u64> {
+    mode_and_inode(fd)
+        .and_then(|(mode, ino)| (mode == libc::S_IFSOCK || mode == libc::S_IFIFO).then_some(ino))
 }
 
 pub(crate) fn set_cloexec(fd: c_int) {
@@ -383,7 +396,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // Only descriptors this process already knows as contexts are tracked; the
     // server notices any other last close by itself.
     let ino = guarded(|| {
-        socket_inode(fd).filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Side)))
+        side_inode(fd).filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Side)))
     })
     .flatten();
     // SAFETY: forwarding the caller's argument unchanged.

@@ -19,30 +19,54 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// One context and the socket whose end-of-file releases it.
+#[derive(Debug)]
 struct Hosted {
     context: Mutex<Context>,
     socket: UnixStream,
 }
 
-/// A file given to a program (an access, a fault queue): the server keeps the
-/// other end, passes what the program writes to the engine, writes what the
-/// engine queues for the program, and releases the object at end-of-file.
+/// The server's end of a side file.
+#[derive(Debug)]
+enum ServerEnd {
+    /// Both ways (accesses, dma-bufs, fault queues): end-of-file is the
+    /// program's last close.
+    Socket(UnixStream),
+    /// The write end of a pipe the program only reads (vEVENTQs), so that
+    /// its unread bytes can be counted; the program's last close shows as
+    /// an error on this end.
+    Pipe(std::os::fd::OwnedFd),
+}
+
+/// A file given to a program (an access, a fault queue, a vEVENTQ): the
+/// server keeps the other end, passes what the program writes to the engine,
+/// writes what the engine queues for the program, and releases the object
+/// when the program has closed it.
+#[derive(Debug)]
 struct SideFile {
     hosted: Arc<Hosted>,
-    socket: UnixStream,
-    /// Held by whoever reads `socket`, so that bytes reach the engine in order.
+    end: ServerEnd,
+    /// Held by whoever reads the socket, so that bytes reach the engine in order.
     reader: Mutex<()>,
+    /// Bytes for a pipe that did not fit yet, written as the program reads.
+    backlog: Mutex<Vec<u8>>,
 }
 
 impl SideFile {
-    /// Passes what the program has written so far to the engine; true at
-    /// end-of-file (or a broken socket).
+    /// Passes what the program has written so far to the engine; true once
+    /// the program has closed its end (or the file broke).
     fn drain(&self, inode: u64) -> bool {
+        let socket = match &self.end {
+            ServerEnd::Socket(s) => s,
+            ServerEnd::Pipe(fd) => {
+                self.flush_backlog();
+                return pipe_reader_gone(fd);
+            }
+        };
         let _reading = lock(&self.reader);
         let mut buf = [0u8; 4096];
         loop {
             let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-            match nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, flags) {
+            match nix::sys::socket::recv(socket.as_raw_fd(), &mut buf, flags) {
                 Ok(0) => return true,
                 Ok(n) => lock(&self.hosted.context).side_file_input(inode, &buf[..n]),
                 Err(nix::errno::Errno::EAGAIN) => return false,
@@ -52,15 +76,63 @@ impl SideFile {
         }
     }
 
-    /// Writes engine output for the program; a reader that lets its queue
-    /// fill loses what does not fit rather than stalling the server.
+    /// Writes engine output for the program. On a socket, a reader that lets
+    /// its queue fill loses what does not fit rather than stalling the
+    /// server; a pipe keeps the rest until the program reads.
     fn deliver(&self, bytes: &[u8]) {
-        let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-        let _ = nix::sys::socket::send(self.socket.as_raw_fd(), bytes, flags);
+        match &self.end {
+            ServerEnd::Socket(socket) => {
+                let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+                let _ = nix::sys::socket::send(socket.as_raw_fd(), bytes, flags);
+            }
+            ServerEnd::Pipe(_) => {
+                lock(&self.backlog).extend_from_slice(bytes);
+                self.flush_backlog();
+            }
+        }
+    }
+
+    fn flush_backlog(&self) {
+        let ServerEnd::Pipe(fd) = &self.end else {
+            return;
+        };
+        let mut backlog = lock(&self.backlog);
+        while !backlog.is_empty() {
+            match rustix::io::write(fd, &backlog) {
+                Ok(n) => {
+                    backlog.drain(..n);
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Bytes written for the program that it has not read.
+    fn unread(&self) -> Option<u64> {
+        let ServerEnd::Pipe(fd) = &self.end else {
+            return None;
+        };
+        let in_pipe = rustix::io::ioctl_fionread(fd).ok()?;
+        Some(in_pipe + lock(&self.backlog).len() as u64)
+    }
+}
+
+/// Whether every reader of the pipe whose write end is `fd` has closed it.
+fn pipe_reader_gone(fd: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
+        Err(_) => false,
     }
 }
 
 /// The server state shared by its threads.
+#[derive(Debug)]
 struct State {
     engine: Engine,
     /// Contexts by the inode of the program's end of their socket.
@@ -259,25 +331,32 @@ struct CallFiles {
     pid: i32,
     proc: ProcFiles,
     pending: Mutex<Option<PendingFile>>,
+    /// For counting what the program has not read of its event files.
+    state: Arc<State>,
 }
 
 /// A side file made during a call: the program's end (sent with the reply),
 /// the server's end, where the number goes, and the program end's inode.
 #[derive(Debug)]
 struct PendingFile {
-    program_end: UnixStream,
-    server_end: UnixStream,
+    program_end: std::os::fd::OwnedFd,
+    server_end: ServerEnd,
     fd_addr: u64,
     inode: u64,
 }
 
-impl FileResolver for CallFiles {
-    fn resolve(&self, fd: i32) -> softiommu_engine::Result<Arc<dyn FileBacking>> {
-        self.proc.resolve(fd)
-    }
+/// The largest pipe an unprivileged process may ask for by default
+/// (`/proc/sys/fs/pipe-max-size`); bigger backlogs wait in the server.
+const EVENT_PIPE_SIZE: usize = 1 << 20;
 
-    fn create_side_file(&self, fd_addr: u64) -> softiommu_engine::Result<(Option<i32>, u64)> {
-        let (program_end, server_end) = UnixStream::pair().map_err(|_| Errno::ENOMEM)?;
+impl CallFiles {
+    /// Keeps a new side file until the reply carries the program's end.
+    fn hold(
+        &self,
+        program_end: std::os::fd::OwnedFd,
+        server_end: ServerEnd,
+        fd_addr: u64,
+    ) -> softiommu_engine::Result<(Option<i32>, u64)> {
         let inode = nix::sys::stat::fstat(program_end.as_raw_fd())
             .map_err(|_| Errno::ENOMEM)?
             .st_ino;
@@ -288,6 +367,37 @@ impl FileResolver for CallFiles {
             inode,
         });
         Ok((None, inode))
+    }
+}
+
+impl FileResolver for CallFiles {
+    fn resolve(&self, fd: i32) -> softiommu_engine::Result<Arc<dyn FileBacking>> {
+        self.proc.resolve(fd)
+    }
+
+    fn create_side_file(&self, fd_addr: u64) -> softiommu_engine::Result<(Option<i32>, u64)> {
+        let (program_end, server_end) = UnixStream::pair().map_err(|_| Errno::ENOMEM)?;
+        self.hold(program_end.into(), ServerEnd::Socket(server_end), fd_addr)
+    }
+
+    fn create_event_file(&self, fd_addr: u64) -> softiommu_engine::Result<(Option<i32>, u64)> {
+        use rustix::fs::OFlags;
+        use rustix::pipe::PipeFlags;
+        let (read_end, write_end) =
+            rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|_| Errno::ENOMEM)?;
+        // Neither end may block: the server never waits on a reader, and a
+        // read of an empty queue returns at once (EAGAIN; Linux returns 0).
+        for end in [&read_end, &write_end] {
+            rustix::fs::fcntl_setfl(end, OFlags::NONBLOCK).map_err(|_| Errno::ENOMEM)?;
+        }
+        // Best effort: a smaller pipe only means a longer backlog.
+        let _ = rustix::pipe::fcntl_setpipe_size(&write_end, EVENT_PIPE_SIZE);
+        self.hold(read_end, ServerEnd::Pipe(write_end), fd_addr)
+    }
+
+    fn unread_bytes(&self, inode: u64) -> Option<u64> {
+        let side = lock(&self.state.side_files).get(&inode).cloned();
+        side?.unread()
     }
 
     fn inode_of(&self, fd: i32) -> softiommu_engine::Result<u64> {
@@ -302,7 +412,7 @@ impl FileResolver for CallFiles {
 }
 
 /// Sends a reply, with a descriptor when a side file came out of the call.
-fn send_reply(stream: &UnixStream, reply: &Reply, fd: Option<&UnixStream>) -> bool {
+fn send_reply(stream: &UnixStream, reply: &Reply, fd: Option<&std::os::fd::OwnedFd>) -> bool {
     let bytes = reply.as_bytes();
     let iov = [std::io::IoSlice::new(bytes)];
     let flags = nix::sys::socket::MsgFlags::empty();
@@ -336,6 +446,7 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
         pid,
         proc: ProcFiles::of(nix::unistd::Pid::from_raw(pid)),
         pending: Mutex::new(None),
+        state: state.clone(),
     };
     let creds = credentials(pid);
     let mut call = Call::default();
@@ -398,19 +509,37 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
 
 /// Passes what the program writes to a side file to the engine, and
 /// releases the side file's object at its end-of-file.
-fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, socket: UnixStream, inode: u64) {
+fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, end: ServerEnd, inode: u64) {
     let side = Arc::new(SideFile {
         hosted,
-        socket,
+        end,
         reader: Mutex::new(()),
+        backlog: Mutex::new(Vec::new()),
     });
     lock(&state.side_files).insert(inode, side.clone());
     std::thread::spawn(move || {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         loop {
-            let mut fds = [PollFd::new(side.socket.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
+            let polled = match &side.end {
+                ServerEnd::Socket(socket) => {
+                    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+                    poll(&mut fds, PollTimeout::NONE)
+                }
+                ServerEnd::Pipe(fd) => {
+                    // Errors (the reader gone) always wake a poll; room for
+                    // the backlog only when there is one. A report made
+                    // meanwhile is seen at the next timeout.
+                    let wanted = if lock(&side.backlog).is_empty() {
+                        PollFlags::empty()
+                    } else {
+                        PollFlags::POLLOUT
+                    };
+                    let mut fds = [PollFd::new(fd.as_fd(), wanted)];
+                    poll(&mut fds, PollTimeout::from(100u8))
+                }
+            };
+            match polled {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,
             }
