@@ -22,6 +22,7 @@
 #define IOMMU_VIOMMU_ALLOC _IO(IOMMUFD_TYPE, 0x90)
 #define IOMMU_VDEVICE_ALLOC _IO(IOMMUFD_TYPE, 0x91)
 #define IOMMU_VEVENTQ_ALLOC _IO(IOMMUFD_TYPE, 0x93)
+#define IOMMU_HW_QUEUE_ALLOC _IO(IOMMUFD_TYPE, 0x94)
 #define IOMMU_TEST_CMD _IO(IOMMUFD_TYPE, 0xa0)
 #define VFIO_GET_API_VERSION _IO(IOMMUFD_TYPE, 100)
 #define VFIO_CHECK_EXTENSION _IO(IOMMUFD_TYPE, 101)
@@ -104,6 +105,12 @@ struct veventq_alloc_cmd {
 	uint32_t size, flags, viommu_id, type, veventq_depth, out_veventq_id, out_veventq_fd, reserved;
 };
 struct vevent_header { uint32_t flags, sequence; };
+struct viommu_selftest { uint32_t in_data, out_data; uint64_t out_mmap_offset, out_mmap_length; };
+struct hw_queue_alloc_cmd {
+	uint32_t size, flags, viommu_id, type, index, out_hw_queue_id;
+	uint64_t nesting_parent_iova, length;
+};
+#define HW_QUEUE_TYPE_SELFTEST 0xdeadbeef
 #define VIOMMU_TYPE_SELFTEST 0xdeadbeef
 #define VEVENTQ_TYPE_SELFTEST 0xbeefbeef
 #define VEVENTQ_FLAG_LOST_EVENTS 1

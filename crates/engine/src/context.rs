@@ -72,6 +72,8 @@ pub struct Context {
     pub(crate) side_files: std::collections::HashMap<u64, u32>,
     /// Bytes for the transport to write to side files after this call.
     pub(crate) side_output: Vec<(u64, Vec<u8>)>,
+    /// Regions mappable through the descriptor, by offset.
+    pub(crate) mmap_regions: std::collections::BTreeMap<u64, crate::mmap::MmapRegion>,
 }
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -89,6 +91,7 @@ impl Context {
             owner,
             side_files: std::collections::HashMap::new(),
             side_output: Vec::new(),
+            mmap_regions: std::collections::BTreeMap::new(),
         }
     }
 
@@ -174,6 +177,7 @@ impl Context {
             Object::Viommu(v) => self.destroy_viommu(*v),
             Object::Vdevice(v) => self.destroy_vdevice(*v),
             Object::Veventq(q) => self.destroy_veventq(*q),
+            Object::HwQueue(q) => self.destroy_hw_queue(id, *q),
             Object::Selftest(t) => {
                 self.objects.drop_user(t.device);
                 let _ = self.destroy(t.device);

@@ -216,6 +216,13 @@ fn map_args(flags: u32, iova: u64, length: u64) -> Result<MapArgs> {
 impl Context {
     fn cmd_destroy(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
         let cmd: IommuDestroy = u.cmd();
+        // A region the caller has mapped holds its owner.
+        if self
+            .mmap_regions_of(cmd.id)
+            .any(|r| u.caller.files.region_mapped(r.region_id))
+        {
+            return Err(Errno::EBUSY);
+        }
         self.destroy(cmd.id)
     }
 
@@ -674,15 +681,16 @@ impl Context {
         if cmd.flags != 0 || cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        // Driver data asks for a region mapped through the /dev/iommu
-        // descriptor, which the shim cannot give yet: refuse it whole.
-        if cmd.data_len != 0 {
-            self.lookup_device(cmd.dev_id)?;
-            return Err(Errno::EOPNOTSUPP);
-        }
         let id = self.viommu_alloc(cmd.dev_id, cmd.hwpt_id, cmd.viommu_type)?;
+        // The mock driver's data: {in_data, out_data, out_mmap_offset,
+        // out_mmap_length}, at least through out_data.
+        let init = if cmd.data_len != 0 {
+            self.viommu_init_data(u.caller, id, cmd.data_uptr, cmd.data_len)
+        } else {
+            Ok(())
+        };
         cmd.out_viommu_id = id;
-        if let Err(e) = u.respond(&cmd) {
+        if let Err(e) = init.and_then(|()| u.respond(&cmd)) {
             let _ = self.destroy(id);
             return Err(e);
         }
@@ -733,20 +741,29 @@ impl Context {
     }
 
     fn cmd_hw_queue_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
-        let cmd: IommuHwQueueAlloc = u.cmd();
-        if cmd.flags != 0 {
+        let mut cmd: IommuHwQueueAlloc = u.cmd();
+        if cmd.flags != 0 || cmd.hw_queue_type == IOMMU_HW_QUEUE_TYPE_DEFAULT {
             return Err(Errno::EOPNOTSUPP);
         }
         if cmd.length == 0 {
             return Err(Errno::EINVAL);
         }
-        self.lookup_viommu(cmd.viommu_id)?;
-        // HW queues are not modelled yet: no queue type is supported.
-        Err(Errno::EOPNOTSUPP)
-    }
-
-    fn lookup_device(&self, id: u32) -> Result<()> {
-        self.objects.device(id).map(|_| ())
+        cmd.nesting_parent_iova
+            .checked_add(cmd.length - 1)
+            .ok_or(Errno::EOVERFLOW)?;
+        let id = self.hw_queue_alloc(
+            cmd.viommu_id,
+            cmd.hw_queue_type,
+            cmd.index,
+            cmd.nesting_parent_iova,
+            cmd.length,
+        )?;
+        cmd.out_hw_queue_id = id;
+        if let Err(e) = u.respond(&cmd) {
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn lookup_viommu(&self, id: u32) -> Result<()> {

@@ -29,6 +29,7 @@ pub mod inspect;
 pub mod ioctl;
 pub mod iopt;
 pub mod memory;
+pub mod mmap;
 pub mod object;
 pub mod pages;
 pub mod physical;

@@ -123,6 +123,13 @@ pub trait FileResolver: Debug {
         None
     }
 
+    /// Whether the caller has mapped the context's region `region_id`
+    /// (see [`crate::mmap`]); false when the transport maps nothing.
+    fn region_mapped(&self, region_id: u64) -> bool {
+        let _ = region_id;
+        false
+    }
+
     /// The inode behind the caller's descriptor `fd` (`EBADFD` if none).
     fn inode_of(&self, fd: i32) -> Result<u64> {
         let _ = fd;

@@ -38,6 +38,9 @@ pub enum ObjectType {
     /// A queue that delivers a vIOMMU's events to user space through a file
     /// (`IOMMU_VEVENTQ_ALLOC`); its file holds a user of it.
     Veventq,
+    /// A queue the guest's vIOMMU driver runs in its own memory, which the
+    /// (mock) hardware reads (`IOMMU_HW_QUEUE_ALLOC`).
+    HwQueue,
 }
 
 /// An IO address space.
@@ -140,6 +143,7 @@ pub enum Object {
     Viommu(Box<crate::viommu::Viommu>),
     Vdevice(Box<crate::viommu::Vdevice>),
     Veventq(Box<crate::veventq::Veventq>),
+    HwQueue(Box<crate::viommu::HwQueue>),
 }
 
 impl Object {
@@ -156,6 +160,7 @@ impl Object {
             Object::Viommu(_) => ObjectType::Viommu,
             Object::Vdevice(_) => ObjectType::Vdevice,
             Object::Veventq(_) => ObjectType::Veventq,
+            Object::HwQueue(_) => ObjectType::HwQueue,
         }
     }
 }

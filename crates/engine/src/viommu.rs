@@ -31,6 +31,35 @@ pub struct Viommu {
     pub vdevs: BTreeMap<u64, u32>,
     /// vEVENTQs by event type (at most one per type).
     pub veventqs: BTreeMap<u32, u32>,
+    /// The offset of its region mappable through the descriptor (the mock
+    /// driver's, made when the vIOMMU is allocated with driver data).
+    pub mmap_offset: Option<u64>,
+    /// Its HW queues by index (the mock driver has two).
+    pub hw_queues: [Option<u32>; MOCK_HW_QUEUES],
+}
+
+/// How many HW queues the mock vIOMMU has (`IOMMU_TEST_HW_QUEUE_MAX`).
+const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_MAX as usize;
+
+/// The size of the mock driver's region: two pages.
+const MOCK_MMAP_LENGTH: u64 = 2 * crate::memory::PAGE_SIZE;
+
+/// A HW queue: guest memory, at an IOVA of the vIOMMU's stage 2, that the
+/// hardware reads by physical address. Its pages stay pinned (so the IOVA
+/// cannot be unmapped: `EBUSY`) for the queue's life. The mock driver makes
+/// queue `i` depend on queue `i - 1`, which it holds.
+#[derive(Debug)]
+pub struct HwQueue {
+    pub viommu: u32,
+    pub index: u32,
+    pub hw_queue_type: u32,
+    pub base_iova: u64,
+    pub length: u64,
+    /// The IOAS its pages are pinned in, and the pin.
+    ioas: u32,
+    pin: u64,
+    /// The queue it depends on.
+    prev: Option<u32>,
 }
 
 /// A device as a vIOMMU knows it.
@@ -90,6 +119,8 @@ impl Context {
             viommu_type,
             vdevs: BTreeMap::new(),
             veventqs: BTreeMap::new(),
+            mmap_offset: None,
+            hw_queues: [None; MOCK_HW_QUEUES],
         };
         let id = self.objects.insert(Object::Viommu(Box::new(viommu)))?;
         self.objects.add_user(hwpt_id);
@@ -123,7 +154,151 @@ impl Context {
     }
 
     pub(crate) fn destroy_viommu(&mut self, viommu: Viommu) {
+        if let Some(offset) = viommu.mmap_offset {
+            self.mmap_region_remove(offset);
+        }
         self.objects.drop_user(viommu.hwpt);
+    }
+
+    /// The mock driver's vIOMMU data (`struct iommu_viommu_selftest`:
+    /// `in_data`, `out_data`, `out_mmap_offset`, `out_mmap_length`): at least
+    /// through `out_data` (`EINVAL`), a longer struct's tail must be zero
+    /// (`E2BIG`) and is not written back (`EINVAL`). It gives the vIOMMU a
+    /// two-page region whose first word is `in_data`, and writes back
+    /// `out_data = in_data` and where to map the region.
+    pub(crate) fn viommu_init_data(
+        &mut self,
+        caller: &crate::context::Caller<'_>,
+        id: u32,
+        data_uptr: u64,
+        data_len: u32,
+    ) -> Result<()> {
+        const MIN: u32 = 8;
+        const SIZE: u32 = 24;
+        if data_len < MIN {
+            return Err(Errno::EINVAL);
+        }
+        let mut data = [0u8; SIZE as usize];
+        let n = data_len.min(SIZE) as usize;
+        caller.mem.read(data_uptr, &mut data[..n])?;
+        if data_len > SIZE {
+            let mut tail = vec![0u8; (data_len - SIZE) as usize];
+            let at = data_uptr
+                .checked_add(u64::from(SIZE))
+                .ok_or(Errno::EFAULT)?;
+            caller.mem.read(at, &mut tail)?;
+            if tail.iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+            return Err(Errno::EINVAL);
+        }
+        let in_data = [data[0], data[1], data[2], data[3]];
+        let offset = self.mmap_region_alloc(id, MOCK_MMAP_LENGTH, in_data.to_vec())?;
+        self.viommu_mut(id)?.mmap_offset = Some(offset);
+        data[4..8].copy_from_slice(&in_data);
+        data[8..16].copy_from_slice(&offset.to_ne_bytes());
+        data[16..24].copy_from_slice(&MOCK_MMAP_LENGTH.to_ne_bytes());
+        caller.mem.write(data_uptr, &data[..n])
+    }
+
+    /// Makes HW queue `index` of `hw_queue_type` for vIOMMU `viommu_id` over
+    /// `[iova, iova + length)` of its stage 2 (`IOMMU_HW_QUEUE_ALLOC` after
+    /// its argument checks). Checks in Linux's order: the vIOMMU (`ENOENT`),
+    /// the driver's queue type (`EOPNOTSUPP`), the IOVA's pages (`ENOENT`
+    /// unmapped; `EFAULT` unless one area holds them all, the emulation's
+    /// physically contiguous memory), then the mock driver: index in range
+    /// (`EINVAL`), free (`EEXIST`), its predecessor allocated (`EIO`).
+    pub fn hw_queue_alloc(
+        &mut self,
+        viommu_id: u32,
+        hw_queue_type: u32,
+        index: u32,
+        iova: u64,
+        length: u64,
+    ) -> Result<u32> {
+        use crate::memory::PAGE_SIZE;
+        let (viommu_type, hwpt) = {
+            let v = self.viommu(viommu_id)?;
+            (v.viommu_type, v.hwpt)
+        };
+        if viommu_type != softiommu_uapi::test_cmd::IOMMU_VIOMMU_TYPE_SELFTEST
+            || hw_queue_type != softiommu_uapi::test_cmd::IOMMU_HW_QUEUE_TYPE_SELFTEST
+        {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.shared().faults.check()?;
+        let aligned = iova & !(PAGE_SIZE - 1);
+        let span = (iova - aligned)
+            .checked_add(length)
+            .and_then(|l| l.checked_add(PAGE_SIZE - 1))
+            .ok_or(Errno::ERANGE)?
+            & !(PAGE_SIZE - 1);
+        let ioas = self.objects.hwpt(hwpt)?.ioas;
+        let table = self.ioas_mut(ioas)?;
+        let contiguous = table
+            .area_at(aligned)
+            .is_some_and(|a| aligned + (span - 1) <= a.last);
+        let pin = table.pin(aligned, span, false)?;
+        let slot = index as usize;
+        let placed = if slot >= MOCK_HW_QUEUES {
+            Err(Errno::EINVAL)
+        } else if !contiguous {
+            Err(Errno::EFAULT)
+        } else {
+            let queues = self.viommu(viommu_id)?.hw_queues;
+            match (queues[slot], slot.checked_sub(1).map(|p| queues[p])) {
+                (Some(_), _) => Err(Errno::EEXIST),
+                (None, Some(None)) => Err(Errno::EIO),
+                (None, prev) => Ok(prev.flatten()),
+            }
+        };
+        let prev = match placed {
+            Ok(prev) => prev,
+            Err(e) => {
+                let _ = self.ioas_mut(ioas)?.unpin(pin);
+                return Err(e);
+            }
+        };
+        let queue = HwQueue {
+            viommu: viommu_id,
+            index,
+            hw_queue_type,
+            base_iova: iova,
+            length,
+            ioas,
+            pin,
+            prev,
+        };
+        let id = match self.objects.insert(Object::HwQueue(Box::new(queue))) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = self.ioas_mut(ioas)?.unpin(pin);
+                return Err(e);
+            }
+        };
+        self.objects.add_user(viommu_id);
+        if let Some(p) = prev {
+            self.objects.add_user(p);
+        }
+        self.viommu_mut(viommu_id)?.hw_queues[slot] = Some(id);
+        Ok(id)
+    }
+
+    pub(crate) fn destroy_hw_queue(&mut self, id: u32, queue: HwQueue) {
+        if let Ok(t) = self.ioas_mut(queue.ioas) {
+            let _ = t.unpin(queue.pin);
+        }
+        if let Ok(v) = self.viommu_mut(queue.viommu) {
+            if let Some(slot) = v.hw_queues.get_mut(queue.index as usize) {
+                if *slot == Some(id) {
+                    *slot = None;
+                }
+            }
+        }
+        if let Some(p) = queue.prev {
+            self.objects.drop_user(p);
+        }
+        self.objects.drop_user(queue.viommu);
     }
 
     pub(crate) fn destroy_vdevice(&mut self, vdev: Vdevice) {

@@ -1483,6 +1483,12 @@ fn device_and_hwpt_commands_validate_then_find_no_object() {
         veventq_depth: 4,
         ..Default::default()
     };
+    assert_eq!(
+        h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q),
+        Err(Errno::EOPNOTSUPP),
+        "the default type first"
+    );
+    q.veventq_type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3;
     assert_eq!(h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q), Err(Errno::ENOENT));
     let mut hq = IommuHwQueueAlloc {
         size: 40,
@@ -1490,6 +1496,12 @@ fn device_and_hwpt_commands_validate_then_find_no_object() {
         length: PAGE,
         ..Default::default()
     };
+    assert_eq!(
+        h.cmd(IOMMU_HW_QUEUE_ALLOC, &mut hq),
+        Err(Errno::EOPNOTSUPP),
+        "the default type first"
+    );
+    hq.hw_queue_type = IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV;
     assert_eq!(h.cmd(IOMMU_HW_QUEUE_ALLOC, &mut hq), Err(Errno::ENOENT));
     let mut f = IommuFaultAlloc {
         size: 16,

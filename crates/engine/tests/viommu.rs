@@ -383,3 +383,143 @@ fn a_vdevice_goes_with_its_device() {
     );
     assert_eq!((r, done), (Err(Errno::ENOENT), 0));
 }
+
+#[test]
+fn driver_data_gives_the_viommu_a_region_to_map() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let dev = s.devs[0].0;
+    let with_data = |h: &mut Harness, len: u32, uptr: u64| {
+        let mut c = IommuViommuAlloc {
+            size: 40,
+            viommu_type: t::IOMMU_VIOMMU_TYPE_SELFTEST,
+            dev_id: dev,
+            hwpt_id: s.parent,
+            data_len: len,
+            data_uptr: uptr,
+            ..Default::default()
+        };
+        h.cmd(IOMMU_VIOMMU_ALLOC, &mut c).map(|_| c.out_viommu_id)
+    };
+    let data = |in_data: u32| {
+        let mut d = [0u8; 32];
+        d[..4].copy_from_slice(&in_data.to_ne_bytes());
+        d
+    };
+    h.write_mem(SCRATCH, &data(0xbeef));
+    assert_eq!(
+        with_data(&mut h, 7, SCRATCH),
+        Err(Errno::EINVAL),
+        "short of out_data"
+    );
+    assert_eq!(with_data(&mut h, 24, 0x10), Err(Errno::EFAULT));
+    h.write_mem(SCRATCH + 24, &[1]);
+    assert_eq!(
+        with_data(&mut h, 32, SCRATCH),
+        Err(Errno::E2BIG),
+        "a non-zero tail"
+    );
+    h.write_mem(SCRATCH + 24, &[0]);
+    assert_eq!(
+        with_data(&mut h, 32, SCRATCH),
+        Err(Errno::EINVAL),
+        "longer than the driver writes back"
+    );
+    let first = with_data(&mut h, 24, SCRATCH).unwrap();
+    let out = h.read_mem(SCRATCH, 24);
+    let word = |at: usize| u64::from_ne_bytes(out[at..at + 8].try_into().unwrap());
+    assert_eq!(&out[4..8], &0xbeefu32.to_ne_bytes(), "out_data");
+    assert_eq!((word(8), word(16)), (PAGE, 2 * PAGE), "offset and length");
+    let region = h.ctx.mmap_check(PAGE, 2 * PAGE, 3, 1).unwrap();
+    assert_eq!(region.contents, 0xbeefu32.to_ne_bytes());
+    for (offset, len, prot, flags, errno) in [
+        (2 * PAGE, 2 * PAGE, 3, 1, Errno::ENXIO),
+        (PAGE, PAGE, 3, 1, Errno::ENXIO),
+        (PAGE, 4 * PAGE, 3, 1, Errno::ENXIO),
+        (PAGE, 2 * PAGE, 3, 2, Errno::EINVAL),
+        (PAGE, 2 * PAGE, 7, 1, Errno::EPERM),
+        (0, 2 * PAGE, 3, 1, Errno::ENXIO),
+    ] {
+        assert_eq!(
+            h.ctx.mmap_check(offset, len, prot, flags).err(),
+            Some(errno),
+            "{offset:#x} {len:#x} {prot} {flags}"
+        );
+    }
+    // Only 8 bytes: the offset and length are not written back.
+    h.write_mem(SCRATCH, &data(5));
+    let second = with_data(&mut h, 8, SCRATCH).unwrap();
+    assert_eq!(h.read_mem(SCRATCH + 8, 8), [0; 8]);
+    assert!(
+        h.ctx.mmap_check(3 * PAGE, 2 * PAGE, 3, 1).is_ok(),
+        "the next free offset"
+    );
+    destroy(&mut h, first).unwrap();
+    assert_eq!(
+        h.ctx.mmap_check(PAGE, 2 * PAGE, 3, 1).err(),
+        Some(Errno::ENXIO)
+    );
+    let third = with_data(&mut h, 24, SCRATCH).unwrap();
+    assert_eq!(
+        h.read_mem(SCRATCH + 8, 8),
+        PAGE.to_ne_bytes(),
+        "the freed offset again"
+    );
+    destroy(&mut h, second).unwrap();
+    destroy(&mut h, third).unwrap();
+}
+
+#[test]
+fn a_hw_queue_needs_memory_one_area_holds() {
+    let mut h = Harness::new();
+    let s = setup(&mut h);
+    let viommu =
+        viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    let iova = t::MOCK_APERTURE_START;
+    for i in 0..2 {
+        let mut m = IommuIoasMap {
+            size: 40,
+            flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+            ioas_id: s.ioas,
+            user_va: BUF + i * PAGE,
+            length: PAGE,
+            iova: iova + i * PAGE,
+            ..Default::default()
+        };
+        h.cmd(IOMMU_IOAS_MAP, &mut m).unwrap();
+    }
+    let queue = |h: &mut Harness, index: u32, at: u64, len: u64| {
+        let mut c = IommuHwQueueAlloc {
+            size: 40,
+            viommu_id: viommu,
+            hw_queue_type: t::IOMMU_HW_QUEUE_TYPE_SELFTEST,
+            index,
+            nesting_parent_iova: at,
+            length: len,
+            ..Default::default()
+        };
+        h.cmd(IOMMU_HW_QUEUE_ALLOC, &mut c)
+            .map(|_| c.out_hw_queue_id)
+    };
+    assert_eq!(
+        queue(&mut h, 0, iova, 2 * PAGE),
+        Err(Errno::EFAULT),
+        "two areas are not one contiguous block"
+    );
+    let unmap = |h: &mut Harness, at: u64| {
+        let mut u = IommuIoasUnmap {
+            size: 24,
+            ioas_id: s.ioas,
+            iova: at,
+            length: PAGE,
+        };
+        h.cmd(IOMMU_IOAS_UNMAP, &mut u)
+    };
+    unmap(&mut h, iova + PAGE).expect("the failed queue left no pin behind");
+    let q0 = queue(&mut h, 0, iova + 8, 16).unwrap();
+    assert_eq!(unmap(&mut h, iova), Err(Errno::EBUSY));
+    assert_eq!(queue(&mut h, 9, iova, PAGE), Err(Errno::EINVAL));
+    destroy(&mut h, q0).unwrap();
+    unmap(&mut h, iova).unwrap();
+    destroy(&mut h, viommu).unwrap();
+}

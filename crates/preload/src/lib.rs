@@ -1,7 +1,7 @@
 //! The `/dev/iommu` shim, loaded with `LD_PRELOAD` by `softiommu run`.
 //!
-//! It replaces `open`/`openat` (and their `64` and `_2` fortify forms), `ioctl`
-//! and `close`. Opening `/dev/iommu` connects to the server and returns that
+//! It replaces `open`/`openat` (and their `64` and `_2` fortify forms), `ioctl`,
+//! `mmap`/`mmap64` and `close`. Opening `/dev/iommu` connects to the server and returns that
 //! socket: a real descriptor, so `dup`, `fork`, `exec` and fd passing share the
 //! context as they share a kernel file. `ioctl` on such a descriptor is sent to
 //! the server on this thread's call channel; the server reads and writes the
@@ -146,6 +146,7 @@ fn context_of(fd: i32) -> Option<u64> {
                 request: 0,
                 ino,
                 arg: 0,
+                ..Default::default()
             })?;
             let k = if reply.errno == 0 && reply.result == 1 {
                 Kind::Context
@@ -166,10 +167,29 @@ fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
         request: request as u32,
         ino,
         arg,
+        ..Default::default()
     }) {
         Some(r) if r.errno == 0 => r.result,
         Some(r) => -i64::from(r.errno),
         None => -i64::from(libc::EIO),
+    }
+}
+
+/// Asks for the memory behind the region at `offset` of a context: its
+/// descriptor, or a positive errno.
+fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Result<i32, i32> {
+    match call(Call {
+        op: CALL_MMAP,
+        request: 0,
+        ino,
+        arg: offset,
+        len,
+        prot: prot as u32,
+        flags: flags as u32,
+    }) {
+        Some(r) if r.errno == 0 => Ok(r.result as i32),
+        Some(r) => Err(r.errno),
+        None => Err(libc::EIO),
     }
 }
 
@@ -181,5 +201,6 @@ fn context_closed(ino: u64) {
         request: 0,
         ino,
         arg: 0,
+        ..Default::default()
     });
 }

@@ -7,7 +7,8 @@
 //! while it is set every hook goes straight to the real function.
 
 use crate::{
-    context_closed, context_ioctl, context_of, is_dev_iommu, open_context, socket_path, Kind,
+    context_closed, context_ioctl, context_mmap, context_of, is_dev_iommu, open_context,
+    socket_path, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -23,6 +24,8 @@ type Open2Fn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type MmapFn =
+    unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
 
 /// The C library's own entry points.
 struct Real {
@@ -36,6 +39,8 @@ struct Real {
     openat64_2: Openat2Fn,
     ioctl: IoctlFn,
     close: CloseFn,
+    mmap: MmapFn,
+    mmap64: MmapFn,
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
@@ -72,6 +77,8 @@ fn real() -> &'static Real {
                 )),
                 ioctl: std::mem::transmute::<*mut c_void, IoctlFn>(next_symbol(c"ioctl")),
                 close: std::mem::transmute::<*mut c_void, CloseFn>(next_symbol(c"close")),
+                mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
+                mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
             }
         }
     })
@@ -410,4 +417,84 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         set_errno(saved);
     }
     rc
+}
+
+/// `Some(result)` when `fd` is a context: maps the region at `offset`
+/// through the memory the server hands over.
+///
+/// # Safety
+/// As `mmap(2)`.
+unsafe fn intercept_mmap(
+    map: MmapFn,
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: libc::off_t,
+) -> Option<*mut c_void> {
+    if fd < 0 || flags & libc::MAP_ANONYMOUS != 0 {
+        return None;
+    }
+    guarded(|| {
+        let ino = context_of(fd)?;
+        Some(
+            match context_mmap(ino, offset as u64, len as u64, prot, flags) {
+                Ok(memory) => {
+                    // SAFETY: the caller's arguments under mmap(2)'s contract,
+                    // with the region's memory in place of the context.
+                    let mapped = unsafe { map(addr, len, prot, flags, memory, 0) };
+                    let saved = errno();
+                    close_fd(memory);
+                    set_errno(saved);
+                    mapped
+                }
+                Err(e) => {
+                    set_errno(e);
+                    libc::MAP_FAILED
+                }
+            },
+        )
+    })
+    .flatten()
+}
+
+/// # Safety
+/// As `mmap(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: libc::off_t,
+) -> *mut c_void {
+    let map = real().mmap;
+    // SAFETY: the caller's arguments, under mmap(2)'s contract.
+    if let Some(r) = unsafe { intercept_mmap(map, addr, len, prot, flags, fd, offset) } {
+        return r;
+    }
+    // SAFETY: not a context: forwarding the caller's arguments unchanged.
+    unsafe { map(addr, len, prot, flags, fd, offset) }
+}
+
+/// # Safety
+/// As `mmap64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: libc::off_t,
+) -> *mut c_void {
+    let map = real().mmap64;
+    // SAFETY: the caller's arguments, under mmap(2)'s contract.
+    if let Some(r) = unsafe { intercept_mmap(map, addr, len, prot, flags, fd, offset) } {
+        return r;
+    }
+    // SAFETY: not a context: forwarding the caller's arguments unchanged.
+    unsafe { map(addr, len, prot, flags, fd, offset) }
 }

@@ -31,6 +31,10 @@ pub const CALL_IOCTL: u32 = 1;
 pub const CALL_CLOSED: u32 = 2;
 /// Whether a socket inode names a context.
 pub const CALL_IS_CONTEXT: u32 = 3;
+/// `mmap(2)` of a context: `arg` is the offset, `len`, `prot` and `flags` as
+/// the program passed them. The reply carries a descriptor of the region's
+/// memory (`fd_addr` is `u64::MAX`), which the shim maps at offset 0.
+pub const CALL_MMAP: u32 = 4;
 
 /// First packet on a new connection.
 #[repr(C)]
@@ -57,6 +61,10 @@ pub struct Call {
     pub ino: u64,
     /// The ioctl argument (a pointer in the caller, or an integer).
     pub arg: u64,
+    /// For `CALL_MMAP`: the mapping's length, protection and flags.
+    pub len: u64,
+    pub prot: u32,
+    pub flags: u32,
 }
 
 /// The answer to a hello or a call.

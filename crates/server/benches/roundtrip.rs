@@ -73,6 +73,7 @@ fn roundtrip(c: &mut Criterion) {
             request: IOMMU_IOAS_ALLOC,
             ino,
             arg: &mut alloc as *mut _ as u64,
+            ..Default::default()
         },
     );
     assert_eq!(r.errno, 0);
@@ -98,12 +99,14 @@ fn roundtrip(c: &mut Criterion) {
         request: IOMMU_IOAS_MAP,
         ino,
         arg: &mut map as *mut _ as u64,
+        ..Default::default()
     };
     let unmap_call = Call {
         op: CALL_IOCTL,
         request: IOMMU_IOAS_UNMAP,
         ino,
         arg: &mut unmap as *mut _ as u64,
+        ..Default::default()
     };
 
     let mut g = c.benchmark_group("map_unmap_4k_pair");

@@ -142,7 +142,14 @@ struct State {
     /// One address space per process, so pins of one process's pages are counted
     /// together across its contexts.
     spaces: Mutex<HashMap<i32, Arc<dyn AddressSpace>>>,
+    /// The memory behind regions mapped through a context's descriptor, by
+    /// the engine's region id, with the context's inode. Made at the first
+    /// mapping; dropped with the context (a mapping keeps its own reference).
+    regions: Mutex<HashMap<u64, (u64, std::os::fd::OwnedFd)>>,
 }
+
+/// The name of region memory, which `/proc/<pid>/maps` shows.
+const REGION_NAME: &str = "softiommu-region";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -192,7 +199,46 @@ impl State {
         if let Some(h) = hosted {
             lock(&h.context).close();
         }
+        lock(&self.regions).retain(|_, (owner, _)| *owner != ino);
     }
+
+    /// A descriptor of the memory behind a context's region, made and filled
+    /// with its first contents on first use.
+    fn region_memory(
+        &self,
+        ino: u64,
+        region: &softiommu_engine::mmap::MmapRegion,
+    ) -> Result<std::os::fd::OwnedFd, Errno> {
+        use rustix::fs::MemfdFlags;
+        let mut regions = lock(&self.regions);
+        if let Some((_, fd)) = regions.get(&region.region_id) {
+            return fd.try_clone().map_err(|_| Errno::ENOMEM);
+        }
+        let fd = rustix::fs::memfd_create(REGION_NAME, MemfdFlags::CLOEXEC)
+            .map_err(|_| Errno::ENOMEM)?;
+        rustix::fs::ftruncate(&fd, region.length).map_err(|_| Errno::ENOMEM)?;
+        let mut written = 0;
+        while written < region.contents.len() {
+            written += rustix::io::pwrite(&fd, &region.contents[written..], written as u64)
+                .map_err(|_| Errno::ENOMEM)?;
+        }
+        let copy = fd.try_clone().map_err(|_| Errno::ENOMEM)?;
+        regions.insert(region.region_id, (ino, fd));
+        Ok(copy)
+    }
+}
+
+/// Whether process `pid` maps the memory file `fd`.
+fn process_maps(pid: i32, fd: &std::os::fd::OwnedFd) -> bool {
+    let Ok(stat) = rustix::fs::fstat(fd) else {
+        return false;
+    };
+    let inode = stat.st_ino.to_string();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        fields.nth(4) == Some(inode.as_str()) && line.contains(REGION_NAME)
+    })
 }
 
 /// A running server.
@@ -222,6 +268,7 @@ impl Server {
             contexts: Mutex::new(HashMap::new()),
             side_files: Mutex::new(HashMap::new()),
             spaces: Mutex::new(HashMap::new()),
+            regions: Mutex::new(HashMap::new()),
         });
         Ok(Server {
             state,
@@ -395,6 +442,13 @@ impl FileResolver for CallFiles {
         self.hold(read_end, ServerEnd::Pipe(write_end), fd_addr)
     }
 
+    fn region_mapped(&self, region_id: u64) -> bool {
+        let regions = lock(&self.state.regions);
+        regions
+            .get(&region_id)
+            .is_some_and(|(_, fd)| process_maps(self.pid, fd))
+    }
+
     fn unread_bytes(&self, inode: u64) -> Option<u64> {
         let side = lock(&self.state.side_files).get(&inode).cloned();
         side?.unread()
@@ -451,6 +505,8 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
     let creds = credentials(pid);
     let mut call = Call::default();
     while read_packet(&mut stream, &mut call) {
+        // The memory a CALL_MMAP maps, sent with the reply.
+        let mut region_fd = None;
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
@@ -477,6 +533,18 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
                 Ok(0)
             }
             CALL_IS_CONTEXT => Ok(i64::from(lock(&state.contexts).contains_key(&call.ino))),
+            CALL_MMAP => {
+                let hosted = lock(&state.contexts).get(&call.ino).cloned();
+                let memory = hosted.ok_or(Errno::EBADF).and_then(|h| {
+                    let ctx = lock(&h.context);
+                    let region = ctx.mmap_check(call.arg, call.len, call.prot, call.flags)?;
+                    state.region_memory(call.ino, region)
+                });
+                memory.map(|fd| {
+                    region_fd = Some(fd);
+                    0
+                })
+            }
             _ => Err(Errno::EINVAL),
         };
         let pending = lock(&files.pending).take();
@@ -496,7 +564,15 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
         if let Some(p) = &side {
             reply.fd_addr = p.fd_addr;
         }
-        if !send_reply(&stream, &reply, side.as_ref().map(|p| &p.program_end)) {
+        let attached = match (&side, &region_fd) {
+            (Some(p), _) => Some(&p.program_end),
+            (None, Some(fd)) => {
+                reply.fd_addr = u64::MAX;
+                Some(fd)
+            }
+            (None, None) => None,
+        };
+        if !send_reply(&stream, &reply, attached) {
             break;
         }
         if let Some(p) = side {

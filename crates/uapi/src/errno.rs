@@ -22,6 +22,7 @@ impl Errno {
     pub const ENOTTY: Errno = Errno(libc::ENOTTY);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
     pub const EOVERFLOW: Errno = Errno(libc::EOVERFLOW);
+    pub const ERANGE: Errno = Errno(libc::ERANGE);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const EADDRINUSE: Errno = Errno(libc::EADDRINUSE);
     pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
