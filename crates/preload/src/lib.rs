@@ -28,11 +28,23 @@ fn socket_path() -> Option<String> {
     std::env::var(SOCKET_ENV).ok().filter(|p| !p.is_empty())
 }
 
-/// This thread's call channel, and the process it was made in.
+/// This thread's call channel, and the process it was made in. With a shared
+/// page, calls travel through it; the socket then carries only descriptors.
 struct Channel {
     pid: i32,
     stream: UnixStream,
+    page: Option<sys::SharedPage>,
 }
+
+/// How long a program polls for a reply before it sleeps: most calls are
+/// answered well within it, so a call usually costs no sleep and wake-up.
+const PROGRAM_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// How long a sleeping program waits before it checks that the server lives.
+const SLEEP_SLICE: rustix::thread::futex::Timespec = rustix::thread::futex::Timespec {
+    tv_sec: 0,
+    tv_nsec: 100_000_000,
+};
 
 thread_local! {
     static CHANNEL: RefCell<Option<Channel>> = const { RefCell::new(None) };
@@ -52,6 +64,62 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
     stream.write_all(msg.as_bytes()).ok()?;
     let mut reply = Reply::default();
     let fd = sys::recv_with_fd(stream.as_raw_fd(), reply.as_mut_bytes())?;
+    Some(take_descriptor(reply, fd))
+}
+
+/// A call through the shared page (see `SharedCall` for the protocol).
+fn shared_exchange(stream: &UnixStream, page: &SharedCall, call: &Call) -> Option<Reply> {
+    use std::sync::atomic::Ordering;
+    page.put_call(call);
+    let seq = page.call_seq.load(Ordering::Relaxed).wrapping_add(1);
+    page.call_seq.store(seq, Ordering::SeqCst);
+    if page.server_sleeping.load(Ordering::SeqCst) != 0 {
+        let _ = rustix::thread::futex::wake(
+            &page.call_seq,
+            rustix::thread::futex::Flags::empty(),
+            u32::MAX,
+        );
+    }
+    let answered = || page.reply_seq.load(Ordering::Acquire) == seq;
+    let start = std::time::Instant::now();
+    'wait: while !answered() {
+        for _ in 0..64 {
+            if answered() {
+                break 'wait;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() < PROGRAM_SPIN {
+            continue;
+        }
+        page.program_sleeping.store(1, Ordering::SeqCst);
+        let current = page.reply_seq.load(Ordering::SeqCst);
+        if current != seq {
+            let _ = rustix::thread::futex::wait(
+                &page.reply_seq,
+                rustix::thread::futex::Flags::empty(),
+                current,
+                Some(&SLEEP_SLICE),
+            );
+        }
+        page.program_sleeping.store(0, Ordering::SeqCst);
+        if !answered() && sys::peer_gone(stream.as_raw_fd()) {
+            return None;
+        }
+    }
+    let reply = page.reply();
+    let fd = if reply.reserved & REPLY_FD_FOLLOWS != 0 {
+        let mut carrier = Reply::default();
+        sys::recv_with_fd(stream.as_raw_fd(), carrier.as_mut_bytes())?
+    } else {
+        None
+    };
+    Some(take_descriptor(reply, fd))
+}
+
+/// Takes the descriptor that came with a reply: writes its number where the
+/// reply says, or makes it the result.
+fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
     if let Some(fd) = fd {
         if reply.fd_addr == u64::MAX {
             // The descriptor is the ioctl's return value (a dma-buf).
@@ -68,7 +136,39 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
             sys::close_fd(fd);
         }
     }
-    Some(reply)
+    reply
+}
+
+/// Connects a call channel, with a shared page when one can be made.
+fn connect_channel(pid: i32) -> Option<Channel> {
+    let mut stream = UnixStream::connect(socket_path()?).ok()?;
+    sys::set_cloexec(stream.as_raw_fd());
+    if let Some((page, memory)) = sys::SharedPage::create() {
+        let hello = Hello {
+            magic: MAGIC,
+            kind: HELLO_CALL_SHARED,
+            ino: 0,
+        };
+        if sys::send_with_fd(stream.as_raw_fd(), hello.as_bytes(), memory.as_raw_fd()) {
+            return Some(Channel {
+                pid,
+                stream,
+                page: Some(page),
+            });
+        }
+        return None;
+    }
+    let hello = Hello {
+        magic: MAGIC,
+        kind: HELLO_CALL,
+        ino: 0,
+    };
+    stream.write_all(hello.as_bytes()).ok()?;
+    Some(Channel {
+        pid,
+        stream,
+        page: None,
+    })
 }
 
 /// Sends `call` on this thread's channel, making one if needed (after `fork`
@@ -79,21 +179,18 @@ fn call(call: Call) -> Option<Reply> {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.pid != pid) {
             if let Some(old) = slot.take() {
-                // The parent's channel: forget it without closing the parent's use of it.
+                // The parent's channel: drop this process's copies of its
+                // socket and page; the parent's stay as they are.
                 sys::forget_stream(old.stream);
+                drop(old.page);
             }
-            let mut stream = UnixStream::connect(socket_path()?).ok()?;
-            sys::set_cloexec(stream.as_raw_fd());
-            let hello = Hello {
-                magic: MAGIC,
-                kind: HELLO_CALL,
-                ino: 0,
-            };
-            stream.write_all(hello.as_bytes()).ok()?;
-            *slot = Some(Channel { pid, stream });
+            *slot = Some(connect_channel(pid)?);
         }
         let chan = slot.as_mut()?;
-        let reply = exchange(&mut chan.stream, &call);
+        let reply = match &chan.page {
+            Some(page) => shared_exchange(&chan.stream, page.get(), &call),
+            None => exchange(&mut chan.stream, &call),
+        };
         if reply.is_none() {
             *slot = None;
         }

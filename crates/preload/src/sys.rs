@@ -109,6 +109,113 @@ fn errno() -> c_int {
     unsafe { *libc::__errno_location() }
 }
 
+// ---- the shared call page ------------------------------------------------------------------
+
+/// A shared call page mapped in this process (see `SharedCall`). Invariant:
+/// `page` points at `SHARED_PAGE_SIZE` bytes mapped shared from a memfd
+/// sealed against shrinking, mapped until drop.
+pub(crate) struct SharedPage {
+    page: std::ptr::NonNull<softiommu_proto::SharedCall>,
+}
+
+impl SharedPage {
+    /// Makes a page and returns it with the memfd to send to the server.
+    pub(crate) fn create() -> Option<(SharedPage, std::os::fd::OwnedFd)> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        use rustix::mm::{MapFlags, ProtFlags};
+        use softiommu_proto::SHARED_PAGE_SIZE;
+        let memory = rustix::fs::memfd_create(
+            "softiommu-call",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .ok()?;
+        rustix::fs::ftruncate(&memory, SHARED_PAGE_SIZE as u64).ok()?;
+        rustix::fs::fcntl_add_seals(
+            &memory,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )
+        .ok()?;
+        // SAFETY: a fresh shared mapping the kernel places (null hint) of a
+        // page-long file that can no longer shrink; nothing else refers to
+        // that range.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                SHARED_PAGE_SIZE,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &memory,
+                0,
+            )
+        }
+        .ok()?;
+        let page = std::ptr::NonNull::new(ptr.cast())?;
+        Some((SharedPage { page }, memory))
+    }
+
+    pub(crate) fn get(&self) -> &softiommu_proto::SharedCall {
+        // SAFETY: the mapping is live and page aligned (invariant); any bit
+        // pattern is a valid `SharedCall` (atomics only), and the server
+        // writes it only through atomics.
+        unsafe { self.page.as_ref() }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `create`; references from `get` borrow `self`.
+        let _ = unsafe {
+            rustix::mm::munmap(self.page.as_ptr().cast(), softiommu_proto::SHARED_PAGE_SIZE)
+        };
+    }
+}
+
+/// Sends `bytes` with descriptor `fd` attached.
+pub(crate) fn send_with_fd(sock: c_int, bytes: &[u8], fd: c_int) -> bool {
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty one; we fill the fields we use.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    // SAFETY: msg_control points at `control`, large enough for one descriptor.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return false;
+    }
+    // SAFETY: `cmsg` points into `control`, laid out by CMSG_FIRSTHDR.
+    unsafe {
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
+    }
+    // SAFETY: msg points at live buffers of the sizes it states.
+    let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    n == bytes.len() as isize
+}
+
+/// Whether the other end of the stream socket `sock` has gone.
+pub(crate) fn peer_gone(sock: c_int) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer.
+    let n = unsafe {
+        libc::recv(
+            sock,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0 || (n < 0 && !matches!(errno(), libc::EAGAIN | libc::EINTR))
+}
+
 // ---- descriptor helpers ------------------------------------------------------------------
 
 /// Socket inodes already classified.

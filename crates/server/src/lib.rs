@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, IntoBytes};
 
+mod shared_page;
+
 /// One context and the socket whose end-of-file releases it.
 #[derive(Debug)]
 struct Hosted {
@@ -296,14 +298,21 @@ fn read_packet<T: FromBytes + IntoBytes>(stream: &mut UnixStream, out: &mut T) -
     stream.read_exact(out.as_mut_bytes()).is_ok()
 }
 
-fn serve_connection(state: Arc<State>, mut stream: UnixStream) {
-    let mut hello = Hello::default();
-    if !read_packet(&mut stream, &mut hello) || hello.magic != MAGIC {
+fn serve_connection(state: Arc<State>, stream: UnixStream) {
+    let Some((hello, fd)) = shared_page::read_hello(&stream) else {
+        return;
+    };
+    if hello.magic != MAGIC {
         return;
     }
-    match hello.kind {
-        HELLO_CONTEXT => serve_context(state, stream, hello.ino),
-        HELLO_CALL => serve_calls(state, stream),
+    match (hello.kind, fd) {
+        (HELLO_CONTEXT, None) => serve_context(state, stream, hello.ino),
+        (HELLO_CALL, None) => serve_calls(state, stream),
+        (HELLO_CALL_SHARED, Some(fd)) => {
+            if let Some(page) = shared_page::SharedPage::map(fd) {
+                serve_shared_calls(state, stream, page);
+            }
+        }
         _ => {}
     }
 }
@@ -488,23 +497,43 @@ fn send_reply(stream: &UnixStream, reply: &Reply, fd: Option<&std::os::fd::Owned
     }
 }
 
-fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
-    let Ok(peer) =
-        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-    else {
-        return;
-    };
-    let pid = peer.pid();
-    let mem = state.space(pid);
-    let files = CallFiles {
-        pid,
-        proc: ProcFiles::of(nix::unistd::Pid::from_raw(pid)),
-        pending: Mutex::new(None),
-        state: state.clone(),
-    };
-    let creds = credentials(pid);
-    let mut call = Call::default();
-    while read_packet(&mut stream, &mut call) {
+/// One call channel's caller: the program's process, memory, descriptors and
+/// credentials.
+struct Channel {
+    state: Arc<State>,
+    mem: Arc<dyn AddressSpace>,
+    files: CallFiles,
+    creds: Credentials,
+}
+
+/// A call's answer: the reply, the descriptor that goes with it, and a side
+/// file to watch once the reply is out.
+struct Answer {
+    reply: Reply,
+    attached: Option<std::os::fd::OwnedFd>,
+    side: Option<(ServerEnd, u64)>,
+}
+
+impl Channel {
+    fn of(state: &Arc<State>, stream: &UnixStream) -> Option<Channel> {
+        let peer = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+            .ok()?;
+        let pid = peer.pid();
+        Some(Channel {
+            state: state.clone(),
+            mem: state.space(pid),
+            files: CallFiles {
+                pid,
+                proc: ProcFiles::of(nix::unistd::Pid::from_raw(pid)),
+                pending: Mutex::new(None),
+                state: state.clone(),
+            },
+            creds: credentials(pid),
+        })
+    }
+
+    fn handle(&self, call: &Call) -> Answer {
+        let state = &self.state;
         // The memory a CALL_MMAP maps, sent with the reply.
         let mut region_fd = None;
         let outcome: Result<i64, Errno> = match call.op {
@@ -513,16 +542,16 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
                 match hosted {
                     Some(h) => {
                         let caller = Caller {
-                            mem: &mem,
-                            files: &files,
-                            creds,
+                            mem: &self.mem,
+                            files: &self.files,
+                            creds: self.creds,
                         };
                         let (result, output) = {
                             let mut ctx = lock(&h.context);
                             let result = ctx.ioctl(&caller, call.request, Arg::User(call.arg));
                             (result, ctx.take_side_output())
                         };
-                        deliver_side_output(&state, output);
+                        deliver_side_output(state, output);
                         result
                     }
                     None => Err(Errno::EBADF),
@@ -547,7 +576,7 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
             }
             _ => Err(Errno::EINVAL),
         };
-        let pending = lock(&files.pending).take();
+        let pending = lock(&self.files.pending).take();
         let mut reply = match outcome {
             Ok(result) => Reply {
                 result,
@@ -560,26 +589,78 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
             },
         };
         // A failed call drops its side file: closing both ends is enough.
-        let side = pending.filter(|_| reply.errno == 0);
-        if let Some(p) = &side {
-            reply.fd_addr = p.fd_addr;
-        }
-        let attached = match (&side, &region_fd) {
-            (Some(p), _) => Some(&p.program_end),
-            (None, Some(fd)) => {
-                reply.fd_addr = u64::MAX;
-                Some(fd)
+        match pending.filter(|_| reply.errno == 0) {
+            Some(p) => {
+                reply.fd_addr = p.fd_addr;
+                Answer {
+                    reply,
+                    attached: Some(p.program_end),
+                    side: Some((p.server_end, p.inode)),
+                }
             }
-            (None, None) => None,
-        };
-        if !send_reply(&stream, &reply, attached) {
+            None => {
+                if region_fd.is_some() {
+                    reply.fd_addr = u64::MAX;
+                }
+                Answer {
+                    reply,
+                    attached: region_fd,
+                    side: None,
+                }
+            }
+        }
+    }
+
+    /// After the reply is out: the side file the call made starts being
+    /// watched.
+    fn finish(&self, call: &Call, side: Option<(ServerEnd, u64)>) {
+        if let Some((end, inode)) = side {
+            if let Some(hosted) = lock(&self.state.contexts).get(&call.ino).cloned() {
+                watch_side_file(self.state.clone(), hosted, end, inode);
+            }
+        }
+    }
+}
+
+/// Serves calls sent as packets on the channel's socket.
+fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
+    let Some(channel) = Channel::of(&state, &stream) else {
+        return;
+    };
+    let mut call = Call::default();
+    while read_packet(&mut stream, &mut call) {
+        let answer = channel.handle(&call);
+        if !send_reply(&stream, &answer.reply, answer.attached.as_ref()) {
             break;
         }
-        if let Some(p) = side {
-            if let Some(hosted) = lock(&state.contexts).get(&call.ino).cloned() {
-                watch_side_file(state.clone(), hosted, p.server_end, p.inode);
+        channel.finish(&call, answer.side);
+    }
+}
+
+/// Serves calls that travel through a shared page (see
+/// [`softiommu_proto::SharedCall`]); the socket carries descriptors and shows
+/// the program's end.
+fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: shared_page::SharedPage) {
+    let Some(channel) = Channel::of(&state, &stream) else {
+        return;
+    };
+    let shared = page.get();
+    // The page starts zeroed: the first call is number 1, and may already
+    // be waiting.
+    let mut last = 0;
+    while let Some(seq) = shared_page::wait_for_call(shared, last, &stream) {
+        last = seq;
+        let call = shared.call();
+        let mut answer = channel.handle(&call);
+        if let Some(fd) = &answer.attached {
+            if !send_reply(&stream, &Reply::default(), Some(fd)) {
+                break;
             }
+            answer.reply.reserved |= REPLY_FD_FOLLOWS;
         }
+        shared.put_reply(&answer.reply);
+        shared_page::publish_reply(shared, seq);
+        channel.finish(&call, answer.side);
     }
 }
 
