@@ -1,7 +1,8 @@
 //! The `/dev/iommu` shim, loaded with `LD_PRELOAD` by `softiommu run`.
 //!
 //! It replaces `open`/`openat` (and their `64` and `_2` fortify forms), `ioctl`,
-//! `mmap`/`mmap64` and `close`. Opening `/dev/iommu` connects to the server and returns that
+//! `mmap`/`mmap64`, `close`, and `fopen`/`fopen64` (for `/proc/<pid>/status`,
+//! whose `VmPin`/`VmLck` show the engine's pins as Linux's would). Opening `/dev/iommu` connects to the server and returns that
 //! socket: a real descriptor, so `dup`, `fork`, `exec` and fd passing share the
 //! context as they share a kernel file. `ioctl` on such a descriptor is sent to
 //! the server on this thread's call channel; the server reads and writes the
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use zerocopy::IntoBytes;
 
@@ -288,6 +290,75 @@ fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Resul
         Some(r) => Err(r.errno),
         None => Err(libc::EIO),
     }
+}
+
+/// The process whose status file `path` names (`/proc/self/status`,
+/// `/proc/thread-self/status`, `/proc/<pid>/status`).
+fn status_pid(path: &[u8]) -> Option<i32> {
+    let name = path.strip_prefix(b"/proc/")?.strip_suffix(b"/status")?;
+    match name {
+        b"self" | b"thread-self" => Some(std::process::id() as i32),
+        digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(digits).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// A copy of the status file at `path` whose `VmPin` and `VmLck` include the
+/// pages the engine pinned for that process, as Linux's would (iommufd
+/// charges `pinned_vm` and, in `Mm` accounting, `locked_vm`). `None` when
+/// the engine holds nothing for it: the real file is opened then.
+fn status_with_pins(path: &CStr, cloexec: bool) -> Option<i32> {
+    let pid = status_pid(path.to_bytes())?;
+    let reply = call(Call {
+        op: CALL_PROC_STATUS,
+        arg: pid as u64,
+        ..Default::default()
+    })?;
+    let (pinned, locked) = (reply.result.max(0) as u64, reply.extra);
+    if reply.errno != 0 || (pinned == 0 && locked == 0) {
+        return None;
+    }
+    let text = std::fs::read_to_string(std::path::Path::new(std::ffi::OsStr::from_bytes(
+        path.to_bytes(),
+    )))
+    .ok()?;
+    let page_kb = 4096 / 1024;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let add = if line.starts_with("VmPin:") {
+            pinned
+        } else if line.starts_with("VmLck:") {
+            locked
+        } else {
+            0
+        };
+        match (
+            add,
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok()),
+        ) {
+            (n, Some(kb)) if n > 0 => {
+                let name = line.split(':').next().unwrap_or_default();
+                out.push_str(&format!("{name}:\t{:8} kB\n", kb + n * page_kb));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    let flags = if cloexec {
+        rustix::fs::MemfdFlags::CLOEXEC
+    } else {
+        rustix::fs::MemfdFlags::empty()
+    };
+    let memory = rustix::fs::memfd_create("status", flags).ok()?;
+    rustix::io::write(&memory, out.as_bytes()).ok()?;
+    rustix::fs::seek(&memory, rustix::fs::SeekFrom::Start(0)).ok()?;
+    Some(std::os::fd::IntoRawFd::into_raw_fd(memory))
 }
 
 /// After a context descriptor was closed: let the server release the context

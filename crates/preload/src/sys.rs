@@ -8,7 +8,7 @@
 
 use crate::{
     context_closed, context_ioctl, context_mmap, context_of, is_dev_iommu, open_context,
-    socket_path, Kind,
+    socket_path, status_pid, status_with_pins, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -24,6 +24,7 @@ type Open2Fn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type MmapFn =
     unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
 
@@ -41,6 +42,8 @@ struct Real {
     close: CloseFn,
     mmap: MmapFn,
     mmap64: MmapFn,
+    fopen: FopenFn,
+    fopen64: FopenFn,
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
@@ -79,6 +82,8 @@ fn real() -> &'static Real {
                 close: std::mem::transmute::<*mut c_void, CloseFn>(next_symbol(c"close")),
                 mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
+                fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
+                fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
             }
         }
     })
@@ -360,6 +365,9 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     }
     // SAFETY: the caller passes open(2)'s path argument, a C string.
     let path = unsafe { CStr::from_ptr(path) };
+    if flags & libc::O_ACCMODE == libc::O_RDONLY && status_pid(path.to_bytes()).is_some() {
+        return guarded(|| status_with_pins(path, flags & libc::O_CLOEXEC != 0)).flatten();
+    }
     if !is_dev_iommu(path) {
         return None;
     }
@@ -604,4 +612,54 @@ pub unsafe extern "C" fn mmap64(
     }
     // SAFETY: not a context: forwarding the caller's arguments unchanged.
     unsafe { map(addr, len, prot, flags, fd, offset) }
+}
+
+/// `Some(stream)` when `path` is a process's status file opened for reading:
+/// C library's `fopen` opens files without going through `open`, so status
+/// files read with stdio are caught here.
+///
+/// # Safety
+/// As `fopen(3)`.
+unsafe fn intercept_fopen(path: *const c_char, mode: *const c_char) -> Option<*mut libc::FILE> {
+    if path.is_null() || mode.is_null() {
+        return None;
+    }
+    // SAFETY: fopen(3)'s arguments are C strings.
+    let (path, mode_str) = unsafe { (CStr::from_ptr(path), CStr::from_ptr(mode)) };
+    let m = mode_str.to_bytes();
+    if m.first() != Some(&b'r') || m.contains(&b'+') || status_pid(path.to_bytes()).is_none() {
+        return None;
+    }
+    let fd = guarded(|| status_with_pins(path, m.contains(&b'e'))).flatten()?;
+    // SAFETY: `fd` is a descriptor we just made; `mode` is the caller's C string.
+    let stream = unsafe { libc::fdopen(fd, mode) };
+    if stream.is_null() {
+        close_fd(fd);
+        return None;
+    }
+    Some(stream)
+}
+
+/// # Safety
+/// As `fopen(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    // SAFETY: the caller's arguments, under fopen(3)'s contract.
+    if let Some(stream) = unsafe { intercept_fopen(path, mode) } {
+        return stream;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().fopen)(path, mode) }
+}
+
+/// # Safety
+/// As `fopen64(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    // SAFETY: the caller's arguments, under fopen(3)'s contract.
+    if let Some(stream) = unsafe { intercept_fopen(path, mode) } {
+        return stream;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().fopen64)(path, mode) }
 }

@@ -44,6 +44,9 @@ pub const CALL_IS_CONTEXT: u32 = 3;
 /// the program passed them. The reply carries a descriptor of the region's
 /// memory (`fd_addr` is `u64::MAX`), which the shim maps at offset 0.
 pub const CALL_MMAP: u32 = 4;
+/// The pages the engine has pinned for process `arg` (its `pid`): `result`
+/// is what `/proc/<pid>/status` would add to `VmPin`, `extra` to `VmLck`.
+pub const CALL_PROC_STATUS: u32 = 5;
 
 /// First packet on a new connection.
 #[repr(C)]
@@ -93,6 +96,8 @@ pub struct Reply {
     pub reserved: u32,
     /// Where to write the number of the attached descriptor; 0 if none.
     pub fd_addr: u64,
+    /// A second result, for calls that have one.
+    pub extra: u64,
 }
 
 /// In a reply through the shared page: a descriptor follows on the socket,

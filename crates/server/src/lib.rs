@@ -536,6 +536,7 @@ impl Channel {
         let state = &self.state;
         // The memory a CALL_MMAP maps, sent with the reply.
         let mut region_fd = None;
+        let mut extra = 0;
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
@@ -562,6 +563,14 @@ impl Channel {
                 Ok(0)
             }
             CALL_IS_CONTEXT => Ok(i64::from(lock(&state.contexts).contains_key(&call.ino))),
+            CALL_PROC_STATUS => {
+                let space = lock(&state.spaces).get(&(call.arg as i32)).cloned();
+                let counters = space.map_or_else(Default::default, |s| {
+                    state.engine.shared().accounting.mm(s.id())
+                });
+                extra = counters.locked_vm;
+                Ok(counters.pinned_vm as i64)
+            }
             CALL_MMAP => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
                 let memory = hosted.ok_or(Errno::EBADF).and_then(|h| {
@@ -580,6 +589,7 @@ impl Channel {
         let mut reply = match outcome {
             Ok(result) => Reply {
                 result,
+                extra,
                 ..Reply::default()
             },
             Err(e) => Reply {
