@@ -183,6 +183,7 @@ impl Context {
             iotlb,
             fault: None,
             viommu: None,
+            stage1_tlb: Default::default(),
         };
         match self.objects.insert(Object::HwptNested(Box::new(nested))) {
             Ok(id) => {

@@ -620,6 +620,9 @@ impl Context {
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
         }
+        if self.objects.hwpt_nested(cmd.hwpt_id)?.data_type == IOMMU_HWPT_DATA_VTD_S1 {
+            return self.invalidate_vtd_s1(caller, cmd, done);
+        }
         if cmd.data_type != t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
             return Err(Errno::EINVAL);
         }
@@ -647,6 +650,66 @@ impl Context {
                     n.iotlb = [0; 4];
                 } else {
                     n.iotlb[id as usize] = 0;
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+
+    /// VT-d stage-1 cache invalidation (`IOMMU_HWPT_INVALIDATE_DATA_VTD_S1`):
+    /// entries `{addr, npages, flags, __reserved}`, read one by one as
+    /// structs of the caller's size (at least through `__reserved`; a longer
+    /// one's tail must be zero). `npages == u64::MAX` with `addr == 0` drops
+    /// everything. Stops at the first bad entry; `done` counts those handled.
+    fn invalidate_vtd_s1(
+        &mut self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        const ENTRY: usize = 24;
+        const FLAGS_LEAF: u32 = 1;
+        if cmd.data_type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 {
+            return Err(Errno::EINVAL);
+        }
+        let len = u64::from(cmd.entry_len);
+        for i in 0..u64::from(cmd.entry_num) {
+            if len < ENTRY as u64 {
+                return Err(Errno::EINVAL);
+            }
+            let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
+            let mut entry = [0u8; ENTRY];
+            caller.mem.read(at, &mut entry)?;
+            if len > ENTRY as u64 {
+                let mut tail = vec![0u8; (len - ENTRY as u64) as usize];
+                caller.mem.read(
+                    at.checked_add(ENTRY as u64).ok_or(Errno::EFAULT)?,
+                    &mut tail,
+                )?;
+                if tail.iter().any(|&b| b != 0) {
+                    return Err(Errno::E2BIG);
+                }
+            }
+            let u64_at = |k: usize| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&entry[k..k + 8]);
+                u64::from_ne_bytes(raw)
+            };
+            let u32_at =
+                |k: usize| u32::from_ne_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
+            let (addr, npages, flags, reserved) = (u64_at(0), u64_at(8), u32_at(16), u32_at(20));
+            if flags & !FLAGS_LEAF != 0 || reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if addr % crate::memory::PAGE_SIZE != 0 || (npages == u64::MAX && addr != 0) {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(crate::object::Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
+                if npages == u64::MAX {
+                    n.stage1_tlb.invalidate_all();
+                } else {
+                    n.stage1_tlb.invalidate(addr, npages);
                 }
             }
             *done += 1;

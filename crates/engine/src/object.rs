@@ -92,6 +92,9 @@ pub struct HwptNested {
     pub fault: Option<u32>,
     /// The vIOMMU it was made through (holds a user of it, not of `parent`).
     pub viommu: Option<u32>,
+    /// Stage-1 translations device DMA has walked (a driver format's table in
+    /// guest memory), kept until the user invalidates them.
+    pub stage1_tlb: softiommu_pt::nested::Stage1Tlb,
 }
 
 /// Pages an access pinned, by the access's item id.
@@ -264,6 +267,17 @@ impl ObjectTable {
             Some(Object::HwptPaging(h)) => Ok(h),
             _ => Err(Errno::ENOENT),
         }
+    }
+
+    /// The nested HWPT whose domain is `domain`.
+    pub fn nested_by_domain_mut(
+        &mut self,
+        domain: softiommu_iommu::DomainId,
+    ) -> Option<&mut HwptNested> {
+        self.entries.values_mut().find_map(|e| match &mut e.object {
+            Object::HwptNested(n) if n.domain == domain => Some(&mut **n),
+            _ => None,
+        })
     }
 
     pub fn hwpt_nested(&self, id: u32) -> Result<&HwptNested> {

@@ -71,6 +71,7 @@ pub mod format;
 pub mod formats;
 pub mod gather;
 pub mod iotlb;
+pub mod nested;
 pub mod prot;
 pub mod range;
 pub mod table;
