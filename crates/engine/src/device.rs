@@ -133,6 +133,19 @@ impl Context {
         data_type: u32,
         read_data: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<u32> {
+        self.nested_alloc(dev_id, parent, data_type, read_data, false)
+    }
+
+    /// A nested HWPT over nest parent `parent`, directly or (`via_viommu`)
+    /// for a vIOMMU over it.
+    pub(crate) fn nested_alloc(
+        &mut self,
+        dev_id: u32,
+        parent: u32,
+        data_type: u32,
+        read_data: impl FnOnce() -> Result<Vec<u8>>,
+        via_viommu: bool,
+    ) -> Result<u32> {
         let dev = self.objects.device(dev_id)?.dev;
         let (parent_domain, auto, nest_parent) = {
             let p = self.objects.hwpt(parent)?;
@@ -154,7 +167,10 @@ impl Context {
             }
             mine
         };
-        if driver.nested_data_type == 0 || data_type != driver.nested_data_type {
+        if driver.nested_data_type == 0
+            || data_type != driver.nested_data_type
+            || (driver.nested_needs_viommu && !via_viommu)
+        {
             return Err(Errno::EOPNOTSUPP);
         }
         let data = read_data()?;
@@ -165,6 +181,9 @@ impl Context {
         }
         if data.iter().skip(driver.nested_data_size).any(|&b| b != 0) {
             return Err(Errno::E2BIG);
+        }
+        if data_type == softiommu_uapi::iommufd::IOMMU_HWPT_DATA_ARM_SMMUV3 {
+            crate::smmuv3::validate_ste(&data)?;
         }
         self.shared().faults.check()?;
         let domain = self.core().alloc_nested(parent_domain, data_type)?;

@@ -160,9 +160,10 @@ impl Context {
     }
 
     /// DMA through a nested domain: the guest's stage-1 table, which the
-    /// nested HWPT's driver data locates, then the parent's stage 2. Only
-    /// formats with a real stage-1 table can be walked (`EOPNOTSUPP` for the
-    /// mock driver's, which has none).
+    /// nested HWPT's driver data locates (VT-d: the table itself; SMMUv3: an
+    /// STE whose context descriptor, read from guest memory at each access,
+    /// names it), then the parent's stage 2. The mock driver's nested
+    /// domains have no table to walk (`EOPNOTSUPP`).
     fn nested_dma(
         &mut self,
         domain: softiommu_iommu::DomainId,
@@ -172,33 +173,83 @@ impl Context {
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
+        use crate::smmuv3::{cd_stage1, ste_config, SteConfig, CD_SIZE};
         use softiommu_pt::nested::{NestedDma, Stage1, Stage1Format};
-        if data_type != softiommu_uapi::iommufd::IOMMU_HWPT_DATA_VTD_S1 {
+        use softiommu_uapi::iommufd::{IOMMU_HWPT_DATA_ARM_SMMUV3, IOMMU_HWPT_DATA_VTD_S1};
+        if data_type != IOMMU_HWPT_DATA_VTD_S1 && data_type != IOMMU_HWPT_DATA_ARM_SMMUV3 {
             return Err(DmaError::Errno(Errno::EOPNOTSUPP));
         }
+        let access = if write {
+            softiommu_pt::Access::Write
+        } else {
+            softiommu_pt::Access::Read
+        };
+        let fault = |reason| {
+            DmaError::Fault(Fault {
+                reason,
+                iova,
+                access,
+            })
+        };
         let shared = self.shared().clone();
         let hwpt = self
             .objects
             .nested_by_domain_mut(domain)
             .ok_or(DmaError::Errno(Errno::ENOENT))?;
-        // struct iommu_hwpt_vtd_s1: flags, pgtbl_addr, addr_width.
-        let word = |at: usize| {
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(&hwpt.data[at..at + 8]);
-            u64::from_ne_bytes(raw)
-        };
-        let addr_width = word(16) as u32;
-        let stage1 = Stage1 {
-            format: Stage1Format::X86_64,
-            root_gpa: word(8) & !0xfff,
-            top_level: if addr_width > 48 { 4 } else { 3 },
-        };
         let mut table = stage2.lock().unwrap_or_else(|e| e.into_inner());
         let mut stage2_iotlb = table.new_iotlb();
         let mut faults = FaultLog::new(1);
         let mut memory = PhysMemory {
             phys: shared.phys.lock().unwrap_or_else(|e| e.into_inner()),
         };
+        let (stage1, ia_bits) = if data_type == IOMMU_HWPT_DATA_VTD_S1 {
+            // struct iommu_hwpt_vtd_s1: flags, pgtbl_addr, addr_width.
+            let word = |at: usize| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&hwpt.data[at..at + 8]);
+                u64::from_ne_bytes(raw)
+            };
+            let five_level = word(16) as u32 > 48;
+            let stage1 = Stage1 {
+                format: Stage1Format::X86_64,
+                root_gpa: word(8) & !0xfff,
+                top_level: if five_level { 4 } else { 3 },
+            };
+            (stage1, if five_level { 57 } else { 48 })
+        } else {
+            match ste_config(&hwpt.data) {
+                SteConfig::Abort => return Err(fault(FaultReason::NotPresent)),
+                SteConfig::Bypass => {
+                    let outcome = if write {
+                        table.dma_write(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
+                    } else {
+                        table.dma_read(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
+                    };
+                    return outcome.map_err(DmaError::Fault);
+                }
+                SteConfig::Stage1 { cd_gpa } => {
+                    let mut cd = [0u8; CD_SIZE];
+                    let mut reader = NestedDma {
+                        stage1: Stage1 {
+                            format: Stage1Format::ArmS1,
+                            root_gpa: 0,
+                            top_level: 0,
+                        },
+                        tlb: &mut hwpt.stage1_tlb,
+                        stage2: &mut table,
+                        stage2_iotlb: &mut stage2_iotlb,
+                        faults: &mut faults,
+                        memory: &mut memory,
+                    };
+                    reader.read_guest(cd_gpa, &mut cd).map_err(fault)?;
+                    cd_stage1(&cd).map_err(fault)?
+                }
+            }
+        };
+        let end = iova.checked_add(buf.len().max(1) as u64 - 1);
+        if ia_bits < 64 && end.is_none_or(|e| e >> ia_bits != 0) {
+            return Err(fault(FaultReason::OutOfRange));
+        }
         let mut dma = NestedDma {
             stage1,
             tlb: &mut hwpt.stage1_tlb,

@@ -33,6 +33,7 @@ pub mod mmap;
 pub mod object;
 pub mod pages;
 pub mod physical;
+mod smmuv3;
 pub mod veventq;
 mod vfio;
 pub mod viommu;

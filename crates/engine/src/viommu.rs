@@ -12,6 +12,7 @@ use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::object::Object;
 use softiommu_iommu::IommuId;
+use softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
 use std::collections::BTreeMap;
 
 /// The largest array the kernel would allocate for a command (kmalloc's
@@ -337,7 +338,7 @@ impl Context {
         if self.core().topology().iommu_of(dev) != iommu {
             return Err(Errno::EINVAL);
         }
-        let id = self.hwpt_alloc_nested(dev_id, parent, data_type, read_data)?;
+        let id = self.nested_alloc(dev_id, parent, data_type, read_data, true)?;
         if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
             n.viommu = Some(viommu_id);
         }
@@ -359,43 +360,20 @@ impl Context {
     ) -> Result<()> {
         use softiommu_uapi::test_cmd as t;
         const ENTRY: usize = 12;
+        if self.viommu(cmd.hwpt_id)?.viommu_type == IOMMU_VIOMMU_TYPE_ARM_SMMUV3 {
+            return self.invalidate_vsmmu(caller, cmd, done);
+        }
         if cmd.entry_num == 0 && cmd.data_type == t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST {
             return Ok(());
         }
         if cmd.data_type != t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || cmd.entry_num == 0 {
             return Err(Errno::EINVAL);
         }
-        // Each entry is read as a struct of the caller's size: shorter ones
-        // are zero-extended, longer ones must have a zero tail.
-        // Linux copies the array into one kernel allocation first.
-        if u64::from(cmd.entry_num) * ENTRY as u64 > MAX_KERNEL_ALLOC {
-            return Err(Errno::ENOMEM);
-        }
-        let len = u64::from(cmd.entry_len);
-        let mut entries = Vec::with_capacity(cmd.entry_num as usize);
-        for i in 0..u64::from(cmd.entry_num) {
-            let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
-            let mut entry = [0u8; ENTRY];
-            let n = len.min(ENTRY as u64);
-            caller.mem.read(at, &mut entry[..n as usize])?;
-            // The tail past the struct, in bounded pieces.
-            let mut tail = [0u8; 4096];
-            let mut off = n;
-            while off < len {
-                let piece = (len - off).min(tail.len() as u64) as usize;
-                caller.mem.read(
-                    at.checked_add(off).ok_or(Errno::EFAULT)?,
-                    &mut tail[..piece],
-                )?;
-                if tail[..piece].iter().any(|&b| b != 0) {
-                    return Err(Errno::E2BIG);
-                }
-                off += piece as u64;
-            }
-            let word =
-                |k: usize| u32::from_ne_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
-            entries.push((word(0), word(4), word(8)));
-        }
+        let word = |e: &[u8], k: usize| u32::from_ne_bytes([e[k], e[k + 1], e[k + 2], e[k + 3]]);
+        let entries: Vec<(u32, u32, u32)> = read_entries::<ENTRY>(caller, cmd)?
+            .iter()
+            .map(|e| (word(e, 0), word(e, 4), word(e, 8)))
+            .collect();
         for (flags, vdev_id, cache_id) in entries {
             if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
                 return Err(Errno::EOPNOTSUPP);
@@ -418,7 +396,102 @@ impl Context {
     }
 }
 
+/// Reads an invalidation array whole, as Linux copies it into one kernel
+/// allocation first: each entry a struct of the caller's `entry_len`,
+/// zero-extended when shorter than `N`, its tail required to be zero when
+/// longer (`E2BIG`).
+fn read_entries<const N: usize>(
+    caller: &crate::context::Caller<'_>,
+    cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
+) -> Result<Vec<[u8; N]>> {
+    if u64::from(cmd.entry_num) * N as u64 > MAX_KERNEL_ALLOC {
+        return Err(Errno::ENOMEM);
+    }
+    let len = u64::from(cmd.entry_len);
+    let mut entries = Vec::with_capacity(cmd.entry_num as usize);
+    for i in 0..u64::from(cmd.entry_num) {
+        let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
+        let mut entry = [0u8; N];
+        let n = len.min(N as u64);
+        caller.mem.read(at, &mut entry[..n as usize])?;
+        // The tail past the struct, in bounded pieces.
+        let mut tail = [0u8; 4096];
+        let mut off = n;
+        while off < len {
+            let piece = (len - off).min(tail.len() as u64) as usize;
+            caller.mem.read(
+                at.checked_add(off).ok_or(Errno::EFAULT)?,
+                &mut tail[..piece],
+            )?;
+            if tail[..piece].iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+            off += piece as u64;
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
 impl Context {
+    /// An Arm SMMUv3 vIOMMU's cache invalidation: 16-byte guest commands
+    /// (`IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3`), read whole first, then
+    /// handled in order; a command a guest may not send, or one naming a
+    /// vSID the vIOMMU does not know, stops the array with `EIO`. TLB
+    /// invalidations reach the stage-1 IOTLBs of every nested HWPT made
+    /// through this vIOMMU.
+    fn invalidate_vsmmu(
+        &mut self,
+        caller: &crate::context::Caller<'_>,
+        cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        use crate::smmuv3::{decode_command, Invalidation};
+        if cmd.data_type != softiommu_uapi::iommufd::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
+            return Err(Errno::EINVAL);
+        }
+        let commands = read_entries::<16>(caller, cmd)?;
+        let viommu = cmd.hwpt_id;
+        for raw in commands {
+            let word = |k: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&raw[k..k + 8]);
+                u64::from_le_bytes(w)
+            };
+            let action = decode_command([word(0), word(8)])?;
+            let nested: Vec<u32> = self
+                .objects
+                .ids_of(crate::object::ObjectType::HwptNested)
+                .into_iter()
+                .filter(|&id| {
+                    self.objects
+                        .hwpt_nested(id)
+                        .is_ok_and(|n| n.viommu == Some(viommu))
+                })
+                .collect();
+            match action {
+                Invalidation::Device { vsid } => {
+                    self.device_by_virt_id(viommu, u64::from(vsid))
+                        .ok_or(Errno::EIO)?;
+                }
+                Invalidation::All | Invalidation::Range { .. } => {
+                    for id in nested {
+                        if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
+                            match action {
+                                Invalidation::Range { iova, npages } => {
+                                    n.stage1_tlb.invalidate(iova, npages)
+                                }
+                                _ => n.stage1_tlb.invalidate_all(),
+                            }
+                        }
+                    }
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+
     /// Device `dev_id` raises a vIOMMU event (the selftest's
     /// `TRIGGER_VEVENT`): `ENOENT` unless it attached to a nested HWPT made
     /// through a vIOMMU while it had a non-zero virtual id there. The event,

@@ -61,6 +61,9 @@ pub struct DriverInfo {
     pub nested_data_min: usize,
     /// `IOMMU_VIOMMU_ALLOC` type of its vIOMMUs; 0 when it has none.
     pub viommu_type: u32,
+    /// Nested domains can only be made through a vIOMMU (Arm SMMUv3): over
+    /// a nest parent directly, `IOMMU_HWPT_ALLOC` answers `EOPNOTSUPP`.
+    pub nested_needs_viommu: bool,
 }
 
 impl DriverInfo {
@@ -88,6 +91,7 @@ impl DriverInfo {
             nested_data_size: 4,
             nested_data_min: 4,
             viommu_type: 0xdead_beef,
+            nested_needs_viommu: false,
         }
     }
 
@@ -110,6 +114,7 @@ impl DriverInfo {
             nested_data_size: 0,
             nested_data_min: 0,
             viommu_type: 0,
+            nested_needs_viommu: false,
         }
     }
 
@@ -132,6 +137,7 @@ impl DriverInfo {
             nested_data_size: 24,
             nested_data_min: 20,
             viommu_type: 0,
+            nested_needs_viommu: false,
         }
     }
 
@@ -153,7 +159,8 @@ impl DriverInfo {
             nested_data_type: 2,
             nested_data_size: 16,
             nested_data_min: 16,
-            viommu_type: 0,
+            viommu_type: 1,
+            nested_needs_viommu: true,
         }
     }
 

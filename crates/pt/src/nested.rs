@@ -16,7 +16,7 @@ use crate::any::AnyPageTable;
 use crate::dma::DmaMemory;
 use crate::fault::{Fault, FaultLog, FaultReason};
 use crate::format::{level_shift, Format, Leaf, Pte, TABLE_SLOTS};
-use crate::formats::X86_64;
+use crate::formats::{ArmS1, X86_64};
 use crate::iotlb::Iotlb;
 use crate::prot::{Access, Prot};
 use std::collections::BTreeMap;
@@ -30,6 +30,9 @@ const S1_PAGE: u64 = 1 << S1_PAGE_LG2;
 pub enum Stage1Format {
     /// x86-64 paging, as Intel VT-d's first stage (and AMD v2) use it.
     X86_64,
+    /// Arm VMSAv8-64 stage 1, 4 KiB granule, as SMMUv3 context descriptors
+    /// point at it.
+    ArmS1,
 }
 
 /// Where a guest's stage-1 table is: its format, the GPA of its root table,
@@ -165,6 +168,9 @@ impl<M: DmaMemory + ?Sized> NestedDma<'_, M> {
             Stage1Format::X86_64 => {
                 walk_stage1::<X86_64>(s1.root_gpa, s1.top_level, iova, read_entry)?
             }
+            Stage1Format::ArmS1 => {
+                walk_stage1::<ArmS1>(s1.root_gpa, s1.top_level, iova, read_entry)?
+            }
         };
         let offset_in_leaf = (iova & !(S1_PAGE - 1)) & ((1u64 << leaf.size_lg2) - 1);
         let cached = Cached {
@@ -216,6 +222,22 @@ impl<M: DmaMemory + ?Sized> NestedDma<'_, M> {
             done += n;
         }
         Ok(out)
+    }
+
+    /// Reads guest memory at `gpa` through stage 2, as the IOMMU itself
+    /// reads guest-owned structures (an SMMUv3 context descriptor).
+    pub fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), FaultReason> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = gpa
+                .checked_add(done as u64)
+                .ok_or(FaultReason::OutOfRange)?;
+            let n = ((S1_PAGE - at % S1_PAGE) as usize).min(buf.len() - done);
+            let pa = self.stage2.translate(self.stage2_iotlb, at, Access::Read)?;
+            self.memory.read_phys(pa, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// The device reads `buf.len()` bytes at `iova`.

@@ -3,12 +3,14 @@
 
 mod amd_layout;
 pub mod amdv1;
+pub mod arm_s1;
 pub mod arm_s2;
 pub mod mock;
 pub mod vtd_ss;
 pub mod x86_64;
 
 pub use amdv1::AmdV1;
+pub use arm_s1::ArmS1;
 pub use arm_s2::ArmS2;
 pub use mock::{Mock, MockKind};
 pub use vtd_ss::VtdSecondStage;
