@@ -72,6 +72,8 @@ pub struct Context {
     pub(crate) side_files: std::collections::HashMap<u64, u32>,
     /// Bytes for the transport to write to side files after this call.
     pub(crate) side_output: Vec<(u64, Vec<u8>)>,
+    /// The next PRI page-request group index device DMA faults use.
+    pub(crate) page_request_group: u32,
     /// Regions mappable through the descriptor, by offset.
     pub(crate) mmap_regions: std::collections::BTreeMap<u64, crate::mmap::MmapRegion>,
 }
@@ -92,6 +94,7 @@ impl Context {
             side_files: std::collections::HashMap::new(),
             side_output: Vec::new(),
             mmap_regions: std::collections::BTreeMap::new(),
+            page_request_group: 0,
         }
     }
 

@@ -104,7 +104,40 @@ impl DmaMemory for PhysMemory<'_> {
 impl Context {
     /// Device `dev_id` reads `buf.len()` bytes at `iova` (`write` false) or
     /// writes `buf` there (`write` true) through its group's domain.
+    ///
+    /// A translation or permission fault on a HWPT made with a fault queue
+    /// also raises an IO page request for the faulting page, as a
+    /// PRI-capable device would: its record reaches the queue's file
+    /// ([`Context::take_side_output`]) and waits for the response; the DMA
+    /// itself still fails, to be retried once the page is there.
     pub fn device_dma(
+        &mut self,
+        dev_id: u32,
+        iova: u64,
+        buf: &mut [u8],
+        write: bool,
+    ) -> std::result::Result<(), DmaError> {
+        let outcome = self.translate_dma(dev_id, iova, buf, write);
+        if let Err(DmaError::Fault(f)) = &outcome {
+            if matches!(f.reason, FaultReason::NotPresent | FaultReason::Permission) {
+                use softiommu_uapi::iommufd::{IOMMU_PGFAULT_PERM_READ, IOMMU_PGFAULT_PERM_WRITE};
+                let request = crate::fault_queue::PageRequest {
+                    pasid: 0,
+                    grpid: self.next_page_request_group(),
+                    perm: if write {
+                        IOMMU_PGFAULT_PERM_WRITE
+                    } else {
+                        IOMMU_PGFAULT_PERM_READ
+                    },
+                    addr: f.iova & !(crate::memory::PAGE_SIZE - 1),
+                };
+                self.report_page_fault(dev_id, request)?;
+            }
+        }
+        outcome
+    }
+
+    fn translate_dma(
         &mut self,
         dev_id: u32,
         iova: u64,

@@ -170,6 +170,14 @@ impl Context {
         Ok(())
     }
 
+    /// The group index for the next page request a device raises (PRI's
+    /// 9-bit PRG index, wrapping).
+    pub(crate) fn next_page_request_group(&mut self) -> u32 {
+        let grpid = self.page_request_group;
+        self.page_request_group = (grpid + 1) % 512;
+        grpid
+    }
+
     /// Bytes the transport must write to side files, by the file's inode, in
     /// order. Taking them empties the queue.
     pub fn take_side_output(&mut self) -> Vec<(u64, Vec<u8>)> {

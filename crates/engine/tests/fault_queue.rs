@@ -254,3 +254,71 @@ fn closing_the_context_with_the_queue_file_open_frees_everything() {
     h.ctx.close();
     assert!(h.ctx.objects().is_empty());
 }
+
+#[test]
+fn device_dma_that_faults_raises_a_page_request() {
+    let mut h = Harness::new();
+    let ioas = alloc(&mut h);
+    let md: t::TestMockDomain = test_cmd(&mut h, t::op::MOCK_DOMAIN, ioas, |_| ())
+        .unwrap()
+        .payload_as();
+    let q = fault_alloc(&mut h).unwrap();
+    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+    let mut paging = IommuHwptAlloc {
+        size: 48,
+        flags: IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: md.out_idev_id,
+        pt_id: ioas,
+        fault_id: q.out_fault_id,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_HWPT_ALLOC, &mut paging).unwrap();
+    replace(&mut h, md.out_stdev_id, paging.out_hwpt_id).unwrap();
+    let mut m = IommuIoasMap {
+        size: 40,
+        flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+        ioas_id: ioas,
+        user_va: BUF,
+        length: PAGE,
+        iova: t::MOCK_APERTURE_START,
+        ..Default::default()
+    };
+    h.cmd(IOMMU_IOAS_MAP, &mut m).unwrap();
+
+    h.ctx
+        .device_dma(md.out_idev_id, t::MOCK_APERTURE_START, &mut [0; 8], false)
+        .unwrap();
+    assert!(h.ctx.take_side_output().is_empty(), "no fault, no request");
+
+    let missing = t::MOCK_APERTURE_START + 3 * PAGE + 16;
+    assert!(h
+        .ctx
+        .device_dma(md.out_idev_id, missing, &mut [0; 8], false)
+        .is_err());
+    assert!(h
+        .ctx
+        .device_dma(md.out_idev_id, t::MOCK_APERTURE_START, &mut [1], true)
+        .is_err());
+    let out = h.ctx.take_side_output();
+    assert_eq!(out.len(), 2);
+    let records: Vec<IommuHwptPgfault> = out
+        .iter()
+        .map(|(i, bytes)| {
+            assert_eq!(*i, inode);
+            IommuHwptPgfault::read_from_bytes(bytes).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        records[0].addr,
+        t::MOCK_APERTURE_START + 3 * PAGE,
+        "the page"
+    );
+    assert_eq!(records[0].perm, IOMMU_PGFAULT_PERM_READ);
+    assert_eq!(records[0].dev_id, md.out_idev_id);
+    assert_eq!(
+        records[1].perm, IOMMU_PGFAULT_PERM_WRITE,
+        "a write to a read-only page"
+    );
+    assert_ne!(records[0].grpid, records[1].grpid);
+    assert_eq!(h.ctx.fault_queue(q.out_fault_id).unwrap().awaiting.len(), 2);
+}
