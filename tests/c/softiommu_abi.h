@@ -66,7 +66,7 @@ struct test_cmd {
 	union {
 		struct { uint64_t start, length; } add_reserved;
 		struct { uint64_t length, uptr; uint32_t refs; } check_refs;
-		struct { uint32_t out_stdev_id, out_hwpt_id, out_idev_id; } mock_domain;
+		struct { uint32_t out_stdev_id, out_hwpt_id, out_idev_id, dev_flags; } mock_domain;
 		struct { uint64_t iova, length, uptr; } check_map;
 		struct { uint32_t out_access_fd, flags; } create_access;
 		struct { uint32_t access_pages_id; } destroy_access_pages;
@@ -77,6 +77,7 @@ struct test_cmd {
 		struct { uint32_t pt_id; } mock_domain_replace;
 		struct { uint32_t dev_id, pasid, grpid, perm; uint64_t addr; } trigger_iopf;
 		struct { uint32_t dev_id; } trigger_vevent;
+		struct { uint32_t pasid, pt_id; } pasid;
 		uint64_t raw[6];
 	};
 	uint32_t last;
@@ -91,6 +92,7 @@ struct hwpt_pgfault { uint32_t flags, dev_id, pasid, grpid, perm, reserved; uint
 struct page_response { uint32_t cookie, code; };
 #define HWPT_ALLOC_NEST_PARENT 1
 #define HWPT_FAULT_ID_VALID 4
+#define HWPT_ALLOC_PASID 8
 #define HWPT_DATA_SELFTEST 0xdead
 #define PGFAULT_FLAGS_PASID_VALID 1
 #define PGFAULT_FLAGS_LAST_PAGE 2
@@ -128,7 +130,13 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 #define TEST_OP_ACCESS_RW 8
 #define TEST_OP_MOCK_DOMAIN_REPLACE 10
 #define TEST_OP_TRIGGER_IOPF 15
+#define TEST_OP_MOCK_DOMAIN_FLAGS 12
 #define TEST_OP_TRIGGER_VEVENT 17
+#define TEST_OP_PASID_ATTACH 18
+#define TEST_OP_PASID_REPLACE 19
+#define TEST_OP_PASID_DETACH 20
+#define TEST_OP_PASID_CHECK_HWPT 21
+#define MOCK_FLAGS_DEVICE_PASID 4
 #define TEST_OP_DMABUF_GET 22
 #define TEST_OP_DMABUF_REVOKE 23
 #define ACCESS_NEEDS_PIN_PAGES 1

@@ -50,6 +50,8 @@ impl Context {
                 vdevice: None,
                 vevent_target: None,
                 cache: [softiommu_uapi::test_cmd::IOMMU_TEST_DEV_CACHE_DEFAULT; 4],
+                pasids: Default::default(),
+                pasid_1024_armed: false,
             })))
         }) {
             Ok(id) => Ok((id, affected)),
@@ -68,6 +70,9 @@ impl Context {
             }
         }
         let owner = self.owner;
+        for &hwpt in device.pasids.values() {
+            self.objects.drop_user(hwpt);
+        }
         if let Some((hwpt, ioas)) = device.attached {
             self.drop_attachment(device.dev, hwpt, ioas, None);
         }
@@ -97,6 +102,7 @@ impl Context {
             (domain, core.paging_table(domain).ok_or(Errno::ENOMEM)?)
         };
         let hwpt = HwptPaging {
+            pasid_compat: false,
             ioas,
             domain,
             table: table.clone(),
@@ -195,6 +201,7 @@ impl Context {
         }
         let iotlb = [u32::from_ne_bytes(seed); 4];
         let nested = HwptNested {
+            pasid_compat: false,
             parent,
             domain,
             data_type,
@@ -276,6 +283,10 @@ impl Context {
                 self.attach_hwpt(dev_id, dev, pt_id).map(|a| (pt_id, a))
             }
             Some(ObjectType::Ioas) => {
+                // An automatic HWPT is never PASID-compatible.
+                if !self.objects.device(dev_id)?.pasids.is_empty() {
+                    return Err(Errno::EINVAL);
+                }
                 // Reuse an automatic HWPT of this IOAS that the device accepts.
                 for hwpt in self.objects.ids_of(ObjectType::HwptPaging) {
                     let h = self.objects.hwpt(hwpt)?;
@@ -302,6 +313,7 @@ impl Context {
     }
 
     fn attach_hwpt(&mut self, dev_id: u32, dev: DeviceId, hwpt: u32) -> Result<Affected> {
+        self.rid_pasid_compat(dev_id, hwpt)?;
         let (domain, ioas) = self.hwpt_target(hwpt)?;
         let vevent_target = self.viommu_attach_check(dev_id, hwpt)?;
         let owner = self.owner;
@@ -375,6 +387,10 @@ impl Context {
                 if old_ioas == pt_id && self.objects.hwpt(old_hwpt).is_ok_and(|h| h.auto) {
                     return Ok((old_hwpt, Affected::default()));
                 }
+                // An automatic HWPT is never PASID-compatible.
+                if !self.objects.device(dev_id)?.pasids.is_empty() {
+                    return Err(Errno::EINVAL);
+                }
                 self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?
             }
             Some(_) => return Err(Errno::EINVAL),
@@ -383,6 +399,7 @@ impl Context {
         if target == old_hwpt {
             return Ok((target, Affected::default()));
         }
+        self.rid_pasid_compat(dev_id, target)?;
         let (domain, new_ioas) = self.hwpt_target(target)?;
         let made_auto = self.objects.hwpt(target).is_ok_and(|h| h.auto)
             && self.objects.users(target) == Some(1);

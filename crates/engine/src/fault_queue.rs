@@ -128,17 +128,31 @@ impl Context {
     }
 
     /// Device `dev_id` takes an IO page fault (the selftest's
-    /// `TRIGGER_IOPF`). It goes to the fault queue of the HWPT the device is
-    /// attached to; with no such queue it is dropped, as Linux answers it
-    /// itself. A fault with a PASID reaches only a nested HWPT (the mock
-    /// driver keeps PASID tables in the guest's stage 1).
+    /// `TRIGGER_IOPF`). It goes to the fault queue of the HWPT that
+    /// translates it: the one attached to its PASID, or else the RID's; with
+    /// no such queue it is dropped, as Linux answers it itself. A PASID fault
+    /// with no PASID attachment reaches only a nested RID HWPT (the guest then
+    /// owns the PASID table in its stage 1).
     pub fn report_page_fault(&mut self, dev_id: u32, request: PageRequest) -> Result<()> {
-        let attached = self.objects.device(dev_id)?.attached;
-        let fault = attached.and_then(|(hwpt, _)| match self.objects.get(hwpt) {
-            Some(Object::HwptPaging(h)) if request.pasid == 0 => h.fault,
-            Some(Object::HwptNested(h)) => h.fault,
-            _ => None,
-        });
+        let device = self.objects.device(dev_id)?;
+        let by_pasid = match request.pasid {
+            0 => None,
+            pasid => device.pasids.get(&pasid).copied(),
+        };
+        let fault = match by_pasid {
+            Some(hwpt) => match self.objects.get(hwpt) {
+                Some(Object::HwptPaging(h)) => h.fault,
+                Some(Object::HwptNested(h)) => h.fault,
+                _ => None,
+            },
+            None => device
+                .attached
+                .and_then(|(hwpt, _)| match self.objects.get(hwpt) {
+                    Some(Object::HwptPaging(h)) if request.pasid == 0 => h.fault,
+                    Some(Object::HwptNested(h)) => h.fault,
+                    _ => None,
+                }),
+        };
         let Some(fault) = fault else {
             return Ok(());
         };

@@ -466,12 +466,9 @@ impl Context {
             }
             // A nested HWPT over a nest parent, or made through a vIOMMU.
             Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
-                // Through a vIOMMU the mock driver also takes the PASID flag.
+                // Nested HWPTs take a fault queue and the PASID flag.
                 let via_viommu = kind == Some(ObjectType::Viommu);
-                let nested_flags = match via_viommu {
-                    true => IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID,
-                    false => IOMMU_HWPT_FAULT_ID_VALID,
-                };
+                let nested_flags = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
                 if cmd.flags & !nested_flags != 0 || (!via_viommu && cmd.data_len == 0) {
                     return Err(Errno::EOPNOTSUPP);
                 }
@@ -489,6 +486,9 @@ impl Context {
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
         };
+        if cmd.flags & IOMMU_HWPT_ALLOC_PASID != 0 {
+            self.set_pasid_compat(id);
+        }
         // As in Linux, the fault queue is looked up once the HWPT exists.
         let fault = match with_fault {
             true => self.hwpt_set_fault(id, cmd.fault_id),
@@ -900,12 +900,45 @@ impl Context {
                 let p: t::TestCheckMap = cmd.payload_as();
                 self.check_map(u.caller, cmd.id, p.iova, p.length, p.uptr)
             }
-            // PASID attachments are not modelled yet: the mock devices made
-            // here have no PASID support, so every PASID op finds nothing.
-            t::op::PASID_ATTACH
-            | t::op::PASID_REPLACE
-            | t::op::PASID_DETACH
-            | t::op::PASID_CHECK_HWPT => Err(Errno::ENOENT),
+            t::op::PASID_ATTACH | t::op::PASID_REPLACE => {
+                let mut p: t::TestPasid = cmd.payload_as();
+                let idev = self.objects.selftest(cmd.id)?.device;
+                let hwpt = if cmd.op == t::op::PASID_ATTACH {
+                    self.pasid_attach(idev, p.pasid, p.pt_id)?
+                } else {
+                    self.pasid_replace(idev, p.pasid, p.pt_id)?
+                };
+                p.pt_id = hwpt;
+                let mut out = cmd;
+                out.set_payload(&p);
+                let responded = u.respond(&out);
+                if responded.is_err() && cmd.op == t::op::PASID_ATTACH {
+                    let _ = self.pasid_detach(idev, p.pasid);
+                }
+                responded
+            }
+            t::op::PASID_DETACH => {
+                let p: t::TestPasid = cmd.payload_as();
+                let idev = self.objects.selftest(cmd.id)?.device;
+                self.pasid_detach(idev, p.pasid)
+            }
+            t::op::PASID_CHECK_HWPT => {
+                // Payload {pasid, hwpt_id}; hwpt_id 0 expects no HWPT.
+                let p: t::TestPasid = cmd.payload_as();
+                let idev = self.objects.selftest(cmd.id)?.device;
+                let expected = match p.pt_id {
+                    0 => None,
+                    id => match self.objects.kind(id) {
+                        Some(crate::object::ObjectType::HwptPaging)
+                        | Some(crate::object::ObjectType::HwptNested) => Some(id),
+                        _ => return Err(Errno::ENOENT),
+                    },
+                };
+                if self.pasid_hwpt(idev, p.pasid)? != expected {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(())
+            }
             t::op::DEV_CHECK_CACHE => {
                 let p: t::TestCheckCache = cmd.payload_as();
                 let device = self.objects.device(cmd.id)?;

@@ -32,6 +32,7 @@ pub mod memory;
 pub mod mmap;
 pub mod object;
 pub mod pages;
+pub mod pasid;
 pub mod physical;
 mod smmuv3;
 pub mod veventq;

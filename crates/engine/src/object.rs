@@ -63,11 +63,19 @@ pub struct Device {
     pub vevent_target: Option<(u32, u64)>,
     /// The mock device's cache, which vIOMMU invalidation clears.
     pub cache: [u32; 4],
+    /// HWPTs attached to its PASIDs (each holds a user of the HWPT).
+    pub pasids: std::collections::BTreeMap<u32, u32>,
+    /// The mock driver's armed fake failure on PASID 1024 (see
+    /// [`crate::pasid`]).
+    pub pasid_1024_armed: bool,
 }
 
 /// A paging HWPT: a domain filled from one IOAS.
 #[derive(Debug)]
 pub struct HwptPaging {
+    /// Made with `IOMMU_HWPT_ALLOC_PASID`: PASIDs may attach to it, and a
+    /// device with PASIDs attached may attach its RID only to such HWPTs.
+    pub pasid_compat: bool,
     pub ioas: u32,
     pub domain: DomainId,
     pub table: Arc<Mutex<AnyPageTable>>,
@@ -81,6 +89,8 @@ pub struct HwptPaging {
 /// A nested HWPT: a user-owned stage 1 over a nest-parent paging HWPT.
 #[derive(Debug)]
 pub struct HwptNested {
+    /// As [`HwptPaging::pasid_compat`].
+    pub pasid_compat: bool,
     pub parent: u32,
     pub domain: DomainId,
     pub data_type: u32,
