@@ -12,19 +12,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
-
-static int destroy(int fd, uint32_t id)
-{
-	struct destroy_cmd d = { .size = sizeof(d), .id = id };
-	return ioctl(fd, IOMMU_DESTROY, &d);
-}
-
-static int replace(int fd, uint32_t stdev, uint32_t pt)
-{
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev };
-	c.mock_domain_replace.pt_id = pt;
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
+#include "ops.h"
 
 static int trigger(int fd, uint32_t dev, uint64_t addr)
 {

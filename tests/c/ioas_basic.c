@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
+#include "ops.h"
 
 static int ioas_alloc(int fd)
 {
@@ -28,12 +29,6 @@ static int map_fixed(int fd, int ioas, void *va, uint64_t len, uint64_t iova)
 	struct map_cmd c = { .size = sizeof(c), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
 			     .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
 	return ioctl(fd, IOMMU_IOAS_MAP, &c);
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct destroy_cmd c = { .size = sizeof(c), .id = id };
-	return ioctl(fd, IOMMU_DESTROY, &c);
 }
 
 static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)

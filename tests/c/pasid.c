@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
+#include "ops.h"
 
 static int fd;
 
@@ -20,13 +21,6 @@ static int pasid_op(uint32_t op, uint32_t stdev, uint32_t pasid, uint32_t pt)
 	struct test_cmd c = { .size = sizeof(c), .op = op, .id = stdev };
 	c.pasid.pasid = pasid;
 	c.pasid.pt_id = pt;
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
-
-static int replace_rid(uint32_t stdev, uint32_t pt)
-{
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev };
-	c.mock_domain_replace.pt_id = pt;
 	return ioctl(fd, IOMMU_TEST_CMD, &c);
 }
 
@@ -69,11 +63,11 @@ int main(void)
 	uint32_t s2 = hwpt(dev, ioas, HWPT_ALLOC_PASID, 0, 0);
 	CHECK(parent && nested0 && nested1 && s2, "HWPTs, three of them PASID-compatible");
 
-	CHECK(replace_rid(stdev, parent) == 0, "the RID on a PASID-incompatible HWPT");
+	CHECK(replace(fd, stdev, parent) == 0, "the RID on a PASID-incompatible HWPT");
 	CHECK(FAILS(ATTACH(100, s2), EINVAL), "no PASID while the RID's HWPT is incompatible");
-	CHECK(replace_rid(stdev, s2) == 0, "the RID on a compatible HWPT");
+	CHECK(replace(fd, stdev, s2) == 0, "the RID on a compatible HWPT");
 	CHECK(ATTACH(100, nested0) == 0, "PASID 100 attaches");
-	CHECK(FAILS(replace_rid(stdev, parent), EINVAL), "the RID cannot leave for an incompatible HWPT now");
+	CHECK(FAILS(replace(fd, stdev, parent), EINVAL), "the RID cannot leave for an incompatible HWPT now");
 	CHECK(DETACH(100) == 0 && CHECK_HWPT(100, 0) == 0, "detached: no HWPT");
 
 	CHECK(FAILS(pasid_op(TEST_OP_PASID_ATTACH, plain_stdev, 100, s2), EINVAL),
@@ -85,8 +79,7 @@ int main(void)
 	CHECK(ATTACH(100, s2) == 0 && CHECK_HWPT(100, s2) == 0, "PASID 100 on the stage 2");
 	CHECK(FAILS(CHECK_HWPT(100, nested0), EINVAL), "CHECK_HWPT tells HWPTs apart");
 	CHECK(FAILS(ATTACH(100, nested0), EBUSY), "attach does not overwrite");
-	struct destroy_cmd d = { .size = sizeof(d), .id = s2 };
-	CHECK(FAILS(ioctl(fd, IOMMU_DESTROY, &d), EBUSY), "the attachment holds its HWPT");
+	CHECK(FAILS(destroy(fd, s2), EBUSY), "the attachment holds its HWPT");
 	CHECK(DETACH(100) == 0, "detach");
 
 	CHECK(FAILS(REPLACE(200, s2), EINVAL), "replace needs an attached PASID");
@@ -116,8 +109,7 @@ int main(void)
 		      (f.flags & PGFAULT_FLAGS_PASID_VALID),
 	      "the fault reaches the PASID's queue");
 	CHECK(REPLACE(2048, s2) == 0 && DETACH(2048) == 0, "replace and detach PASID 2048");
-	d.id = iopf;
-	CHECK(ioctl(fd, IOMMU_DESTROY, &d) == 0, "destroy the fault-capable HWPT");
-	CHECK(replace_rid(stdev, ioas) == 0, "the RID back on the IOAS");
+	CHECK(destroy(fd, iopf) == 0, "destroy the fault-capable HWPT");
+	CHECK(replace(fd, stdev, ioas) == 0, "the RID back on the IOAS");
 	return finish();
 }

@@ -13,12 +13,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
-
-static int destroy(int fd, uint32_t id)
-{
-	struct destroy_cmd d = { .size = sizeof(d), .id = id };
-	return ioctl(fd, IOMMU_DESTROY, &d);
-}
+#include "ops.h"
 
 static int hw_queue(int fd, uint32_t viommu, uint32_t type, uint32_t index, uint64_t iova, uint64_t len,
 		    uint32_t *out)

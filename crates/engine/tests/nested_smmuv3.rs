@@ -6,15 +6,11 @@
 mod common;
 use common::*;
 use softiommu_engine::dma::DmaError;
-use softiommu_engine::iopt::Prot;
-use softiommu_engine::pages::Shared;
-use softiommu_engine::{Caller, Errno, MapArgs};
-use softiommu_iommu::domain::PagingFlags;
-use softiommu_iommu::{DeviceId, DriverInfo, Topology};
+use softiommu_engine::Errno;
+use softiommu_iommu::DriverInfo;
 use softiommu_pt::FaultReason;
 use softiommu_uapi::ioctl::IOMMU_HWPT_INVALIDATE;
 use softiommu_uapi::iommufd::*;
-use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 const GUEST: u64 = 0x1_0000;
@@ -63,40 +59,7 @@ fn ste(ste0: u64) -> Vec<u8> {
 const STE_S1: u64 = 1 | (5 << 1) | CD_GPA;
 
 fn setup() -> Smmu {
-    let topo = Topology::builder()
-        .iommu("smmu", DriverInfo::arm_smmuv3())
-        .group("smmu", &["s0"])
-        .unwrap()
-        .build();
-    let mut h = Harness::with_shared(Arc::new(Shared::with_topology(topo)));
-    let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(DeviceId(0)).unwrap();
-    let parent = h
-        .ctx
-        .hwpt_alloc(
-            dev,
-            ioas,
-            PagingFlags {
-                dirty_tracking: false,
-                nest_parent: true,
-            },
-        )
-        .unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
-    let rw = Prot {
-        read: true,
-        write: true,
-    };
-    let args = MapArgs {
-        iova: Some(0),
-        length: GUEST,
-        prot: rw,
-    };
-    h.ctx.ioas_map(&caller, ioas, BUF, args).unwrap();
+    let (mut h, dev, parent) = nesting_machine(DriverInfo::arm_smmuv3(), GUEST);
     build_stage1(&h);
     let viommu = h
         .ctx

@@ -6,15 +6,11 @@
 mod common;
 use common::*;
 use softiommu_engine::dma::DmaError;
-use softiommu_engine::iopt::Prot;
-use softiommu_engine::pages::Shared;
-use softiommu_engine::{Caller, Errno, MapArgs};
-use softiommu_iommu::domain::PagingFlags;
-use softiommu_iommu::{DeviceId, DriverInfo, Topology};
+use softiommu_engine::Errno;
+use softiommu_iommu::DriverInfo;
 use softiommu_pt::FaultReason;
 use softiommu_uapi::ioctl::IOMMU_HWPT_INVALIDATE;
 use softiommu_uapi::iommufd::*;
-use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 /// Guest physical memory: 64 KiB of the harness buffer at GPA 0.
@@ -47,46 +43,7 @@ fn build_stage1(h: &Harness) {
 }
 
 fn setup() -> Nested {
-    let topo = Topology::builder()
-        .iommu("vtd", DriverInfo::intel_vtd())
-        .group("vtd", &["v0"])
-        .unwrap()
-        .build();
-    let mut h = Harness::with_shared(Arc::new(Shared::with_topology(topo)));
-    let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(DeviceId(0)).unwrap();
-    let parent = h
-        .ctx
-        .hwpt_alloc(
-            dev,
-            ioas,
-            PagingFlags {
-                dirty_tracking: false,
-                nest_parent: true,
-            },
-        )
-        .unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
-    let rw = Prot {
-        read: true,
-        write: true,
-    };
-    h.ctx
-        .ioas_map(
-            &caller,
-            ioas,
-            BUF,
-            MapArgs {
-                iova: Some(0),
-                length: GUEST,
-                prot: rw,
-            },
-        )
-        .unwrap();
+    let (mut h, dev, parent) = nesting_machine(DriverInfo::intel_vtd(), GUEST);
     build_stage1(&h);
     // struct iommu_hwpt_vtd_s1: flags, pgtbl_addr, addr_width, reserved.
     let mut data = Vec::new();

@@ -131,3 +131,39 @@ pub fn alloc(h: &mut Harness) -> u32 {
         .unwrap();
     c.out_ioas_id
 }
+
+/// A machine of one IOMMU instance running `driver` with one device, bound
+/// here; a nest-parent HWPT over a new IOAS where the first `guest_len` bytes
+/// of the buffer are mapped read-write at IOVA 0 (the guest's physical
+/// memory, for nested translation). Returns the harness, device and parent.
+pub fn nesting_machine(driver: softiommu_iommu::DriverInfo, guest_len: u64) -> (Harness, u32, u32) {
+    use softiommu_iommu::{domain::PagingFlags, DeviceId, Topology};
+    let topo = Topology::builder()
+        .iommu("iommu", driver)
+        .group("iommu", &["dev0"])
+        .unwrap()
+        .build();
+    let mut h = Harness::with_shared(Arc::new(Shared::with_topology(topo)));
+    let ioas = h.ctx.ioas_alloc().unwrap();
+    let (dev, _) = h.ctx.bind_device(DeviceId(0)).unwrap();
+    let flags = PagingFlags {
+        dirty_tracking: false,
+        nest_parent: true,
+    };
+    let parent = h.ctx.hwpt_alloc(dev, ioas, flags).unwrap();
+    let caller = Caller {
+        mem: &h.mem,
+        files: &h.files,
+        creds: h.creds,
+    };
+    let args = softiommu_engine::MapArgs {
+        iova: Some(0),
+        length: guest_len,
+        prot: softiommu_engine::Prot {
+            read: true,
+            write: true,
+        },
+    };
+    h.ctx.ioas_map(&caller, ioas, BUF, args).unwrap();
+    (h, dev, parent)
+}
