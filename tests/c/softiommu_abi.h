@@ -17,6 +17,9 @@
 #define IOMMU_OPTION _IO(IOMMUFD_TYPE, 0x87)
 #define IOMMU_VFIO_IOAS _IO(IOMMUFD_TYPE, 0x88)
 #define IOMMU_HWPT_ALLOC _IO(IOMMUFD_TYPE, 0x89)
+#define IOMMU_HWPT_SET_DIRTY_TRACKING _IO(IOMMUFD_TYPE, 0x8b)
+#define IOMMU_HWPT_GET_DIRTY_BITMAP _IO(IOMMUFD_TYPE, 0x8c)
+#define IOMMU_HWPT_INVALIDATE _IO(IOMMUFD_TYPE, 0x8d)
 #define IOMMU_FAULT_QUEUE_ALLOC _IO(IOMMUFD_TYPE, 0x8e)
 #define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
 #define IOMMU_VIOMMU_ALLOC _IO(IOMMUFD_TYPE, 0x90)
@@ -78,6 +81,8 @@ struct test_cmd {
 		struct { uint32_t dev_id, pasid, grpid, perm; uint64_t addr; } trigger_iopf;
 		struct { uint32_t dev_id; } trigger_vevent;
 		struct { uint32_t pasid, pt_id; } pasid;
+		struct { uint32_t flags, pad; uint64_t iova, length, page_size, uptr, out_nr_dirty; } dirty;
+		struct { uint32_t id, value; } check_cache;
 		uint64_t raw[6];
 	};
 	uint32_t last;
@@ -87,6 +92,22 @@ struct hwpt_alloc_cmd {
 	uint64_t data_uptr;
 	uint32_t fault_id, reserved2;
 };
+struct set_dirty_cmd { uint32_t size, flags, hwpt_id, reserved; };
+struct get_dirty_cmd {
+	uint32_t size, hwpt_id, flags, reserved;
+	uint64_t iova, length, page_size, data;
+};
+struct invalidate_cmd {
+	uint32_t size, hwpt_id;
+	uint64_t data_uptr;
+	uint32_t data_type, entry_len, entry_num, reserved;
+};
+#define HWPT_ALLOC_DIRTY_TRACKING 2
+#define DIRTY_TRACKING_ENABLE 1
+#define GET_DIRTY_BITMAP_NO_CLEAR 1
+#define HWPT_INVALIDATE_DATA_SELFTEST 0xdeadbeef
+#define TEST_IOTLB_DEFAULT 0xbadbeef
+#define TEST_INVALIDATE_FLAG_ALL 1
 struct fault_alloc_cmd { uint32_t size, flags, out_fault_id, out_fault_fd; };
 struct hwpt_pgfault { uint32_t flags, dev_id, pasid, grpid, perm, reserved; uint64_t addr; uint32_t length, cookie; };
 struct page_response { uint32_t cookie, code; };
@@ -131,6 +152,8 @@ struct vfio_dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 #define TEST_OP_MOCK_DOMAIN_REPLACE 10
 #define TEST_OP_TRIGGER_IOPF 15
 #define TEST_OP_MOCK_DOMAIN_FLAGS 12
+#define TEST_OP_DIRTY 13
+#define TEST_OP_MD_CHECK_IOTLB 14
 #define TEST_OP_TRIGGER_VEVENT 17
 #define TEST_OP_PASID_ATTACH 18
 #define TEST_OP_PASID_REPLACE 19
