@@ -79,8 +79,12 @@ int main(void)
 
 	struct pollfd pfd = { .fd = qfd, .events = POLLIN };
 	CHECK(poll(&pfd, 1, 0) == 0, "nothing to read before an event");
+	char small[16];
+	CHECK(read(qfd, small, sizeof(small)) == 0, "an empty queue reads as 0 bytes");
+	CHECK(read(qfd, small, 7) == -1 && errno == EINVAL, "less than a header is refused");
 	CHECK(trigger(fd, dev) == 0, "TRIGGER_VEVENT");
 	CHECK(poll(&pfd, 1, 0) == 1, "the event is readable when the ioctl returns");
+	CHECK(read(qfd, small, 8) == -1 && errno == EINVAL, "a header without its event does not fit");
 	struct record r[3];
 	CHECK(read(qfd, r, sizeof(r)) == sizeof(r[0]), "read one record");
 	CHECK(r[0].hdr.flags == 0 && r[0].hdr.sequence == 0 && r[0].virt_id == 0x99,
@@ -90,7 +94,8 @@ int main(void)
 	for (int i = 0; i < 3; i++)
 		CHECK(trigger(fd, dev) == 0, "TRIGGER_VEVENT into a filling queue");
 	char buf[64];
-	ssize_t n = read(qfd, buf, sizeof(buf));
+	CHECK(read(qfd, buf, 20) == 12, "only whole records are read");
+	ssize_t n = read(qfd, buf + 12, sizeof(buf) - 12) + 12;
 	CHECK(n == 2 * (ssize_t)sizeof(struct record) + (ssize_t)sizeof(struct vevent_header),
 	      "two events and a lost-events header");
 	memcpy(r, buf, 2 * sizeof(struct record));

@@ -82,9 +82,21 @@ impl Context {
     /// Allocates a paging HWPT for `dev_id`'s IOMMU, filled from IOAS `ioas`
     /// (`IOMMU_HWPT_ALLOC`).
     pub fn hwpt_alloc(&mut self, dev_id: u32, ioas: u32, flags: PagingFlags) -> Result<u32> {
+        self.hwpt_alloc_sized(dev_id, ioas, flags, None)
+    }
+
+    /// As [`hwpt_alloc`](Self::hwpt_alloc), with the leaf sizes a driver's
+    /// payload chose.
+    pub(crate) fn hwpt_alloc_sized(
+        &mut self,
+        dev_id: u32,
+        ioas: u32,
+        flags: PagingFlags,
+        pgsize_bitmap: Option<u64>,
+    ) -> Result<u32> {
         let dev = self.objects.device(dev_id)?.dev;
         self.objects.ioas(ioas)?;
-        self.make_hwpt(dev, ioas, flags, false)
+        self.make_hwpt_sized(dev, ioas, flags, false, pgsize_bitmap)
     }
 
     fn make_hwpt(
@@ -94,11 +106,22 @@ impl Context {
         flags: PagingFlags,
         auto: bool,
     ) -> Result<u32> {
+        self.make_hwpt_sized(dev, ioas, flags, auto, None)
+    }
+
+    fn make_hwpt_sized(
+        &mut self,
+        dev: DeviceId,
+        ioas: u32,
+        flags: PagingFlags,
+        auto: bool,
+        pgsize_bitmap: Option<u64>,
+    ) -> Result<u32> {
         self.shared().faults.check()?;
         let (domain, table) = {
             let mut core = self.core();
             let iommu = core.topology().iommu_of(dev);
-            let domain = core.alloc_paging(iommu, flags)?;
+            let domain = core.alloc_paging_sized(iommu, flags, pgsize_bitmap)?;
             (domain, core.paging_table(domain).ok_or(Errno::ENOMEM)?)
         };
         let hwpt = HwptPaging {

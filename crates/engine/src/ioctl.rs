@@ -451,7 +451,7 @@ impl Context {
         let kind = self.objects.kind(cmd.pt_id);
         let id = match kind {
             Some(ObjectType::Ioas) => {
-                if cmd.flags & !valid != 0 || cmd.data_type != IOMMU_HWPT_DATA_NONE {
+                if cmd.flags & !valid != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 // A nest parent takes no fault handler.
@@ -462,7 +462,8 @@ impl Context {
                     nest_parent: cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
                     dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
                 };
-                self.hwpt_alloc(cmd.dev_id, cmd.pt_id, flags)?
+                let pgsize = self.paging_data(u.caller, &cmd, flags)?;
+                self.hwpt_alloc_sized(cmd.dev_id, cmd.pt_id, flags, pgsize)?
             }
             // A nested HWPT over a nest parent, or made through a vIOMMU.
             Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
@@ -657,6 +658,63 @@ impl Context {
         Ok(())
     }
 
+    /// A paging HWPT's driver data: the mock driver's `struct
+    /// iommu_hwpt_selftest` chooses its table shape (`pagetable_type`:
+    /// default, or huge with 1 MiB leaves). Returns the leaf sizes it asks
+    /// for. Drivers without paging data refuse any (`EOPNOTSUPP`).
+    fn paging_data(
+        &self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptAlloc,
+        flags: softiommu_iommu::domain::PagingFlags,
+    ) -> Result<Option<u64>> {
+        const MOCK_IOMMUPT_DEFAULT: u32 = 0;
+        const MOCK_IOMMUPT_HUGE: u32 = 1;
+        if cmd.data_type == IOMMU_HWPT_DATA_NONE {
+            return Ok(None);
+        }
+        let dev = self.objects.device(cmd.dev_id)?.dev;
+        let driver = {
+            let core = self.core();
+            core.topology()
+                .iommu(core.topology().iommu_of(dev))
+                .driver
+                .clone()
+        };
+        if driver.paging_data_type == 0 || cmd.data_type != driver.paging_data_type {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if flags.dirty_tracking && !driver.dirty_tracking {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        // {iotlb, pagetable_type}, at least through iotlb; a longer tail must
+        // be zero.
+        const SIZE: u32 = 8;
+        if cmd.data_len < 4 {
+            return Err(Errno::EINVAL);
+        }
+        let mut data = [0u8; SIZE as usize];
+        let n = cmd.data_len.min(SIZE) as usize;
+        caller.mem.read(cmd.data_uptr, &mut data[..n])?;
+        if cmd.data_len > SIZE {
+            let mut tail = vec![0u8; (cmd.data_len - SIZE) as usize];
+            let at = cmd
+                .data_uptr
+                .checked_add(u64::from(SIZE))
+                .ok_or(Errno::EFAULT)?;
+            caller.mem.read(at, &mut tail)?;
+            if tail.iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+        }
+        match u32::from_ne_bytes([data[4], data[5], data[6], data[7]]) {
+            MOCK_IOMMUPT_DEFAULT => Ok(None),
+            // Huge pages, and the CPU page so that iommufd accepts the domain.
+            MOCK_IOMMUPT_HUGE => Ok(Some((512 * 2048) | crate::memory::PAGE_SIZE)),
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
     /// VT-d stage-1 cache invalidation (`IOMMU_HWPT_INVALIDATE_DATA_VTD_S1`):
     /// entries `{addr, npages, flags, __reserved}`, read one by one as
     /// structs of the caller's size (at least through `__reserved`; a longer
@@ -776,7 +834,8 @@ impl Context {
         if cmd.flags != 0 || cmd.reserved != 0 || cmd.veventq_type == IOMMU_VEVENTQ_TYPE_DEFAULT {
             return Err(Errno::EOPNOTSUPP);
         }
-        if cmd.veventq_depth == 0 {
+        // Linux bounds the depth at 2^19, which fits every hardware queue.
+        if cmd.veventq_depth == 0 || cmd.veventq_depth > 1 << 19 {
             return Err(Errno::EINVAL);
         }
         self.lookup_viommu(cmd.viommu_id)?;

@@ -180,6 +180,44 @@ impl Context {
         }
     }
 
+    /// How many bytes a `read(2)` of `count` bytes takes from vEVENTQ file
+    /// `inode` (Linux `iommufd_veventq_fops_read`): whole records only, as
+    /// many as fit; `EINVAL` when `count` is below a header or the first
+    /// record does not fit; 0 when nothing is queued. `unread_bytes` is what
+    /// the file holds now, as the transport counts it. `None` if `inode` is
+    /// no vEVENTQ's file.
+    pub fn veventq_read_plan(
+        &mut self,
+        inode: u64,
+        unread_bytes: u64,
+        count: u64,
+    ) -> Option<Result<u64>> {
+        let id = *self.side_files.get(&inode)?;
+        self.veventq(id).ok()?;
+        self.side_file_unread(inode, unread_bytes);
+        let queue = self.veventq(id).ok()?;
+        const HEADER: u64 = std::mem::size_of::<IommufdVeventHeader>() as u64;
+        if count < HEADER {
+            return Some(Err(Errno::EINVAL));
+        }
+        let mut take = 0u64;
+        for (i, record) in queue.unread.iter().enumerate() {
+            let len = if i == 0 {
+                record.len - queue.front_read
+            } else {
+                record.len
+            };
+            if take + len > count {
+                if take == 0 {
+                    return Some(Err(Errno::EINVAL));
+                }
+                break;
+            }
+            take += len;
+        }
+        Some(Ok(take))
+    }
+
     /// vIOMMU `viommu_id` reports an event of `veventq_type` with `data`
     /// (Linux `iommufd_viommu_report_event`): `EOPNOTSUPP` when no vEVENTQ
     /// of that type listens.

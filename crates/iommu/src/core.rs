@@ -362,6 +362,17 @@ impl IommuCore {
     /// Allocates a paging domain on `iommu` (`EOPNOTSUPP` for a capability the
     /// driver lacks).
     pub fn alloc_paging(&mut self, iommu: IommuId, flags: PagingFlags) -> Result<DomainId, Errno> {
+        self.alloc_paging_sized(iommu, flags, None)
+    }
+
+    /// As [`alloc_paging`](Self::alloc_paging), with leaf sizes other than
+    /// the driver's (a driver can offer several table shapes).
+    pub fn alloc_paging_sized(
+        &mut self,
+        iommu: IommuId,
+        flags: PagingFlags,
+        pgsize_bitmap: Option<u64>,
+    ) -> Result<DomainId, Errno> {
         let driver = &self
             .topo
             .iommus
@@ -373,7 +384,15 @@ impl IommuCore {
         {
             return Err(Errno::EOPNOTSUPP);
         }
-        let table = new_table(driver).ok_or(Errno::ENOMEM)?;
+        let table = match pgsize_bitmap {
+            Some(sizes) => {
+                let mut shaped = driver.clone();
+                shaped.pgsize_bitmap = sizes;
+                new_table(&shaped)
+            }
+            None => new_table(driver),
+        }
+        .ok_or(Errno::ENOMEM)?;
         Ok(self.insert_domain(
             iommu,
             DomainKind::Paging {

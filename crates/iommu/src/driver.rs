@@ -61,6 +61,9 @@ pub struct DriverInfo {
     pub nested_data_min: usize,
     /// `IOMMU_VIOMMU_ALLOC` type of its vIOMMUs; 0 when it has none.
     pub viommu_type: u32,
+    /// `IOMMU_HWPT_ALLOC` data type its paging domains take (the mock's
+    /// table shape); 0 when they take none.
+    pub paging_data_type: u32,
     /// Nested domains can only be made through a vIOMMU (Arm SMMUv3): over
     /// a nest parent directly, `IOMMU_HWPT_ALLOC` answers `EOPNOTSUPP`.
     pub nested_needs_viommu: bool,
@@ -92,6 +95,7 @@ impl DriverInfo {
             nested_data_min: 4,
             viommu_type: 0xdead_beef,
             nested_needs_viommu: false,
+            paging_data_type: 0xdead,
         }
     }
 
@@ -115,6 +119,7 @@ impl DriverInfo {
             nested_data_min: 0,
             viommu_type: 0,
             nested_needs_viommu: false,
+            paging_data_type: 0,
         }
     }
 
@@ -138,6 +143,7 @@ impl DriverInfo {
             nested_data_min: 20,
             viommu_type: 0,
             nested_needs_viommu: false,
+            paging_data_type: 0,
         }
     }
 
@@ -161,6 +167,7 @@ impl DriverInfo {
             nested_data_min: 16,
             viommu_type: 1,
             nested_needs_viommu: true,
+            paging_data_type: 0,
         }
     }
 

@@ -1,8 +1,10 @@
 //! The `/dev/iommu` shim, loaded with `LD_PRELOAD` by `softiommu run`.
 //!
-//! It replaces `open`/`openat` (and their `64` and `_2` fortify forms), `ioctl`,
-//! `mmap`/`mmap64`, `close`, and `fopen`/`fopen64` (for `/proc/<pid>/status`,
-//! whose `VmPin`/`VmLck` show the engine's pins as Linux's would). Opening `/dev/iommu` connects to the server and returns that
+//! It replaces `open`/`openat` (and their `64` and `_2` fortify forms),
+//! `ioctl`, `mmap`/`mmap64`, `close`, `read` (for vEVENTQ files) and
+//! `fopen`/`fopen64` (for `/proc/<pid>/status`, whose `VmPin`/`VmLck` show
+//! the engine's pins as Linux's would). Opening `/dev/iommu` connects to the
+//! server and returns that
 //! socket: a real descriptor, so `dup`, `fork`, `exec` and fd passing share the
 //! context as they share a kernel file. `ioctl` on such a descriptor is sent to
 //! the server on this thread's call channel; the server reads and writes the
@@ -132,6 +134,10 @@ fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
         } else if reply.fd_addr != 0 {
             if let Some(ino) = sys::side_inode(fd) {
                 sys::remember(ino, Kind::Side);
+            }
+            if sys::is_fifo(fd) {
+                // Only vEVENTQs are pipes: their reads keep Linux's rules.
+                sys::track_eventq_fd(fd);
             }
             sys::store_fd(reply.fd_addr, fd);
         } else {
@@ -359,6 +365,21 @@ fn status_with_pins(path: &CStr, cloexec: bool) -> Option<i32> {
     rustix::io::write(&memory, out.as_bytes()).ok()?;
     rustix::fs::seek(&memory, rustix::fs::SeekFrom::Start(0)).ok()?;
     Some(std::os::fd::IntoRawFd::into_raw_fd(memory))
+}
+
+/// How many bytes a `read` of `count` bytes from vEVENTQ file `ino` may
+/// take (whole records), or a positive errno.
+fn eventq_read_plan(ino: u64, count: u64) -> Result<u64, i32> {
+    match call(Call {
+        op: CALL_EVENTQ_READ,
+        ino,
+        len: count,
+        ..Default::default()
+    }) {
+        Some(r) if r.errno == 0 => Ok(r.result.max(0) as u64),
+        Some(r) => Err(r.errno),
+        None => Err(libc::EIO),
+    }
 }
 
 /// After a context descriptor was closed: let the server release the context

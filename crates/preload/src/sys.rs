@@ -7,8 +7,8 @@
 //! while it is set every hook goes straight to the real function.
 
 use crate::{
-    context_closed, context_ioctl, context_mmap, context_of, is_dev_iommu, open_context,
-    socket_path, status_pid, status_with_pins, Kind,
+    context_closed, context_ioctl, context_mmap, context_of, eventq_read_plan, is_dev_iommu,
+    open_context, socket_path, status_pid, status_with_pins, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -24,6 +24,7 @@ type Open2Fn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type MmapFn =
     unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
@@ -44,6 +45,7 @@ struct Real {
     mmap64: MmapFn,
     fopen: FopenFn,
     fopen64: FopenFn,
+    read: ReadFn,
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
@@ -84,6 +86,7 @@ fn real() -> &'static Real {
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
                 fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
                 fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
+                read: std::mem::transmute::<*mut c_void, ReadFn>(next_symbol(c"read")),
             }
         }
     })
@@ -259,6 +262,47 @@ fn mode_and_inode(fd: c_int) -> Option<(libc::mode_t, u64)> {
     // SAFETY: fstat succeeded, so the struct is initialised.
     let st = unsafe { st.assume_init() };
     Some((st.st_mode & libc::S_IFMT, st.st_ino))
+}
+
+/// Whether `fd` is a pipe.
+pub(crate) fn is_fifo(fd: c_int) -> bool {
+    mode_and_inode(fd).is_some_and(|(mode, _)| mode == libc::S_IFIFO)
+}
+
+/// Descriptor numbers of vEVENTQ files in this process (as received; a
+/// `dup` of one reads as a plain pipe).
+static EVENTQ_FDS: Mutex<Option<std::collections::HashSet<c_int>>> = Mutex::new(None);
+/// Whether `EVENTQ_FDS` may hold anything: reads skip the lock otherwise.
+static ANY_EVENTQ_FD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn track_eventq_fd(fd: c_int) {
+    EVENTQ_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(fd);
+    ANY_EVENTQ_FD.store(true, std::sync::atomic::Ordering::Release);
+}
+
+fn is_eventq_fd(fd: c_int) -> bool {
+    ANY_EVENTQ_FD.load(std::sync::atomic::Ordering::Acquire)
+        && EVENTQ_FDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.contains(&fd))
+}
+
+fn untrack_eventq_fd(fd: c_int) {
+    if ANY_EVENTQ_FD.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some(s) = EVENTQ_FDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            s.remove(&fd);
+        }
+    }
 }
 
 /// The inode of `fd` if it is a socket (what contexts are).
@@ -521,6 +565,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         side_inode(fd).filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Side)))
     })
     .flatten();
+    let _ = guarded(|| untrack_eventq_fd(fd));
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
     if let Some(ino) = ino {
@@ -662,4 +707,32 @@ pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *m
     }
     // SAFETY: forwarding the caller's arguments unchanged.
     unsafe { (real().fopen64)(path, mode) }
+}
+
+/// # Safety
+/// As `read(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
+    // A vEVENTQ's file hands out whole records only, as Linux's does: ask
+    // the server how many bytes that is, then read exactly those.
+    let plan = guarded(|| {
+        if !is_eventq_fd(fd) {
+            return None;
+        }
+        let ino = side_inode(fd)?;
+        Some(eventq_read_plan(ino, count as u64))
+    })
+    .flatten();
+    let count = match plan {
+        None => count,
+        Some(Ok(0)) => return 0,
+        Some(Ok(n)) => n as usize,
+        Some(Err(e)) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    // SAFETY: the caller's descriptor and buffer, with a count no larger
+    // than the caller's.
+    unsafe { (real().read)(fd, buf, count) }
 }

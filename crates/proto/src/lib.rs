@@ -47,6 +47,10 @@ pub const CALL_MMAP: u32 = 4;
 /// The pages the engine has pinned for process `arg` (its `pid`): `result`
 /// is what `/proc/<pid>/status` would add to `VmPin`, `extra` to `VmLck`.
 pub const CALL_PROC_STATUS: u32 = 5;
+/// A `read(2)` of `len` bytes from the vEVENTQ file whose inode is `ino`:
+/// `result` is how many bytes to read from it (whole records only), or the
+/// errno Linux's read would give; `EBADF` when `ino` is no vEVENTQ's file.
+pub const CALL_EVENTQ_READ: u32 = 6;
 
 /// First packet on a new connection.
 #[repr(C)]

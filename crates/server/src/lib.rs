@@ -563,6 +563,19 @@ impl Channel {
                 Ok(0)
             }
             CALL_IS_CONTEXT => Ok(i64::from(lock(&state.contexts).contains_key(&call.ino))),
+            CALL_EVENTQ_READ => {
+                let side = lock(&state.side_files).get(&call.ino).cloned();
+                let plan = side.and_then(|side| {
+                    let unread = side.unread()?;
+                    let mut ctx = lock(&side.hosted.context);
+                    ctx.veventq_read_plan(call.ino, unread, call.len)
+                });
+                match plan {
+                    Some(Ok(bytes)) => Ok(bytes as i64),
+                    Some(Err(e)) => Err(e),
+                    None => Err(Errno::EBADF),
+                }
+            }
             CALL_PROC_STATUS => {
                 let space = lock(&state.spaces).get(&(call.arg as i32)).cloned();
                 let counters = space.map_or_else(Default::default, |s| {
