@@ -68,7 +68,15 @@ int main(void)
 
 	struct vdevice_alloc_cmd vd = { .size = sizeof(vd), .viommu_id = v.out_viommu_id, .dev_id = dev,
 					.virt_id = 0x99 };
+	struct vdevice_alloc_cmd bad = vd;
+	bad.viommu_id = 9999;
+	CHECK(ioctl(fd, IOMMU_VDEVICE_ALLOC, &bad) == -1 && errno == ENOENT, "VDEVICE_ALLOC: no such vIOMMU");
+	bad = vd;
+	bad.dev_id = 9999;
+	CHECK(ioctl(fd, IOMMU_VDEVICE_ALLOC, &bad) == -1 && errno == ENOENT, "VDEVICE_ALLOC: no such device");
 	CHECK(ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd) == 0, "VDEVICE_ALLOC, virtual id 0x99");
+	bad = vd;
+	CHECK(ioctl(fd, IOMMU_VDEVICE_ALLOC, &bad) == -1 && errno == EEXIST, "one vDEVICE per device");
 	uint32_t stage1 = 0x0badbeef;
 	struct hwpt_alloc_cmd nested = { .size = sizeof(nested), .dev_id = dev, .pt_id = v.out_viommu_id,
 					 .data_type = HWPT_DATA_SELFTEST, .data_len = sizeof(stage1),
