@@ -714,13 +714,21 @@ pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *m
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
     // A vEVENTQ's file hands out whole records only, as Linux's does: ask
-    // the server how many bytes that is, then read exactly those.
+    // the server how many bytes that is, then read exactly those. A number
+    // that no longer names a vEVENTQ (closed behind the shim's back and
+    // reused) is forgotten and read as it is.
     let plan = guarded(|| {
         if !is_eventq_fd(fd) {
             return None;
         }
-        let ino = side_inode(fd)?;
-        Some(eventq_read_plan(ino, count as u64))
+        let ino = side_inode(fd).filter(|_| is_fifo(fd));
+        match ino.map(|ino| eventq_read_plan(ino, count as u64)) {
+            None | Some(Err(libc::EBADF)) => {
+                untrack_eventq_fd(fd);
+                None
+            }
+            other => other,
+        }
     })
     .flatten();
     let count = match plan {
