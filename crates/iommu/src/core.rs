@@ -22,6 +22,7 @@ pub struct OwnerId(pub u64);
 /// Who holds a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceState {
+    /// No driver and no user owner.
     Unbound,
     /// Bound to a kernel driver, which uses the group's default domain.
     Kernel(String),
@@ -32,8 +33,11 @@ pub enum DeviceState {
 /// One group's DMA moved from one domain to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
+    /// The group whose domain changed.
     pub group: GroupId,
+    /// The domain it translated through before.
     pub from: DomainId,
+    /// The domain it translates through now; never equal to `from`.
     pub to: DomainId,
     /// Every device of the group: all of them now translate through `to`.
     pub devices: Vec<DeviceId>,
@@ -42,6 +46,7 @@ pub struct Change {
 /// What a call changed. Empty when no device's DMA changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Affected {
+    /// One entry per group moved, in the order the moves happened.
     pub changes: Vec<Change>,
 }
 
@@ -54,6 +59,7 @@ impl Affected {
             .collect()
     }
 
+    /// Whether no device's translation changed.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
@@ -126,6 +132,7 @@ impl IommuCore {
         core
     }
 
+    /// The machine: IOMMU instances, groups and devices.
     pub fn topology(&self) -> &Topology {
         &self.topo
     }
@@ -217,6 +224,7 @@ impl IommuCore {
 
     // ---- inspection -----------------------------------------------------------------------
 
+    /// Who holds `dev`.
     pub fn device_state(&self, dev: DeviceId) -> &DeviceState {
         &self.devices[dev.0 as usize]
     }
@@ -226,10 +234,12 @@ impl IommuCore {
         self.gs(g).domain
     }
 
+    /// The group's user owner; `None` while its DMA belongs to the kernel.
     pub fn group_owner(&self, g: GroupId) -> Option<OwnerId> {
         self.gs(g).owner
     }
 
+    /// The group's default domain, fixed for its lifetime.
     pub fn default_domain(&self, g: GroupId) -> DomainId {
         self.gs(g).default_domain
     }
@@ -248,10 +258,12 @@ impl IommuCore {
             .unwrap_or_default()
     }
 
+    /// The domain `id`, if it exists.
     pub fn domain(&self, id: DomainId) -> Option<&Domain> {
         self.domains.get(&id)
     }
 
+    /// The domain `id` for changing, if it exists.
     pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut Domain> {
         self.domains.get_mut(&id)
     }
@@ -414,8 +426,7 @@ impl IommuCore {
         Ok(self.insert_domain(iommu, DomainKind::Nested { parent, data_type }))
     }
 
-    /// An identity domain on `iommu`.
-    /// The page table of a paging domain.
+    /// The page table of a paging domain; `None` for other kinds.
     pub fn paging_table(
         &self,
         id: DomainId,
@@ -426,6 +437,7 @@ impl IommuCore {
         }
     }
 
+    /// An identity domain on `iommu`; `ENODEV` if there is no such IOMMU.
     pub fn alloc_identity(&mut self, iommu: IommuId) -> Result<DomainId, Errno> {
         self.topo
             .iommus

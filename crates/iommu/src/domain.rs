@@ -32,13 +32,20 @@ pub enum DomainKind {
     Paging {
         /// Shared with the IO page tables that keep it filled.
         table: Arc<Mutex<AnyPageTable>>,
+        /// The options it was allocated with.
         flags: PagingFlags,
     },
     /// A user-owned stage 1 over a nest-parent paging domain.
-    Nested { parent: DomainId, data_type: u32 },
+    Nested {
+        /// The nest-parent paging domain (stage 2).
+        parent: DomainId,
+        /// The driver's `IOMMU_HWPT_DATA_*` type of the stage-1 data.
+        data_type: u32,
+    },
 }
 
 impl DomainKind {
+    /// The kind's name, for `inspect`.
     pub fn name(&self) -> &'static str {
         match self {
             DomainKind::Default => "default",
@@ -53,7 +60,10 @@ impl DomainKind {
 /// A domain of one IOMMU instance.
 #[derive(Debug)]
 pub struct Domain {
+    /// The IOMMU instance it was allocated on; groups behind any instance of
+    /// the same driver may attach it.
     pub iommu: IommuId,
+    /// What it translates with.
     pub kind: DomainKind,
 }
 

@@ -22,8 +22,11 @@ pub enum ReservedType {
 /// One reserved region of a device: `[start, start + length)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 pub struct ReservedRegion {
+    /// First IOVA of the region.
     pub start: u64,
+    /// Length in bytes; non-zero, and `start + length - 1` does not overflow.
     pub length: u64,
+    /// What the region is for (`type` in a topology file).
     #[serde(rename = "type")]
     pub kind: ReservedType,
 }
@@ -51,13 +54,16 @@ pub struct DriverInfo {
     pub isolated_msi: bool,
     /// PASID width in bits (0: no PASID).
     pub max_pasid_log2: u8,
-    /// `IOMMU_GET_HW_INFO`: data type and bytes.
+    /// `IOMMU_GET_HW_INFO` data type (`IOMMU_HW_INFO_TYPE_*`).
     pub hw_info_type: u32,
+    /// `IOMMU_GET_HW_INFO` data: the bytes of the type's struct.
     pub hw_info: Vec<u8>,
-    /// `IOMMU_HWPT_ALLOC` data type of its nested (stage-1) domains, and the
-    /// payload's size and minimum size; type 0 when it has none.
+    /// `IOMMU_HWPT_ALLOC` data type of its nested (stage-1) domains; 0 when
+    /// it has none.
     pub nested_data_type: u32,
+    /// Full size of that nested-domain payload in this ABI version.
     pub nested_data_size: usize,
+    /// Minimum size of that payload: smaller is `EINVAL`.
     pub nested_data_min: usize,
     /// `IOMMU_VIOMMU_ALLOC` type of its vIOMMUs; 0 when it has none.
     pub viommu_type: u32,

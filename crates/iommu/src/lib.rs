@@ -18,6 +18,8 @@
 //!   translation changed, so an operation on one device that moves its whole
 //!   group is visible.
 
+#![warn(missing_docs)]
+
 pub mod core;
 pub mod domain;
 pub mod driver;

@@ -33,24 +33,31 @@ pub struct DeviceId(pub u32);
 /// One IOMMU instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IommuSpec {
+    /// Unique name (`iommu0`).
     pub name: String,
+    /// What its driver supports.
     pub driver: DriverInfo,
 }
 
 /// One group: the devices its IOMMU cannot isolate from each other.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupSpec {
+    /// The IOMMU the group sits behind.
     pub iommu: IommuId,
+    /// Its devices; each names this group back.
     pub devices: Vec<DeviceId>,
 }
 
 /// One device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
+    /// Unique name (a PCI address such as `0000:01:00.0`).
     pub name: String,
+    /// The one group it belongs to.
     pub group: GroupId,
     /// A kernel driver bound when the machine starts.
     pub kernel_driver: Option<String>,
+    /// The device's reserved IOVA regions (Linux `iommu_get_resv_regions`).
     pub reserved: Vec<ReservedRegion>,
 }
 
@@ -58,8 +65,11 @@ pub struct DeviceSpec {
 /// device is in exactly one group, names are unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
+    /// IOMMU instances, indexed by [`IommuId`].
     pub iommus: Vec<IommuSpec>,
+    /// Groups, indexed by [`GroupId`].
     pub groups: Vec<GroupSpec>,
+    /// Devices, indexed by [`DeviceId`].
     pub devices: Vec<DeviceSpec>,
 }
 
@@ -148,6 +158,7 @@ impl TopologyBuilder {
         Ok(self)
     }
 
+    /// The topology built so far.
     pub fn build(self) -> Topology {
         self.topo
     }
@@ -188,6 +199,7 @@ struct FileDevice {
 }
 
 impl Topology {
+    /// An empty builder.
     pub fn builder() -> TopologyBuilder {
         TopologyBuilder::default()
     }
@@ -251,6 +263,7 @@ impl Topology {
         Ok(b.build())
     }
 
+    /// The IOMMU instance named `name`.
     pub fn iommu_by_name(&self, name: &str) -> Option<IommuId> {
         self.iommus
             .iter()
@@ -258,6 +271,7 @@ impl Topology {
             .map(|i| IommuId(i as u32))
     }
 
+    /// The device named `name`.
     pub fn device_by_name(&self, name: &str) -> Option<DeviceId> {
         self.devices
             .iter()
@@ -265,14 +279,17 @@ impl Topology {
             .map(|i| DeviceId(i as u32))
     }
 
+    /// The device `id`; panics if it does not exist.
     pub fn device(&self, id: DeviceId) -> &DeviceSpec {
         &self.devices[id.0 as usize]
     }
 
+    /// The group `id`; panics if it does not exist.
     pub fn group(&self, id: GroupId) -> &GroupSpec {
         &self.groups[id.0 as usize]
     }
 
+    /// The IOMMU instance `id`; panics if it does not exist.
     pub fn iommu(&self, id: IommuId) -> &IommuSpec {
         &self.iommus[id.0 as usize]
     }

@@ -62,6 +62,8 @@
 //! assert_eq!(faults.len(), 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod any;
 mod arena;
 pub mod dirty;

@@ -39,8 +39,11 @@ pub enum Stage1Format {
 /// and the root's level (3 for 4-level, 4 for 5-level x86-64 paging).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage1 {
+    /// The encoding of the guest's table entries.
     pub format: Stage1Format,
+    /// GPA of the root table (4 KiB aligned), translated through stage 2.
     pub root_gpa: u64,
+    /// Level of the root table; level 0 holds 4 KiB leaves.
     pub top_level: u32,
 }
 
@@ -68,6 +71,7 @@ impl Default for Stage1Tlb {
 }
 
 impl Stage1Tlb {
+    /// An empty TLB holding at most `capacity` pages (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         Stage1Tlb {
             entries: BTreeMap::new(),
@@ -88,14 +92,17 @@ impl Stage1Tlb {
         }
     }
 
+    /// Forgets every cached page.
     pub fn invalidate_all(&mut self) {
         self.entries.clear();
     }
 
+    /// The number of pages cached.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no page is cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -139,11 +146,17 @@ pub fn walk_stage1<F: Format>(
 
 /// One device access through two stages.
 pub struct NestedDma<'a, M: DmaMemory + ?Sized> {
+    /// The guest's stage-1 table.
     pub stage1: Stage1,
+    /// Stage-1 translations cached for this nested domain.
     pub tlb: &'a mut Stage1Tlb,
+    /// The host's stage-2 table (GPA to PA), the nest parent.
     pub stage2: &'a mut AnyPageTable,
+    /// The IOTLB in front of the stage-2 table.
     pub stage2_iotlb: &'a mut Iotlb,
+    /// Where faults of either stage are recorded.
     pub faults: &'a mut FaultLog,
+    /// The memory behind stage-2 translations, guest tables included.
     pub memory: &'a mut M,
 }
 

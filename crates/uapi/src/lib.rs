@@ -17,6 +17,10 @@
 //! checked against the rust-vmm `iommufd-bindings` and `vfio-bindings` crates in
 //! this crate's tests.
 
+// Constants and struct fields carry the names of the C headers
+// (include/uapi/linux/iommufd.h, vfio.h, iommufd_test.h), whose docs apply.
+#![allow(missing_docs)]
+
 pub mod errno;
 pub mod ioctl;
 pub mod iommufd;

@@ -5,8 +5,8 @@
 //! Bits 1:0: `01` block, `11` table (or page at our level 0), `x0` invalid.
 //! Leaf: AttrIndx 4:2, AP 7:6 (bit 7 set: read-only; bit 6: EL0 access), SH
 //! 9:8, AF 10, nG 11, address 47:12, DBM 51, PXN 53, UXN 54. A device reads
-//! any valid leaf; it writes only where AP[2] is clear, or where DBM is set
-//! (hardware then clears AP[2] on the first write: the stage-1 dirty scheme).
+//! any valid leaf; it writes only where AP\[2\] is clear, or where DBM is set
+//! (hardware then clears AP\[2\] on the first write: the stage-1 dirty scheme).
 
 use crate::format::{level_shift, low_mask, Format, Leaf, Pte};
 use crate::prot::Prot;
