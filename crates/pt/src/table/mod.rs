@@ -89,9 +89,9 @@ pub enum ConfigError {
     NoMemory,
 }
 
-/// Why a `map` failed. Linux errno: `InvalidArgument` EINVAL, `OutOfRange`
-/// ERANGE (EINVAL for a PA too wide), `Overflow` EOVERFLOW, `AddressInUse`
-/// EADDRINUSE, `NoMemory` ENOMEM.
+/// Why a `map` failed. The engine reports `InvalidArgument` and `OutOfRange`
+/// as EINVAL, `Overflow` as EOVERFLOW, `AddressInUse` as EEXIST and
+/// `NoMemory` as ENOMEM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapErrorKind {
     /// Zero length, no permission, or IOVA / PA / length not aligned to the
@@ -117,14 +117,16 @@ pub struct MapError {
     pub kind: MapErrorKind,
 }
 
-/// Why an `unmap` or dirty read was refused; nothing was changed.
+/// Why an `unmap` or dirty read was refused; nothing was changed. The
+/// engine reports every kind as EINVAL from a dirty read; its unmaps cover
+/// whole mapped areas and are not refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnmapError {
-    /// Zero length, or start / length not aligned to the smallest page size (EINVAL).
+    /// Zero length, or start / length not aligned to the smallest page size.
     InvalidArgument,
-    /// `iova + len − 1` overflows (EOVERFLOW).
+    /// `iova + len − 1` overflows.
     Overflow,
-    /// The range starts inside a leaf, not at its first byte (EINVAL).
+    /// The range starts inside a leaf, not at its first byte.
     InsideLeaf,
 }
 
