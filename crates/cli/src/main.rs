@@ -8,7 +8,7 @@
 
 use clap::{Parser, Subcommand};
 use softiommu_engine::api::{Engine, IoasId, Iommufd};
-use softiommu_engine::ioctl::Arg;
+use softiommu_engine::dispatch::Arg;
 use softiommu_engine::memory::{SimFile, PAGE_SIZE};
 use softiommu_engine::Prot;
 use softiommu_iommu::Topology;

@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use softiommu_engine::memory::{AddressSpace, NoFiles, SimMemory, PAGE_SIZE};
-use softiommu_engine::pages::Shared;
+use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Caller, Context, Credentials, MapArgs, Prot, Result};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{DeviceId, DriverInfo, Topology};
@@ -42,7 +42,7 @@ fn get_dirty_bitmap(c: &mut Criterion) {
         .group("amd", &["dev"])
         .unwrap()
         .build();
-    let shared = Arc::new(Shared::with_topology(topo));
+    let shared = Arc::new(EngineState::with_topology(topo));
     let mut ctx = Context::new(shared);
     let mem: Arc<dyn AddressSpace> = Arc::new(Zeros(SimMemory::new()));
     // The bitmap lives in a small simulated region of its own.

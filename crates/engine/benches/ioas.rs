@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use softiommu_engine::memory::{AddressSpace, NoFiles, SimMemory, PAGE_SIZE};
-use softiommu_engine::pages::Shared;
+use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Caller, Context, Credentials, MapArgs, Prot};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ const VA: u64 = 0x7000_0000;
 /// starting at `PAGE_SIZE`: every hole is too small for an 8 KiB map.
 fn fragmented(n: u64) -> (Context, u32, Arc<dyn AddressSpace>) {
     let mem: Arc<dyn AddressSpace> = Arc::new(SimMemory::new());
-    let mut ctx = Context::new(Arc::new(Shared::default()));
+    let mut ctx = Context::new(Arc::new(EngineState::default()));
     let ioas = ctx.ioas_alloc().unwrap();
     let caller = Caller {
         mem: &mem,

@@ -17,11 +17,11 @@
 //! ```
 
 use crate::context::{Caller, Context, Credentials, MapArgs};
+use crate::dispatch::Arg;
 use crate::errno::{Errno, Error};
-use crate::ioctl::Arg;
-use crate::iopt::Prot;
+use crate::ioas::Prot;
 use crate::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
-use crate::pages::Shared;
+use crate::pages::EngineState;
 pub use softiommu_iommu::domain::PagingFlags;
 pub use softiommu_iommu::Affected;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub struct AreaInfo {
 /// An engine: contexts that share accounting, pin counts and fault injection.
 #[derive(Debug, Default, Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    shared: Arc<EngineState>,
 }
 
 impl Engine {
@@ -59,12 +59,12 @@ impl Engine {
     /// An engine for a machine of the given topology.
     pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
         Engine {
-            shared: Arc::new(Shared::with_topology(topology)),
+            shared: Arc::new(EngineState::with_topology(topology)),
         }
     }
 
     /// State shared by all contexts of this engine.
-    pub fn shared(&self) -> &Arc<Shared> {
+    pub fn shared(&self) -> &Arc<EngineState> {
         &self.shared
     }
 
@@ -376,7 +376,7 @@ impl Iommufd {
         device: u32,
         iova: u64,
         buf: &mut [u8],
-    ) -> std::result::Result<(), crate::dma::DmaError> {
+    ) -> std::result::Result<(), crate::ops::dma::DmaError> {
         self.ctx.device_dma(device, iova, buf, false)
     }
 
@@ -387,7 +387,7 @@ impl Iommufd {
         device: u32,
         iova: u64,
         data: &[u8],
-    ) -> std::result::Result<(), crate::dma::DmaError> {
+    ) -> std::result::Result<(), crate::ops::dma::DmaError> {
         let mut copy = data.to_vec();
         self.ctx.device_dma(device, iova, &mut copy, true)
     }

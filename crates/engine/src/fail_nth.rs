@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// Shared fail-nth counter. Cheap to clone; disarmed by default.
 #[derive(Clone, Debug, Default)]
-pub struct FaultInjector {
+pub struct FailNth {
     state: Arc<FaultState>,
 }
 
@@ -23,7 +23,7 @@ struct FaultState {
     calls: AtomicU64,
 }
 
-impl FaultInjector {
+impl FailNth {
     /// Makes the `n`-th hook call from now fail (n ≥ 1); `n = 0` disarms.
     pub fn fail_nth(&self, n: u64) {
         self.state.countdown.store(n, Ordering::SeqCst);

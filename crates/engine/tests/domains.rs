@@ -3,9 +3,9 @@
 
 mod common;
 use common::*;
-use softiommu_engine::iopt::Prot;
+use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::SimFile;
-use softiommu_engine::pages::Shared;
+use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Caller, Errno, MapArgs};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{DeviceId, DriverInfo, ReservedRegion, ReservedType, Topology};
@@ -41,7 +41,7 @@ fn machine() -> Harness {
         .reserved("a3", msi)
         .unwrap()
         .build();
-    Harness::with_shared(Arc::new(Shared::with_topology(topo)))
+    Harness::with_shared(Arc::new(EngineState::with_topology(topo)))
 }
 
 const A0: DeviceId = DeviceId(0);
@@ -404,10 +404,10 @@ fn a_failed_fill_unwinds_completely() {
     let before = h.ctx.ioas(ioas).unwrap().snapshot();
     let mut n = 1;
     loop {
-        h.shared.faults.fail_nth(n);
+        h.shared.fail_nth.fail_nth(n);
         let r = h.ctx.device_attach(dev, ioas);
-        let reached = !h.shared.faults.pending();
-        h.shared.faults.fail_nth(0);
+        let reached = !h.shared.fail_nth.pending();
+        h.shared.fail_nth.fail_nth(0);
         if !reached {
             r.unwrap();
             break;
@@ -432,7 +432,7 @@ fn a_failed_fill_unwinds_completely() {
 
 #[test]
 fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
-    use softiommu_engine::dma::DmaError;
+    use softiommu_engine::ops::dma::DmaError;
     use softiommu_pt::FaultReason;
     let mut h = machine();
     let ioas = h.ctx.ioas_alloc().unwrap();

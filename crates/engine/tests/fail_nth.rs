@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use softiommu_engine::iopt::Prot;
+use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::SimFile;
 use softiommu_engine::pages::live_pages;
 use softiommu_engine::{Caller, Errno, MapArgs};
@@ -77,10 +77,10 @@ fn sweep(name: &str, step: Step) {
         let charged = w.h.shared.accounting.user_locked(w.h.creds.uid);
         let pages = live_pages();
         let objects = w.h.ctx.objects().len();
-        w.h.shared.faults.fail_nth(n);
+        w.h.shared.fail_nth.fail_nth(n);
         let outcome = step(&mut w);
-        let reached = !w.h.shared.faults.pending();
-        w.h.shared.faults.fail_nth(0);
+        let reached = !w.h.shared.fail_nth.pending();
+        w.h.shared.fail_nth.fail_nth(0);
         if !reached {
             assert!(
                 outcome.is_ok(),

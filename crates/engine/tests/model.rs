@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
-use softiommu_engine::iopt::{Prot, HPAGE_SIZE};
+use softiommu_engine::ioas::{Prot, HPAGE_SIZE};
 use softiommu_engine::{Caller, Errno, MapArgs};
 
 const MAX: u64 = u64::MAX;

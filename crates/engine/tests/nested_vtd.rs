@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use softiommu_engine::dma::DmaError;
+use softiommu_engine::ops::dma::DmaError;
 use softiommu_engine::Errno;
 use softiommu_iommu::DriverInfo;
 use softiommu_pt::FaultReason;

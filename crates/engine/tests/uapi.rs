@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use softiommu_engine::iopt::Prot;
+use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::{SimFile, PAGE_SIZE};
 use softiommu_engine::Errno;
 use softiommu_uapi::ioctl::*;

@@ -209,7 +209,7 @@ impl State {
     fn region_memory(
         &self,
         ino: u64,
-        region: &softiommu_engine::mmap::MmapRegion,
+        region: &softiommu_engine::object::MmapRegion,
     ) -> Result<std::os::fd::OwnedFd, Errno> {
         use rustix::fs::MemfdFlags;
         let mut regions = lock(&self.regions);

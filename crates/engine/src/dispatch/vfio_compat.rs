@@ -4,9 +4,9 @@
 //! mapping, so selecting it disables large pages and unmaps cut areas first.
 
 use crate::context::{Caller, Context, MapArgs};
+use crate::dispatch::Arg;
 use crate::errno::{Errno, Result};
-use crate::ioctl::Arg;
-use crate::iopt::Prot;
+use crate::ioas::Prot;
 use crate::memory::PAGE_SIZE;
 use softiommu_uapi::vfio::*;
 use zerocopy::{FromBytes, IntoBytes};

@@ -37,7 +37,7 @@ impl Context {
                 }
             }
         };
-        if let Err(e) = self.shared().faults.check() {
+        if let Err(e) = self.shared().fail_nth.check() {
             undo(self);
             return Err(e);
         }

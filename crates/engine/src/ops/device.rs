@@ -10,7 +10,7 @@
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
-use crate::iopt::{DomainRef, ReservedOwner};
+use crate::ioas::{DomainRef, ReservedOwner};
 use crate::object::{Device, HwptNested, HwptPaging, Object, ObjectType};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{Affected, DeviceId, IommuCore};
@@ -43,7 +43,7 @@ impl Context {
             }
             core.claim(owner, dev)?
         };
-        match self.shared().faults.check().and_then(|()| {
+        match self.shared().fail_nth.check().and_then(|()| {
             self.objects.insert(Object::Device(Box::new(Device {
                 dev,
                 attached: None,
@@ -117,7 +117,7 @@ impl Context {
         auto: bool,
         pgsize_bitmap: Option<u64>,
     ) -> Result<u32> {
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let (domain, table) = {
             let mut core = self.core();
             let iommu = core.topology().iommu_of(dev);
@@ -212,9 +212,9 @@ impl Context {
             return Err(Errno::E2BIG);
         }
         if data_type == softiommu_uapi::iommufd::IOMMU_HWPT_DATA_ARM_SMMUV3 {
-            crate::smmuv3::validate_ste(&data)?;
+            crate::driver::smmuv3::validate_ste(&data)?;
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let domain = self.core().alloc_nested(parent_domain, data_type)?;
         let mut payload = data[..data.len().min(driver.nested_data_size)].to_vec();
         payload.resize(driver.nested_data_size, 0);

@@ -9,7 +9,7 @@
 use crate::context::Context;
 use crate::errno::Errno;
 use crate::object::ObjectType;
-use crate::physical::{Backing, PhysMap, CHUNK_SIZE};
+use crate::pages::physical::{Backing, PhysMap, CHUNK_SIZE};
 use softiommu_iommu::DomainKind;
 use softiommu_pt::{DmaMemory, Fault, FaultLog, FaultReason};
 use std::sync::MutexGuard;
@@ -121,7 +121,7 @@ impl Context {
         if let Err(DmaError::Fault(f)) = &outcome {
             if matches!(f.reason, FaultReason::NotPresent | FaultReason::Permission) {
                 use softiommu_uapi::iommufd::{IOMMU_PGFAULT_PERM_READ, IOMMU_PGFAULT_PERM_WRITE};
-                let request = crate::fault_queue::PageRequest {
+                let request = crate::object::PageRequest {
                     pasid: 0,
                     grpid: self.next_page_request_group(),
                     perm: if write {
@@ -206,7 +206,7 @@ impl Context {
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
-        use crate::smmuv3::{cd_stage1, ste_config, SteConfig, CD_SIZE};
+        use crate::driver::smmuv3::{cd_stage1, ste_config, SteConfig, CD_SIZE};
         use softiommu_pt::nested::{NestedDma, Stage1, Stage1Format};
         use softiommu_uapi::iommufd::{IOMMU_HWPT_DATA_ARM_SMMUV3, IOMMU_HWPT_DATA_VTD_S1};
         if data_type != IOMMU_HWPT_DATA_VTD_S1 && data_type != IOMMU_HWPT_DATA_ARM_SMMUV3 {

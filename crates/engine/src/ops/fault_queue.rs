@@ -19,61 +19,12 @@
 
 use crate::context::{Caller, Context};
 use crate::errno::{Errno, Result};
-use crate::object::Object;
+use crate::object::{AwaitingFault, FaultQueue, Object, PageRequest};
 use softiommu_uapi::iommufd::{
     IommuHwptPageResponse, IommuHwptPgfault, IOMMU_PGFAULT_FLAGS_LAST_PAGE,
     IOMMU_PGFAULT_FLAGS_PASID_VALID,
 };
-use std::collections::BTreeMap;
 use zerocopy::{FromBytes, IntoBytes};
-
-/// A fault a device took, as its driver reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageRequest {
-    /// `0` means the request carries no PASID.
-    pub pasid: u32,
-    pub grpid: u32,
-    /// `IOMMU_PGFAULT_PERM_*`.
-    pub perm: u32,
-    pub addr: u64,
-}
-
-/// A delivered fault that awaits its response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AwaitingFault {
-    /// The device object that took it.
-    pub dev_id: u32,
-    pub request: PageRequest,
-}
-
-/// A fault queue. Invariant: every cookie in `awaiting` was handed out in a
-/// record already queued for the file, and `next_cookie` is never 0.
-#[derive(Debug)]
-pub struct FaultQueue {
-    /// The inode of the file that stands for it.
-    pub inode: u64,
-    /// The file is still open (and holds a user of the object).
-    pub file_open: bool,
-    /// Delivered faults by cookie.
-    pub awaiting: BTreeMap<u32, AwaitingFault>,
-    next_cookie: u32,
-    /// Bytes of a response written in part.
-    partial: Vec<u8>,
-    /// Responses received, by `IOMMUFD_PAGE_RESP_*` code.
-    pub responses: BTreeMap<u32, u64>,
-}
-
-impl FaultQueue {
-    fn take_cookie(&mut self) -> u32 {
-        loop {
-            let cookie = self.next_cookie;
-            self.next_cookie = self.next_cookie.checked_add(1).unwrap_or(1);
-            if !self.awaiting.contains_key(&cookie) {
-                return cookie;
-            }
-        }
-    }
-}
 
 impl Context {
     /// Makes a fault queue and the file that stands for it. Returns the
@@ -84,16 +35,9 @@ impl Context {
         caller: &Caller<'_>,
         fd_addr: u64,
     ) -> Result<(u32, Option<i32>, u64)> {
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let (fd, inode) = caller.files.create_side_file(fd_addr)?;
-        let queue = FaultQueue {
-            inode,
-            file_open: true,
-            awaiting: BTreeMap::new(),
-            next_cookie: 1,
-            partial: Vec::new(),
-            responses: BTreeMap::new(),
-        };
+        let queue = FaultQueue::new(inode);
         let id = self.objects.insert(Object::FaultQueue(Box::new(queue)))?;
         // The file's hold on the object.
         self.objects.add_user(id);

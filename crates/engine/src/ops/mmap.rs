@@ -14,21 +14,8 @@
 use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::memory::PAGE_SIZE;
+use crate::object::MmapRegion;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A region. Invariant: regions of a context never overlap, start at or
-/// after `PAGE_SIZE` and have page-aligned offsets and lengths.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MmapRegion {
-    /// Unique across the engine, so a transport's cache never confuses a
-    /// region with a later one at the same offset.
-    pub region_id: u64,
-    pub length: u64,
-    /// The object whose region it is.
-    pub owner: u32,
-    /// Its contents when first mapped (the rest is zero).
-    pub contents: Vec<u8>,
-}
 
 static NEXT_REGION: AtomicU64 = AtomicU64::new(1);
 
@@ -52,7 +39,7 @@ impl Context {
         if length == 0 || length % PAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let mut offset = PAGE_SIZE;
         for (&start, region) in &self.mmap_regions {
             if offset.checked_add(length).ok_or(Errno::ENOSPC)? <= start {

@@ -107,7 +107,7 @@ impl Context {
             return Err(Errno::EBUSY);
         }
         self.pasid_compat(dev_id, hwpt)?;
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         self.mock_set_dev_pasid(dev_id, pasid)?;
         self.objects.device_mut(dev_id)?.pasids.insert(pasid, hwpt);
         self.objects.add_user(hwpt);
@@ -125,7 +125,7 @@ impl Context {
             return Ok(hwpt);
         }
         self.pasid_compat(dev_id, hwpt)?;
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         self.mock_set_dev_pasid(dev_id, pasid)?;
         self.objects.device_mut(dev_id)?.pasids.insert(pasid, hwpt);
         self.objects.add_user(hwpt);

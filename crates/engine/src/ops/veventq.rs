@@ -23,93 +23,7 @@
 
 use crate::context::{Caller, Context};
 use crate::errno::{Errno, Result};
-use crate::object::Object;
-use softiommu_uapi::iommufd::{IommufdVeventHeader, IOMMU_VEVENTQ_FLAG_LOST_EVENTS};
-use std::collections::VecDeque;
-use zerocopy::IntoBytes;
-
-/// One record handed to the file and not yet known to be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Record {
-    /// Header plus data, in bytes.
-    len: u64,
-    lost_events: bool,
-}
-
-/// A vEVENTQ. Invariants: `num_events` is the number of records in
-/// `unread` that are events (not lost-events headers) and never exceeds
-/// `depth`; `front_read` is less than the front record's length.
-#[derive(Debug)]
-pub struct Veventq {
-    /// The inode of the file that stands for it.
-    pub inode: u64,
-    /// The file is still open (and holds a user of the object).
-    pub file_open: bool,
-    pub viommu: u32,
-    pub veventq_type: u32,
-    pub depth: u32,
-    /// The sequence number the next record takes.
-    pub sequence: u32,
-    /// Events handed to the file and not read (Linux `num_events`).
-    pub num_events: u32,
-    unread: VecDeque<Record>,
-    /// Bytes of the front record the reader has already taken.
-    front_read: u64,
-}
-
-impl Veventq {
-    /// The reader has left `unread_bytes` bytes in the file: forget the
-    /// records it has read whole.
-    fn note_unread(&mut self, unread_bytes: u64) {
-        let held: u64 = self.unread.iter().map(|r| r.len).sum::<u64>() - self.front_read;
-        let mut consumed = held.saturating_sub(unread_bytes);
-        while consumed > 0 {
-            let Some(front) = self.unread.front().copied() else {
-                break;
-            };
-            let rest = front.len - self.front_read;
-            if consumed < rest {
-                self.front_read += consumed;
-                break;
-            }
-            consumed -= rest;
-            self.front_read = 0;
-            self.unread.pop_front();
-            if !front.lost_events {
-                self.num_events -= 1;
-            }
-        }
-    }
-
-    /// Queues one report; returns the bytes the file's reader must see.
-    fn report(&mut self, data: &[u8]) -> Vec<u8> {
-        let sequence = self.sequence;
-        self.sequence = (self.sequence + 1) & i32::MAX as u32;
-        if self.num_events == self.depth {
-            if self.unread.back().is_some_and(|r| r.lost_events) {
-                return Vec::new();
-            }
-            let header = IommufdVeventHeader {
-                flags: IOMMU_VEVENTQ_FLAG_LOST_EVENTS,
-                sequence,
-            };
-            self.unread.push_back(Record {
-                len: header.as_bytes().len() as u64,
-                lost_events: true,
-            });
-            return header.as_bytes().to_vec();
-        }
-        let header = IommufdVeventHeader { flags: 0, sequence };
-        let mut bytes = header.as_bytes().to_vec();
-        bytes.extend_from_slice(data);
-        self.unread.push_back(Record {
-            len: bytes.len() as u64,
-            lost_events: false,
-        });
-        self.num_events += 1;
-        bytes
-    }
-}
+use crate::object::{Object, Veventq};
 
 impl Context {
     pub fn veventq(&self, id: u32) -> Result<&Veventq> {
@@ -142,19 +56,9 @@ impl Context {
         if self.viommu(viommu_id)?.veventqs.contains_key(&veventq_type) {
             return Err(Errno::EEXIST);
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let (fd, inode) = caller.files.create_event_file(fd_addr)?;
-        let queue = Veventq {
-            inode,
-            file_open: true,
-            viommu: viommu_id,
-            veventq_type,
-            depth,
-            sequence: 0,
-            num_events: 0,
-            unread: VecDeque::new(),
-            front_read: 0,
-        };
+        let queue = Veventq::new(inode, viommu_id, veventq_type, depth);
         let id = self.objects.insert(Object::Veventq(Box::new(queue)))?;
         // The file's hold on the object, and the object's on its vIOMMU.
         self.objects.add_user(id);
@@ -196,26 +100,7 @@ impl Context {
         self.veventq(id).ok()?;
         self.side_file_unread(inode, unread_bytes);
         let queue = self.veventq(id).ok()?;
-        const HEADER: u64 = std::mem::size_of::<IommufdVeventHeader>() as u64;
-        if count < HEADER {
-            return Some(Err(Errno::EINVAL));
-        }
-        let mut take = 0u64;
-        for (i, record) in queue.unread.iter().enumerate() {
-            let len = if i == 0 {
-                record.len - queue.front_read
-            } else {
-                record.len
-            };
-            if take + len > count {
-                if take == 0 {
-                    return Some(Err(Errno::EINVAL));
-                }
-                break;
-            }
-            take += len;
-        }
-        Some(Ok(take))
+        Some(queue.read_plan(count))
     }
 
     /// vIOMMU `viommu_id` reports an event of `veventq_type` with `data`
@@ -262,59 +147,5 @@ impl Context {
         }
         self.objects.drop_user(queue.viommu);
         self.side_files.remove(&queue.inode);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue(depth: u32) -> Veventq {
-        Veventq {
-            inode: 1,
-            file_open: true,
-            viommu: 1,
-            veventq_type: 1,
-            depth,
-            sequence: 0,
-            num_events: 0,
-            unread: VecDeque::new(),
-            front_read: 0,
-        }
-    }
-
-    #[test]
-    fn a_full_queue_queues_one_lost_events_header_and_counts_on() {
-        let mut q = queue(2);
-        assert_eq!(q.report(&[1, 0, 0, 0]).len(), 12);
-        assert_eq!(q.report(&[1, 0, 0, 0]).len(), 12);
-        let lost = q.report(&[1, 0, 0, 0]);
-        assert_eq!(lost, [1, 0, 0, 0, 2, 0, 0, 0]);
-        assert!(q.report(&[1, 0, 0, 0]).is_empty());
-        assert_eq!(q.sequence, 4);
-        // The reader takes everything: the next event is delivered again.
-        q.note_unread(0);
-        assert_eq!(q.num_events, 0);
-        assert_eq!(&q.report(&[7, 0, 0, 0])[4..8], &4u32.to_ne_bytes());
-    }
-
-    #[test]
-    fn a_record_read_in_part_stays_counted() {
-        let mut q = queue(1);
-        q.report(&[1, 0, 0, 0]);
-        q.note_unread(5);
-        assert_eq!(q.num_events, 1);
-        q.note_unread(0);
-        assert_eq!(q.num_events, 0);
-    }
-
-    #[test]
-    fn sequence_numbers_wrap_at_int_max() {
-        let mut q = queue(8);
-        q.sequence = i32::MAX as u32;
-        let first = q.report(&[0; 4]);
-        let second = q.report(&[0; 4]);
-        assert_eq!(&first[4..8], &(i32::MAX as u32).to_ne_bytes());
-        assert_eq!(&second[4..8], &0u32.to_ne_bytes());
     }
 }

@@ -10,8 +10,7 @@
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
-use crate::object::Object;
-use softiommu_iommu::IommuId;
+use crate::object::{HwQueue, Object, Vdevice, Viommu, MOCK_HW_QUEUES};
 use softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
 use std::collections::BTreeMap;
 
@@ -19,58 +18,8 @@ use std::collections::BTreeMap;
 /// usual limit), beyond which it answers `ENOMEM`.
 const MAX_KERNEL_ALLOC: u64 = 4 << 20;
 
-/// A vIOMMU. Invariant: `vdevs` maps each virtual id to the live vDEVICE
-/// object that has it, and those are exactly the vDEVICEs naming this one.
-#[derive(Debug)]
-pub struct Viommu {
-    /// The nest-parent paging HWPT (its stage 2).
-    pub hwpt: u32,
-    /// The physical IOMMU whose devices it may hold.
-    pub iommu: IommuId,
-    pub viommu_type: u32,
-    /// vDEVICEs by virtual id.
-    pub vdevs: BTreeMap<u64, u32>,
-    /// vEVENTQs by event type (at most one per type).
-    pub veventqs: BTreeMap<u32, u32>,
-    /// The offset of its region mappable through the descriptor (the mock
-    /// driver's, made when the vIOMMU is allocated with driver data).
-    pub mmap_offset: Option<u64>,
-    /// Its HW queues by index (the mock driver has two).
-    pub hw_queues: [Option<u32>; MOCK_HW_QUEUES],
-}
-
-/// How many HW queues the mock vIOMMU has (`IOMMU_TEST_HW_QUEUE_MAX`).
-const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_MAX as usize;
-
 /// The size of the mock driver's region: two pages.
 const MOCK_MMAP_LENGTH: u64 = 2 * crate::memory::PAGE_SIZE;
-
-/// A HW queue: guest memory, at an IOVA of the vIOMMU's stage 2, that the
-/// hardware reads by physical address. Its pages stay pinned (so the IOVA
-/// cannot be unmapped: `EBUSY`) for the queue's life. The mock driver makes
-/// queue `i` depend on queue `i - 1`, which it holds.
-#[derive(Debug)]
-pub struct HwQueue {
-    pub viommu: u32,
-    pub index: u32,
-    pub hw_queue_type: u32,
-    pub base_iova: u64,
-    pub length: u64,
-    /// The IOAS its pages are pinned in, and the pin.
-    ioas: u32,
-    pin: u64,
-    /// The queue it depends on.
-    prev: Option<u32>,
-}
-
-/// A device as a vIOMMU knows it.
-#[derive(Debug)]
-pub struct Vdevice {
-    pub viommu: u32,
-    /// The device object.
-    pub device: u32,
-    pub virt_id: u64,
-}
 
 impl Context {
     pub fn viommu(&self, id: u32) -> Result<&Viommu> {
@@ -113,7 +62,7 @@ impl Context {
         if !self.objects.hwpt(hwpt_id)?.flags.nest_parent {
             return Err(Errno::EINVAL);
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let viommu = Viommu {
             hwpt: hwpt_id,
             iommu,
@@ -141,7 +90,7 @@ impl Context {
         if existing.is_some() || self.viommu(viommu_id)?.vdevs.contains_key(&virt_id) {
             return Err(Errno::EEXIST);
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let vdev = Vdevice {
             viommu: viommu_id,
             device: dev_id,
@@ -227,7 +176,7 @@ impl Context {
         {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.shared().faults.check()?;
+        self.shared().fail_nth.check()?;
         let aligned = iova & !(PAGE_SIZE - 1);
         let span = (iova - aligned)
             .checked_add(length)
@@ -446,7 +395,7 @@ impl Context {
         cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
         done: &mut u32,
     ) -> Result<()> {
-        use crate::smmuv3::{decode_command, Invalidation};
+        use crate::driver::smmuv3::{decode_command, Invalidation};
         if cmd.data_type != softiommu_uapi::iommufd::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
             return Err(Errno::EINVAL);
         }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use softiommu_engine::memory::{AddressSpace, SimFiles, SimMemory};
-use softiommu_engine::pages::Shared;
+use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -18,7 +18,7 @@ pub const SCRATCH: u64 = 0x90_0000;
 pub const PAGE: u64 = 4096;
 
 pub struct Harness {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<EngineState>,
     pub ctx: Context,
     pub sim: Arc<SimMemory>,
     pub mem: Arc<dyn AddressSpace>,
@@ -28,10 +28,10 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        Self::with_shared(Arc::new(Shared::default()))
+        Self::with_shared(Arc::new(EngineState::default()))
     }
 
-    pub fn with_shared(shared: Arc<Shared>) -> Self {
+    pub fn with_shared(shared: Arc<EngineState>) -> Self {
         let sim = Arc::new(SimMemory::new());
         sim.map(BUF, BUF_LEN, true);
         sim.map(RO, RO_LEN, false);
@@ -143,7 +143,7 @@ pub fn nesting_machine(driver: softiommu_iommu::DriverInfo, guest_len: u64) -> (
         .group("iommu", &["dev0"])
         .unwrap()
         .build();
-    let mut h = Harness::with_shared(Arc::new(Shared::with_topology(topo)));
+    let mut h = Harness::with_shared(Arc::new(EngineState::with_topology(topo)));
     let ioas = h.ctx.ioas_alloc().unwrap();
     let (dev, _) = h.ctx.bind_device(DeviceId(0)).unwrap();
     let flags = PagingFlags {

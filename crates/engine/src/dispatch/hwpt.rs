@@ -1,0 +1,350 @@
+//! Decoding the HWPT commands: allocation, hardware info, dirty tracking and
+//! cache invalidation (Linux `hw_pagetable.c`, `device.c`'s `GET_HW_INFO`).
+//! Arguments are validated in Linux's order before objects are looked up.
+
+use super::*;
+use crate::context::Caller;
+
+impl Context {
+    pub(super) fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        use crate::object::ObjectType;
+        let mut cmd: IommuHwptAlloc = u.cmd();
+        if cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if (cmd.data_type == IOMMU_HWPT_DATA_NONE) != (cmd.data_len == 0) {
+            return Err(Errno::EINVAL);
+        }
+        self.objects.device(cmd.dev_id)?;
+        let valid = IOMMU_HWPT_ALLOC_NEST_PARENT
+            | IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+            | IOMMU_HWPT_FAULT_ID_VALID
+            | IOMMU_HWPT_ALLOC_PASID;
+        let with_fault = cmd.flags & IOMMU_HWPT_FAULT_ID_VALID != 0;
+        let kind = self.objects.kind(cmd.pt_id);
+        let id = match kind {
+            Some(ObjectType::Ioas) => {
+                if cmd.flags & !valid != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                // A nest parent takes no fault handler.
+                if with_fault && cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let flags = softiommu_iommu::domain::PagingFlags {
+                    nest_parent: cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+                    dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
+                };
+                let pgsize = self.paging_data(u.caller, &cmd, flags)?;
+                self.hwpt_alloc_sized(cmd.dev_id, cmd.pt_id, flags, pgsize)?
+            }
+            // A nested HWPT over a nest parent, or made through a vIOMMU.
+            Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
+                // Nested HWPTs take a fault queue and the PASID flag.
+                let via_viommu = kind == Some(ObjectType::Viommu);
+                let nested_flags = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+                if cmd.flags & !nested_flags != 0 || (!via_viommu && cmd.data_len == 0) {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let mem = u.caller.mem;
+                let read = || {
+                    let mut data = vec![0u8; cmd.data_len as usize];
+                    mem.read(cmd.data_uptr, &mut data).map(|()| data)
+                };
+                if via_viommu {
+                    self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
+                } else {
+                    self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
+                }
+            }
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        };
+        if cmd.flags & IOMMU_HWPT_ALLOC_PASID != 0 {
+            self.set_pasid_compat(id);
+        }
+        // As in Linux, the fault queue is looked up once the HWPT exists.
+        let fault = match with_fault {
+            true => self.hwpt_set_fault(id, cmd.fault_id),
+            false => Ok(()),
+        };
+        cmd.out_hwpt_id = id;
+        if let Err(e) = fault.and_then(|()| u.respond(&cmd)) {
+            let _ = self.destroy(id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_get_hw_info(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuHwInfo = u.cmd();
+        if cmd.flags & !IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.reserved != [0; 3] {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 {
+            cmd.data_type = IOMMU_HW_INFO_TYPE_DEFAULT;
+        }
+        let dev = self.objects.device(cmd.dev_id)?.dev;
+        let driver = {
+            let core = self
+                .shared()
+                .iommu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            core.topology()
+                .iommu(core.topology().iommu_of(dev))
+                .driver
+                .clone()
+        };
+        let (data, out_type) = if driver.hw_info_type == IOMMU_HW_INFO_TYPE_NONE {
+            (Vec::new(), IOMMU_HW_INFO_TYPE_NONE)
+        } else {
+            if cmd.data_type != IOMMU_HW_INFO_TYPE_DEFAULT && cmd.data_type != driver.hw_info_type {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            (driver.hw_info.clone(), driver.hw_info_type)
+        };
+        let copy = (cmd.data_len as usize).min(data.len());
+        u.caller.mem.write(cmd.data_uptr, &data[..copy])?;
+        if (cmd.data_len as usize) > copy {
+            // The part of the user buffer beyond the data is zeroed.
+            let zeros = vec![0u8; cmd.data_len as usize - copy];
+            let at = cmd
+                .data_uptr
+                .checked_add(copy as u64)
+                .ok_or(Errno::EFAULT)?;
+            u.caller.mem.write(at, &zeros)?;
+        }
+        cmd.data_len = data.len() as u32;
+        cmd.data_type = out_type;
+        cmd.out_capabilities = if driver.dirty_tracking {
+            IOMMU_HW_CAP_DIRTY_TRACKING
+        } else {
+            0
+        };
+        cmd.out_max_pasid_log2 = driver.max_pasid_log2;
+        u.respond(&cmd)
+    }
+
+    pub(super) fn cmd_set_dirty_tracking(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwptSetDirtyTracking = u.cmd();
+        if cmd.flags & !IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.hwpt_set_dirty_tracking(
+            cmd.hwpt_id,
+            cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0,
+        )
+    }
+
+    pub(super) fn cmd_get_dirty_bitmap(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let cmd: IommuHwptGetDirtyBitmap = u.cmd();
+        if cmd.flags & !IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || cmd.reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let caller = u.caller;
+        let no_clear = cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0;
+        self.hwpt_get_dirty_bitmap(
+            caller,
+            cmd.hwpt_id,
+            cmd.iova,
+            cmd.length,
+            cmd.page_size,
+            cmd.data,
+            no_clear,
+        )
+    }
+
+    pub(super) fn cmd_invalidate(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
+        let mut cmd: IommuHwptInvalidate = u.cmd();
+        let mut done = 0;
+        let rc = if cmd.reserved != 0 {
+            Err(Errno::EOPNOTSUPP)
+        } else if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
+            Err(Errno::EINVAL)
+        } else if u64::from(cmd.entry_len) > crate::memory::PAGE_SIZE || cmd.entry_num > 1 << 19 {
+            // Linux's bounds on one invalidation array.
+            Err(Errno::EINVAL)
+        } else {
+            let caller = u.caller;
+            self.invalidate_nested(caller, &cmd, &mut done)
+        };
+        // entry_num always reports how many entries were handled, on every path.
+        cmd.entry_num = done;
+        u.respond(&cmd)?;
+        rc
+    }
+
+    /// The mock nested domain's cache invalidation: each entry
+    /// `{flags, iotlb_id}` zeroes one IOTLB slot or, with FLAG_ALL, all.
+    /// Stops at the first bad entry; `done` counts the entries handled.
+    pub(super) fn invalidate_nested(
+        &mut self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        use crate::object::{Object, ObjectType};
+        match self.objects.kind(cmd.hwpt_id) {
+            Some(ObjectType::HwptNested) => {}
+            Some(ObjectType::Viommu) => return self.invalidate_viommu(caller, cmd, done),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        }
+        if self.objects.hwpt_nested(cmd.hwpt_id)?.data_type == IOMMU_HWPT_DATA_VTD_S1 {
+            return self.invalidate_vtd_s1(caller, cmd, done);
+        }
+        if cmd.data_type != t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
+            return Err(Errno::EINVAL);
+        }
+        for i in 0..cmd.entry_num {
+            // The mock takes entries of exactly its struct's size.
+            if cmd.entry_len != 8 {
+                return Err(Errno::EINVAL);
+            }
+            let mut entry = [0u8; 8];
+            let at = cmd
+                .data_uptr
+                .checked_add(u64::from(i) * 8)
+                .ok_or(Errno::EFAULT)?;
+            caller.mem.read(at, &mut entry)?;
+            let flags = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            let id = u32::from_ne_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
+                if flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                    n.iotlb = [0; 4];
+                } else {
+                    n.iotlb[id as usize] = 0;
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+
+    /// A paging HWPT's driver data: the mock driver's `struct
+    /// iommu_hwpt_selftest` chooses its table shape (`pagetable_type`:
+    /// default, or huge with 1 MiB leaves). Returns the leaf sizes it asks
+    /// for. Drivers without paging data refuse any (`EOPNOTSUPP`).
+    pub(super) fn paging_data(
+        &self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptAlloc,
+        flags: softiommu_iommu::domain::PagingFlags,
+    ) -> Result<Option<u64>> {
+        const MOCK_IOMMUPT_DEFAULT: u32 = 0;
+        const MOCK_IOMMUPT_HUGE: u32 = 1;
+        if cmd.data_type == IOMMU_HWPT_DATA_NONE {
+            return Ok(None);
+        }
+        let dev = self.objects.device(cmd.dev_id)?.dev;
+        let driver = {
+            let core = self.core();
+            core.topology()
+                .iommu(core.topology().iommu_of(dev))
+                .driver
+                .clone()
+        };
+        if driver.paging_data_type == 0 || cmd.data_type != driver.paging_data_type {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if flags.dirty_tracking && !driver.dirty_tracking {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        // {iotlb, pagetable_type}, at least through iotlb; a longer tail must
+        // be zero.
+        const SIZE: u32 = 8;
+        if cmd.data_len < 4 {
+            return Err(Errno::EINVAL);
+        }
+        let mut data = [0u8; SIZE as usize];
+        let n = cmd.data_len.min(SIZE) as usize;
+        caller.mem.read(cmd.data_uptr, &mut data[..n])?;
+        if cmd.data_len > SIZE {
+            let mut tail = vec![0u8; (cmd.data_len - SIZE) as usize];
+            let at = cmd
+                .data_uptr
+                .checked_add(u64::from(SIZE))
+                .ok_or(Errno::EFAULT)?;
+            caller.mem.read(at, &mut tail)?;
+            if tail.iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+        }
+        match u32::from_ne_bytes([data[4], data[5], data[6], data[7]]) {
+            MOCK_IOMMUPT_DEFAULT => Ok(None),
+            // Huge pages, and the CPU page so that iommufd accepts the domain.
+            MOCK_IOMMUPT_HUGE => Ok(Some((512 * 2048) | crate::memory::PAGE_SIZE)),
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// VT-d stage-1 cache invalidation (`IOMMU_HWPT_INVALIDATE_DATA_VTD_S1`):
+    /// entries `{addr, npages, flags, __reserved}`, read one by one as
+    /// structs of the caller's size (at least through `__reserved`; a longer
+    /// one's tail must be zero). `npages == u64::MAX` with `addr == 0` drops
+    /// everything. Stops at the first bad entry; `done` counts those handled.
+    pub(super) fn invalidate_vtd_s1(
+        &mut self,
+        caller: &Caller<'_>,
+        cmd: &IommuHwptInvalidate,
+        done: &mut u32,
+    ) -> Result<()> {
+        const ENTRY: usize = 24;
+        const FLAGS_LEAF: u32 = 1;
+        if cmd.data_type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 {
+            return Err(Errno::EINVAL);
+        }
+        let len = u64::from(cmd.entry_len);
+        for i in 0..u64::from(cmd.entry_num) {
+            if len < ENTRY as u64 {
+                return Err(Errno::EINVAL);
+            }
+            let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
+            let mut entry = [0u8; ENTRY];
+            caller.mem.read(at, &mut entry)?;
+            if len > ENTRY as u64 {
+                let mut tail = vec![0u8; (len - ENTRY as u64) as usize];
+                caller.mem.read(
+                    at.checked_add(ENTRY as u64).ok_or(Errno::EFAULT)?,
+                    &mut tail,
+                )?;
+                if tail.iter().any(|&b| b != 0) {
+                    return Err(Errno::E2BIG);
+                }
+            }
+            let u64_at = |k: usize| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&entry[k..k + 8]);
+                u64::from_ne_bytes(raw)
+            };
+            let u32_at =
+                |k: usize| u32::from_ne_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
+            let (addr, npages, flags, reserved) = (u64_at(0), u64_at(8), u32_at(16), u32_at(20));
+            if flags & !FLAGS_LEAF != 0 || reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if addr % crate::memory::PAGE_SIZE != 0 || (npages == u64::MAX && addr != 0) {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(crate::object::Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
+                if npages == u64::MAX {
+                    n.stage1_tlb.invalidate_all();
+                } else {
+                    n.stage1_tlb.invalidate(addr, npages);
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+}

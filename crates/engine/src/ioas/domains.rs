@@ -1,0 +1,241 @@
+//! Domains that mirror the table: every area mapped in each (Linux
+//! `iopt_table_add_domain`, `iopt_table_remove_domain`).
+
+use super::*;
+
+impl IoPagetable {
+    /// Domains mirroring this table.
+    pub fn domains(&self) -> &[DomainRef] {
+        &self.domains
+    }
+
+    pub(super) fn area_pages(area: &Area) -> (u64, u64) {
+        (
+            area.start_byte / PAGE_SIZE,
+            (area.start_byte + area.length() - 1) / PAGE_SIZE,
+        )
+    }
+
+    /// Maps `area` into `domain`; on failure nothing of it stays mapped there.
+    /// With `small`, leaves of at most one CPU page (large pages disabled, so
+    /// that areas can later be split).
+    pub(super) fn map_area_into(
+        area: &Area,
+        domain: &DomainRef,
+        fail_nth: &FailNth,
+        small: bool,
+    ) -> Result<()> {
+        fail_nth.check()?;
+        let prot = softiommu_pt::Prot {
+            read: area.prot.read,
+            write: area.prot.write,
+        };
+        let mut table = domain.lock();
+        let mut done = 0u64;
+        let length = area.length();
+        let mut outcome = Ok(());
+        while done < length {
+            let byte = area.start_byte + done;
+            let Some(pa) = area
+                .pages
+                .address(byte / PAGE_SIZE)
+                .map(|a| a + byte % PAGE_SIZE)
+            else {
+                outcome = Err(Errno::EFAULT);
+                break;
+            };
+            // Extend the run while the next page's address follows on.
+            let mut run = (PAGE_SIZE - byte % PAGE_SIZE).min(length - done);
+            while !small && done + run < length {
+                let next = area.start_byte + done + run;
+                if area.pages.address(next / PAGE_SIZE) != Some(pa + run) {
+                    break;
+                }
+                run += PAGE_SIZE.min(length - done - run);
+            }
+            if let Err(e) = table.map(area.start + done, pa, run, prot) {
+                done += e.mapped;
+                outcome = Err(map_errno(e.kind));
+                break;
+            }
+            done += run;
+        }
+        if outcome.is_err() && done > 0 {
+            if let Ok((_, gather)) = table.unmap(area.start, done) {
+                let _ = gather.into_range();
+            }
+        }
+        outcome
+    }
+
+    pub(super) fn unmap_area_from(area: &Area, domain: &DomainRef) {
+        if let Ok((_, gather)) = domain.lock().unmap(area.start, area.length()) {
+            // The engine translates by walking the tables; it keeps no IOTLB to
+            // invalidate.
+            let _ = gather.into_range();
+        }
+    }
+
+    /// Pins an area's pages for the domains and maps it into each. All or nothing.
+    pub(super) fn fill_area(&mut self, start: u64) -> Result<()> {
+        let area = self.areas.get(&start).cloned().ok_or(Errno::ENOENT)?;
+        if area.pages.revoked() {
+            return Ok(());
+        }
+        let (first, last) = Self::area_pages(&area);
+        area.pages.pin(first, last, area.prot.write)?;
+        for (i, d) in self.domains.iter().enumerate() {
+            if let Err(e) = Self::map_area_into(&area, d, &self.fail_nth, self.disable_large_pages)
+            {
+                for undo in &self.domains[..i] {
+                    Self::unmap_area_from(&area, undo);
+                }
+                area.pages.unpin(first, last);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`fill_area`](Self::fill_area).
+    pub(super) fn unfill_area(&mut self, start: u64) {
+        if let Some(area) = self
+            .areas
+            .get(&start)
+            .cloned()
+            .filter(|a| !a.pages.revoked())
+        {
+            for d in &self.domains {
+                Self::unmap_area_from(&area, d);
+            }
+            let (first, last) = Self::area_pages(&area);
+            area.pages.unpin(first, last);
+        }
+    }
+
+    /// The exporter of file `file_id` revoked (or restored) its memory: areas
+    /// of it leave (or rejoin) every domain; the areas themselves stay.
+    pub fn set_file_revoked(&mut self, file_id: u64, revoked: bool) {
+        let starts: Vec<u64> = self
+            .areas
+            .values()
+            .filter(|a| a.pages.file_id() == Some(file_id) && a.pages.revoked() != revoked)
+            .map(|a| a.start)
+            .collect();
+        for start in starts {
+            if revoked {
+                self.unfill_area(start);
+                if let Some(a) = self.areas.get(&start) {
+                    a.pages.set_revoked(true);
+                }
+            } else {
+                if let Some(a) = self.areas.get(&start) {
+                    a.pages.set_revoked(false);
+                }
+                if !self.domains.is_empty() && self.fill_area(start).is_err() {
+                    // Keep it out of the domains rather than half in.
+                    if let Some(a) = self.areas.get(&start) {
+                        a.pages.set_revoked(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts mirroring into `domain` (Linux `iopt_table_add_domain`): raises
+    /// the IOVA alignment to the domain's smallest page (`EINVAL` above
+    /// PAGE_SIZE, `EADDRINUSE` if an area would be misaligned), reserves the
+    /// IOVA outside its aperture (`EADDRINUSE` on conflict) and maps every area
+    /// into it. All or nothing.
+    pub fn add_domain(&mut self, domain: DomainRef) -> Result<()> {
+        let (pgsize, aperture) = {
+            let t = domain.lock();
+            (t.pgsize_bitmap(), t.aperture())
+        };
+        let align = (1u64 << pgsize.trailing_zeros()).max(self.iova_alignment);
+        if align > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if align != self.iova_alignment {
+            self.check_alignment(align)?;
+        }
+        let owner = ReservedOwner::Domain(domain.hwpt);
+        let mut reserved = Ok(());
+        if aperture.start != 0 {
+            reserved = self.reserve(0, aperture.start - 1, owner);
+        }
+        if reserved.is_ok() && aperture.last != ULONG_MAX {
+            reserved = self.reserve(aperture.last + 1, ULONG_MAX, owner);
+        }
+        if let Err(e) = reserved {
+            self.remove_reserved(owner);
+            return Err(e);
+        }
+        let starts: Vec<u64> = self.areas.keys().copied().collect();
+        let first_domain = self.domains.is_empty();
+        // (index of the failing area, errno, whether that area is still pinned)
+        let mut failure = None;
+        for (i, &start) in starts.iter().enumerate() {
+            let area = self.areas[&start].clone();
+            if area.pages.revoked() {
+                continue;
+            }
+            let (pf, pl) = Self::area_pages(&area);
+            if first_domain {
+                if let Err(e) = area.pages.pin(pf, pl, area.prot.write) {
+                    failure = Some((i, e, false));
+                    break;
+                }
+            }
+            if let Err(e) =
+                Self::map_area_into(&area, &domain, &self.fail_nth, self.disable_large_pages)
+            {
+                failure = Some((i, e, first_domain));
+                break;
+            }
+        }
+        if let Some((failed_at, e, still_pinned)) = failure {
+            for &start in &starts[..failed_at] {
+                let area = &self.areas[&start];
+                if area.pages.revoked() {
+                    continue;
+                }
+                Self::unmap_area_from(area, &domain);
+                if first_domain {
+                    let (pf, pl) = Self::area_pages(area);
+                    area.pages.unpin(pf, pl);
+                }
+            }
+            if still_pinned {
+                let area = &self.areas[&starts[failed_at]];
+                let (pf, pl) = Self::area_pages(area);
+                area.pages.unpin(pf, pl);
+            }
+            self.remove_reserved(owner);
+            return Err(e);
+        }
+        self.iova_alignment = align;
+        self.domains.push(domain);
+        Ok(())
+    }
+
+    /// Stops mirroring into the domain of `hwpt`: unmaps every area from it,
+    /// drops the area pins with the last domain, releases the aperture
+    /// reservations and lowers the alignment again. Never fails.
+    pub fn remove_domain(&mut self, hwpt: u32) {
+        let Some(pos) = self.domains.iter().position(|d| d.hwpt == hwpt) else {
+            return;
+        };
+        let domain = self.domains.remove(pos);
+        let last = self.domains.is_empty();
+        for area in self.areas.values().filter(|a| !a.pages.revoked()) {
+            Self::unmap_area_from(area, &domain);
+            if last {
+                let (pf, pl) = Self::area_pages(area);
+                area.pages.unpin(pf, pl);
+            }
+        }
+        self.remove_reserved(ReservedOwner::Domain(hwpt));
+        let _ = self.recalculate_alignment(1);
+    }
+}

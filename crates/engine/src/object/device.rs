@@ -1,0 +1,65 @@
+//! What a bound device and a HWPT are (Linux `struct iommufd_device`,
+//! `iommufd_hwpt_paging`, `iommufd_hwpt_nested`): state only.
+
+use softiommu_iommu::domain::PagingFlags;
+use softiommu_iommu::{DeviceId, DomainId};
+use softiommu_pt::AnyPageTable;
+use std::sync::{Arc, Mutex};
+
+/// A device bound to this context (Linux `struct iommufd_device`).
+#[derive(Debug)]
+pub struct Device {
+    pub dev: DeviceId,
+    /// The HWPT it is attached to, and that HWPT's IOAS.
+    pub attached: Option<(u32, u32)>,
+    /// Its vDEVICE, if a vIOMMU knows it.
+    pub vdevice: Option<u32>,
+    /// Where its vIOMMU events go: the vIOMMU and virtual id it had when it
+    /// attached to a nested HWPT made through that vIOMMU (the mock driver
+    /// keeps them until the next attach, even if the vDEVICE goes).
+    pub vevent_target: Option<(u32, u64)>,
+    /// The mock device's cache, which vIOMMU invalidation clears.
+    pub cache: [u32; 4],
+    /// HWPTs attached to its PASIDs (each holds a user of the HWPT).
+    pub pasids: std::collections::BTreeMap<u32, u32>,
+    /// The mock driver's armed fake failure on PASID 1024 (see
+    /// [`crate::ops::pasid`]).
+    pub pasid_1024_armed: bool,
+}
+
+/// A paging HWPT: a domain filled from one IOAS.
+#[derive(Debug)]
+pub struct HwptPaging {
+    /// Made with `IOMMU_HWPT_ALLOC_PASID`: PASIDs may attach to it, and a
+    /// device with PASIDs attached may attach its RID only to such HWPTs.
+    pub pasid_compat: bool,
+    pub ioas: u32,
+    pub domain: DomainId,
+    pub table: Arc<Mutex<AnyPageTable>>,
+    /// Made by an attach to an IOAS; destroyed with its last device.
+    pub auto: bool,
+    pub flags: PagingFlags,
+    /// The fault queue its IO page faults go to (holds a user of it).
+    pub fault: Option<u32>,
+}
+
+/// A nested HWPT: a user-owned stage 1 over a nest-parent paging HWPT.
+#[derive(Debug)]
+pub struct HwptNested {
+    /// As [`HwptPaging::pasid_compat`].
+    pub pasid_compat: bool,
+    pub parent: u32,
+    pub domain: DomainId,
+    pub data_type: u32,
+    /// The driver-specific payload it was made with.
+    pub data: Vec<u8>,
+    /// The mock driver's stage-1 IOTLB, seeded from the payload's first word.
+    pub iotlb: [u32; 4],
+    /// The fault queue its IO page faults go to (holds a user of it).
+    pub fault: Option<u32>,
+    /// The vIOMMU it was made through (holds a user of it, not of `parent`).
+    pub viommu: Option<u32>,
+    /// Stage-1 translations device DMA has walked (a driver format's table in
+    /// guest memory), kept until the user invalidates them.
+    pub stage1_tlb: softiommu_pt::nested::Stage1Tlb,
+}

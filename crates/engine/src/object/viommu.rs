@@ -1,0 +1,55 @@
+//! vIOMMUs, vDEVICEs and HW queues (Linux `iommufd_viommu`,
+//! `iommufd_vdevice`, `iommufd_hw_queue`): state only.
+
+use softiommu_iommu::IommuId;
+use std::collections::BTreeMap;
+
+/// A vIOMMU. Invariant: `vdevs` maps each virtual id to the live vDEVICE
+/// object that has it, and those are exactly the vDEVICEs naming this one.
+#[derive(Debug)]
+pub struct Viommu {
+    /// The nest-parent paging HWPT (its stage 2).
+    pub hwpt: u32,
+    /// The physical IOMMU whose devices it may hold.
+    pub iommu: IommuId,
+    pub viommu_type: u32,
+    /// vDEVICEs by virtual id.
+    pub vdevs: BTreeMap<u64, u32>,
+    /// vEVENTQs by event type (at most one per type).
+    pub veventqs: BTreeMap<u32, u32>,
+    /// The offset of its region mappable through the descriptor (the mock
+    /// driver's, made when the vIOMMU is allocated with driver data).
+    pub mmap_offset: Option<u64>,
+    /// Its HW queues by index (the mock driver has two).
+    pub hw_queues: [Option<u32>; MOCK_HW_QUEUES],
+}
+
+/// How many HW queues the mock vIOMMU has (`IOMMU_TEST_HW_QUEUE_MAX`).
+pub const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_MAX as usize;
+
+/// A HW queue: guest memory, at an IOVA of the vIOMMU's stage 2, that the
+/// hardware reads by physical address. Its pages stay pinned (so the IOVA
+/// cannot be unmapped: `EBUSY`) for the queue's life. The mock driver makes
+/// queue `i` depend on queue `i - 1`, which it holds.
+#[derive(Debug)]
+pub struct HwQueue {
+    pub viommu: u32,
+    pub index: u32,
+    pub hw_queue_type: u32,
+    pub base_iova: u64,
+    pub length: u64,
+    /// The IOAS its pages are pinned in, and the pin.
+    pub ioas: u32,
+    pub pin: u64,
+    /// The queue it depends on.
+    pub prev: Option<u32>,
+}
+
+/// A device as a vIOMMU knows it.
+#[derive(Debug)]
+pub struct Vdevice {
+    pub viommu: u32,
+    /// The device object.
+    pub device: u32,
+    pub virt_id: u64,
+}

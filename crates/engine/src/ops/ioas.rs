@@ -1,0 +1,200 @@
+//! IOAS operations (Linux `ioas.c`): allocate, map (user memory or a file),
+//! copy, unmap, allowed and reserved ranges, change of accounting process.
+
+use crate::context::{Caller, Context, MapArgs};
+use crate::errno::{Errno, Result};
+use crate::ioas::{IoPagetable, PagesSlice, ReservedOwner, ULONG_MAX};
+use crate::memory::{FileBacking, PAGE_SIZE};
+use crate::object::{Ioas, Object};
+use crate::pages::{AccountOwner, Pages, Source};
+use std::sync::Arc;
+
+impl Context {
+    /// Allocates an IOAS (object creation can fail under fault injection).
+    pub fn ioas_alloc(&mut self) -> Result<u32> {
+        self.shared.fail_nth.check()?;
+        let iopt = IoPagetable::new(self.shared.fail_nth.clone());
+        self.objects.insert(Object::Ioas(Box::new(Ioas { iopt })))
+    }
+
+    /// Maps `length` bytes of the caller's memory at `user_va`.
+    pub fn ioas_map(
+        &mut self,
+        caller: &Caller<'_>,
+        ioas: u32,
+        user_va: u64,
+        args: MapArgs,
+    ) -> Result<u64> {
+        let owner = self.owner_for(caller);
+        // Fail an unknown IOAS before building anything.
+        self.objects.ioas(ioas)?;
+        user_va.checked_add(args.length).ok_or(Errno::EOVERFLOW)?;
+        let base = user_va & !(PAGE_SIZE - 1);
+        let start_byte = user_va - base;
+        let pages = Pages::new(
+            Source::User {
+                mm: caller.mem.clone(),
+                base,
+            },
+            start_byte,
+            args.length,
+            args.prot.write,
+            owner,
+            &self.shared,
+        )?;
+        let slice = PagesSlice {
+            pages,
+            start_byte,
+            length: args.length,
+        };
+        self.ioas_mut(ioas)?
+            .map_pages(&[slice], args.length, args.iova, args.prot)
+    }
+
+    /// Maps `length` bytes of `file` from byte `start`.
+    pub fn ioas_map_file(
+        &mut self,
+        caller: &Caller<'_>,
+        ioas: u32,
+        file: Arc<dyn FileBacking>,
+        start: u64,
+        args: MapArgs,
+    ) -> Result<u64> {
+        let owner = self.owner_for(caller);
+        self.objects.ioas(ioas)?;
+        if args.prot.write && !file.writable() {
+            return Err(Errno::EPERM);
+        }
+        if args.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = start.checked_add(args.length - 1).ok_or(Errno::EOVERFLOW)?;
+        if last >= file.size()? {
+            return Err(Errno::EINVAL);
+        }
+        let base = start & !(PAGE_SIZE - 1);
+        let start_byte = start - base;
+        let pages = Pages::new(
+            Source::File { file, base },
+            start_byte,
+            args.length,
+            args.prot.write,
+            owner,
+            &self.shared,
+        )?;
+        let slice = PagesSlice {
+            pages,
+            start_byte,
+            length: args.length,
+        };
+        self.ioas_mut(ioas)?
+            .map_pages(&[slice], args.length, args.iova, args.prot)
+    }
+
+    /// Shares the pages behind `[src_iova, +length)` of `src` into `dst`.
+    pub fn ioas_copy(&mut self, dst: u32, src: u32, src_iova: u64, args: MapArgs) -> Result<u64> {
+        let slices = self
+            .objects
+            .ioas(src)?
+            .iopt
+            .get_pages(src_iova, args.length)?;
+        self.ioas_mut(dst)?
+            .map_pages(&slices, args.length, args.iova, args.prot)
+    }
+
+    /// Unmaps `[iova, +length)`; `(0, u64::MAX)` unmaps everything.
+    pub fn ioas_unmap(&mut self, ioas: u32, iova: u64, length: u64) -> Result<u64> {
+        let all = iova == 0 && length == u64::MAX;
+        let attempt = |ctx: &mut Context| -> Result<u64> {
+            let iopt = ctx.ioas_mut(ioas)?;
+            if all {
+                return iopt.unmap_all();
+            }
+            if iova == ULONG_MAX || length == ULONG_MAX {
+                return Err(Errno::EOVERFLOW);
+            }
+            iopt.unmap(iova, length)
+        };
+        match attempt(self) {
+            // Areas pinned by accesses: they give their pins up, then retry.
+            Err(Errno::EBUSY) => {
+                let last = if all {
+                    u64::MAX
+                } else {
+                    iova.saturating_add(length - 1)
+                };
+                if self.notify_accesses(ioas, if all { 0 } else { iova }, last) {
+                    attempt(self)
+                } else {
+                    Err(Errno::EBUSY)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces the allowed ranges; each must have `start < last` and none may
+    /// overlap another (`EINVAL`), nor a reserved range (`EADDRINUSE`).
+    pub fn ioas_allow_iovas(&mut self, ioas: u32, ranges: &[(u64, u64)]) -> Result<()> {
+        self.objects.ioas(ioas)?;
+        let mut checked: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for &(s, l) in ranges {
+            if s >= l || checked.iter().any(|&(cs, cl)| s <= cl && cs <= l) {
+                return Err(Errno::EINVAL);
+            }
+            self.shared.fail_nth.check()?;
+            checked.push((s, l));
+        }
+        self.ioas_mut(ioas)?.set_allowed(&checked)
+    }
+
+    /// Reserves `[start, start + length)` (the selftest's `ADD_RESERVED`).
+    pub fn ioas_add_reserved(&mut self, ioas: u32, start: u64, length: u64) -> Result<()> {
+        // The range is checked before the IOAS is looked up, as in Linux.
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = start.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        self.ioas_mut(ioas)?
+            .reserve(start, last, ReservedOwner::User)
+    }
+
+    /// `IOMMU_IOAS_CHANGE_PROCESS`: charge every file-backed map to the caller.
+    pub fn ioas_change_process(&mut self, caller: &Caller<'_>) -> Result<()> {
+        let owner = self.owner_for(caller);
+        let ids = self.objects.ids();
+        let ioas_ids: Vec<u32> = ids
+            .into_iter()
+            .filter(|&id| self.objects.ioas(id).is_ok())
+            .collect();
+        for &id in &ioas_ids {
+            if self
+                .objects
+                .ioas(id)?
+                .iopt
+                .areas()
+                .any(|a| !a.pages.is_file())
+            {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let mut done: Vec<(Arc<Pages>, AccountOwner)> = Vec::new();
+        for &id in &ioas_ids {
+            let previous: Vec<(Arc<Pages>, AccountOwner)> = self
+                .objects
+                .ioas(id)?
+                .iopt
+                .areas()
+                .map(|a| (a.pages.clone(), a.pages.owner()))
+                .collect();
+            if let Err(e) = self.ioas_mut(id)?.change_owner(owner) {
+                for (pages, prev) in done.into_iter().rev() {
+                    let _ = pages.change_owner(prev);
+                }
+                return Err(e);
+            }
+            done.extend(previous);
+        }
+        Ok(())
+    }
+}

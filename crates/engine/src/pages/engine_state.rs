@@ -1,0 +1,82 @@
+//! What every context of one engine shares: accounting, the global pin table,
+//! the synthetic physical map, the fail-nth hook and the IOMMU core.
+
+use super::{Accounting, Frame};
+use crate::fail_nth::FailNth;
+use crate::pages::physical::{Backing, PhysMap};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// State shared by every context of one engine: accounting, global pin
+/// counts and the fault-injection hook.
+#[derive(Debug, Default)]
+pub struct EngineState {
+    pub accounting: Accounting,
+    pins: Mutex<HashMap<Frame, u32>>,
+    /// Addresses of pinned frames. Lock order: after `pins`.
+    pub phys: Mutex<PhysMap>,
+    pub fail_nth: FailNth,
+    /// The machine's IOMMU core. Lock order: before any IO page table's
+    /// domains and before `pins`.
+    pub iommu: Mutex<softiommu_iommu::IommuCore>,
+}
+
+impl EngineState {
+    /// State for a machine of the given topology.
+    pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
+        EngineState {
+            iommu: Mutex::new(softiommu_iommu::IommuCore::new(topology)),
+            ..EngineState::default()
+        }
+    }
+}
+
+impl EngineState {
+    /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
+    pub fn pin_count(&self, frame: Frame) -> u32 {
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&frame)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Frames pinned anywhere.
+    pub fn pinned_frames(&self) -> usize {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub(super) fn add_pins(
+        &self,
+        frames: impl Iterator<Item = Frame>,
+        up: bool,
+        backing: &Backing,
+    ) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut phys = self.phys.lock().unwrap_or_else(|e| e.into_inner());
+        for f in frames {
+            if up {
+                let c = pins.entry(f).or_default();
+                *c += 1;
+                if *c == 1 {
+                    phys.pin(f, backing);
+                }
+            } else if let Some(c) = pins.get_mut(&f) {
+                *c -= 1;
+                if *c == 0 {
+                    pins.remove(&f);
+                    phys.unpin(f);
+                }
+            }
+        }
+    }
+
+    /// The synthetic physical address of a pinned frame.
+    pub fn address_of(&self, frame: Frame) -> Option<u64> {
+        self.phys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .address(frame)
+    }
+}
