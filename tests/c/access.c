@@ -11,30 +11,20 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
-
-static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)
-{
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MD_CHECK_REFS };
-	c.check_refs.length = len;
-	c.check_refs.uptr = (uintptr_t)buf;
-	c.check_refs.refs = refs;
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
+#include "ops.h"
 
 int main(void)
 {
-	int fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
+	uint32_t ioas;
+	int fd = open_with_ioas(&ioas, NULL);
 	void *buf = NULL;
 	CHECK(posix_memalign(&buf, PAGE, 8 * PAGE) == 0, "buffer");
 	memset(buf, 0, 8 * PAGE);
 	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
-			     .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8 * PAGE, .iova = 0x100000 };
+			     .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = 8 * PAGE, .iova = 0x100000 };
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP, &m) == 0, "map");
 
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_CREATE_ACCESS, .id = a.out_ioas_id };
+	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_CREATE_ACCESS, .id = ioas };
 	c.create_access.flags = ACCESS_NEEDS_PIN_PAGES;
 	CHECK(ioctl(fd, IOMMU_TEST_CMD, &c) == 0, "CREATE_ACCESS");
 	int afd = c.create_access.out_access_fd;
@@ -62,8 +52,7 @@ int main(void)
 
 	CHECK(close(afd) == 0, "close the access");
 	CHECK(check_refs(fd, (char *)buf + PAGE, 2 * PAGE, 0) == 0, "its pins are gone when close returns");
-	struct destroy_cmd d = { .size = sizeof(d), .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_DESTROY, &d) == 0, "and the IOAS is free again");
+	CHECK(destroy(fd, ioas) == 0, "and the IOAS is free again");
 	/* A dma-buf: its descriptor is the ioctl's return value. */
 	struct test_cmd g = { .size = sizeof(g), .op = TEST_OP_DMABUF_GET };
 	g.dmabuf_get.length = 4 * PAGE;

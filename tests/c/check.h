@@ -23,6 +23,9 @@ static int failures;
 		}                                                                  \
 	} while (0)
 
+/* `expr` failed with errno `err` (the ioctl convention: -1 and errno). */
+#define FAILS(expr, err) ((expr) == -1 && errno == (err))
+
 /* Prints the closing "N failed" line; the program's exit status. */
 static inline int finish(void)
 {

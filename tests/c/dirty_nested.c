@@ -15,7 +15,6 @@
 #include "check.h"
 #include "ops.h"
 
-#define FAILS(expr, err) ((expr) == -1 && errno == (err))
 #define NPAGES 16
 
 static int fd;
@@ -53,26 +52,23 @@ static int check_iotlb(uint32_t hwpt, uint32_t id, uint32_t value)
 
 int main(void)
 {
-	fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN");
-	uint32_t dev = md.mock_domain.out_idev_id, stdev = md.mock_domain.out_stdev_id;
+	uint32_t ioas;
+	struct mock_dev md;
+	fd = open_with_ioas(&ioas, &md);
+	uint32_t dev = md.dev, stdev = md.stdev;
 
 	/* Dirty tracking on a paging HWPT made for it. */
 	struct hwpt_alloc_cmd h = { .size = sizeof(h), .flags = HWPT_ALLOC_DIRTY_TRACKING, .dev_id = dev,
-				    .pt_id = a.out_ioas_id };
+				    .pt_id = ioas };
 	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &h) == 0, "a dirty-tracking HWPT");
 	CHECK(replace(fd, stdev, h.out_hwpt_id) == 0, "the device moves to it");
 	char *buf = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
-			     .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = NPAGES * PAGE,
+			     .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = NPAGES * PAGE,
 			     .iova = MOCK_APERTURE_START };
 	CHECK(buf != MAP_FAILED && ioctl(fd, IOMMU_IOAS_MAP, &m) == 0, "map 16 pages");
 	CHECK(FAILS(set_dirty(h.out_hwpt_id, 2), EOPNOTSUPP), "an unknown flag");
-	CHECK(FAILS(set_dirty(a.out_ioas_id, DIRTY_TRACKING_ENABLE), ENOENT), "an IOAS is no HWPT");
+	CHECK(FAILS(set_dirty(ioas, DIRTY_TRACKING_ENABLE), ENOENT), "an IOAS is no HWPT");
 	CHECK(set_dirty(h.out_hwpt_id, DIRTY_TRACKING_ENABLE) == 0, "tracking on");
 
 	uint64_t marks = (1 << 0) | (1 << 5), bitmap = 0;
@@ -101,11 +97,10 @@ int main(void)
 	CHECK(set_dirty(h.out_hwpt_id, 0) == 0, "tracking off");
 
 	/* A nested HWPT's IOTLB and its invalidation. */
-	struct hwpt_alloc_cmd parent = { .size = sizeof(parent), .flags = HWPT_ALLOC_NEST_PARENT, .dev_id = dev,
-					 .pt_id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &parent) == 0, "a nest parent");
+	uint32_t parent = nest_parent(fd, dev, ioas);
+	CHECK(parent != 0, "a nest parent");
 	uint32_t stage1 = TEST_IOTLB_DEFAULT;
-	struct hwpt_alloc_cmd nested = { .size = sizeof(nested), .dev_id = dev, .pt_id = parent.out_hwpt_id,
+	struct hwpt_alloc_cmd nested = { .size = sizeof(nested), .dev_id = dev, .pt_id = parent,
 					 .data_type = HWPT_DATA_SELFTEST, .data_len = sizeof(stage1),
 					 .data_uptr = (uintptr_t)&stage1 };
 	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &nested) == 0, "a nested HWPT");
@@ -125,9 +120,9 @@ int main(void)
 	num = 1;
 	CHECK(invalidate(n, entries, 8, &num) == 0 && num == 1 && check_iotlb(n, 3, 0) == 0, "invalidate all");
 	num = 1;
-	CHECK(FAILS(invalidate(parent.out_hwpt_id, entries, 8, &num), EINVAL) && num == 0,
+	CHECK(FAILS(invalidate(parent, entries, 8, &num), EINVAL) && num == 0,
 	      "a paging HWPT takes no invalidation");
-	CHECK(FAILS(destroy(fd, parent.out_hwpt_id), EBUSY), "the nested HWPT holds its parent");
-	CHECK(destroy(fd, n) == 0 && destroy(fd, parent.out_hwpt_id) == 0, "destroy both");
+	CHECK(FAILS(destroy(fd, parent), EBUSY), "the nested HWPT holds its parent");
+	CHECK(destroy(fd, n) == 0 && destroy(fd, parent) == 0, "destroy both");
 	return finish();
 }

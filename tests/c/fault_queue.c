@@ -27,16 +27,12 @@ static int trigger(int fd, uint32_t dev, uint64_t addr)
 
 int main(void)
 {
-	int fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN");
-	uint32_t dev = md.mock_domain.out_idev_id, stdev = md.mock_domain.out_stdev_id;
-	struct hwpt_alloc_cmd parent = { .size = sizeof(parent), .flags = HWPT_ALLOC_NEST_PARENT, .dev_id = dev,
-					 .pt_id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &parent) == 0, "a nest parent");
+	uint32_t ioas;
+	struct mock_dev md;
+	int fd = open_with_ioas(&ioas, &md);
+	uint32_t dev = md.dev, stdev = md.stdev;
+	uint32_t parent = nest_parent(fd, dev, ioas);
+	CHECK(parent != 0, "a nest parent");
 
 	struct fault_alloc_cmd q = { .size = sizeof(q) };
 	CHECK(ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &q) == 0, "FAULT_QUEUE_ALLOC");
@@ -45,7 +41,7 @@ int main(void)
 
 	uint32_t stage1 = 0x0badbeef;
 	struct hwpt_alloc_cmd nested = { .size = sizeof(nested), .flags = HWPT_FAULT_ID_VALID, .dev_id = dev,
-					 .pt_id = parent.out_hwpt_id, .data_type = HWPT_DATA_SELFTEST,
+					 .pt_id = parent, .data_type = HWPT_DATA_SELFTEST,
 					 .data_len = sizeof(stage1), .data_uptr = (uintptr_t)&stage1,
 					 .fault_id = q.out_fault_id };
 	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &nested) == 0, "a nested HWPT with the fault queue");
@@ -63,7 +59,7 @@ int main(void)
 	struct page_response r = { .cookie = f.cookie, .code = 0 };
 	CHECK(write(qfd, &r, sizeof(r)) == sizeof(r), "write the response");
 
-	CHECK(replace(fd, stdev, parent.out_hwpt_id) == 0, "back to the parent");
+	CHECK(replace(fd, stdev, parent) == 0, "back to the parent");
 	CHECK(destroy(fd, nested.out_hwpt_id) == 0, "destroy the nested HWPT");
 	CHECK(destroy(fd, q.out_fault_id) == -1 && errno == EBUSY, "the open descriptor holds the queue");
 	/* Bytes still in flight when the descriptor closes do not keep it open. */

@@ -16,28 +16,11 @@
 #include "check.h"
 #include "ops.h"
 
-static int ioas_alloc(int fd)
-{
-	struct ioas_alloc_cmd c = { .size = sizeof(c) };
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &c))
-		return -1;
-	return c.out_ioas_id;
-}
-
 static int map_fixed(int fd, int ioas, void *va, uint64_t len, uint64_t iova)
 {
 	struct map_cmd c = { .size = sizeof(c), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
 			     .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
 	return ioctl(fd, IOMMU_IOAS_MAP, &c);
-}
-
-static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)
-{
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MD_CHECK_REFS };
-	c.check_refs.length = len;
-	c.check_refs.uptr = (uintptr_t)buf;
-	c.check_refs.refs = refs;
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
 }
 
 /* After exec: the inherited descriptor still reaches the same context. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
+#include "ops.h"
 
 static int check_map(int fd, uint32_t hwpt, uint64_t iova, uint64_t len, void *uptr)
 {
@@ -21,30 +22,19 @@ static int check_map(int fd, uint32_t hwpt, uint64_t iova, uint64_t len, void *u
 	return ioctl(fd, IOMMU_TEST_CMD, &c);
 }
 
-static int check_refs(int fd, void *buf, uint64_t len, uint32_t refs)
-{
-	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_MD_CHECK_REFS };
-	c.check_refs.length = len;
-	c.check_refs.uptr = (uintptr_t)buf;
-	c.check_refs.refs = refs;
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
-
 int main(void)
 {
-	int fd = open("/dev/iommu", O_RDWR);
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(fd >= 0 && ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "open and IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN");
-	uint32_t hwpt = md.mock_domain.out_hwpt_id;
+	uint32_t ioas;
+	struct mock_dev md;
+	int fd = open_with_ioas(&ioas, &md);
+	uint32_t hwpt = md.hwpt;
 
 	/* Anonymous memory mapped by address. */
 	void *buf = NULL;
 	CHECK(posix_memalign(&buf, PAGE, 8 * PAGE) == 0, "buffer");
 	memset(buf, 1, 8 * PAGE);
 	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
-			     .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8 * PAGE,
+			     .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = 8 * PAGE,
 			     .iova = MOCK_APERTURE_START };
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP, &m) == 0, "map the buffer");
 	CHECK(check_map(fd, hwpt, MOCK_APERTURE_START, 8 * PAGE, buf) == 0, "MD_CHECK_MAP of the buffer");
@@ -56,7 +46,7 @@ int main(void)
 	char *view = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	CHECK(view != MAP_FAILED, "map the memfd into this process");
 	struct map_file_cmd mf = { .size = sizeof(mf), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
-				   .ioas_id = a.out_ioas_id, .fd = mfd, .start = 4 * PAGE, .length = 8 * PAGE,
+				   .ioas_id = ioas, .fd = mfd, .start = 4 * PAGE, .length = 8 * PAGE,
 				   .iova = MOCK_APERTURE_START + 0x100000 };
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf) == 0, "MAP_FILE of the memfd");
 	CHECK(check_map(fd, hwpt, MOCK_APERTURE_START + 0x100000, 8 * PAGE, view + 4 * PAGE) == 0,

@@ -40,24 +40,18 @@ static uint32_t hwpt(uint32_t dev, uint32_t pt, uint32_t flags, int nested, uint
 #define REPLACE(p, pt) pasid_op(TEST_OP_PASID_REPLACE, stdev, p, pt)
 #define DETACH(p) pasid_op(TEST_OP_PASID_DETACH, stdev, p, 0)
 #define CHECK_HWPT(p, h) pasid_op(TEST_OP_PASID_CHECK_HWPT, stdev, p, h)
-#define FAILS(expr, err) ((expr) == -1 && errno == (err))
 
 int main(void)
 {
-	fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	uint32_t ioas = a.out_ioas_id;
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN_FLAGS, .id = ioas };
-	md.mock_domain.dev_flags = MOCK_FLAGS_DEVICE_PASID;
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "a PASID-capable mock device");
-	uint32_t dev = md.mock_domain.out_idev_id, stdev = md.mock_domain.out_stdev_id;
-	struct test_cmd md0 = { .size = sizeof(md0), .op = TEST_OP_MOCK_DOMAIN, .id = ioas };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md0) == 0, "a mock device without PASID support");
-	uint32_t plain_stdev = md0.mock_domain.out_stdev_id;
+	uint32_t ioas;
+	fd = open_with_ioas(&ioas, NULL);
+	struct mock_dev md, md0;
+	CHECK(mock_domain(fd, ioas, MOCK_FLAGS_DEVICE_PASID, &md) == 0, "a PASID-capable mock device");
+	uint32_t dev = md.dev, stdev = md.stdev;
+	CHECK(mock_domain(fd, ioas, 0, &md0) == 0, "a mock device without PASID support");
+	uint32_t plain_stdev = md0.stdev;
 
-	uint32_t parent = hwpt(dev, ioas, HWPT_ALLOC_NEST_PARENT, 0, 0);
+	uint32_t parent = nest_parent(fd, dev, ioas);
 	uint32_t nested0 = hwpt(dev, parent, HWPT_ALLOC_PASID, 1, 0);
 	uint32_t nested1 = hwpt(dev, parent, HWPT_ALLOC_PASID, 1, 0);
 	uint32_t s2 = hwpt(dev, ioas, HWPT_ALLOC_PASID, 0, 0);

@@ -38,18 +38,14 @@ static int veventq_alloc(int fd, uint32_t viommu, uint32_t type, uint32_t depth,
 
 int main(void)
 {
-	int fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN");
-	uint32_t dev = md.mock_domain.out_idev_id, stdev = md.mock_domain.out_stdev_id;
-	struct hwpt_alloc_cmd parent = { .size = sizeof(parent), .flags = HWPT_ALLOC_NEST_PARENT, .dev_id = dev,
-					 .pt_id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &parent) == 0, "a nest parent");
+	uint32_t ioas;
+	struct mock_dev md;
+	int fd = open_with_ioas(&ioas, &md);
+	uint32_t dev = md.dev, stdev = md.stdev;
+	uint32_t parent = nest_parent(fd, dev, ioas);
+	CHECK(parent != 0, "a nest parent");
 	struct viommu_alloc_cmd v = { .size = sizeof(v), .type = VIOMMU_TYPE_SELFTEST, .dev_id = dev,
-				      .hwpt_id = parent.out_hwpt_id };
+				      .hwpt_id = parent };
 	CHECK(ioctl(fd, IOMMU_VIOMMU_ALLOC, &v) == 0, "VIOMMU_ALLOC");
 
 	struct veventq_alloc_cmd q;
@@ -128,7 +124,7 @@ int main(void)
 	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "a forked child triggers and reads through the shared descriptor");
 
-	CHECK(replace(fd, stdev, a.out_ioas_id) == 0, "back to the IOAS");
+	CHECK(replace(fd, stdev, ioas) == 0, "back to the IOAS");
 	CHECK(trigger(fd, dev) == -1 && errno == ENOENT, "no events once attached elsewhere");
 	CHECK(destroy(fd, v.out_viommu_id) == -1 && errno == EBUSY, "the vIOMMU is held by its queue");
 	CHECK(destroy(fd, q.out_veventq_id) == -1 && errno == EBUSY, "the open descriptor holds the queue");

@@ -39,20 +39,16 @@ static int mmap_fails(int fd, size_t len, off_t off, int prot, int flags, int er
 
 int main(void)
 {
-	int fd = open("/dev/iommu", O_RDWR);
-	CHECK(fd >= 0, "open /dev/iommu");
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN");
-	uint32_t dev = md.mock_domain.out_idev_id;
-	struct hwpt_alloc_cmd parent = { .size = sizeof(parent), .flags = HWPT_ALLOC_NEST_PARENT, .dev_id = dev,
-					 .pt_id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_HWPT_ALLOC, &parent) == 0, "a nest parent");
+	uint32_t ioas;
+	struct mock_dev md;
+	int fd = open_with_ioas(&ioas, &md);
+	uint32_t dev = md.dev;
+	uint32_t parent = nest_parent(fd, dev, ioas);
+	CHECK(parent != 0, "a nest parent");
 
 	struct viommu_selftest data = { .in_data = 0xbeef };
 	struct viommu_alloc_cmd v = { .size = sizeof(v), .type = VIOMMU_TYPE_SELFTEST, .dev_id = dev,
-				      .hwpt_id = parent.out_hwpt_id, .data_len = 4,
+				      .hwpt_id = parent, .data_len = 4,
 				      .data_uptr = (uintptr_t)&data };
 	CHECK(ioctl(fd, IOMMU_VIOMMU_ALLOC, &v) == -1 && errno == EINVAL, "data shorter than out_data");
 	v.data_len = sizeof(data);
@@ -94,7 +90,7 @@ int main(void)
 	CHECK(buf != MAP_FAILED, "guest memory");
 	for (int i = 0; i < 2; i++) {
 		struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
-				     .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf + i * PAGE,
+				     .ioas_id = ioas, .user_va = (uintptr_t)buf + i * PAGE,
 				     .length = PAGE, .iova = iova + i * PAGE };
 		CHECK(ioctl(fd, IOMMU_IOAS_MAP, &m) == 0, "map one page of guest memory");
 	}
@@ -105,14 +101,14 @@ int main(void)
 	CHECK(hw_queue(fd, v.out_viommu_id, HW_QUEUE_TYPE_SELFTEST, 0, iova, PAGE, &q0) == 0, "queue 0");
 	CHECK(hw_queue(fd, v.out_viommu_id, HW_QUEUE_TYPE_SELFTEST, 0, iova, PAGE, &q) == -1 && errno == EEXIST,
 	      "queue 0 again");
-	CHECK(unmap(fd, a.out_ioas_id, iova, PAGE) == -1 && errno == EBUSY, "the queue's page cannot be unmapped");
-	CHECK(unmap(fd, a.out_ioas_id, iova + PAGE, PAGE) == 0, "the other page can");
+	CHECK(unmap(fd, ioas, iova, PAGE) == -1 && errno == EBUSY, "the queue's page cannot be unmapped");
+	CHECK(unmap(fd, ioas, iova + PAGE, PAGE) == 0, "the other page can");
 	CHECK(hw_queue(fd, v.out_viommu_id, HW_QUEUE_TYPE_SELFTEST, 1, iova + PAGE / 2, PAGE / 2, &q1) == 0,
 	      "queue 1, unaligned, inside the pinned page");
 	CHECK(destroy(fd, q0) == -1 && errno == EBUSY, "queue 1 depends on queue 0");
 	CHECK(destroy(fd, v.out_viommu_id) == -1 && errno == EBUSY, "the queues hold the vIOMMU");
 	CHECK(destroy(fd, q1) == 0 && destroy(fd, q0) == 0, "destroy in descending order");
-	CHECK(unmap(fd, a.out_ioas_id, iova, PAGE) == 0, "now the first page can be unmapped");
+	CHECK(unmap(fd, ioas, iova, PAGE) == 0, "now the first page can be unmapped");
 	CHECK(destroy(fd, v.out_viommu_id) == 0, "and the vIOMMU destroyed");
 	return finish();
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "softiommu_abi.h"
 #include "check.h"
+#include "ops.h"
 
 #define IOMMU_IOAS_CHANGE_PROCESS _IO(IOMMUFD_TYPE, 0x92)
 struct change_process_cmd { uint32_t size, reserved; };
@@ -76,14 +77,14 @@ int main(void)
 	/* Charge the process itself (VFIO's mode) when allowed to choose. */
 	struct option_cmd o = { .size = sizeof(o), .option_id = 0, .op = 0, .val64 = 1 };
 	int mm_mode = ioctl(fd, IOMMU_OPTION, &o) == 0;
-	struct ioas_alloc_cmd a = { .size = sizeof(a) };
-	CHECK(ioctl(fd, IOMMU_IOAS_ALLOC, &a) == 0, "IOAS_ALLOC");
-	struct test_cmd md = { .size = sizeof(md), .op = TEST_OP_MOCK_DOMAIN, .id = a.out_ioas_id };
-	CHECK(ioctl(fd, IOMMU_TEST_CMD, &md) == 0, "MOCK_DOMAIN: maps pin at once");
+	int ioas = ioas_alloc(fd);
+	CHECK(ioas > 0, "IOAS_ALLOC");
+	struct mock_dev md;
+	CHECK(mock_domain(fd, ioas, 0, &md) == 0, "MOCK_DOMAIN: maps pin at once");
 
 	int mfd = memfd_create("guest", 0);
 	CHECK(mfd >= 0 && ftruncate(mfd, PAGE) == 0, "a one-page memfd");
-	struct map_file_cmd m = { .size = sizeof(m), .flags = MAP_READABLE | MAP_WRITEABLE, .ioas_id = a.out_ioas_id,
+	struct map_file_cmd m = { .size = sizeof(m), .flags = MAP_READABLE | MAP_WRITEABLE, .ioas_id = ioas,
 				  .fd = mfd, .start = 0, .length = PAGE };
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &m) == 0, "IOAS_MAP_FILE one page");
 	CHECK(status_kb(self, "VmPin:") == pin0 + page_kb, "VmPin counts the pinned page (stdio)");
