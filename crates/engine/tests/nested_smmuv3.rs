@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use softiommu_engine::memory::user_copy::Payload;
 use softiommu_engine::ops::dma::DmaError;
 use softiommu_engine::Errno;
 use softiommu_iommu::DriverInfo;
@@ -76,8 +77,12 @@ fn setup() -> Smmu {
 
 fn nested(s: &mut Smmu, ste0: u64) -> Result<u32, Errno> {
     let data = ste(ste0);
-    s.h.ctx
-        .viommu_alloc_nested(s.dev, s.viommu, IOMMU_HWPT_DATA_ARM_SMMUV3, || Ok(data))
+    s.h.ctx.viommu_alloc_nested(
+        s.dev,
+        s.viommu,
+        IOMMU_HWPT_DATA_ARM_SMMUV3,
+        Payload::Bytes(&data),
+    )
 }
 
 fn fault_of(r: Result<(), DmaError>) -> FaultReason {
@@ -110,8 +115,12 @@ fn guest_stes_are_checked_and_need_the_viommu() {
     let mut s = setup();
     let data = ste(STE_S1);
     assert_eq!(
-        s.h.ctx
-            .hwpt_alloc_nested(s.dev, s.parent, IOMMU_HWPT_DATA_ARM_SMMUV3, || Ok(data)),
+        s.h.ctx.hwpt_alloc_nested(
+            s.dev,
+            s.parent,
+            IOMMU_HWPT_DATA_ARM_SMMUV3,
+            Payload::Bytes(&data)
+        ),
         Err(Errno::EOPNOTSUPP),
         "SMMUv3 nests only through a vIOMMU"
     );

@@ -125,3 +125,11 @@ abi_struct! { /// `dmabuf_revoke`.
 pub struct TestDmabufRevoke { pub dmabuf_fd: i32, pub revoked: u32 } }
 abi_struct! { /// The mock driver's `IOMMU_GET_HW_INFO` data.
 pub struct IommuTestHwInfo { pub flags: u32, pub test_reg: u32 } }
+abi_struct! { /// The mock driver's paging HWPT data (`struct iommu_hwpt_selftest`).
+pub struct IommuHwptSelftest { pub iotlb: u32, pub pagetable_type: u32 } }
+abi_struct! { /// The mock driver's vIOMMU data (`struct iommu_viommu_selftest`).
+pub struct IommuViommuSelftest { pub in_data: u32, pub out_data: u32, pub out_mmap_offset: u64, pub out_mmap_length: u64 } }
+abi_struct! { /// The mock driver's nested-HWPT invalidation entry (`struct iommu_hwpt_invalidate_selftest`).
+pub struct IommuHwptInvalidateSelftest { pub flags: u32, pub iotlb_id: u32 } }
+abi_struct! { /// The mock vIOMMU's invalidation entry (`struct iommu_viommu_invalidate_selftest`).
+pub struct IommuViommuInvalidateSelftest { pub flags: u32, pub vdev_id: u32, pub cache_id: u32 } }

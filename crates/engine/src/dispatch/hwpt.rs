@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::context::Caller;
+use crate::memory::user_copy::{clear_user, copy_array_entry, copy_struct};
 
 impl Context {
     pub(super) fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -46,10 +47,10 @@ impl Context {
                 if cmd.flags & !nested_flags != 0 || (!via_viommu && cmd.data_len == 0) {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                let mem = u.caller.mem;
-                let read = || {
-                    let mut data = vec![0u8; cmd.data_len as usize];
-                    mem.read(cmd.data_uptr, &mut data).map(|()| data)
+                let read = crate::memory::user_copy::Payload::User {
+                    mem: &**u.caller.mem,
+                    uptr: cmd.data_uptr,
+                    len: u64::from(cmd.data_len),
                 };
                 if via_viommu {
                     self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
@@ -111,12 +112,11 @@ impl Context {
         u.caller.mem.write(cmd.data_uptr, &data[..copy])?;
         if (cmd.data_len as usize) > copy {
             // The part of the user buffer beyond the data is zeroed.
-            let zeros = vec![0u8; cmd.data_len as usize - copy];
             let at = cmd
                 .data_uptr
                 .checked_add(copy as u64)
                 .ok_or(Errno::EFAULT)?;
-            u.caller.mem.write(at, &zeros)?;
+            clear_user(&**u.caller.mem, at, u64::from(cmd.data_len) - copy as u64)?;
         }
         cmd.data_len = data.len() as u32;
         cmd.data_type = out_type;
@@ -202,17 +202,13 @@ impl Context {
         }
         for i in 0..cmd.entry_num {
             // The mock takes entries of exactly its struct's size.
-            if cmd.entry_len != 8 {
+            const ENTRY: usize = std::mem::size_of::<t::IommuHwptInvalidateSelftest>();
+            if cmd.entry_len as usize != ENTRY {
                 return Err(Errno::EINVAL);
             }
-            let mut entry = [0u8; 8];
-            let at = cmd
-                .data_uptr
-                .checked_add(u64::from(i) * 8)
-                .ok_or(Errno::EFAULT)?;
-            caller.mem.read(at, &mut entry)?;
-            let flags = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
-            let id = u32::from_ne_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            let entry: t::IommuHwptInvalidateSelftest =
+                copy_array_entry(&**caller.mem, cmd.data_uptr, cmd.entry_len, i, ENTRY)?;
+            let (flags, id) = (entry.flags, entry.iotlb_id);
             if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
                 return Err(Errno::EOPNOTSUPP);
             }
@@ -260,27 +256,14 @@ impl Context {
         if flags.dirty_tracking && !driver.dirty_tracking {
             return Err(Errno::EOPNOTSUPP);
         }
-        // {iotlb, pagetable_type}, at least through iotlb; a longer tail must
-        // be zero.
-        const SIZE: u32 = 8;
-        if cmd.data_len < 4 {
-            return Err(Errno::EINVAL);
-        }
-        let mut data = [0u8; SIZE as usize];
-        let n = cmd.data_len.min(SIZE) as usize;
-        caller.mem.read(cmd.data_uptr, &mut data[..n])?;
-        if cmd.data_len > SIZE {
-            let mut tail = vec![0u8; (cmd.data_len - SIZE) as usize];
-            let at = cmd
-                .data_uptr
-                .checked_add(u64::from(SIZE))
-                .ok_or(Errno::EFAULT)?;
-            caller.mem.read(at, &mut tail)?;
-            if tail.iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
-        }
-        match u32::from_ne_bytes([data[4], data[5], data[6], data[7]]) {
+        // At least through `iotlb`; a longer tail must be zero.
+        let data: t::IommuHwptSelftest = copy_struct(
+            &**caller.mem,
+            cmd.data_uptr,
+            u64::from(cmd.data_len),
+            std::mem::offset_of!(t::IommuHwptSelftest, pagetable_type),
+        )?;
+        match data.pagetable_type {
             MOCK_IOMMUPT_DEFAULT => Ok(None),
             // Huge pages, and the CPU page so that iommufd accepts the domain.
             MOCK_IOMMUPT_HUGE => Ok(Some((512 * 2048) | crate::memory::PAGE_SIZE)),
@@ -299,37 +282,20 @@ impl Context {
         cmd: &IommuHwptInvalidate,
         done: &mut u32,
     ) -> Result<()> {
-        const ENTRY: usize = 24;
         const FLAGS_LEAF: u32 = 1;
         if cmd.data_type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 {
             return Err(Errno::EINVAL);
         }
-        let len = u64::from(cmd.entry_len);
-        for i in 0..u64::from(cmd.entry_num) {
-            if len < ENTRY as u64 {
-                return Err(Errno::EINVAL);
-            }
-            let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
-            let mut entry = [0u8; ENTRY];
-            caller.mem.read(at, &mut entry)?;
-            if len > ENTRY as u64 {
-                let mut tail = vec![0u8; (len - ENTRY as u64) as usize];
-                caller.mem.read(
-                    at.checked_add(ENTRY as u64).ok_or(Errno::EFAULT)?,
-                    &mut tail,
-                )?;
-                if tail.iter().any(|&b| b != 0) {
-                    return Err(Errno::E2BIG);
-                }
-            }
-            let u64_at = |k: usize| {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(&entry[k..k + 8]);
-                u64::from_ne_bytes(raw)
-            };
-            let u32_at =
-                |k: usize| u32::from_ne_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
-            let (addr, npages, flags, reserved) = (u64_at(0), u64_at(8), u32_at(16), u32_at(20));
+        for i in 0..cmd.entry_num {
+            let entry: IommuHwptVtdS1Invalidate = copy_array_entry(
+                &**caller.mem,
+                cmd.data_uptr,
+                cmd.entry_len,
+                i,
+                std::mem::size_of::<IommuHwptVtdS1Invalidate>(),
+            )?;
+            let (addr, npages, flags, reserved) =
+                (entry.addr, entry.npages, entry.flags, entry.reserved);
             if flags & !FLAGS_LEAF != 0 || reserved != 0 {
                 return Err(Errno::EOPNOTSUPP);
             }

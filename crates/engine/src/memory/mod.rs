@@ -145,6 +145,7 @@ impl FileResolver for NoFiles {
 
 mod process;
 mod sim;
+pub mod user_copy;
 
 pub use process::{OsFile, ProcFiles, ProcessMemory};
 pub use sim::{SimFile, SimFiles, SimMemory};

@@ -11,6 +11,7 @@
 use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::ioas::{DomainRef, ReservedOwner};
+use crate::memory::user_copy::Payload;
 use crate::object::{Device, HwptNested, HwptPaging, Object, ObjectType};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{Affected, DeviceId, IommuCore};
@@ -154,15 +155,15 @@ impl Context {
 
     /// Allocates a nested HWPT over nest-parent `parent` for device `dev_id`,
     /// with the driver's stage-1 payload `data` of type `data_type`.
-    /// `read_data` fetches the payload, after the parent checks (as Linux orders them).
+    /// The payload is read after the parent checks (as Linux orders them).
     pub fn hwpt_alloc_nested(
         &mut self,
         dev_id: u32,
         parent: u32,
         data_type: u32,
-        read_data: impl FnOnce() -> Result<Vec<u8>>,
+        payload: Payload<'_>,
     ) -> Result<u32> {
-        self.nested_alloc(dev_id, parent, data_type, read_data, false)
+        self.nested_alloc(dev_id, parent, data_type, payload, false)
     }
 
     /// A nested HWPT over nest parent `parent`, directly or (`via_viommu`)
@@ -172,7 +173,7 @@ impl Context {
         dev_id: u32,
         parent: u32,
         data_type: u32,
-        read_data: impl FnOnce() -> Result<Vec<u8>>,
+        payload: Payload<'_>,
         via_viommu: bool,
     ) -> Result<u32> {
         let dev = self.objects.device(dev_id)?.dev;
@@ -202,22 +203,12 @@ impl Context {
         {
             return Err(Errno::EOPNOTSUPP);
         }
-        let data = read_data()?;
-        // Linux's rules for driver payloads: at least the mandatory part, and
-        // anything past the known struct must be zero.
-        if data.len() < driver.nested_data_min {
-            return Err(Errno::EINVAL);
-        }
-        if data.iter().skip(driver.nested_data_size).any(|&b| b != 0) {
-            return Err(Errno::E2BIG);
-        }
+        let payload = payload.read(driver.nested_data_min, driver.nested_data_size)?;
         if data_type == softiommu_uapi::iommufd::IOMMU_HWPT_DATA_ARM_SMMUV3 {
-            crate::driver::smmuv3::validate_ste(&data)?;
+            crate::driver::smmuv3::validate_ste(&payload)?;
         }
         self.shared().fail_nth.check()?;
         let domain = self.core().alloc_nested(parent_domain, data_type)?;
-        let mut payload = data[..data.len().min(driver.nested_data_size)].to_vec();
-        payload.resize(driver.nested_data_size, 0);
         let mut seed = [0u8; 4];
         for (d, s) in seed.iter_mut().zip(&payload) {
             *d = *s;

@@ -10,8 +10,9 @@
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
+use crate::memory::user_copy::copy_array_entry;
 use crate::object::{HwQueue, Object, Vdevice, Viommu, MOCK_HW_QUEUES};
-use softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
+use softiommu_uapi::iommufd::{IommuViommuArmSmmuv3Invalidate, IOMMU_VIOMMU_TYPE_ARM_SMMUV3};
 use std::collections::BTreeMap;
 
 /// The largest array the kernel would allocate for a command (kmalloc's
@@ -123,32 +124,28 @@ impl Context {
         data_uptr: u64,
         data_len: u32,
     ) -> Result<()> {
-        const MIN: u32 = 8;
-        const SIZE: u32 = 24;
-        if data_len < MIN {
+        use softiommu_uapi::test_cmd::IommuViommuSelftest;
+        let size = std::mem::size_of::<IommuViommuSelftest>() as u32;
+        let mut data: IommuViommuSelftest = crate::memory::user_copy::copy_struct(
+            &**caller.mem,
+            data_uptr,
+            u64::from(data_len),
+            std::mem::offset_of!(IommuViommuSelftest, out_mmap_offset),
+        )?;
+        // The mock writes its output back, which a longer struct cannot take.
+        if data_len > size {
             return Err(Errno::EINVAL);
         }
-        let mut data = [0u8; SIZE as usize];
-        let n = data_len.min(SIZE) as usize;
-        caller.mem.read(data_uptr, &mut data[..n])?;
-        if data_len > SIZE {
-            let mut tail = vec![0u8; (data_len - SIZE) as usize];
-            let at = data_uptr
-                .checked_add(u64::from(SIZE))
-                .ok_or(Errno::EFAULT)?;
-            caller.mem.read(at, &mut tail)?;
-            if tail.iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
-            return Err(Errno::EINVAL);
-        }
-        let in_data = [data[0], data[1], data[2], data[3]];
-        let offset = self.mmap_region_alloc(id, MOCK_MMAP_LENGTH, in_data.to_vec())?;
+        let offset =
+            self.mmap_region_alloc(id, MOCK_MMAP_LENGTH, data.in_data.to_ne_bytes().to_vec())?;
         self.viommu_mut(id)?.mmap_offset = Some(offset);
-        data[4..8].copy_from_slice(&in_data);
-        data[8..16].copy_from_slice(&offset.to_ne_bytes());
-        data[16..24].copy_from_slice(&MOCK_MMAP_LENGTH.to_ne_bytes());
-        caller.mem.write(data_uptr, &data[..n])
+        data.out_data = data.in_data;
+        data.out_mmap_offset = offset;
+        data.out_mmap_length = MOCK_MMAP_LENGTH;
+        let n = data_len.min(size) as usize;
+        caller
+            .mem
+            .write(data_uptr, &zerocopy::IntoBytes::as_bytes(&data)[..n])
     }
 
     /// Makes HW queue `index` of `hw_queue_type` for vIOMMU `viommu_id` over
@@ -277,7 +274,7 @@ impl Context {
         dev_id: u32,
         viommu_id: u32,
         data_type: u32,
-        read_data: impl FnOnce() -> Result<Vec<u8>>,
+        payload: crate::memory::user_copy::Payload<'_>,
     ) -> Result<u32> {
         let (parent, iommu) = {
             let v = self.viommu(viommu_id)?;
@@ -287,7 +284,7 @@ impl Context {
         if self.core().topology().iommu_of(dev) != iommu {
             return Err(Errno::EINVAL);
         }
-        let id = self.nested_alloc(dev_id, parent, data_type, read_data, true)?;
+        let id = self.nested_alloc(dev_id, parent, data_type, payload, true)?;
         if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
             n.viommu = Some(viommu_id);
         }
@@ -308,7 +305,6 @@ impl Context {
         done: &mut u32,
     ) -> Result<()> {
         use softiommu_uapi::test_cmd as t;
-        const ENTRY: usize = 12;
         if self.viommu(cmd.hwpt_id)?.viommu_type == IOMMU_VIOMMU_TYPE_ARM_SMMUV3 {
             return self.invalidate_vsmmu(caller, cmd, done);
         }
@@ -318,12 +314,13 @@ impl Context {
         if cmd.data_type != t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || cmd.entry_num == 0 {
             return Err(Errno::EINVAL);
         }
-        let word = |e: &[u8], k: usize| u32::from_ne_bytes([e[k], e[k + 1], e[k + 2], e[k + 3]]);
-        let entries: Vec<(u32, u32, u32)> = read_entries::<ENTRY>(caller, cmd)?
-            .iter()
-            .map(|e| (word(e, 0), word(e, 4), word(e, 8)))
-            .collect();
-        for (flags, vdev_id, cache_id) in entries {
+        let entries: Vec<t::IommuViommuInvalidateSelftest> = read_entries(caller, cmd)?;
+        for t::IommuViommuInvalidateSelftest {
+            flags,
+            vdev_id,
+            cache_id,
+        } in entries
+        {
             if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
                 return Err(Errno::EOPNOTSUPP);
             }
@@ -349,37 +346,16 @@ impl Context {
 /// allocation first: each entry a struct of the caller's `entry_len`,
 /// zero-extended when shorter than `N`, its tail required to be zero when
 /// longer (`E2BIG`).
-fn read_entries<const N: usize>(
+fn read_entries<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     caller: &crate::context::Caller<'_>,
     cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
-) -> Result<Vec<[u8; N]>> {
-    if u64::from(cmd.entry_num) * N as u64 > MAX_KERNEL_ALLOC {
+) -> Result<Vec<T>> {
+    if u64::from(cmd.entry_num) * std::mem::size_of::<T>() as u64 > MAX_KERNEL_ALLOC {
         return Err(Errno::ENOMEM);
     }
-    let len = u64::from(cmd.entry_len);
-    let mut entries = Vec::with_capacity(cmd.entry_num as usize);
-    for i in 0..u64::from(cmd.entry_num) {
-        let at = cmd.data_uptr.checked_add(i * len).ok_or(Errno::EFAULT)?;
-        let mut entry = [0u8; N];
-        let n = len.min(N as u64);
-        caller.mem.read(at, &mut entry[..n as usize])?;
-        // The tail past the struct, in bounded pieces.
-        let mut tail = [0u8; 4096];
-        let mut off = n;
-        while off < len {
-            let piece = (len - off).min(tail.len() as u64) as usize;
-            caller.mem.read(
-                at.checked_add(off).ok_or(Errno::EFAULT)?,
-                &mut tail[..piece],
-            )?;
-            if tail[..piece].iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
-            off += piece as u64;
-        }
-        entries.push(entry);
-    }
-    Ok(entries)
+    (0..cmd.entry_num)
+        .map(|i| copy_array_entry(&**caller.mem, cmd.data_uptr, cmd.entry_len, i, 0))
+        .collect()
 }
 
 impl Context {
@@ -399,15 +375,11 @@ impl Context {
         if cmd.data_type != softiommu_uapi::iommufd::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
             return Err(Errno::EINVAL);
         }
-        let commands = read_entries::<16>(caller, cmd)?;
+        let commands: Vec<IommuViommuArmSmmuv3Invalidate> = read_entries(caller, cmd)?;
         let viommu = cmd.hwpt_id;
-        for raw in commands {
-            let word = |k: usize| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&raw[k..k + 8]);
-                u64::from_le_bytes(w)
-            };
-            let action = decode_command([word(0), word(8)])?;
+        for command in commands {
+            // Guest commands are little-endian, as the SMMU reads them.
+            let action = decode_command(command.cmd.map(u64::from_le))?;
             let nested: Vec<u32> = self
                 .objects
                 .ids_of(crate::object::ObjectType::HwptNested)
