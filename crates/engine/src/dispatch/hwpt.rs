@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::context::Caller;
-use crate::memory::user_copy::{clear_user, copy_array_entry, copy_struct};
+use crate::memory::user_copy::{clear_user, Payload};
 
 impl Context {
     pub(super) fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -190,41 +190,19 @@ impl Context {
         use crate::object::{Object, ObjectType};
         match self.objects.kind(cmd.hwpt_id) {
             Some(ObjectType::HwptNested) => {}
-            Some(ObjectType::Viommu) => return self.invalidate_viommu(caller, cmd, done),
+            Some(ObjectType::Viommu) => {
+                return self.invalidate_viommu(invalidation_array(caller, cmd), cmd.hwpt_id, done)
+            }
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
         }
-        if self.objects.hwpt_nested(cmd.hwpt_id)?.data_type == IOMMU_HWPT_DATA_VTD_S1 {
-            return self.invalidate_vtd_s1(caller, cmd, done);
+        let domain = self.objects.hwpt_nested(cmd.hwpt_id)?.domain;
+        let ops = self.driver_ops_of_domain(domain)?;
+        let array = invalidation_array(caller, cmd);
+        match self.objects.get_mut(cmd.hwpt_id) {
+            Some(Object::HwptNested(hwpt)) => ops.invalidate_hwpt(hwpt, array, done),
+            _ => Err(Errno::ENOENT),
         }
-        if cmd.data_type != t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
-            return Err(Errno::EINVAL);
-        }
-        for i in 0..cmd.entry_num {
-            // The mock takes entries of exactly its struct's size.
-            const ENTRY: usize = std::mem::size_of::<t::IommuHwptInvalidateSelftest>();
-            if cmd.entry_len as usize != ENTRY {
-                return Err(Errno::EINVAL);
-            }
-            let entry: t::IommuHwptInvalidateSelftest =
-                copy_array_entry(&**caller.mem, cmd.data_uptr, cmd.entry_len, i, ENTRY)?;
-            let (flags, id) = (entry.flags, entry.iotlb_id);
-            if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            if id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
-                return Err(Errno::EINVAL);
-            }
-            if let Some(Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
-                if flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-                    n.iotlb = [0; 4];
-                } else {
-                    n.iotlb[id as usize] = 0;
-                }
-            }
-            *done += 1;
-        }
-        Ok(())
     }
 
     /// A paging HWPT's driver data: the mock driver's `struct
@@ -237,80 +215,34 @@ impl Context {
         cmd: &IommuHwptAlloc,
         flags: softiommu_iommu::domain::PagingFlags,
     ) -> Result<Option<u64>> {
-        const MOCK_IOMMUPT_DEFAULT: u32 = 0;
-        const MOCK_IOMMUPT_HUGE: u32 = 1;
         if cmd.data_type == IOMMU_HWPT_DATA_NONE {
             return Ok(None);
         }
-        let dev = self.objects.device(cmd.dev_id)?.dev;
-        let driver = {
-            let core = self.core();
-            core.topology()
-                .iommu(core.topology().iommu_of(dev))
-                .driver
-                .clone()
-        };
+        let driver = self.driver_of(self.objects.device(cmd.dev_id)?.dev);
         if driver.paging_data_type == 0 || cmd.data_type != driver.paging_data_type {
             return Err(Errno::EOPNOTSUPP);
         }
         if flags.dirty_tracking && !driver.dirty_tracking {
             return Err(Errno::EOPNOTSUPP);
         }
-        // At least through `iotlb`; a longer tail must be zero.
-        let data: t::IommuHwptSelftest = copy_struct(
-            &**caller.mem,
-            cmd.data_uptr,
-            u64::from(cmd.data_len),
-            std::mem::offset_of!(t::IommuHwptSelftest, pagetable_type),
-        )?;
-        match data.pagetable_type {
-            MOCK_IOMMUPT_DEFAULT => Ok(None),
-            // Huge pages, and the CPU page so that iommufd accepts the domain.
-            MOCK_IOMMUPT_HUGE => Ok(Some((512 * 2048) | crate::memory::PAGE_SIZE)),
-            _ => Err(Errno::EOPNOTSUPP),
-        }
+        crate::driver::ops_for(&driver).paging_data(Payload::User {
+            mem: &**caller.mem,
+            uptr: cmd.data_uptr,
+            len: u64::from(cmd.data_len),
+        })
     }
+}
 
-    /// VT-d stage-1 cache invalidation (`IOMMU_HWPT_INVALIDATE_DATA_VTD_S1`):
-    /// entries `{addr, npages, flags, __reserved}`, read one by one as
-    /// structs of the caller's size (at least through `__reserved`; a longer
-    /// one's tail must be zero). `npages == u64::MAX` with `addr == 0` drops
-    /// everything. Stops at the first bad entry; `done` counts those handled.
-    pub(super) fn invalidate_vtd_s1(
-        &mut self,
-        caller: &Caller<'_>,
-        cmd: &IommuHwptInvalidate,
-        done: &mut u32,
-    ) -> Result<()> {
-        const FLAGS_LEAF: u32 = 1;
-        if cmd.data_type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 {
-            return Err(Errno::EINVAL);
-        }
-        for i in 0..cmd.entry_num {
-            let entry: IommuHwptVtdS1Invalidate = copy_array_entry(
-                &**caller.mem,
-                cmd.data_uptr,
-                cmd.entry_len,
-                i,
-                std::mem::size_of::<IommuHwptVtdS1Invalidate>(),
-            )?;
-            let (addr, npages, flags, reserved) =
-                (entry.addr, entry.npages, entry.flags, entry.reserved);
-            if flags & !FLAGS_LEAF != 0 || reserved != 0 {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            if addr % crate::memory::PAGE_SIZE != 0 || (npages == u64::MAX && addr != 0) {
-                return Err(Errno::EINVAL);
-            }
-            if let Some(crate::object::Object::HwptNested(n)) = self.objects.get_mut(cmd.hwpt_id) {
-                if npages == u64::MAX {
-                    n.stage1_tlb.invalidate_all();
-                } else {
-                    n.stage1_tlb.invalidate(addr, npages);
-                }
-            }
-            *done += 1;
-        }
-        Ok(())
+/// The invalidation array a `HWPT_INVALIDATE` call names.
+pub(crate) fn invalidation_array<'a>(
+    caller: &'a Caller<'_>,
+    cmd: &IommuHwptInvalidate,
+) -> crate::driver::InvalidationArray<'a> {
+    crate::driver::InvalidationArray {
+        mem: &**caller.mem,
+        data_type: cmd.data_type,
+        uptr: cmd.data_uptr,
+        entry_len: cmd.entry_len,
+        entry_num: cmd.entry_num,
     }
 }

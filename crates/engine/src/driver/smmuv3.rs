@@ -9,10 +9,86 @@
 //! in practice) CD table whose first CD describes stage 1: 4 KiB granule,
 //! AArch64 tables at TTB0, input size 64 − T0SZ.
 
+use super::{DriverOps, InvalidationArray, Stage1Start};
 use crate::errno::{Errno, Result};
+use crate::object::{Object, ObjectTable};
 use softiommu_pt::formats::ArmS1;
 use softiommu_pt::nested::{Stage1, Stage1Format};
 use softiommu_pt::FaultReason;
+use softiommu_uapi::iommufd::{
+    IommuViommuArmSmmuv3Invalidate, IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+};
+
+/// The SMMUv3 driver's ops.
+pub struct Smmuv3;
+
+impl DriverOps for Smmuv3 {
+    /// The guest's STE, checked as Linux checks it (`EIO`).
+    fn check_nested_data(&self, data: &[u8]) -> Result<()> {
+        validate_ste(data)
+    }
+
+    /// 16-byte guest commands, read whole first, then handled in order; a
+    /// command a guest may not send, or one naming a vSID the vIOMMU does not
+    /// know, stops the array with `EIO`. TLB invalidations reach the stage-1
+    /// IOTLBs of every nested HWPT made through this vIOMMU.
+    fn invalidate_viommu(
+        &self,
+        objects: &mut ObjectTable,
+        viommu: u32,
+        array: InvalidationArray<'_>,
+        done: &mut u32,
+    ) -> Result<()> {
+        if array.data_type != IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
+            return Err(Errno::EINVAL);
+        }
+        let commands: Vec<IommuViommuArmSmmuv3Invalidate> = array.all()?;
+        for command in commands {
+            // Guest commands are little-endian, as the SMMU reads them.
+            match decode_command(command.cmd.map(u64::from_le))? {
+                Invalidation::Device { vsid } => {
+                    objects
+                        .device_by_virt_id(viommu, u64::from(vsid))
+                        .ok_or(Errno::EIO)?;
+                }
+                action => {
+                    for id in objects.nested_of_viommu(viommu) {
+                        if let Some(Object::HwptNested(n)) = objects.get_mut(id) {
+                            match action {
+                                Invalidation::Range { iova, npages } => {
+                                    n.stage1_tlb.invalidate(iova, npages)
+                                }
+                                _ => n.stage1_tlb.invalidate_all(),
+                            }
+                        }
+                    }
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+
+    /// The STE's configuration: abort, bypass, or the CD it points at.
+    fn stage1(&self, data: &[u8]) -> Result<Stage1Start> {
+        Ok(match ste_config(data) {
+            SteConfig::Abort => Stage1Start::Abort,
+            SteConfig::Bypass => Stage1Start::Bypass,
+            SteConfig::Stage1 { cd_gpa } => Stage1Start::Descriptor {
+                gpa: cd_gpa,
+                len: CD_SIZE,
+            },
+        })
+    }
+
+    fn stage1_from_descriptor(
+        &self,
+        descriptor: &[u8],
+    ) -> std::result::Result<(Stage1, u32), FaultReason> {
+        let cd: &[u8; CD_SIZE] = descriptor.try_into().map_err(|_| FaultReason::NotPresent)?;
+        cd_stage1(cd)
+    }
+}
 
 const STE0_V: u64 = 1 << 0;
 const STE0_CFG_SHIFT: u32 = 1;
@@ -42,11 +118,11 @@ const CD0_AA64: u64 = 1 << 41;
 /// CD word 1: TTB0, bits 51:4.
 const CD1_TTB0: u64 = ((1 << 52) - 1) & !0xf;
 /// A context descriptor's size in bytes.
-pub(crate) const CD_SIZE: usize = 64;
+const CD_SIZE: usize = 64;
 
 /// What a guest STE asks of the translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SteConfig {
+enum SteConfig {
     /// No DMA gets through.
     Abort,
     /// Stage 2 only.
@@ -68,7 +144,7 @@ fn words(data: &[u8]) -> (u64, u64) {
 /// `arm_smmu_validate_vste`): an invalid STE (V clear) aborts and is fine;
 /// fields a guest may not set, other configurations and EATS values other
 /// than abort or full ATS are `EIO`.
-pub(crate) fn validate_ste(data: &[u8]) -> Result<()> {
+fn validate_ste(data: &[u8]) -> Result<()> {
     let (ste0, ste1) = words(data);
     if ste0 & STE0_V == 0 {
         return Ok(());
@@ -89,7 +165,7 @@ pub(crate) fn validate_ste(data: &[u8]) -> Result<()> {
 }
 
 /// The translation a (validated) guest STE selects.
-pub(crate) fn ste_config(data: &[u8]) -> SteConfig {
+fn ste_config(data: &[u8]) -> SteConfig {
     let (ste0, _) = words(data);
     if ste0 & STE0_V == 0 {
         return SteConfig::Abort;
@@ -106,7 +182,7 @@ pub(crate) fn ste_config(data: &[u8]) -> SteConfig {
 /// Stage 1 as a context descriptor describes it; a CD the model cannot
 /// walk (invalid, TTB0 walks disabled, not AArch64, a granule other than
 /// 4 KiB, a bad input size) is a translation fault.
-pub(crate) fn cd_stage1(cd: &[u8; CD_SIZE]) -> std::result::Result<(Stage1, u32), FaultReason> {
+fn cd_stage1(cd: &[u8; CD_SIZE]) -> std::result::Result<(Stage1, u32), FaultReason> {
     let (cd0, cd1) = words(cd);
     if cd0 & CD0_V == 0 || cd0 & CD0_EPD0 != 0 || cd0 & CD0_AA64 == 0 {
         return Err(FaultReason::NotPresent);
@@ -128,7 +204,7 @@ pub(crate) fn cd_stage1(cd: &[u8; CD_SIZE]) -> std::result::Result<(Stage1, u32)
 }
 
 /// Guest commands the vIOMMU accepts (Linux `arm_vsmmu_convert_user_cmd`).
-pub(crate) mod cmd {
+mod cmd {
     pub const CFGI_CD: u64 = 0x05;
     pub const CFGI_CD_ALL: u64 = 0x06;
     pub const TLBI_NH_ALL: u64 = 0x10;
@@ -142,7 +218,7 @@ pub(crate) mod cmd {
 /// What one guest command does to the stage-1 IOTLBs of its vIOMMU's
 /// nested HWPTs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Invalidation {
+enum Invalidation {
     /// Every cached translation (ASIDs are not modelled: a per-ASID flush
     /// flushes them all, which is never less than the guest asked for).
     All,
@@ -154,7 +230,7 @@ pub(crate) enum Invalidation {
 
 /// Decodes one 16-byte guest command; `EIO` for commands a guest may not
 /// send.
-pub(crate) fn decode_command(entry: [u64; 2]) -> Result<Invalidation> {
+fn decode_command(entry: [u64; 2]) -> Result<Invalidation> {
     let op = entry[0] & 0xff;
     match op {
         cmd::TLBI_NH_ALL | cmd::TLBI_NSNH_ALL | cmd::TLBI_NH_ASID => Ok(Invalidation::All),

@@ -226,6 +226,37 @@ impl ObjectTable {
         }
     }
 
+    /// The vIOMMU `id`; `ENOENT` when missing or of another type.
+    pub fn viommu(&self, id: u32) -> Result<&Viommu> {
+        match self.get(id) {
+            Some(Object::Viommu(v)) => Ok(v),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The vDEVICE `id`; `ENOENT` when missing or of another type.
+    pub fn vdevice(&self, id: u32) -> Result<&Vdevice> {
+        match self.get(id) {
+            Some(Object::Vdevice(v)) => Ok(v),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The device object vIOMMU `viommu` knows by `virt_id`.
+    pub fn device_by_virt_id(&self, viommu: u32, virt_id: u64) -> Option<u32> {
+        let vdev = *self.viommu(viommu).ok()?.vdevs.get(&virt_id)?;
+        self.vdevice(vdev).ok().map(|v| v.device)
+    }
+
+    /// The nested HWPTs made through vIOMMU `viommu`.
+    pub fn nested_of_viommu(&self, viommu: u32) -> Vec<u32> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(&e.object, Object::HwptNested(n) if n.viommu == Some(viommu)))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     /// Every object of one type, by id.
     pub fn ids_of(&self, kind: ObjectType) -> Vec<u32> {
         self.entries

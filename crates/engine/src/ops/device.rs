@@ -25,6 +25,25 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What the driver of machine device `dev`'s IOMMU supports.
+    pub(crate) fn driver_of(&self, dev: DeviceId) -> softiommu_iommu::DriverInfo {
+        let core = self.core();
+        core.topology()
+            .iommu(core.topology().iommu_of(dev))
+            .driver
+            .clone()
+    }
+
+    /// The ops of the driver that made `domain` (`ENOENT` if it is gone).
+    pub(crate) fn driver_ops_of_domain(
+        &self,
+        domain: softiommu_iommu::DomainId,
+    ) -> Result<&'static dyn crate::driver::DriverOps> {
+        let core = self.core();
+        let iommu = core.domain(domain).ok_or(Errno::ENOENT)?.iommu;
+        Ok(crate::driver::ops_for(&core.topology().iommu(iommu).driver))
+    }
+
     /// Binds machine device `dev` to this context (claims its DMA). Returns
     /// the device object id and the devices whose DMA moved (the whole group,
     /// onto the blocking domain, for the first device of a group).
@@ -204,9 +223,7 @@ impl Context {
             return Err(Errno::EOPNOTSUPP);
         }
         let payload = payload.read(driver.nested_data_min, driver.nested_data_size)?;
-        if data_type == softiommu_uapi::iommufd::IOMMU_HWPT_DATA_ARM_SMMUV3 {
-            crate::driver::smmuv3::validate_ste(&payload)?;
-        }
+        crate::driver::ops_for(&driver).check_nested_data(&payload)?;
         self.shared().fail_nth.check()?;
         let domain = self.core().alloc_nested(parent_domain, data_type)?;
         let mut seed = [0u8; 4];

@@ -166,14 +166,13 @@ impl Context {
                         access,
                     }));
                 }
-                Some(DomainKind::Nested { parent, data_type }) => {
+                Some(DomainKind::Nested { parent, .. }) => {
                     let parent_table = match core.domain(*parent).map(|d| &d.kind) {
                         Some(DomainKind::Paging { table, .. }) => table.clone(),
                         _ => return Err(DmaError::Errno(Errno::EINVAL)),
                     };
-                    let (data_type, domain) = (*data_type, domain);
                     drop(core);
-                    return self.nested_dma(domain, data_type, parent_table, iova, buf, write);
+                    return self.nested_dma(domain, parent_table, iova, buf, write);
                 }
                 _ => return Err(DmaError::Errno(Errno::EOPNOTSUPP)),
             }
@@ -200,18 +199,14 @@ impl Context {
     fn nested_dma(
         &mut self,
         domain: softiommu_iommu::DomainId,
-        data_type: u32,
         stage2: std::sync::Arc<std::sync::Mutex<softiommu_pt::AnyPageTable>>,
         iova: u64,
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
-        use crate::driver::smmuv3::{cd_stage1, ste_config, SteConfig, CD_SIZE};
+        use crate::driver::Stage1Start;
         use softiommu_pt::nested::{NestedDma, Stage1, Stage1Format};
-        use softiommu_uapi::iommufd::{IOMMU_HWPT_DATA_ARM_SMMUV3, IOMMU_HWPT_DATA_VTD_S1};
-        if data_type != IOMMU_HWPT_DATA_VTD_S1 && data_type != IOMMU_HWPT_DATA_ARM_SMMUV3 {
-            return Err(DmaError::Errno(Errno::EOPNOTSUPP));
-        }
+        let ops = self.driver_ops_of_domain(domain)?;
         let access = if write {
             softiommu_pt::Access::Write
         } else {
@@ -229,54 +224,41 @@ impl Context {
             .objects
             .nested_by_domain_mut(domain)
             .ok_or(DmaError::Errno(Errno::ENOENT))?;
+        let start = ops.stage1(&hwpt.data)?;
         let mut table = stage2.lock().unwrap_or_else(|e| e.into_inner());
         let mut stage2_iotlb = table.new_iotlb();
         let mut faults = FaultLog::new(1);
         let mut memory = PhysMemory {
             phys: shared.phys.lock().unwrap_or_else(|e| e.into_inner()),
         };
-        let (stage1, ia_bits) = if data_type == IOMMU_HWPT_DATA_VTD_S1 {
-            // struct iommu_hwpt_vtd_s1: flags, pgtbl_addr, addr_width.
-            let word = |at: usize| {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(&hwpt.data[at..at + 8]);
-                u64::from_ne_bytes(raw)
-            };
-            let five_level = word(16) as u32 > 48;
-            let stage1 = Stage1 {
-                format: Stage1Format::X86_64,
-                root_gpa: word(8) & !0xfff,
-                top_level: if five_level { 4 } else { 3 },
-            };
-            (stage1, if five_level { 57 } else { 48 })
-        } else {
-            match ste_config(&hwpt.data) {
-                SteConfig::Abort => return Err(fault(FaultReason::NotPresent)),
-                SteConfig::Bypass => {
-                    let outcome = if write {
-                        table.dma_write(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
-                    } else {
-                        table.dma_read(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
-                    };
-                    return outcome.map_err(DmaError::Fault);
-                }
-                SteConfig::Stage1 { cd_gpa } => {
-                    let mut cd = [0u8; CD_SIZE];
-                    let mut reader = NestedDma {
-                        stage1: Stage1 {
-                            format: Stage1Format::ArmS1,
-                            root_gpa: 0,
-                            top_level: 0,
-                        },
-                        tlb: &mut hwpt.stage1_tlb,
-                        stage2: &mut table,
-                        stage2_iotlb: &mut stage2_iotlb,
-                        faults: &mut faults,
-                        memory: &mut memory,
-                    };
-                    reader.read_guest(cd_gpa, &mut cd).map_err(fault)?;
-                    cd_stage1(&cd).map_err(fault)?
-                }
+        let (stage1, ia_bits) = match start {
+            Stage1Start::Abort => return Err(fault(FaultReason::NotPresent)),
+            Stage1Start::Bypass => {
+                let outcome = if write {
+                    table.dma_write(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
+                } else {
+                    table.dma_read(&mut stage2_iotlb, &mut faults, &mut memory, iova, buf)
+                };
+                return outcome.map_err(DmaError::Fault);
+            }
+            Stage1Start::Table { stage1, ia_bits } => (stage1, ia_bits),
+            Stage1Start::Descriptor { gpa, len } => {
+                let mut descriptor = vec![0u8; len];
+                // The descriptor is read through stage 2 like any guest memory.
+                let mut reader = NestedDma {
+                    stage1: Stage1 {
+                        format: Stage1Format::ArmS1,
+                        root_gpa: 0,
+                        top_level: 0,
+                    },
+                    tlb: &mut hwpt.stage1_tlb,
+                    stage2: &mut table,
+                    stage2_iotlb: &mut stage2_iotlb,
+                    faults: &mut faults,
+                    memory: &mut memory,
+                };
+                reader.read_guest(gpa, &mut descriptor).map_err(fault)?;
+                ops.stage1_from_descriptor(&descriptor).map_err(fault)?
             }
         };
         let end = iova.checked_add(buf.len().max(1) as u64 - 1);

@@ -10,24 +10,15 @@
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
-use crate::memory::user_copy::copy_array_entry;
 use crate::object::{HwQueue, Object, Vdevice, Viommu, MOCK_HW_QUEUES};
-use softiommu_uapi::iommufd::{IommuViommuArmSmmuv3Invalidate, IOMMU_VIOMMU_TYPE_ARM_SMMUV3};
 use std::collections::BTreeMap;
-
-/// The largest array the kernel would allocate for a command (kmalloc's
-/// usual limit), beyond which it answers `ENOMEM`.
-const MAX_KERNEL_ALLOC: u64 = 4 << 20;
 
 /// The size of the mock driver's region: two pages.
 const MOCK_MMAP_LENGTH: u64 = 2 * crate::memory::PAGE_SIZE;
 
 impl Context {
     pub fn viommu(&self, id: u32) -> Result<&Viommu> {
-        match self.objects.get(id) {
-            Some(Object::Viommu(v)) => Ok(v),
-            _ => Err(Errno::ENOENT),
-        }
+        self.objects.viommu(id)
     }
 
     fn viommu_mut(&mut self, id: u32) -> Result<&mut Viommu> {
@@ -38,10 +29,7 @@ impl Context {
     }
 
     pub fn vdevice(&self, id: u32) -> Result<&Vdevice> {
-        match self.objects.get(id) {
-            Some(Object::Vdevice(v)) => Ok(v),
-            _ => Err(Errno::ENOENT),
-        }
+        self.objects.vdevice(id)
     }
 
     /// Makes a vIOMMU of `viommu_type` for `dev_id`'s IOMMU over nest-parent
@@ -257,12 +245,6 @@ impl Context {
             d.vdevice = None;
         }
     }
-
-    /// The device a vIOMMU knows as `virt_id`.
-    pub(crate) fn device_by_virt_id(&self, viommu_id: u32, virt_id: u64) -> Option<u32> {
-        let vdev = *self.viommu(viommu_id).ok()?.vdevs.get(&virt_id)?;
-        self.vdevice(vdev).ok().map(|v| v.device)
-    }
 }
 
 impl Context {
@@ -294,123 +276,27 @@ impl Context {
         Ok(id)
     }
 
-    /// The mock vIOMMU's cache invalidation: entries `{flags, vdev_id,
-    /// cache_id}` name a device by virtual id and clear one of its cache
-    /// slots, or all with FLAG_ALL. The whole array is read first; handling
-    /// stops at the first bad entry, `done` counting those handled.
+    /// Cache invalidation addressed to a vIOMMU: its driver handles the
+    /// array (`EOPNOTSUPP` for a driver without vIOMMU invalidation).
     pub(crate) fn invalidate_viommu(
         &mut self,
-        caller: &crate::context::Caller<'_>,
-        cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
+        array: crate::driver::InvalidationArray<'_>,
+        viommu: u32,
         done: &mut u32,
     ) -> Result<()> {
-        use softiommu_uapi::test_cmd as t;
-        if self.viommu(cmd.hwpt_id)?.viommu_type == IOMMU_VIOMMU_TYPE_ARM_SMMUV3 {
-            return self.invalidate_vsmmu(caller, cmd, done);
+        let (iommu, viommu_type) = {
+            let v = self.viommu(viommu)?;
+            (v.iommu, v.viommu_type)
+        };
+        // The core's own vIOMMU has no driver ops.
+        if viommu_type == softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_DEFAULT {
+            return Err(Errno::EOPNOTSUPP);
         }
-        if cmd.entry_num == 0 && cmd.data_type == t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST {
-            return Ok(());
-        }
-        if cmd.data_type != t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || cmd.entry_num == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let entries: Vec<t::IommuViommuInvalidateSelftest> = read_entries(caller, cmd)?;
-        for t::IommuViommuInvalidateSelftest {
-            flags,
-            vdev_id,
-            cache_id,
-        } in entries
-        {
-            if flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            if cache_id > t::MOCK_DEV_CACHE_ID_MAX {
-                return Err(Errno::EINVAL);
-            }
-            let device = self
-                .device_by_virt_id(cmd.hwpt_id, u64::from(vdev_id))
-                .ok_or(Errno::EINVAL)?;
-            let d = self.objects.device_mut(device)?;
-            if flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-                d.cache = [0; 4];
-            } else {
-                d.cache[cache_id as usize] = 0;
-            }
-            *done += 1;
-        }
-        Ok(())
-    }
-}
-
-/// Reads an invalidation array whole, as Linux copies it into one kernel
-/// allocation first: each entry a struct of the caller's `entry_len`,
-/// zero-extended when shorter than `N`, its tail required to be zero when
-/// longer (`E2BIG`).
-fn read_entries<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
-    caller: &crate::context::Caller<'_>,
-    cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
-) -> Result<Vec<T>> {
-    if u64::from(cmd.entry_num) * std::mem::size_of::<T>() as u64 > MAX_KERNEL_ALLOC {
-        return Err(Errno::ENOMEM);
-    }
-    (0..cmd.entry_num)
-        .map(|i| copy_array_entry(&**caller.mem, cmd.data_uptr, cmd.entry_len, i, 0))
-        .collect()
-}
-
-impl Context {
-    /// An Arm SMMUv3 vIOMMU's cache invalidation: 16-byte guest commands
-    /// (`IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3`), read whole first, then
-    /// handled in order; a command a guest may not send, or one naming a
-    /// vSID the vIOMMU does not know, stops the array with `EIO`. TLB
-    /// invalidations reach the stage-1 IOTLBs of every nested HWPT made
-    /// through this vIOMMU.
-    fn invalidate_vsmmu(
-        &mut self,
-        caller: &crate::context::Caller<'_>,
-        cmd: &softiommu_uapi::iommufd::IommuHwptInvalidate,
-        done: &mut u32,
-    ) -> Result<()> {
-        use crate::driver::smmuv3::{decode_command, Invalidation};
-        if cmd.data_type != softiommu_uapi::iommufd::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
-            return Err(Errno::EINVAL);
-        }
-        let commands: Vec<IommuViommuArmSmmuv3Invalidate> = read_entries(caller, cmd)?;
-        let viommu = cmd.hwpt_id;
-        for command in commands {
-            // Guest commands are little-endian, as the SMMU reads them.
-            let action = decode_command(command.cmd.map(u64::from_le))?;
-            let nested: Vec<u32> = self
-                .objects
-                .ids_of(crate::object::ObjectType::HwptNested)
-                .into_iter()
-                .filter(|&id| {
-                    self.objects
-                        .hwpt_nested(id)
-                        .is_ok_and(|n| n.viommu == Some(viommu))
-                })
-                .collect();
-            match action {
-                Invalidation::Device { vsid } => {
-                    self.device_by_virt_id(viommu, u64::from(vsid))
-                        .ok_or(Errno::EIO)?;
-                }
-                Invalidation::All | Invalidation::Range { .. } => {
-                    for id in nested {
-                        if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
-                            match action {
-                                Invalidation::Range { iova, npages } => {
-                                    n.stage1_tlb.invalidate(iova, npages)
-                                }
-                                _ => n.stage1_tlb.invalidate_all(),
-                            }
-                        }
-                    }
-                }
-            }
-            *done += 1;
-        }
-        Ok(())
+        let ops = {
+            let core = self.core();
+            crate::driver::ops_for(&core.topology().iommu(iommu).driver)
+        };
+        ops.invalidate_viommu(&mut self.objects, viommu, array, done)
     }
 
     /// Device `dev_id` raises a vIOMMU event (the selftest's

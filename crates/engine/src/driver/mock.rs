@@ -1,0 +1,106 @@
+//! The selftest's mock driver (Linux `selftest.c`): paging data that picks
+//! the table shape, a four-slot IOTLB per nested domain and a four-slot
+//! cache per device, both cleared by user invalidation.
+
+use super::{DriverOps, InvalidationArray};
+use crate::errno::{Errno, Result};
+use crate::memory::user_copy::Payload;
+use crate::memory::PAGE_SIZE;
+use crate::object::{HwptNested, ObjectTable};
+use softiommu_uapi::test_cmd as t;
+use zerocopy::FromBytes;
+
+/// `pagetable_type` values of `struct iommu_hwpt_selftest`.
+const MOCK_IOMMUPT_DEFAULT: u32 = 0;
+const MOCK_IOMMUPT_HUGE: u32 = 1;
+
+/// The mock driver's ops.
+pub struct Mock;
+
+impl DriverOps for Mock {
+    /// `struct iommu_hwpt_selftest`, at least through `iotlb`: the huge
+    /// table shape asks for 1 MiB leaves (and the CPU page, which iommufd
+    /// needs to accept the domain).
+    fn paging_data(&self, data: Payload<'_>) -> Result<Option<u64>> {
+        let size = std::mem::size_of::<t::IommuHwptSelftest>();
+        let min = std::mem::offset_of!(t::IommuHwptSelftest, pagetable_type);
+        let bytes = data.read(min, size)?;
+        let data = t::IommuHwptSelftest::read_from_bytes(&bytes).map_err(|_| Errno::EINVAL)?;
+        match data.pagetable_type {
+            MOCK_IOMMUPT_DEFAULT => Ok(None),
+            MOCK_IOMMUPT_HUGE => Ok(Some((512 * 2048) | PAGE_SIZE)),
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// Entries `{flags, iotlb_id}` of exactly their struct's size zero one
+    /// IOTLB slot or, with FLAG_ALL, all.
+    fn invalidate_hwpt(
+        &self,
+        hwpt: &mut HwptNested,
+        array: InvalidationArray<'_>,
+        done: &mut u32,
+    ) -> Result<()> {
+        const ENTRY: usize = std::mem::size_of::<t::IommuHwptInvalidateSelftest>();
+        if array.data_type != t::IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
+            return Err(Errno::EINVAL);
+        }
+        for i in 0..array.entry_num {
+            if array.entry_len as usize != ENTRY {
+                return Err(Errno::EINVAL);
+            }
+            let entry: t::IommuHwptInvalidateSelftest = array.entry(i, ENTRY)?;
+            if entry.flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if entry.iotlb_id > t::MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
+                return Err(Errno::EINVAL);
+            }
+            if entry.flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                hwpt.iotlb = [0; 4];
+            } else {
+                hwpt.iotlb[entry.iotlb_id as usize] = 0;
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+
+    /// Entries `{flags, vdev_id, cache_id}` name a device by virtual id and
+    /// clear one of its cache slots, or all with FLAG_ALL. The whole array
+    /// is read first; an empty one of the right type does nothing.
+    fn invalidate_viommu(
+        &self,
+        objects: &mut ObjectTable,
+        viommu: u32,
+        array: InvalidationArray<'_>,
+        done: &mut u32,
+    ) -> Result<()> {
+        if array.data_type != t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST {
+            return Err(Errno::EINVAL);
+        }
+        if array.entry_num == 0 {
+            return Ok(());
+        }
+        let entries: Vec<t::IommuViommuInvalidateSelftest> = array.all()?;
+        for entry in entries {
+            if entry.flags & !t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if entry.cache_id > t::MOCK_DEV_CACHE_ID_MAX {
+                return Err(Errno::EINVAL);
+            }
+            let device = objects
+                .device_by_virt_id(viommu, u64::from(entry.vdev_id))
+                .ok_or(Errno::EINVAL)?;
+            let d = objects.device_mut(device)?;
+            if entry.flags & t::IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                d.cache = [0; 4];
+            } else {
+                d.cache[entry.cache_id as usize] = 0;
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+}
