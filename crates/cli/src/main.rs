@@ -167,7 +167,7 @@ fn inspect(topology: Option<&Path>, scenario: &str) -> Result<(), Box<dyn std::e
                     write: true,
                 },
             )?;
-            let (hwpt, attached) = fd.attach(dev, ioas.0)?;
+            let (hwpt, attached) = fd.attach(dev, ioas)?;
             print_affected(
                 &format!("attach {name} to IOAS {} (HWPT {hwpt})", ioas.0),
                 &attached,

@@ -29,9 +29,62 @@ use std::sync::Arc;
 /// Result of the typed API.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// An IOAS id.
+/// An IOAS's object id. Ids are typed, in vm-memory's `GuestAddress`
+/// style, so that `attach(device, pt)` cannot take its arguments swapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IoasId(pub u32);
+
+/// A HWPT's object id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HwptId(pub u32);
+
+/// A bound device's object id (Linux's `dev_id`; not the machine's
+/// [`softiommu_iommu::DeviceId`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DevId(pub u32);
+
+/// What a device attaches to: an IOAS (through an automatic HWPT) or a HWPT
+/// (Linux's `pt_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PtId(pub u32);
+
+impl From<IoasId> for PtId {
+    fn from(id: IoasId) -> Self {
+        PtId(id.0)
+    }
+}
+
+impl From<HwptId> for PtId {
+    fn from(id: HwptId) -> Self {
+        PtId(id.0)
+    }
+}
+
+/// Any object's id, for [`Iommufd::destroy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(pub u32);
+
+macro_rules! object_id_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ObjectId {
+            fn from(id: $t) -> Self {
+                ObjectId(id.0)
+            }
+        }
+    )*};
+}
+object_id_from!(IoasId, HwptId, DevId, PtId);
+
+macro_rules! display_as_number {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+display_as_number!(IoasId, HwptId, DevId, PtId, ObjectId);
 
 /// One mapping of an IOAS, as `inspect` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,7 +206,8 @@ impl Iommufd {
     }
 
     /// Destroys any object by id.
-    pub fn destroy(&mut self, id: u32) -> Result<()> {
+    pub fn destroy(&mut self, id: impl Into<ObjectId>) -> Result<()> {
+        let id = id.into().0;
         self.ctx
             .destroy(id)
             .map_err(|e| Error::new(e, format!("destroying object {id}")))
@@ -324,7 +378,7 @@ impl Iommufd {
 
     /// Binds the machine device called `name` to this context, claiming its
     /// DMA. Returns the device object id and every device whose DMA moved.
-    pub fn bind_device(&mut self, name: &str) -> Result<(u32, Affected)> {
+    pub fn bind_device(&mut self, name: &str) -> Result<(DevId, Affected)> {
         let dev = {
             let core = self
                 .ctx
@@ -337,35 +391,46 @@ impl Iommufd {
         .ok_or_else(|| Error::new(Errno::ENODEV, format!("no device named {name}")))?;
         self.ctx
             .bind_device(dev)
+            .map(|(id, affected)| (DevId(id), affected))
             .map_err(|e| Error::new(e, format!("binding {name}")))
     }
 
     /// Attaches a bound device to an IOAS or HWPT; returns the HWPT and every
     /// device whose DMA moved (the whole group for its first device).
-    pub fn attach(&mut self, device: u32, pt: u32) -> Result<(u32, Affected)> {
+    pub fn attach(&mut self, device: DevId, pt: impl Into<PtId>) -> Result<(HwptId, Affected)> {
+        let pt = pt.into();
         self.ctx
-            .device_attach(device, pt)
-            .map_err(|e| Error::new(e, format!("attaching device {device} to {pt}")))
+            .device_attach(device.0, pt.0)
+            .map(|(hwpt, affected)| (HwptId(hwpt), affected))
+            .map_err(|e| Error::new(e, format!("attaching device {} to {}", device.0, pt.0)))
     }
 
     /// Moves an attached device (and its group) to another IOAS or HWPT at once.
-    pub fn replace(&mut self, device: u32, pt: u32) -> Result<(u32, Affected)> {
+    pub fn replace(&mut self, device: DevId, pt: impl Into<PtId>) -> Result<(HwptId, Affected)> {
+        let pt = pt.into();
         self.ctx
-            .device_replace(device, pt)
-            .map_err(|e| Error::new(e, format!("replacing device {device} onto {pt}")))
+            .device_replace(device.0, pt.0)
+            .map(|(hwpt, affected)| (HwptId(hwpt), affected))
+            .map_err(|e| Error::new(e, format!("replacing device {} onto {}", device.0, pt.0)))
     }
 
     /// Detaches a device; a device that is not attached is left as it is.
-    pub fn detach(&mut self, device: u32) -> Result<Affected> {
+    pub fn detach(&mut self, device: DevId) -> Result<Affected> {
         self.ctx
-            .device_detach(device)
-            .map_err(|e| Error::new(e, format!("detaching device {device}")))
+            .device_detach(device.0)
+            .map_err(|e| Error::new(e, format!("detaching device {}", device.0)))
     }
 
     /// Allocates a paging HWPT for a bound device's IOMMU, filled from `ioas`.
-    pub fn alloc_hwpt(&mut self, device: u32, ioas: IoasId, flags: PagingFlags) -> Result<u32> {
+    pub fn alloc_hwpt(
+        &mut self,
+        device: DevId,
+        ioas: IoasId,
+        flags: PagingFlags,
+    ) -> Result<HwptId> {
         self.ctx
-            .hwpt_alloc(device, ioas.0, flags)
+            .hwpt_alloc(device.0, ioas.0, flags)
+            .map(HwptId)
             .map_err(err("allocating a HWPT"))
     }
 
@@ -373,29 +438,29 @@ impl Iommufd {
     /// domain, as an emulated device's DMA would.
     pub fn dma_read(
         &mut self,
-        device: u32,
+        device: DevId,
         iova: u64,
         buf: &mut [u8],
     ) -> std::result::Result<(), crate::ops::dma::DmaError> {
-        self.ctx.device_dma(device, iova, buf, false)
+        self.ctx.device_dma(device.0, iova, buf, false)
     }
 
     /// Bound device `device` writes `data` at `iova` through its domain
     /// (setting dirty bits while tracking is on).
     pub fn dma_write(
         &mut self,
-        device: u32,
+        device: DevId,
         iova: u64,
         data: &[u8],
     ) -> std::result::Result<(), crate::ops::dma::DmaError> {
         let mut copy = data.to_vec();
-        self.ctx.device_dma(device, iova, &mut copy, true)
+        self.ctx.device_dma(device.0, iova, &mut copy, true)
     }
 
     /// Starts or stops dirty tracking on a HWPT allocated with it.
-    pub fn set_dirty_tracking(&mut self, hwpt: u32, enable: bool) -> Result<()> {
+    pub fn set_dirty_tracking(&mut self, hwpt: HwptId, enable: bool) -> Result<()> {
         self.ctx
-            .hwpt_set_dirty_tracking(hwpt, enable)
+            .hwpt_set_dirty_tracking(hwpt.0, enable)
             .map_err(err("setting dirty tracking"))
     }
 

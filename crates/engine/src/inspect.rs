@@ -49,7 +49,12 @@ pub fn report(ctx: &Context) -> Report {
         .objects()
         .ids_of(ObjectType::HwptPaging)
         .into_iter()
-        .filter_map(|id| ctx.objects().hwpt(id).ok().map(|h| (id, h.domain, h.ioas)))
+        .filter_map(|id| {
+            ctx.objects()
+                .hwpt_paging(id)
+                .ok()
+                .map(|h| (id, h.domain, h.ioas))
+        })
         .collect();
     let mut devices = Vec::new();
     for (i, spec) in topo.devices.iter().enumerate() {

@@ -6,7 +6,7 @@ use common::*;
 use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::SimFile;
 use softiommu_engine::pages::EngineState;
-use softiommu_engine::{Caller, Errno, MapArgs};
+use softiommu_engine::{Errno, MapArgs};
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{DeviceId, DriverInfo, ReservedRegion, ReservedType, Topology};
 use std::collections::BTreeSet;
@@ -51,12 +51,8 @@ const M0: DeviceId = DeviceId(4);
 const M1: DeviceId = DeviceId(5);
 
 fn map(h: &mut Harness, ioas: u32, va: u64, len: u64, iova: Option<u64>) -> Result<u64, Errno> {
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
-    h.ctx.ioas_map(
+    let (ctx, caller) = h.split();
+    ctx.ioas_map(
         &caller,
         ioas,
         va,
@@ -154,13 +150,13 @@ fn domains_mirror_their_ioas_through_map_attach_copy_unmap_and_replace() {
     let (new_hwpt, moved) = h.ctx.device_replace(dev, other).unwrap();
     assert_eq!(moved.devices(), BTreeSet::from([A3]));
     assert!(
-        h.ctx.objects().hwpt(hwpt).is_err(),
+        h.ctx.objects().hwpt_paging(hwpt).is_err(),
         "the old automatic HWPT died with its last device"
     );
     assert_mirrors(&h, other);
     assert_mirrors(&h, ioas);
     assert_eq!(h.ctx.ioas(ioas).unwrap().domains().len(), 1);
-    assert!(h.ctx.objects().hwpt(new_hwpt).is_ok());
+    assert!(h.ctx.objects().hwpt_paging(new_hwpt).is_ok());
     // Detach and close release every pin.
     h.ctx.device_detach(dev).unwrap();
     h.ctx.close();
@@ -356,24 +352,19 @@ fn file_backed_maps_fill_domains_too() {
     let ioas = h.ctx.ioas_alloc().unwrap();
     let (dev, _) = h.ctx.bind_device(A3).unwrap();
     h.ctx.device_attach(dev, ioas).unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
-    h.ctx
-        .ioas_map_file(
-            &caller,
-            ioas,
-            file.clone(),
-            0,
-            MapArgs {
-                iova: None,
-                length: 32 * PAGE,
-                prot: RW,
-            },
-        )
-        .unwrap();
+    let (ctx, caller) = h.split();
+    ctx.ioas_map_file(
+        &caller,
+        ioas,
+        file.clone(),
+        0,
+        MapArgs {
+            iova: None,
+            length: 32 * PAGE,
+            prot: RW,
+        },
+    )
+    .unwrap();
     assert_mirrors(&h, ioas);
     // A truncated file cannot be pinned into a new domain: the attach fails cleanly.
     let (m, _) = h.ctx.bind_device(M0).unwrap();
@@ -454,27 +445,22 @@ fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
         .unwrap();
     h.ctx.device_attach(dev, hwpt).unwrap();
     map(&mut h, ioas, BUF, 4 * PAGE, Some(0x10_0000)).unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
+    let (ctx, caller) = h.split();
     let ro = Prot {
         read: true,
         write: false,
     };
-    h.ctx
-        .ioas_map(
-            &caller,
-            ioas,
-            RO,
-            MapArgs {
-                iova: Some(0x20_0000),
-                length: PAGE,
-                prot: ro,
-            },
-        )
-        .unwrap();
+    ctx.ioas_map(
+        &caller,
+        ioas,
+        RO,
+        MapArgs {
+            iova: Some(0x20_0000),
+            length: PAGE,
+            prot: ro,
+        },
+    )
+    .unwrap();
     h.ctx.hwpt_set_dirty_tracking(hwpt, true).unwrap();
 
     let mut msg = *b"dma across pages";
@@ -506,20 +492,8 @@ fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
 
     // The writes marked exactly the pages they touched.
     h.write_mem(SCRATCH, &[0; 8]);
-    h.ctx
-        .hwpt_get_dirty_bitmap(
-            &Caller {
-                mem: &h.mem,
-                files: &h.files,
-                creds: h.creds,
-            },
-            hwpt,
-            0x10_0000,
-            4 * PAGE,
-            PAGE,
-            SCRATCH,
-            false,
-        )
+    let (ctx, caller) = h.split();
+    ctx.hwpt_get_dirty_bitmap(&caller, hwpt, 0x10_0000, 4 * PAGE, PAGE, SCRATCH, false)
         .unwrap();
     assert_eq!(h.read_mem(SCRATCH, 1), vec![0b0000_0011]);
     h.ctx.device_detach(dev).unwrap();

@@ -64,8 +64,6 @@ pub struct Context {
     /// `IOMMU_OPTION_RLIMIT_MODE`: charge new maps to the process (`Mm`)
     /// rather than to the user.
     pub(crate) account_mm: bool,
-    /// The selftest's temporary-memory limit (it only changes batching).
-    pub(crate) temp_memory_limit: u32,
     /// This context as a DMA owner in the IOMMU core.
     pub(crate) owner: softiommu_iommu::OwnerId,
     /// Objects that stand behind a file of the caller, by the file's inode.
@@ -89,7 +87,6 @@ impl Context {
             objects: ObjectTable::default(),
             vfio_ioas: None,
             account_mm: false,
-            temp_memory_limit: 65536,
             owner,
             side_files: std::collections::HashMap::new(),
             side_output: Vec::new(),

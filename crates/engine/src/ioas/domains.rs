@@ -26,10 +26,7 @@ impl IoPagetable {
         small: bool,
     ) -> Result<()> {
         fail_nth.check()?;
-        let prot = softiommu_pt::Prot {
-            read: area.prot.read,
-            write: area.prot.write,
-        };
+        let prot = area.prot;
         let mut table = domain.lock();
         let mut done = 0u64;
         let length = area.length();
@@ -159,7 +156,7 @@ impl IoPagetable {
         if align != self.iova_alignment {
             self.check_alignment(align)?;
         }
-        let owner = ReservedOwner::Domain(domain.hwpt);
+        let owner = ReservedOwner::Hwpt(domain.hwpt);
         let mut reserved = Ok(());
         if aperture.start != 0 {
             reserved = self.reserve(0, aperture.start - 1, owner);
@@ -235,7 +232,7 @@ impl IoPagetable {
                 area.pages.unpin(pf, pl);
             }
         }
-        self.remove_reserved(ReservedOwner::Domain(hwpt));
+        self.remove_reserved(ReservedOwner::Hwpt(hwpt));
         let _ = self.recalculate_alignment(1);
     }
 }

@@ -40,20 +40,16 @@ pub const HPAGE_SIZE: u64 = 2 << 20;
 /// Linux's `ULONG_MAX` on 64-bit.
 pub const ULONG_MAX: u64 = u64::MAX;
 
-/// Access rights of a mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Prot {
-    pub read: bool,
-    pub write: bool,
-}
+/// Access rights of a mapping: one type with the page tables' own.
+pub use softiommu_pt::Prot;
 
 /// Who reserved an IOVA range; removal is by owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ReservedOwner {
     /// Reserved by user space (the selftest's `ADD_RESERVED`): lives as long as the IOAS.
     User,
-    /// A domain's aperture, by domain id.
-    Domain(u32),
+    /// The aperture of the domain a HWPT holds, by the HWPT's object id.
+    Hwpt(u32),
     /// A device's reserved regions, by device id.
     Device(u32),
 }

@@ -187,7 +187,7 @@ impl ObjectTable {
         }
     }
 
-    pub fn hwpt(&self, id: u32) -> Result<&HwptPaging> {
+    pub fn hwpt_paging(&self, id: u32) -> Result<&HwptPaging> {
         match self.get(id) {
             Some(Object::HwptPaging(h)) => Ok(h),
             _ => Err(Errno::ENOENT),

@@ -197,7 +197,7 @@ impl Context {
     ) -> Result<u32> {
         let dev = self.objects.device(dev_id)?.dev;
         let (parent_domain, auto, nest_parent) = {
-            let p = self.objects.hwpt(parent)?;
+            let p = self.objects.hwpt_paging(parent)?;
             (p.domain, p.auto, p.flags.nest_parent)
         };
         let driver = {
@@ -265,11 +265,11 @@ impl Context {
     /// The domain behind a paging or nested HWPT, and the IOAS whose reserved
     /// IOVA governs it (a nested HWPT's parent's).
     fn hwpt_target(&self, hwpt: u32) -> Result<(softiommu_iommu::DomainId, u32)> {
-        if let Ok(h) = self.objects.hwpt(hwpt) {
+        if let Ok(h) = self.objects.hwpt_paging(hwpt) {
             return Ok((h.domain, h.ioas));
         }
         let n = self.objects.hwpt_nested(hwpt)?;
-        Ok((n.domain, self.objects.hwpt(n.parent)?.ioas))
+        Ok((n.domain, self.objects.hwpt_paging(n.parent)?.ioas))
     }
 
     pub(crate) fn destroy_hwpt(&mut self, id: u32, hwpt: HwptPaging) {
@@ -320,7 +320,7 @@ impl Context {
                 }
                 // Reuse an automatic HWPT of this IOAS that the device accepts.
                 for hwpt in self.objects.ids_of(ObjectType::HwptPaging) {
-                    let h = self.objects.hwpt(hwpt)?;
+                    let h = self.objects.hwpt_paging(hwpt)?;
                     if !h.auto || h.ioas != pt_id {
                         continue;
                     }
@@ -382,7 +382,11 @@ impl Context {
         // Device regions were reserved per device; the callers remove them.
         let _ = ioas;
         self.objects.drop_user(hwpt);
-        let auto = self.objects.hwpt(hwpt).map(|h| h.auto).unwrap_or(false);
+        let auto = self
+            .objects
+            .hwpt_paging(hwpt)
+            .map(|h| h.auto)
+            .unwrap_or(false);
         if auto && self.objects.users(hwpt) == Some(1) {
             let _ = self.destroy(hwpt);
         }
@@ -415,7 +419,7 @@ impl Context {
         let target = match self.objects.kind(pt_id) {
             Some(ObjectType::HwptPaging | ObjectType::HwptNested) => pt_id,
             Some(ObjectType::Ioas) => {
-                if old_ioas == pt_id && self.objects.hwpt(old_hwpt).is_ok_and(|h| h.auto) {
+                if old_ioas == pt_id && self.objects.hwpt_paging(old_hwpt).is_ok_and(|h| h.auto) {
                     return Ok((old_hwpt, Affected::default()));
                 }
                 // An automatic HWPT is never PASID-compatible.
@@ -432,7 +436,7 @@ impl Context {
         }
         self.rid_pasid_compat(dev_id, target)?;
         let (domain, new_ioas) = self.hwpt_target(target)?;
-        let made_auto = self.objects.hwpt(target).is_ok_and(|h| h.auto)
+        let made_auto = self.objects.hwpt_paging(target).is_ok_and(|h| h.auto)
             && self.objects.users(target) == Some(1);
         let cleanup = |ctx: &mut Context| {
             if made_auto {

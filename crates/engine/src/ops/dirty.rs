@@ -15,7 +15,7 @@ impl Context {
     /// every dirty bit first, so the next read starts from a clean snapshot.
     /// `EOPNOTSUPP` unless the HWPT was allocated for dirty tracking.
     pub fn hwpt_set_dirty_tracking(&mut self, hwpt: u32, enable: bool) -> Result<()> {
-        let h = self.objects.hwpt(hwpt)?;
+        let h = self.objects.hwpt_paging(hwpt)?;
         if !h.flags.dirty_tracking {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -56,7 +56,7 @@ impl Context {
         data: u64,
         no_clear: bool,
     ) -> Result<()> {
-        let h = self.objects.hwpt(hwpt)?;
+        let h = self.objects.hwpt_paging(hwpt)?;
         let (table, ioas, tracking_capable) = (h.table.clone(), h.ioas, h.flags.dirty_tracking);
         let iopt = self.ioas(ioas)?;
         let last = iova
@@ -128,7 +128,7 @@ impl Context {
         if page_size == 0 || iova % page_size != 0 || length % page_size != 0 || uptr == 0 {
             return Err(Errno::EINVAL);
         }
-        let table = self.objects.hwpt(hwpt)?.table.clone();
+        let table = self.objects.hwpt_paging(hwpt)?.table.clone();
         let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
         if !table.dirty_tracking() {
             return Err(Errno::EINVAL);

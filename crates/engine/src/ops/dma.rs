@@ -8,7 +8,6 @@
 
 use crate::context::Context;
 use crate::errno::Errno;
-use crate::object::ObjectType;
 use crate::pages::physical::{Backing, PhysMap, CHUNK_SIZE};
 use softiommu_iommu::DomainKind;
 use softiommu_pt::{DmaMemory, Fault, FaultLog, FaultReason};
@@ -279,10 +278,5 @@ impl Context {
             dma.read(iova, buf)
         };
         outcome.map_err(DmaError::Fault)
-    }
-
-    /// Whether `id` is a bound device (for callers choosing a DMA path).
-    pub fn is_device(&self, id: u32) -> bool {
-        self.objects.kind(id) == Some(ObjectType::Device)
     }
 }

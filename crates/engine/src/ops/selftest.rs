@@ -109,7 +109,7 @@ impl Context {
         }
         iova.checked_add(length).ok_or(Errno::EINVAL)?;
         uptr.checked_add(length).ok_or(Errno::EINVAL)?;
-        let table = self.objects.hwpt(hwpt)?.table.clone();
+        let table = self.objects.hwpt_paging(hwpt)?.table.clone();
         let table = table.lock().unwrap_or_else(|e| e.into_inner());
         let first_page = uptr - uptr % PAGE_SIZE;
         let npages = (uptr + length).div_ceil(PAGE_SIZE) - first_page / PAGE_SIZE;

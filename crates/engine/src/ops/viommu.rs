@@ -48,7 +48,7 @@ impl Context {
             }
             iommu
         };
-        if !self.objects.hwpt(hwpt_id)?.flags.nest_parent {
+        if !self.objects.hwpt_paging(hwpt_id)?.flags.nest_parent {
             return Err(Errno::EINVAL);
         }
         self.shared().fail_nth.check()?;
@@ -168,7 +168,7 @@ impl Context {
             .and_then(|l| l.checked_add(PAGE_SIZE - 1))
             .ok_or(Errno::ERANGE)?
             & !(PAGE_SIZE - 1);
-        let ioas = self.objects.hwpt(hwpt)?.ioas;
+        let ioas = self.objects.hwpt_paging(hwpt)?.ioas;
         let table = self.ioas_mut(ioas)?;
         let contiguous = table
             .area_at(aligned)
