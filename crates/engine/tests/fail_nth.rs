@@ -7,7 +7,7 @@ use common::*;
 use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::SimFile;
 use softiommu_engine::pages::live_pages;
-use softiommu_engine::{Caller, Errno, MapArgs};
+use softiommu_engine::{Errno, MapArgs};
 use std::sync::{Arc, Mutex};
 
 /// `live_pages` is process-wide: run the sweeps one at a time.
@@ -30,24 +30,19 @@ fn world() -> World {
     let mut h = Harness::new();
     let a = h.ctx.ioas_alloc().unwrap();
     let b = h.ctx.ioas_alloc().unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
+    let (ctx, caller) = h.split();
     for i in 0..4 {
-        h.ctx
-            .ioas_map(
-                &caller,
-                a,
-                BUF + i * 0x10000,
-                MapArgs {
-                    iova: Some(0x10_0000 + i * 4 * PAGE),
-                    length: 4 * PAGE,
-                    prot: RW,
-                },
-            )
-            .unwrap();
+        ctx.ioas_map(
+            &caller,
+            a,
+            BUF + i * 0x10000,
+            MapArgs {
+                iova: Some(0x10_0000 + i * 4 * PAGE),
+                length: 4 * PAGE,
+                prot: RW,
+            },
+        )
+        .unwrap();
     }
     h.ctx.ioas_add_reserved(a, 0x80_0000, 0x1000).unwrap();
     h.ctx
@@ -126,46 +121,36 @@ fn sweep(name: &str, step: Step) {
 #[test]
 fn map_fixed_unwinds() {
     sweep("map fixed", |w| {
-        let c = Caller {
-            mem: &w.h.mem,
-            files: &w.h.files,
-            creds: w.h.creds,
-        };
-        w.h.ctx
-            .ioas_map(
-                &c,
-                w.a,
-                BUF,
-                MapArgs {
-                    iova: Some(0x40_0000),
-                    length: 8 * PAGE,
-                    prot: RW,
-                },
-            )
-            .map(|_| ())
+        let (ctx, c) = w.h.split();
+        ctx.ioas_map(
+            &c,
+            w.a,
+            BUF,
+            MapArgs {
+                iova: Some(0x40_0000),
+                length: 8 * PAGE,
+                prot: RW,
+            },
+        )
+        .map(|_| ())
     });
 }
 
 #[test]
 fn map_auto_unwinds() {
     sweep("map auto", |w| {
-        let c = Caller {
-            mem: &w.h.mem,
-            files: &w.h.files,
-            creds: w.h.creds,
-        };
-        w.h.ctx
-            .ioas_map(
-                &c,
-                w.b,
-                BUF,
-                MapArgs {
-                    iova: None,
-                    length: 8 * PAGE,
-                    prot: RW,
-                },
-            )
-            .map(|_| ())
+        let (ctx, c) = w.h.split();
+        ctx.ioas_map(
+            &c,
+            w.b,
+            BUF,
+            MapArgs {
+                iova: None,
+                length: 8 * PAGE,
+                prot: RW,
+            },
+        )
+        .map(|_| ())
     });
 }
 
@@ -173,24 +158,19 @@ fn map_auto_unwinds() {
 fn map_file_unwinds() {
     sweep("map file", |w| {
         let file = w.file.clone();
-        let c = Caller {
-            mem: &w.h.mem,
-            files: &w.h.files,
-            creds: w.h.creds,
-        };
-        w.h.ctx
-            .ioas_map_file(
-                &c,
-                w.a,
-                file,
-                PAGE,
-                MapArgs {
-                    iova: None,
-                    length: 8 * PAGE,
-                    prot: RW,
-                },
-            )
-            .map(|_| ())
+        let (ctx, c) = w.h.split();
+        ctx.ioas_map_file(
+            &c,
+            w.a,
+            file,
+            PAGE,
+            MapArgs {
+                iova: None,
+                length: 8 * PAGE,
+                prot: RW,
+            },
+        )
+        .map(|_| ())
     });
 }
 

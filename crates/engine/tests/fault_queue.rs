@@ -8,16 +8,8 @@ use softiommu_engine::memory::FileResolver;
 use softiommu_engine::Errno;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
-use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+use softiommu_uapi::test_cmd as t;
 use zerocopy::{FromBytes, IntoBytes};
-
-fn fault_alloc(h: &mut Harness) -> Result<IommuFaultAlloc, Errno> {
-    let mut c = IommuFaultAlloc {
-        size: 16,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_FAULT_QUEUE_ALLOC, &mut c).map(|_| c)
-}
 
 /// An IOAS with a mock device on it, and a nest parent over that IOAS.
 struct Setup {
@@ -27,57 +19,26 @@ struct Setup {
 }
 
 fn setup(h: &mut Harness) -> Setup {
-    let ioas = alloc(h);
-    let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas, |_| ())
-        .unwrap()
-        .payload_as();
-    let mut parent = IommuHwptAlloc {
-        size: 48,
-        dev_id: md.out_idev_id,
-        pt_id: ioas,
-        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_HWPT_ALLOC, &mut parent).unwrap();
+    let ioas = cmd::ioas_alloc(h).unwrap();
+    let md = cmd::mock_domain(h, ioas).unwrap();
+    let parent = cmd::hwpt_alloc(h, md.idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT).unwrap();
     Setup {
-        dev: md.out_idev_id,
-        stdev: md.out_stdev_id,
-        parent: parent.out_hwpt_id,
+        dev: md.idev,
+        stdev: md.stdev,
+        parent,
     }
 }
 
 fn nested_with_fault(h: &mut Harness, s: &Setup, fault_id: u32) -> Result<u32, Errno> {
-    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
-    let mut c = IommuHwptAlloc {
-        size: 48,
-        flags: IOMMU_HWPT_FAULT_ID_VALID,
-        dev_id: s.dev,
-        pt_id: s.parent,
-        data_type: t::IOMMU_HWPT_DATA_SELFTEST,
-        data_len: 4,
-        data_uptr: SCRATCH,
-        fault_id,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_HWPT_ALLOC, &mut c).map(|_| c.out_hwpt_id)
+    cmd::hwpt_alloc_nested(h, s.dev, s.parent, IOMMU_HWPT_FAULT_ID_VALID, fault_id)
 }
 
-fn replace(h: &mut Harness, stdev: u32, pt: u32) -> Result<IommuTestCmd, Errno> {
-    test_cmd(h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
-        c.set_payload(&t::TestOneId { id: pt })
-    })
+fn replace(h: &mut Harness, stdev: u32, pt: u32) -> Result<u32, Errno> {
+    cmd::mock_domain_replace(h, stdev, pt)
 }
 
-fn trigger(h: &mut Harness, dev_id: u32, pasid: u32, addr: u64) -> Result<IommuTestCmd, Errno> {
-    test_cmd(h, t::op::TRIGGER_IOPF, 0, |c| {
-        c.set_payload(&t::TestTriggerIopf {
-            dev_id,
-            pasid,
-            grpid: 2,
-            perm: IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
-            addr,
-        })
-    })
+fn trigger(h: &mut Harness, dev_id: u32, pasid: u32, addr: u64) -> Result<(), Errno> {
+    cmd::trigger_iopf(h, dev_id, pasid, addr)
 }
 
 /// The records queued for side file `inode`.
@@ -99,9 +60,9 @@ fn records_for(h: &mut Harness, inode: u64) -> Vec<IommuHwptPgfault> {
 fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
     let mut h = Harness::new();
     let s = setup(&mut h);
-    let q = fault_alloc(&mut h).unwrap();
-    assert_ne!(q.out_fault_id, 0);
-    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+    let (fault_id, fault_fd) = cmd::fault_alloc(&mut h).unwrap();
+    assert_ne!(fault_id, 0);
+    let inode = h.files.inode_of(fault_fd).unwrap();
 
     assert_eq!(
         nested_with_fault(&mut h, &s, u32::MAX),
@@ -113,9 +74,9 @@ fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
         Err(Errno::ENOENT),
         "a HWPT is no fault queue"
     );
-    let hwpt = nested_with_fault(&mut h, &s, q.out_fault_id).unwrap();
+    let hwpt = nested_with_fault(&mut h, &s, fault_id).unwrap();
     assert_eq!(
-        destroy(&mut h, q.out_fault_id),
+        cmd::destroy(&mut h, fault_id),
         Err(Errno::EBUSY),
         "a HWPT holds the queue"
     );
@@ -144,7 +105,7 @@ fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
     assert_ne!(first.cookie, 0);
     assert_eq!(records[1].flags, IOMMU_PGFAULT_FLAGS_LAST_PAGE, "no PASID");
     assert_ne!(records[1].cookie, first.cookie);
-    assert_eq!(h.ctx.fault_queue(q.out_fault_id).unwrap().awaiting.len(), 2);
+    assert_eq!(h.ctx.fault_queue(fault_id).unwrap().awaiting.len(), 2);
 
     // Responses arrive in pieces; an unknown cookie is dropped.
     let mut bytes = Vec::new();
@@ -157,7 +118,7 @@ fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
     }
     h.ctx.side_file_input(inode, &bytes[..5]);
     h.ctx.side_file_input(inode, &bytes[5..]);
-    let queue = h.ctx.fault_queue(q.out_fault_id).unwrap();
+    let queue = h.ctx.fault_queue(fault_id).unwrap();
     assert!(queue.awaiting.is_empty());
     assert_eq!(queue.responses.get(&IOMMUFD_PAGE_RESP_SUCCESS), Some(&1));
     assert_eq!(queue.responses.get(&IOMMUFD_PAGE_RESP_INVALID), Some(&1));
@@ -165,16 +126,16 @@ fn a_fault_on_a_hwpt_with_a_queue_reaches_its_file_and_takes_a_response() {
     // The object outlives its file until destroyed, and not while a HWPT or
     // the file holds it.
     replace(&mut h, s.stdev, s.parent).unwrap();
-    destroy(&mut h, hwpt).unwrap();
+    cmd::destroy(&mut h, hwpt).unwrap();
     assert_eq!(
-        destroy(&mut h, q.out_fault_id),
+        cmd::destroy(&mut h, fault_id),
         Err(Errno::EBUSY),
         "the open file holds the queue"
     );
-    let closed = h.files.close_side_file(q.out_fault_fd as i32).unwrap();
+    let closed = h.files.close_side_file(fault_fd).unwrap();
     h.ctx.side_file_closed(closed);
-    destroy(&mut h, q.out_fault_id).unwrap();
-    assert_eq!(destroy(&mut h, q.out_fault_id), Err(Errno::ENOENT));
+    cmd::destroy(&mut h, fault_id).unwrap();
+    assert_eq!(cmd::destroy(&mut h, fault_id), Err(Errno::ENOENT));
 }
 
 #[test]
@@ -197,14 +158,14 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
         Err(Errno::EINVAL),
         "shorter than the first release's struct"
     );
-    let q = fault_alloc(&mut h).unwrap();
-    let ioas = alloc(&mut h);
+    let (fault_id, fault_fd) = cmd::fault_alloc(&mut h).unwrap();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
     let mut parent_with_fault = IommuHwptAlloc {
         size: 48,
         flags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID,
         dev_id: s.dev,
         pt_id: ioas,
-        fault_id: q.out_fault_id,
+        fault_id,
         ..Default::default()
     };
     assert_eq!(
@@ -223,12 +184,12 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
     };
     assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut paging), Err(Errno::ENOENT));
     assert_eq!(h.ctx.objects().len(), objects, "nothing left behind");
-    paging.fault_id = q.out_fault_id;
+    paging.fault_id = fault_id;
     h.cmd(IOMMU_HWPT_ALLOC, &mut paging).unwrap();
-    assert_eq!(destroy(&mut h, q.out_fault_id), Err(Errno::EBUSY));
+    assert_eq!(cmd::destroy(&mut h, fault_id), Err(Errno::EBUSY));
 
     // On a paging HWPT, only faults without a PASID reach the queue.
-    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+    let inode = h.files.inode_of(fault_fd).unwrap();
     replace(&mut h, s.stdev, paging.out_hwpt_id).unwrap();
     trigger(&mut h, s.dev, 1, 0x1000).unwrap();
     trigger(&mut h, s.dev, 0, 0x2000).unwrap();
@@ -236,10 +197,10 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
     assert_eq!(records.len(), 1);
     assert_eq!((records[0].pasid, records[0].addr), (0, 0x2000));
     replace(&mut h, s.stdev, s.parent).unwrap();
-    destroy(&mut h, paging.out_hwpt_id).unwrap();
+    cmd::destroy(&mut h, paging.out_hwpt_id).unwrap();
 
     assert_eq!(
-        trigger(&mut h, 4242, 0, 0).map(|_| ()),
+        trigger(&mut h, 4242, 0, 0),
         Err(Errno::ENOENT),
         "an unknown device"
     );
@@ -249,8 +210,8 @@ fn fault_queue_alloc_and_hwpt_alloc_refuse_bad_input() {
 fn closing_the_context_with_the_queue_file_open_frees_everything() {
     let mut h = Harness::new();
     let s = setup(&mut h);
-    let q = fault_alloc(&mut h).unwrap();
-    nested_with_fault(&mut h, &s, q.out_fault_id).unwrap();
+    let (fault_id, _fd) = cmd::fault_alloc(&mut h).unwrap();
+    nested_with_fault(&mut h, &s, fault_id).unwrap();
     h.ctx.close();
     assert!(h.ctx.objects().is_empty());
 }
@@ -258,46 +219,36 @@ fn closing_the_context_with_the_queue_file_open_frees_everything() {
 #[test]
 fn device_dma_that_faults_raises_a_page_request() {
     let mut h = Harness::new();
-    let ioas = alloc(&mut h);
-    let md: t::TestMockDomain = test_cmd(&mut h, t::op::MOCK_DOMAIN, ioas, |_| ())
-        .unwrap()
-        .payload_as();
-    let q = fault_alloc(&mut h).unwrap();
-    let inode = h.files.inode_of(q.out_fault_fd as i32).unwrap();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let md = cmd::mock_domain(&mut h, ioas).unwrap();
+    let (fault_id, fault_fd) = cmd::fault_alloc(&mut h).unwrap();
+    let inode = h.files.inode_of(fault_fd).unwrap();
     let mut paging = IommuHwptAlloc {
         size: 48,
         flags: IOMMU_HWPT_FAULT_ID_VALID,
-        dev_id: md.out_idev_id,
+        dev_id: md.idev,
         pt_id: ioas,
-        fault_id: q.out_fault_id,
+        fault_id,
         ..Default::default()
     };
     h.cmd(IOMMU_HWPT_ALLOC, &mut paging).unwrap();
-    replace(&mut h, md.out_stdev_id, paging.out_hwpt_id).unwrap();
-    let mut m = IommuIoasMap {
-        size: 40,
-        flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
-        ioas_id: ioas,
-        user_va: BUF,
-        length: PAGE,
-        iova: t::MOCK_APERTURE_START,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_IOAS_MAP, &mut m).unwrap();
+    replace(&mut h, md.stdev, paging.out_hwpt_id).unwrap();
+    let flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE;
+    cmd::ioas_map(&mut h, ioas, flags, BUF, PAGE, t::MOCK_APERTURE_START).unwrap();
 
     h.ctx
-        .device_dma(md.out_idev_id, t::MOCK_APERTURE_START, &mut [0; 8], false)
+        .device_dma(md.idev, t::MOCK_APERTURE_START, &mut [0; 8], false)
         .unwrap();
     assert!(h.ctx.take_side_output().is_empty(), "no fault, no request");
 
     let missing = t::MOCK_APERTURE_START + 3 * PAGE + 16;
     assert!(h
         .ctx
-        .device_dma(md.out_idev_id, missing, &mut [0; 8], false)
+        .device_dma(md.idev, missing, &mut [0; 8], false)
         .is_err());
     assert!(h
         .ctx
-        .device_dma(md.out_idev_id, t::MOCK_APERTURE_START, &mut [1], true)
+        .device_dma(md.idev, t::MOCK_APERTURE_START, &mut [1], true)
         .is_err());
     let out = h.ctx.take_side_output();
     assert_eq!(out.len(), 2);
@@ -314,11 +265,11 @@ fn device_dma_that_faults_raises_a_page_request() {
         "the page"
     );
     assert_eq!(records[0].perm, IOMMU_PGFAULT_PERM_READ);
-    assert_eq!(records[0].dev_id, md.out_idev_id);
+    assert_eq!(records[0].dev_id, md.idev);
     assert_eq!(
         records[1].perm, IOMMU_PGFAULT_PERM_WRITE,
         "a write to a read-only page"
     );
     assert_ne!(records[0].grpid, records[1].grpid);
-    assert_eq!(h.ctx.fault_queue(q.out_fault_id).unwrap().awaiting.len(), 2);
+    assert_eq!(h.ctx.fault_queue(fault_id).unwrap().awaiting.len(), 2);
 }

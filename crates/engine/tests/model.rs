@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use softiommu_engine::ioas::{Prot, HPAGE_SIZE};
-use softiommu_engine::{Caller, Errno, MapArgs};
+use softiommu_engine::{Errno, MapArgs};
 
 const MAX: u64 = u64::MAX;
 
@@ -316,11 +316,7 @@ fn run(ops: Vec<Op>) {
     // Successes per operation kind, to show the run exercised real work.
     let mut succeeded = std::collections::BTreeMap::<&str, usize>::new();
     for (n, op) in ops.into_iter().enumerate() {
-        let caller = Caller {
-            mem: &h.mem,
-            files: &h.files,
-            creds: h.creds,
-        };
+        let (ctx, caller) = h.split();
         let (got, want): (Result<u64, Errno>, Result<u64, Errno>) = match &op {
             &Op::Map {
                 ioas,
@@ -331,7 +327,7 @@ fn run(ops: Vec<Op>) {
             } => {
                 let va = BUF + va_off;
                 let prot = Prot { read: true, write };
-                let got = h.ctx.ioas_map(
+                let got = ctx.ioas_map(
                     &caller,
                     ids[ioas],
                     va,

@@ -19,56 +19,14 @@ struct Setup {
 
 /// Two mock devices on one IOAS and a nest parent over it.
 fn setup(h: &mut Harness) -> Setup {
-    let ioas = alloc(h);
+    let ioas = cmd::ioas_alloc(h).unwrap();
     let mut devs = [(0, 0); 2];
     for d in &mut devs {
-        let md: t::TestMockDomain = test_cmd(h, t::op::MOCK_DOMAIN, ioas, |_| ())
-            .unwrap()
-            .payload_as();
-        *d = (md.out_idev_id, md.out_stdev_id);
+        let md = cmd::mock_domain(h, ioas).unwrap();
+        *d = (md.idev, md.stdev);
     }
-    let mut parent = IommuHwptAlloc {
-        size: 48,
-        dev_id: devs[0].0,
-        pt_id: ioas,
-        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_HWPT_ALLOC, &mut parent).unwrap();
-    Setup {
-        ioas,
-        devs,
-        parent: parent.out_hwpt_id,
-    }
-}
-
-fn viommu_alloc(h: &mut Harness, dev: u32, hwpt: u32, ty: u32) -> Result<u32, Errno> {
-    let mut c = IommuViommuAlloc {
-        size: 32,
-        viommu_type: ty,
-        dev_id: dev,
-        hwpt_id: hwpt,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_VIOMMU_ALLOC, &mut c).map(|_| c.out_viommu_id)
-}
-
-fn vdevice_alloc(h: &mut Harness, viommu: u32, dev: u32, virt_id: u64) -> Result<u32, Errno> {
-    let mut c = IommuVdeviceAlloc {
-        size: 24,
-        viommu_id: viommu,
-        dev_id: dev,
-        virt_id,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_VDEVICE_ALLOC, &mut c).map(|_| c.out_vdevice_id)
-}
-
-fn check_cache(h: &mut Harness, dev: u32, id: u32, value: u32) -> Result<(), Errno> {
-    test_cmd(h, t::op::DEV_CHECK_CACHE, dev, |c| {
-        c.set_payload(&t::TestCheckCache { id, value })
-    })
-    .map(|_| ())
+    let parent = cmd::hwpt_alloc(h, devs[0].0, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT).unwrap();
+    Setup { ioas, devs, parent }
 }
 
 /// Invalidates through `viommu` with `{flags, vdev_id, cache_id}` entries;
@@ -79,23 +37,8 @@ fn invalidate(
     entries: &[[u32; 3]],
     entry_len: u32,
     data_type: u32,
-) -> (Result<i64, Errno>, u32) {
-    let bytes: Vec<u8> = entries
-        .iter()
-        .flat_map(|e| e.iter().flat_map(|w| w.to_ne_bytes()))
-        .collect();
-    h.write_mem(SCRATCH + 0x100, &bytes);
-    let mut c = IommuHwptInvalidate {
-        size: 32,
-        hwpt_id: viommu,
-        data_uptr: SCRATCH + 0x100,
-        data_type,
-        entry_len,
-        entry_num: entries.len() as u32,
-        ..Default::default()
-    };
-    let r = h.cmd(IOMMU_HWPT_INVALIDATE, &mut c);
-    (r, c.entry_num)
+) -> (Result<(), Errno>, u32) {
+    cmd::hwpt_invalidate(h, viommu, data_type, entry_len, entries)
 }
 
 #[test]
@@ -105,29 +48,26 @@ fn a_viommu_needs_a_nest_parent_and_the_drivers_type() {
     let dev = s.devs[0].0;
     let ty = t::IOMMU_VIOMMU_TYPE_SELFTEST;
     assert_eq!(
-        viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_DEFAULT),
+        cmd::viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_DEFAULT),
         Err(Errno::EOPNOTSUPP)
     );
     assert_eq!(
-        viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_ARM_SMMUV3),
+        cmd::viommu_alloc(&mut h, dev, s.parent, IOMMU_VIOMMU_TYPE_ARM_SMMUV3),
         Err(Errno::EOPNOTSUPP),
         "not the mock driver's type"
     );
-    assert_eq!(viommu_alloc(&mut h, 999, s.parent, ty), Err(Errno::ENOENT));
     assert_eq!(
-        viommu_alloc(&mut h, dev, s.ioas, ty),
+        cmd::viommu_alloc(&mut h, 999, s.parent, ty),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::viommu_alloc(&mut h, dev, s.ioas, ty),
         Err(Errno::ENOENT),
         "an IOAS is no HWPT"
     );
-    let mut plain = IommuHwptAlloc {
-        size: 48,
-        dev_id: dev,
-        pt_id: s.ioas,
-        ..Default::default()
-    };
-    h.cmd(IOMMU_HWPT_ALLOC, &mut plain).unwrap();
+    let plain = cmd::hwpt_alloc(&mut h, dev, s.ioas, 0).unwrap();
     assert_eq!(
-        viommu_alloc(&mut h, dev, plain.out_hwpt_id, ty),
+        cmd::viommu_alloc(&mut h, dev, plain, ty),
         Err(Errno::EINVAL),
         "not a nest parent"
     );
@@ -140,14 +80,14 @@ fn a_viommu_needs_a_nest_parent_and_the_drivers_type() {
         ..Default::default()
     };
     assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut bad), Err(Errno::EOPNOTSUPP));
-    let viommu = viommu_alloc(&mut h, dev, s.parent, ty).unwrap();
+    let viommu = cmd::viommu_alloc(&mut h, dev, s.parent, ty).unwrap();
     assert_eq!(
-        destroy(&mut h, s.parent),
+        cmd::destroy(&mut h, s.parent),
         Err(Errno::EBUSY),
         "the vIOMMU holds its stage 2"
     );
-    destroy(&mut h, viommu).unwrap();
-    destroy(&mut h, s.parent).unwrap();
+    cmd::destroy(&mut h, viommu).unwrap();
+    cmd::destroy(&mut h, s.parent).unwrap();
 }
 
 #[test]
@@ -155,32 +95,41 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
     let mut h = Harness::new();
     let s = setup(&mut h);
     let [(dev0, _), (dev1, _)] = s.devs;
-    let viommu = viommu_alloc(&mut h, dev0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
-    assert_eq!(vdevice_alloc(&mut h, 999, dev0, 0x99), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&mut h, viommu, 999, 0x99), Err(Errno::ENOENT));
-    let vdev0 = vdevice_alloc(&mut h, viommu, dev0, 0x99).unwrap();
+    let viommu = cmd::viommu_alloc(&mut h, dev0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
     assert_eq!(
-        vdevice_alloc(&mut h, viommu, dev0, 0x98),
+        cmd::vdevice_alloc(&mut h, 999, dev0, 0x99),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::vdevice_alloc(&mut h, viommu, 999, 0x99),
+        Err(Errno::ENOENT)
+    );
+    let vdev0 = cmd::vdevice_alloc(&mut h, viommu, dev0, 0x99).unwrap();
+    assert_eq!(
+        cmd::vdevice_alloc(&mut h, viommu, dev0, 0x98),
         Err(Errno::EEXIST),
         "a device has one vDEVICE"
     );
     assert_eq!(
-        vdevice_alloc(&mut h, viommu, dev1, 0x99),
+        cmd::vdevice_alloc(&mut h, viommu, dev1, 0x99),
         Err(Errno::EEXIST),
         "a virtual id names one device"
     );
-    let vdev1 = vdevice_alloc(&mut h, viommu, dev1, 0x88).unwrap();
-    assert_eq!(destroy(&mut h, viommu), Err(Errno::EBUSY));
+    let vdev1 = cmd::vdevice_alloc(&mut h, viommu, dev1, 0x88).unwrap();
+    assert_eq!(cmd::destroy(&mut h, viommu), Err(Errno::EBUSY));
 
     let sel = t::IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
     let default = t::IOMMU_TEST_DEV_CACHE_DEFAULT;
     for id in 0..4 {
-        check_cache(&mut h, dev0, id, default).unwrap();
+        cmd::dev_check_cache(&mut h, dev0, id, default).unwrap();
     }
-    assert_eq!(check_cache(&mut h, dev0, 4, default), Err(Errno::EINVAL));
-    assert_eq!(check_cache(&mut h, dev0, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        cmd::dev_check_cache(&mut h, dev0, 4, default),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(cmd::dev_check_cache(&mut h, dev0, 0, 0), Err(Errno::EINVAL));
 
-    assert_eq!(invalidate(&mut h, viommu, &[], 12, sel), (Ok(0), 0));
+    assert_eq!(invalidate(&mut h, viommu, &[], 12, sel), (Ok(()), 0));
     assert_eq!(
         invalidate(&mut h, viommu, &[[0, 0x99, 0]], 4097, sel),
         (Err(Errno::EINVAL), 0),
@@ -188,7 +137,7 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
     );
     assert_eq!(
         invalidate(&mut h, viommu, &[[0, 0x99, 0]], 16, sel),
-        (Ok(0), 1),
+        (Ok(()), 1),
         "a longer entry with a zero tail"
     );
     assert_eq!(
@@ -196,7 +145,7 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
         (Err(Errno::E2BIG), 0),
         "a longer entry whose tail is not zero"
     );
-    check_cache(&mut h, dev0, 0, 0).unwrap();
+    cmd::dev_check_cache(&mut h, dev0, 0, 0).unwrap();
     assert_eq!(
         invalidate(&mut h, viommu, &[[0, 0x99, 0]], 12, sel + 1),
         (Err(Errno::EINVAL), 0),
@@ -207,8 +156,8 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
         (Err(Errno::EOPNOTSUPP), 1),
         "the first entry is handled, the second has an unknown flag"
     );
-    check_cache(&mut h, dev0, 1, 0).unwrap();
-    check_cache(&mut h, dev0, 2, default).unwrap();
+    cmd::dev_check_cache(&mut h, dev0, 1, 0).unwrap();
+    cmd::dev_check_cache(&mut h, dev0, 2, default).unwrap();
     assert_eq!(
         invalidate(&mut h, viommu, &[[0, 0x99, 4]], 12, sel),
         (Err(Errno::EINVAL), 0),
@@ -227,16 +176,16 @@ fn vdevices_name_devices_inside_a_viommu_and_invalidation_reaches_their_caches()
             12,
             sel
         ),
-        (Ok(0), 1)
+        (Ok(()), 1)
     );
     for id in 0..4 {
-        check_cache(&mut h, dev1, id, 0).unwrap();
+        cmd::dev_check_cache(&mut h, dev1, id, 0).unwrap();
     }
-    check_cache(&mut h, dev0, 3, default).unwrap();
+    cmd::dev_check_cache(&mut h, dev0, 3, default).unwrap();
 
-    destroy(&mut h, vdev1).unwrap();
-    destroy(&mut h, vdev0).unwrap();
-    destroy(&mut h, viommu).unwrap();
+    cmd::destroy(&mut h, vdev1).unwrap();
+    cmd::destroy(&mut h, vdev0).unwrap();
+    cmd::destroy(&mut h, viommu).unwrap();
 }
 
 #[test]
@@ -244,50 +193,27 @@ fn nested_hwpts_through_a_viommu_hold_it_and_its_veventq_takes_events() {
     let mut h = Harness::new();
     let s = setup(&mut h);
     let (dev, stdev) = s.devs[0];
-    let viommu = viommu_alloc(&mut h, dev, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
-    h.write_mem(SCRATCH, &t::IOMMU_TEST_IOTLB_DEFAULT.to_ne_bytes());
-    let mut nested = IommuHwptAlloc {
-        size: 48,
-        dev_id: dev,
-        pt_id: viommu,
-        data_type: t::IOMMU_HWPT_DATA_SELFTEST,
-        data_len: 4,
-        data_uptr: SCRATCH,
-        ..Default::default()
-    };
-    let mut bad = nested;
-    bad.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
-    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut bad), Err(Errno::EOPNOTSUPP));
-    h.cmd(IOMMU_HWPT_ALLOC, &mut nested).unwrap();
-    let hwpt = nested.out_hwpt_id;
-    assert_eq!(destroy(&mut h, viommu), Err(Errno::EBUSY));
-    let vevent = |h: &mut Harness| {
-        test_cmd(h, t::op::TRIGGER_VEVENT, 0, |c| {
-            c.set_payload(&t::TestOneId { id: dev })
-        })
-        .map(|_| ())
-    };
-    let replace = |h: &mut Harness, pt: u32| {
-        test_cmd(h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
-            c.set_payload(&t::TestOneId { id: pt })
-        })
-        .map(|_| ())
-    };
+    let viommu = cmd::viommu_alloc(&mut h, dev, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    assert_eq!(
+        cmd::hwpt_alloc_nested(&mut h, dev, viommu, IOMMU_HWPT_ALLOC_NEST_PARENT, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    let hwpt = cmd::hwpt_alloc_nested(&mut h, dev, viommu, 0, 0).unwrap();
+    assert_eq!(cmd::destroy(&mut h, viommu), Err(Errno::EBUSY));
+    let vevent = |h: &mut Harness| cmd::trigger_vevent(h, dev);
+    let replace = |h: &mut Harness, pt: u32| cmd::mock_domain_replace(h, stdev, pt).map(|_| ());
     assert_eq!(
         replace(&mut h, hwpt),
         Err(Errno::ENOENT),
         "a device needs its vDEVICE before it attaches through the vIOMMU"
     );
-    let vdev = vdevice_alloc(&mut h, viommu, dev, 0x42).unwrap();
+    let vdev = cmd::vdevice_alloc(&mut h, viommu, dev, 0x42).unwrap();
     assert_eq!(
         vevent(&mut h),
         Err(Errno::ENOENT),
         "not on a HWPT of the vIOMMU"
     );
-    test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
-        c.set_payload(&t::TestOneId { id: hwpt })
-    })
-    .unwrap();
+    replace(&mut h, hwpt).unwrap();
     assert_eq!(
         vevent(&mut h),
         Err(Errno::EOPNOTSUPP),
@@ -324,7 +250,7 @@ fn nested_hwpts_through_a_viommu_hold_it_and_its_veventq_takes_events() {
     h.ctx.side_file_unread(inode, 1);
     vevent(&mut h).unwrap();
     assert_eq!(h.ctx.take_side_output(), [(inode, record(3))]);
-    destroy(&mut h, vdev).unwrap();
+    cmd::destroy(&mut h, vdev).unwrap();
     h.ctx.side_file_unread(inode, 0);
     vevent(&mut h).unwrap();
     assert_eq!(
@@ -334,26 +260,23 @@ fn nested_hwpts_through_a_viommu_hold_it_and_its_veventq_takes_events() {
     );
     replace(&mut h, s.parent).unwrap();
     assert_eq!(vevent(&mut h), Err(Errno::ENOENT));
-    test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, stdev, |c| {
-        c.set_payload(&t::TestOneId { id: s.ioas })
-    })
-    .unwrap();
-    destroy(&mut h, hwpt).unwrap();
+    replace(&mut h, s.ioas).unwrap();
+    cmd::destroy(&mut h, hwpt).unwrap();
     assert_eq!(
-        destroy(&mut h, viommu),
+        cmd::destroy(&mut h, viommu),
         Err(Errno::EBUSY),
         "its vEVENTQ holds it"
     );
     assert_eq!(
-        destroy(&mut h, q.out_veventq_id),
+        cmd::destroy(&mut h, q.out_veventq_id),
         Err(Errno::EBUSY),
         "the file holds the queue"
     );
     let closed = h.files.close_side_file(q.out_veventq_fd as i32).unwrap();
     h.ctx.side_file_closed(closed);
-    destroy(&mut h, q.out_veventq_id).unwrap();
-    destroy(&mut h, viommu).unwrap();
-    destroy(&mut h, s.parent).unwrap();
+    cmd::destroy(&mut h, q.out_veventq_id).unwrap();
+    cmd::destroy(&mut h, viommu).unwrap();
+    cmd::destroy(&mut h, s.parent).unwrap();
 }
 
 #[test]
@@ -362,18 +285,18 @@ fn a_vdevice_goes_with_its_device() {
     let s = setup(&mut h);
     let (dev, stdev) = s.devs[1];
     let viommu =
-        viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
-    let vdev = vdevice_alloc(&mut h, viommu, dev, 7).unwrap();
-    destroy(&mut h, stdev).unwrap();
-    assert_eq!(destroy(&mut h, vdev), Err(Errno::ENOENT));
+        cmd::viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+    let vdev = cmd::vdevice_alloc(&mut h, viommu, dev, 7).unwrap();
+    cmd::destroy(&mut h, stdev).unwrap();
+    assert_eq!(cmd::destroy(&mut h, vdev), Err(Errno::ENOENT));
     for _ in 0..4 {
         assert_ne!(
-            alloc(&mut h),
+            cmd::ioas_alloc(&mut h).unwrap(),
             vdev,
             "a tombstone's id is not handed out again"
         );
     }
-    destroy(&mut h, viommu).unwrap();
+    cmd::destroy(&mut h, viommu).unwrap();
     let (r, done) = invalidate(
         &mut h,
         viommu,
@@ -454,7 +377,7 @@ fn driver_data_gives_the_viommu_a_region_to_map() {
         h.ctx.mmap_check(3 * PAGE, 2 * PAGE, 3, 1).is_ok(),
         "the next free offset"
     );
-    destroy(&mut h, first).unwrap();
+    cmd::destroy(&mut h, first).unwrap();
     assert_eq!(
         h.ctx.mmap_check(PAGE, 2 * PAGE, 3, 1).err(),
         Some(Errno::ENXIO)
@@ -465,8 +388,8 @@ fn driver_data_gives_the_viommu_a_region_to_map() {
         PAGE.to_ne_bytes(),
         "the freed offset again"
     );
-    destroy(&mut h, second).unwrap();
-    destroy(&mut h, third).unwrap();
+    cmd::destroy(&mut h, second).unwrap();
+    cmd::destroy(&mut h, third).unwrap();
 }
 
 #[test]
@@ -474,19 +397,11 @@ fn a_hw_queue_needs_memory_one_area_holds() {
     let mut h = Harness::new();
     let s = setup(&mut h);
     let viommu =
-        viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
+        cmd::viommu_alloc(&mut h, s.devs[0].0, s.parent, t::IOMMU_VIOMMU_TYPE_SELFTEST).unwrap();
     let iova = t::MOCK_APERTURE_START;
     for i in 0..2 {
-        let mut m = IommuIoasMap {
-            size: 40,
-            flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
-            ioas_id: s.ioas,
-            user_va: BUF + i * PAGE,
-            length: PAGE,
-            iova: iova + i * PAGE,
-            ..Default::default()
-        };
-        h.cmd(IOMMU_IOAS_MAP, &mut m).unwrap();
+        let flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE;
+        cmd::ioas_map(&mut h, s.ioas, flags, BUF + i * PAGE, PAGE, iova + i * PAGE).unwrap();
     }
     let queue = |h: &mut Harness, index: u32, at: u64, len: u64| {
         let mut c = IommuHwQueueAlloc {
@@ -506,20 +421,12 @@ fn a_hw_queue_needs_memory_one_area_holds() {
         Err(Errno::EFAULT),
         "two areas are not one contiguous block"
     );
-    let unmap = |h: &mut Harness, at: u64| {
-        let mut u = IommuIoasUnmap {
-            size: 24,
-            ioas_id: s.ioas,
-            iova: at,
-            length: PAGE,
-        };
-        h.cmd(IOMMU_IOAS_UNMAP, &mut u)
-    };
+    let unmap = |h: &mut Harness, at: u64| cmd::ioas_unmap(h, s.ioas, at, PAGE);
     unmap(&mut h, iova + PAGE).expect("the failed queue left no pin behind");
     let q0 = queue(&mut h, 0, iova + 8, 16).unwrap();
     assert_eq!(unmap(&mut h, iova), Err(Errno::EBUSY));
     assert_eq!(queue(&mut h, 9, iova, PAGE), Err(Errno::EINVAL));
-    destroy(&mut h, q0).unwrap();
+    cmd::destroy(&mut h, q0).unwrap();
     unmap(&mut h, iova).unwrap();
-    destroy(&mut h, viommu).unwrap();
+    cmd::destroy(&mut h, viommu).unwrap();
 }

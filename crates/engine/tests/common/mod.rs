@@ -1,9 +1,14 @@
-//! A caller with simulated memory, driving a context through the raw entry point.
+//! A caller with simulated memory, driving a context through the raw entry
+//! point; [`cmd`] has one helper per command, in the style of Linux's
+//! `iommufd_utils.h`, and [`test_err`] runs a table of errno cases.
 #![allow(dead_code)]
+
+pub mod cmd;
 
 use softiommu_engine::memory::{AddressSpace, SimFiles, SimMemory};
 use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
+use std::fmt::Debug;
 use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -59,22 +64,34 @@ impl Harness {
         }
     }
 
-    pub fn raw(&mut self, request: u32, bytes: &mut [u8]) -> Result<i64, Errno> {
+    /// This process as the caller of an operation.
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            mem: &self.mem,
+            files: &self.files,
+            creds: self.creds,
+        }
+    }
+
+    /// The context and this process as its caller, borrowed together, for
+    /// the typed operations: `let (ctx, caller) = h.split();`.
+    pub fn split(&mut self) -> (&mut Context, Caller<'_>) {
         let caller = Caller {
             mem: &self.mem,
             files: &self.files,
             creds: self.creds,
         };
-        self.ctx.ioctl(&caller, request, Arg::Bytes(bytes))
+        (&mut self.ctx, caller)
+    }
+
+    pub fn raw(&mut self, request: u32, bytes: &mut [u8]) -> Result<i64, Errno> {
+        let (ctx, caller) = self.split();
+        ctx.ioctl(&caller, request, Arg::Bytes(bytes))
     }
 
     pub fn ptr(&mut self, request: u32, arg: u64) -> Result<i64, Errno> {
-        let caller = Caller {
-            mem: &self.mem,
-            files: &self.files,
-            creds: self.creds,
-        };
-        self.ctx.ioctl(&caller, request, Arg::User(arg))
+        let (ctx, caller) = self.split();
+        ctx.ioctl(&caller, request, Arg::User(arg))
     }
 
     /// Runs `request` on `cmd` (its `size` field must already be set).
@@ -97,39 +114,34 @@ impl Harness {
     }
 }
 
-/// Runs selftest op `op` on object `id`; `fill` sets the payload.
-pub fn test_cmd(
+/// One errno case of a table: what it checks, its input, the errno Linux
+/// gives.
+pub type ErrCase<'a, I> = (&'a str, I, Errno);
+
+/// Runs `cases` in order on `h` through `run` (the style of the selftest's
+/// `test_err_*`), checking each one's errno; a failure names the case.
+pub fn test_err<I: Clone + Debug, T: Debug>(
     h: &mut Harness,
-    op: u32,
-    id: u32,
-    fill: impl FnOnce(&mut softiommu_uapi::test_cmd::IommuTestCmd),
-) -> Result<softiommu_uapi::test_cmd::IommuTestCmd, Errno> {
-    let mut c = softiommu_uapi::test_cmd::IommuTestCmd {
-        size: 72,
-        op,
-        id,
-        ..Default::default()
-    };
-    fill(&mut c);
-    h.cmd(softiommu_uapi::ioctl::IOMMU_TEST_CMD, &mut c)
-        .map(|_| c)
+    cases: &[ErrCase<'_, I>],
+    mut run: impl FnMut(&mut Harness, I) -> Result<T, Errno>,
+) {
+    for (what, input, errno) in cases {
+        let got = run(h, input.clone());
+        assert!(
+            matches!(got, Err(e) if e == *errno),
+            "case `{what}`: got {got:?}, want Err({errno:?}); input {input:?}"
+        );
+    }
 }
 
-/// `IOMMU_DESTROY` of `id`.
-pub fn destroy(h: &mut Harness, id: u32) -> Result<i64, Errno> {
-    let mut c = softiommu_uapi::iommufd::IommuDestroy { size: 8, id };
-    h.cmd(softiommu_uapi::ioctl::IOMMU_DESTROY, &mut c)
-}
-
-/// A new IOAS's id.
-pub fn alloc(h: &mut Harness) -> u32 {
-    let mut c = softiommu_uapi::iommufd::IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    h.cmd(softiommu_uapi::ioctl::IOMMU_IOAS_ALLOC, &mut c)
-        .unwrap();
-    c.out_ioas_id
+/// [`test_err`] for a command issued as its whole struct: each case's input is
+/// the struct (its `size` set), usually a valid one with one field changed.
+pub fn test_err_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
+    h: &mut Harness,
+    request: u32,
+    cases: &[ErrCase<'_, T>],
+) {
+    test_err(h, cases, |h, mut c| h.cmd(request, &mut c));
 }
 
 /// A machine of one IOMMU instance running `driver` with one device, bound
@@ -151,11 +163,6 @@ pub fn nesting_machine(driver: softiommu_iommu::DriverInfo, guest_len: u64) -> (
         nest_parent: true,
     };
     let parent = h.ctx.hwpt_alloc(dev, ioas, flags).unwrap();
-    let caller = Caller {
-        mem: &h.mem,
-        files: &h.files,
-        creds: h.creds,
-    };
     let args = softiommu_engine::MapArgs {
         iova: Some(0),
         length: guest_len,
@@ -164,6 +171,7 @@ pub fn nesting_machine(driver: softiommu_iommu::DriverInfo, guest_len: u64) -> (
             write: true,
         },
     };
-    h.ctx.ioas_map(&caller, ioas, BUF, args).unwrap();
+    let (ctx, caller) = h.split();
+    ctx.ioas_map(&caller, ioas, BUF, args).unwrap();
     (h, dev, parent)
 }

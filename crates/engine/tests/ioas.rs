@@ -1,0 +1,740 @@
+//! IO address spaces through the raw entry point: `IOAS_MAP`, `IOAS_UNMAP`,
+//! `IOAS_COPY`, `IOAS_IOVA_RANGES`, `IOAS_ALLOW_IOVAS`, reserved ranges,
+//! `IOMMU_OPTION`, `IOAS_MAP_FILE` and `IOAS_CHANGE_PROCESS`, with valid and
+//! malformed input, against the errno Linux returns.
+
+mod common;
+use common::cmd::{self, RW};
+use common::*;
+use softiommu_engine::memory::SimFile;
+use softiommu_engine::Errno;
+use softiommu_uapi::ioctl::*;
+use softiommu_uapi::iommufd::*;
+use std::sync::Arc;
+use zerocopy::IntoBytes;
+
+// ---- IOAS_MAP / UNMAP ------------------------------------------------------------------------
+
+#[test]
+fn map_rejects_bad_flags_reserved_overflow_and_missing_access() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, RW | 8, BUF, PAGE, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    let mut c = IommuIoasMap {
+        size: 40,
+        flags: RW,
+        ioas_id: ioas,
+        reserved: 1,
+        user_va: BUF,
+        length: PAGE,
+        iova: 0,
+    };
+    assert_eq!(h.cmd(IOMMU_IOAS_MAP, &mut c), Err(Errno::EOPNOTSUPP));
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, RW, BUF, u64::MAX, 0),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_map(
+            &mut h,
+            ioas,
+            RW | IOMMU_IOAS_MAP_FIXED_IOVA,
+            BUF,
+            PAGE,
+            u64::MAX
+        ),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, IOMMU_IOAS_MAP_FIXED_IOVA, BUF, PAGE, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map(&mut h, 99, RW, BUF, PAGE, 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_map(&mut h, 0, RW, BUF, PAGE, 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, RW, BUF, 0, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, RW, u64::MAX - 10, PAGE, 0),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 0);
+}
+
+#[test]
+fn fixed_maps_refuse_overlap_reserved_ranges_and_misalignment() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 4 * PAGE, 0x10_0000),
+        Ok(0x10_0000)
+    );
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x10_3000),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, 0x0f_f000),
+        Err(Errno::EEXIST)
+    );
+    cmd::add_reserved(&mut h, ioas, 0x20_0000, 0x1_0000).unwrap();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x20_8000),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, 0x1f_f000),
+        Err(Errno::EINVAL)
+    );
+    // An IOVA that wraps.
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, u64::MAX - PAGE),
+        Err(Errno::EOVERFLOW)
+    );
+    // With huge pages off the alignment is PAGE_SIZE.
+    cmd::option(
+        &mut h,
+        IOMMU_OPTION_HUGE_PAGES,
+        IOMMU_OPTION_OP_SET,
+        ioas,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x40_0800),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 100, 0x40_0000),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF + 0x800, PAGE, 0x40_0000),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 1);
+}
+
+#[test]
+fn automatic_iovas_keep_the_source_alignment_and_never_use_zero() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let a = cmd::ioas_map(&mut h, ioas, RW, BUF, PAGE, 0).unwrap();
+    assert_ne!(a, 0);
+    assert_eq!(a % PAGE, 0);
+    let b = cmd::ioas_map(&mut h, ioas, RW, BUF + 0x10, 64, 0).unwrap();
+    assert_eq!(b % 16, 0);
+    assert_eq!(b % PAGE, 0x10, "the page offset of the source is kept");
+    let c = cmd::ioas_map(&mut h, ioas, RW, BUF + 0x10_0000, 0x10_0000, 0).unwrap();
+    assert_eq!(c % 0x10_0000, 0);
+    for (iova, len) in [(a, PAGE), (b, 64), (c, 0x10_0000)] {
+        assert_eq!(cmd::ioas_unmap(&mut h, ioas, iova, len), Ok(len));
+    }
+}
+
+#[test]
+fn automatic_iovas_stay_inside_allowed_ranges_and_run_out_with_enospc() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let ranges = [IommuIovaRange {
+        start: 0x10_0000,
+        last: 0x10_3fff,
+    }];
+    h.write_mem(SCRATCH, ranges.as_bytes());
+    let mut c = IommuIoasAllowIovas {
+        size: 24,
+        ioas_id: ioas,
+        num_iovas: 1,
+        reserved: 0,
+        allowed_iovas: SCRATCH,
+    };
+    h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c).unwrap();
+    let a = cmd::ioas_map(&mut h, ioas, RW, BUF, PAGE, 0).unwrap();
+    let b = cmd::ioas_map(&mut h, ioas, RW, BUF, 2 * PAGE, 0).unwrap();
+    assert!((0x10_0000..=0x10_3fff).contains(&a) && (0x10_0000..=0x10_3fff).contains(&b));
+    assert_eq!(
+        cmd::ioas_map(&mut h, ioas, RW, BUF, 2 * PAGE, 0),
+        Err(Errno::ENOSPC)
+    );
+    // A fixed map may still go outside the allowed ranges.
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x50_0000),
+        Ok(0x50_0000)
+    );
+}
+
+#[test]
+fn unmap_takes_whole_areas_only() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    for i in 0..4 {
+        cmd::ioas_map_fixed(&mut h, ioas, BUF, 8 * PAGE, 0x10_0000 + i * 16 * PAGE).unwrap();
+    }
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x10_0000 - 4 * PAGE, 8 * PAGE),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x10_0000 + 3 * 16 * PAGE + 4 * PAGE, 8 * PAGE),
+        Err(Errno::ENOENT)
+    );
+    // A range that covers two whole areas and part of a third changes nothing.
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, 2 * 16 * PAGE + 4 * PAGE),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 4);
+    assert_eq!(
+        cmd::ioas_unmap(
+            &mut h,
+            ioas,
+            0x10_0000 - 4 * PAGE,
+            3 * 16 * PAGE + 8 * PAGE + 8 * PAGE
+        ),
+        Ok(32 * PAGE)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, PAGE),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, u64::MAX - 1, 3),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, u64::MAX - 1, 2),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, u64::MAX, 1),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0, u64::MAX),
+        Ok(0),
+        "unmap-all of nothing succeeds"
+    );
+    assert_eq!(cmd::ioas_unmap(&mut h, 77, 0, u64::MAX), Err(Errno::ENOENT));
+}
+
+#[test]
+fn an_area_at_the_top_of_the_iova_space() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let top = u64::MAX - PAGE + 1;
+    // length and iova below ULONG_MAX, last byte = u64::MAX.
+    assert_eq!(cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, top), Ok(top));
+    assert_eq!(cmd::ioas_unmap(&mut h, ioas, top, PAGE), Ok(PAGE));
+}
+
+// ---- COPY ------------------------------------------------------------------------------------
+
+#[test]
+fn copy_shares_pages_and_needs_exact_coverage() {
+    let mut h = Harness::new();
+    let src = cmd::ioas_alloc(&mut h).unwrap();
+    let dst = cmd::ioas_alloc(&mut h).unwrap();
+    cmd::ioas_map_fixed(&mut h, src, BUF, 4 * PAGE, 0x10_0000).unwrap();
+    cmd::ioas_map_fixed(&mut h, src, BUF + 0x10_0000, 4 * PAGE, 0x10_4000).unwrap();
+    let mut c = IommuIoasCopy {
+        size: 40,
+        flags: RW | IOMMU_IOAS_MAP_FIXED_IOVA,
+        dst_ioas_id: dst,
+        src_ioas_id: src,
+        length: 6 * PAGE,
+        dst_iova: 0x40_0000,
+        src_iova: 0x10_1000,
+    };
+    h.cmd(IOMMU_IOAS_COPY, &mut c).unwrap();
+    let d = h.ctx.ioas(dst).unwrap();
+    assert_eq!(d.area_count(), 2, "one area per source slice");
+    h.write_mem(BUF + 0x10_0000, b"second");
+    let mut back = [0u8; 6];
+    d.access_rw(0x40_3000, &mut back, false).unwrap();
+    assert_eq!(&back, b"second");
+
+    let mut bad = c;
+    bad.src_iova = 0x10_6000;
+    bad.length = 4 * PAGE;
+    assert_eq!(
+        h.cmd(IOMMU_IOAS_COPY, &mut bad),
+        Err(Errno::ENOENT),
+        "runs past the mapped areas"
+    );
+    bad = c;
+    bad.flags = RW | 0x100;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EOPNOTSUPP));
+    bad = c;
+    bad.flags = IOMMU_IOAS_MAP_FIXED_IOVA;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EINVAL));
+    bad = c;
+    bad.length = u64::MAX;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EOVERFLOW));
+    bad = c;
+    bad.length = 0;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EINVAL));
+    bad = c;
+    bad.src_ioas_id = 9;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::ENOENT));
+    bad = c;
+    bad.dst_ioas_id = 9;
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::ENOENT));
+    bad = c;
+    assert_eq!(
+        h.cmd(IOMMU_IOAS_COPY, &mut bad),
+        Err(Errno::EEXIST),
+        "destination already mapped"
+    );
+    // Automatic destination IOVA.
+    let mut auto = c;
+    auto.flags = IOMMU_IOAS_MAP_READABLE;
+    h.cmd(IOMMU_IOAS_COPY, &mut auto).unwrap();
+    assert_ne!(auto.dst_iova, 0);
+}
+
+#[test]
+fn a_writable_copy_of_read_only_pages_is_eperm() {
+    let mut h = Harness::new();
+    let src = cmd::ioas_alloc(&mut h).unwrap();
+    cmd::ioas_map(
+        &mut h,
+        src,
+        IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+        BUF,
+        PAGE,
+        0x1000,
+    )
+    .unwrap();
+    let mut c = IommuIoasCopy {
+        size: 40,
+        flags: RW,
+        dst_ioas_id: src,
+        src_ioas_id: src,
+        length: PAGE,
+        dst_iova: 0,
+        src_iova: 0x1000,
+    };
+    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut c), Err(Errno::EPERM));
+}
+
+// ---- IOVA_RANGES, ALLOW_IOVAS, reserved -----------------------------------------------------
+
+#[test]
+fn iova_ranges_reports_holes_between_reserved_ranges() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let (r, c) = cmd::ioas_iova_ranges(&mut h, ioas, 1);
+    assert_eq!(r, Ok(()));
+    assert_eq!((c.num_iovas, c.out_iova_alignment), (1, 1));
+    assert_eq!(
+        h.read_mem(SCRATCH, 16),
+        IommuIovaRange {
+            start: 0,
+            last: u64::MAX
+        }
+        .as_bytes()
+    );
+    cmd::add_reserved(&mut h, ioas, 0x1000, 0x1000).unwrap();
+    cmd::add_reserved(&mut h, ioas, 0x8000, 0x2000).unwrap();
+    let (r, c) = cmd::ioas_iova_ranges(&mut h, ioas, 1);
+    assert_eq!(r, Err(Errno::EMSGSIZE));
+    assert_eq!(c.num_iovas, 3, "the needed count comes back with EMSGSIZE");
+    let (r, c) = cmd::ioas_iova_ranges(&mut h, ioas, 0);
+    assert_eq!((r, c.num_iovas), (Err(Errno::EMSGSIZE), 3));
+    let (r, _) = cmd::ioas_iova_ranges(&mut h, ioas, 3);
+    assert_eq!(r, Ok(()));
+    let got = h.read_mem(SCRATCH, 48);
+    let want = [
+        IommuIovaRange {
+            start: 0,
+            last: 0xfff,
+        },
+        IommuIovaRange {
+            start: 0x2000,
+            last: 0x7fff,
+        },
+        IommuIovaRange {
+            start: 0xa000,
+            last: u64::MAX,
+        },
+    ];
+    assert_eq!(got, want.as_bytes());
+    let mut c = IommuIoasIovaRanges {
+        size: 32,
+        ioas_id: ioas,
+        num_iovas: 3,
+        reserved: 0,
+        allowed_iovas: 0x5,
+        out_iova_alignment: 0,
+    };
+    assert_eq!(h.cmd(IOMMU_IOAS_IOVA_RANGES, &mut c), Err(Errno::EFAULT));
+    c.reserved = 1;
+    assert_eq!(
+        h.cmd(IOMMU_IOAS_IOVA_RANGES, &mut c),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn allowed_and_reserved_ranges_exclude_each_other() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x2000, 0x2000)]),
+        Err(Errno::EINVAL),
+        "start must be below last"
+    );
+    assert_eq!(
+        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x2000, 0x1000)]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x1000, 0x4fff), (0x4000, 0x8fff)]),
+        Err(Errno::EINVAL),
+        "overlap"
+    );
+    cmd::ioas_allow_iovas(&mut h, ioas, &[(0x1000, 0x4fff), (0x5000, 0x8fff)]).unwrap();
+    assert_eq!(
+        cmd::add_reserved(&mut h, ioas, 0x4000, 0x2000),
+        Err(Errno::EADDRINUSE)
+    );
+    cmd::ioas_allow_iovas(&mut h, ioas, &[]).unwrap();
+    cmd::add_reserved(&mut h, ioas, 0x4000, 0x2000).unwrap();
+    assert_eq!(
+        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x1000, 0x4fff)]),
+        Err(Errno::EADDRINUSE)
+    );
+    assert_eq!(h.ctx.ioas(ioas).unwrap().allowed(), vec![]);
+    cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x10_0000).unwrap();
+    assert_eq!(
+        cmd::add_reserved(&mut h, ioas, 0x10_0000, 1),
+        Err(Errno::EADDRINUSE)
+    );
+    assert_eq!(
+        cmd::add_reserved(&mut h, ioas, 0x10_0000, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::add_reserved(&mut h, ioas, u64::MAX, 2),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(cmd::add_reserved(&mut h, 55, 0, 2), Err(Errno::ENOENT));
+    assert_eq!(
+        cmd::add_reserved(&mut h, 55, 0, 0),
+        Err(Errno::EINVAL),
+        "the range is checked first"
+    );
+    let mut c = IommuIoasAllowIovas {
+        size: 24,
+        ioas_id: ioas,
+        num_iovas: 2,
+        reserved: 0,
+        allowed_iovas: 0x10,
+    };
+    assert_eq!(h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c), Err(Errno::EFAULT));
+    c.reserved = 3;
+    assert_eq!(
+        h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c),
+        Err(Errno::EOPNOTSUPP)
+    );
+    c.reserved = 0;
+    c.ioas_id = 42;
+    assert_eq!(h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c), Err(Errno::ENOENT));
+}
+
+// ---- OPTION and VFIO_IOAS ------------------------------------------------------------------
+
+#[test]
+fn rlimit_mode_follows_linux_rules() {
+    let mut h = Harness::new();
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 0, 0),
+        Ok(0)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 1),
+        Err(Errno::EPERM)
+    );
+    h.creds.cap_sys_resource = true;
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 1),
+        Ok(1)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 0, 0),
+        Ok(1)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 2),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 1, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, 7, 0, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 0),
+        Err(Errno::EBUSY)
+    );
+    assert_eq!(
+        cmd::option(&mut h, 9, IOMMU_OPTION_OP_GET, 0, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    let mut c = IommuOption {
+        size: 24,
+        option_id: 0,
+        op: 1,
+        reserved: 1,
+        object_id: 0,
+        val64: 0,
+    };
+    assert_eq!(h.cmd(IOMMU_OPTION, &mut c), Err(Errno::EOPNOTSUPP));
+}
+
+#[test]
+fn huge_pages_option_and_alignment() {
+    let mut h = Harness::new();
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, 0, 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, 0, 0),
+        Err(Errno::ENOENT)
+    );
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::option(
+            &mut h,
+            IOMMU_OPTION_HUGE_PAGES,
+            IOMMU_OPTION_OP_GET,
+            ioas,
+            0
+        ),
+        Ok(1)
+    );
+    assert_eq!(
+        cmd::option(
+            &mut h,
+            IOMMU_OPTION_HUGE_PAGES,
+            IOMMU_OPTION_OP_SET,
+            ioas,
+            2
+        ),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, 5, ioas, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    cmd::ioas_map_fixed(&mut h, ioas, BUF + 0x800, PAGE, 0x10_0800).unwrap();
+    assert_eq!(
+        cmd::option(
+            &mut h,
+            IOMMU_OPTION_HUGE_PAGES,
+            IOMMU_OPTION_OP_SET,
+            ioas,
+            0
+        ),
+        Err(Errno::EADDRINUSE)
+    );
+    assert_eq!(
+        cmd::option(
+            &mut h,
+            IOMMU_OPTION_HUGE_PAGES,
+            IOMMU_OPTION_OP_GET,
+            ioas,
+            0
+        ),
+        Ok(1),
+        "rolled back"
+    );
+    cmd::ioas_unmap(&mut h, ioas, 0, u64::MAX).unwrap();
+    cmd::option(
+        &mut h,
+        IOMMU_OPTION_HUGE_PAGES,
+        IOMMU_OPTION_OP_SET,
+        ioas,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        cmd::option(
+            &mut h,
+            IOMMU_OPTION_HUGE_PAGES,
+            IOMMU_OPTION_OP_GET,
+            ioas,
+            0
+        ),
+        Ok(0)
+    );
+    let (_, c) = cmd::ioas_iova_ranges(&mut h, ioas, 0);
+    assert_eq!(c.out_iova_alignment, PAGE);
+    cmd::option(
+        &mut h,
+        IOMMU_OPTION_HUGE_PAGES,
+        IOMMU_OPTION_OP_SET,
+        ioas,
+        1,
+    )
+    .unwrap();
+    let (_, c) = cmd::ioas_iova_ranges(&mut h, ioas, 0);
+    assert_eq!(c.out_iova_alignment, 1);
+}
+
+// ---- MAP_FILE and CHANGE_PROCESS ---------------------------------------------------------
+
+#[test]
+fn map_file_checks_the_descriptor_its_mode_and_its_size() {
+    let mut h = Harness::new();
+    let file = Arc::new(SimFile::new(16 * PAGE as usize, true));
+    let ro_file = Arc::new(SimFile::new(16 * PAGE as usize, false));
+    h.files.insert(5, file.clone());
+    h.files.insert(6, ro_file);
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 9, 0, PAGE, 0),
+        Err(Errno::EBADF)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 9, 0, 0, 0),
+        Err(Errno::EINVAL),
+        "range before fd"
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 9, u64::MAX, 1, 0),
+        Ok(u64::MAX).and(Err(Errno::EBADF)),
+        "last byte at 2^64 - 1 is no overflow"
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 9, u64::MAX, 2, 0),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, 8, RW, 5, 0, PAGE, 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 6, 0, PAGE, 0),
+        Err(Errno::EPERM)
+    );
+    assert!(cmd::ioas_map_file(&mut h, ioas, IOMMU_IOAS_MAP_READABLE, 6, 0, PAGE, 0).is_ok());
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, 17 * PAGE, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, 0, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 5, u64::MAX - 1, 4, 0),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW | 64, 5, 0, PAGE, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, 0, 5, 0, PAGE, 0),
+        Err(Errno::EINVAL)
+    );
+    let iova = cmd::ioas_map_file(
+        &mut h,
+        ioas,
+        RW | IOMMU_IOAS_MAP_FIXED_IOVA,
+        5,
+        2 * PAGE,
+        4 * PAGE,
+        0x40_0000,
+    )
+    .unwrap();
+    h.ctx
+        .ioas(ioas)
+        .unwrap()
+        .access_rw(iova + 1, &mut [0x42u8; 3], true)
+        .unwrap();
+    let mut back = [0u8; 4];
+    softiommu_engine::memory::FileBacking::read_at(file.as_ref(), 2 * PAGE, &mut back).unwrap();
+    assert_eq!(back, [0, 0x42, 0x42, 0x42]);
+    // After truncation the pages cannot be pinned.
+    file.truncate(0);
+    assert_eq!(
+        h.ctx.ioas_mut(ioas).unwrap().pin(iova, PAGE, false),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(
+        cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, PAGE, 0),
+        Err(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn change_process_moves_file_backed_charges_and_refuses_user_memory() {
+    let mut h = Harness::new();
+    let file = Arc::new(SimFile::new(16 * PAGE as usize, true));
+    h.files.insert(5, file);
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    let iova = cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, 4 * PAGE, 0).unwrap();
+    let pin = h
+        .ctx
+        .ioas_mut(ioas)
+        .unwrap()
+        .pin(iova, 4 * PAGE, true)
+        .unwrap();
+    let old_mm = h.mem.id();
+    assert_eq!(h.shared.accounting.mm(old_mm).pinned_vm, 4);
+    // Another process calls CHANGE_PROCESS.
+    let other: Arc<dyn softiommu_engine::memory::AddressSpace> =
+        Arc::new(softiommu_engine::memory::SimMemory::new());
+    let caller = softiommu_engine::Caller {
+        mem: &other,
+        files: &h.files,
+        creds: h.creds,
+    };
+    let mut c = IommuIoasChangeProcess {
+        size: 8,
+        reserved: 0,
+    };
+    h.ctx
+        .ioctl(
+            &caller,
+            IOMMU_IOAS_CHANGE_PROCESS,
+            softiommu_engine::Arg::Bytes(c.as_mut_bytes()),
+        )
+        .unwrap();
+    assert_eq!(h.shared.accounting.mm(old_mm).pinned_vm, 0);
+    assert_eq!(h.shared.accounting.mm(other.id()).pinned_vm, 4);
+    h.ctx.ioas_mut(ioas).unwrap().unpin(pin).unwrap();
+    assert_eq!(h.shared.accounting.mm(other.id()).pinned_vm, 0);
+    cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x90_0000).unwrap();
+    let mut c = IommuIoasChangeProcess {
+        size: 8,
+        reserved: 0,
+    };
+    assert_eq!(h.cmd(IOMMU_IOAS_CHANGE_PROCESS, &mut c), Err(Errno::EINVAL));
+    c.reserved = 1;
+    assert_eq!(
+        h.cmd(IOMMU_IOAS_CHANGE_PROCESS, &mut c),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
