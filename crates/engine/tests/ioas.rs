@@ -19,54 +19,82 @@ use zerocopy::IntoBytes;
 fn map_rejects_bad_flags_reserved_overflow_and_missing_access() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    assert_eq!(
-        cmd::ioas_map(&mut h, ioas, RW | 8, BUF, PAGE, 0),
-        Err(Errno::EOPNOTSUPP)
-    );
-    let mut c = IommuIoasMap {
+    let ok = IommuIoasMap {
         size: 40,
         flags: RW,
         ioas_id: ioas,
-        reserved: 1,
+        reserved: 0,
         user_va: BUF,
         length: PAGE,
         iova: 0,
     };
-    assert_eq!(h.cmd(IOMMU_IOAS_MAP, &mut c), Err(Errno::EOPNOTSUPP));
-    assert_eq!(
-        cmd::ioas_map(&mut h, ioas, RW, BUF, u64::MAX, 0),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(
-        cmd::ioas_map(
-            &mut h,
-            ioas,
-            RW | IOMMU_IOAS_MAP_FIXED_IOVA,
-            BUF,
-            PAGE,
-            u64::MAX
-        ),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(
-        cmd::ioas_map(&mut h, ioas, IOMMU_IOAS_MAP_FIXED_IOVA, BUF, PAGE, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map(&mut h, 99, RW, BUF, PAGE, 0),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_map(&mut h, 0, RW, BUF, PAGE, 0),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_map(&mut h, ioas, RW, BUF, 0, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map(&mut h, ioas, RW, u64::MAX - 10, PAGE, 0),
-        Err(Errno::EOVERFLOW)
+    let fixed = RW | IOMMU_IOAS_MAP_FIXED_IOVA;
+    test_err_ioctl(
+        &mut h,
+        IOMMU_IOAS_MAP,
+        &[
+            (
+                "an unknown flag",
+                IommuIoasMap {
+                    flags: RW | 8,
+                    ..ok
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "a reserved field",
+                IommuIoasMap { reserved: 1, ..ok },
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "user_va + length wraps",
+                IommuIoasMap {
+                    length: u64::MAX,
+                    ..ok
+                },
+                Errno::EOVERFLOW,
+            ),
+            (
+                "a fixed IOVA + length wraps",
+                IommuIoasMap {
+                    flags: fixed,
+                    iova: u64::MAX,
+                    ..ok
+                },
+                Errno::EOVERFLOW,
+            ),
+            (
+                "neither readable nor writeable",
+                IommuIoasMap {
+                    flags: IOMMU_IOAS_MAP_FIXED_IOVA,
+                    ..ok
+                },
+                Errno::EINVAL,
+            ),
+            (
+                "an unknown IOAS",
+                IommuIoasMap { ioas_id: 99, ..ok },
+                Errno::ENOENT,
+            ),
+            (
+                "IOAS id 0",
+                IommuIoasMap { ioas_id: 0, ..ok },
+                Errno::ENOENT,
+            ),
+            (
+                "zero length",
+                IommuIoasMap { length: 0, ..ok },
+                Errno::EINVAL,
+            ),
+            (
+                "user_va near the top wraps",
+                IommuIoasMap {
+                    user_va: u64::MAX - 10,
+                    ..ok
+                },
+                Errno::EOVERFLOW,
+            ),
+        ],
     );
     assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 0);
 }
@@ -79,48 +107,56 @@ fn fixed_maps_refuse_overlap_reserved_ranges_and_misalignment() {
         cmd::ioas_map_fixed(&mut h, ioas, BUF, 4 * PAGE, 0x10_0000),
         Ok(0x10_0000)
     );
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x10_3000),
-        Err(Errno::EEXIST)
-    );
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, 0x0f_f000),
-        Err(Errno::EEXIST)
+    // (user_va, length, iova)
+    let fixed = |h: &mut Harness, (va, len, iova)| cmd::ioas_map_fixed(h, ioas, va, len, iova);
+    test_err(
+        &mut h,
+        &[
+            ("inside an area", (BUF, PAGE, 0x10_3000), Errno::EEXIST),
+            (
+                "across an area's start",
+                (BUF, 2 * PAGE, 0x0f_f000),
+                Errno::EEXIST,
+            ),
+        ],
+        fixed,
     );
     cmd::add_reserved(&mut h, ioas, 0x20_0000, 0x1_0000).unwrap();
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x20_8000),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, 0x1f_f000),
-        Err(Errno::EINVAL)
-    );
-    // An IOVA that wraps.
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, 2 * PAGE, u64::MAX - PAGE),
-        Err(Errno::EOVERFLOW)
+    test_err(
+        &mut h,
+        &[
+            (
+                "inside a reserved range",
+                (BUF, PAGE, 0x20_8000),
+                Errno::EINVAL,
+            ),
+            (
+                "across a reserved range's start",
+                (BUF, 2 * PAGE, 0x1f_f000),
+                Errno::EINVAL,
+            ),
+            (
+                "an IOVA that wraps",
+                (BUF, 2 * PAGE, u64::MAX - PAGE),
+                Errno::EOVERFLOW,
+            ),
+        ],
+        fixed,
     );
     // With huge pages off the alignment is PAGE_SIZE.
-    cmd::option(
+    cmd::set_huge_pages(&mut h, ioas, false).unwrap();
+    test_err(
         &mut h,
-        IOMMU_OPTION_HUGE_PAGES,
-        IOMMU_OPTION_OP_SET,
-        ioas,
-        0,
-    )
-    .unwrap();
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x40_0800),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF, 100, 0x40_0000),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map_fixed(&mut h, ioas, BUF + 0x800, PAGE, 0x40_0000),
-        Err(Errno::EINVAL)
+        &[
+            ("an unaligned IOVA", (BUF, PAGE, 0x40_0800), Errno::EINVAL),
+            ("an unaligned length", (BUF, 100, 0x40_0000), Errno::EINVAL),
+            (
+                "an unaligned user_va",
+                (BUF + 0x800, PAGE, 0x40_0000),
+                Errno::EINVAL,
+            ),
+        ],
+        fixed,
     );
     assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 1);
 }
@@ -180,18 +216,29 @@ fn unmap_takes_whole_areas_only() {
     for i in 0..4 {
         cmd::ioas_map_fixed(&mut h, ioas, BUF, 8 * PAGE, 0x10_0000 + i * 16 * PAGE).unwrap();
     }
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, 0x10_0000 - 4 * PAGE, 8 * PAGE),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, 0x10_0000 + 3 * 16 * PAGE + 4 * PAGE, 8 * PAGE),
-        Err(Errno::ENOENT)
-    );
-    // A range that covers two whole areas and part of a third changes nothing.
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, 2 * 16 * PAGE + 4 * PAGE),
-        Err(Errno::ENOENT)
+    // (iova, length)
+    let unmap = |h: &mut Harness, (iova, len)| cmd::ioas_unmap(h, ioas, iova, len);
+    test_err(
+        &mut h,
+        &[
+            (
+                "half of the first area",
+                (0x10_0000 - 4 * PAGE, 8 * PAGE),
+                Errno::ENOENT,
+            ),
+            (
+                "half of the last area",
+                (0x10_0000 + 3 * 16 * PAGE + 4 * PAGE, 8 * PAGE),
+                Errno::ENOENT,
+            ),
+            // Two whole areas and part of a third change nothing.
+            (
+                "two areas and part of a third",
+                (0x10_0000, 2 * 16 * PAGE + 4 * PAGE),
+                Errno::ENOENT,
+            ),
+        ],
+        unmap,
     );
     assert_eq!(h.ctx.ioas(ioas).unwrap().area_count(), 4);
     assert_eq!(
@@ -203,25 +250,20 @@ fn unmap_takes_whole_areas_only() {
         ),
         Ok(32 * PAGE)
     );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, PAGE),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, 0x10_0000, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, u64::MAX - 1, 3),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, u64::MAX - 1, 2),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_unmap(&mut h, ioas, u64::MAX, 1),
-        Err(Errno::EOVERFLOW)
+    test_err(
+        &mut h,
+        &[
+            ("an area already unmapped", (0x10_0000, PAGE), Errno::ENOENT),
+            ("zero length", (0x10_0000, 0), Errno::EINVAL),
+            ("a range past 2^64", (u64::MAX - 1, 3), Errno::EOVERFLOW),
+            (
+                "a range ending at 2^64 - 1",
+                (u64::MAX - 1, 2),
+                Errno::ENOENT,
+            ),
+            ("one byte past 2^64", (u64::MAX, 1), Errno::EOVERFLOW),
+        ],
+        unmap,
     );
     assert_eq!(
         cmd::ioas_unmap(&mut h, ioas, 0, u64::MAX),
@@ -267,37 +309,66 @@ fn copy_shares_pages_and_needs_exact_coverage() {
     d.access_rw(0x40_3000, &mut back, false).unwrap();
     assert_eq!(&back, b"second");
 
-    let mut bad = c;
-    bad.src_iova = 0x10_6000;
-    bad.length = 4 * PAGE;
-    assert_eq!(
-        h.cmd(IOMMU_IOAS_COPY, &mut bad),
-        Err(Errno::ENOENT),
-        "runs past the mapped areas"
-    );
-    bad = c;
-    bad.flags = RW | 0x100;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EOPNOTSUPP));
-    bad = c;
-    bad.flags = IOMMU_IOAS_MAP_FIXED_IOVA;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EINVAL));
-    bad = c;
-    bad.length = u64::MAX;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EOVERFLOW));
-    bad = c;
-    bad.length = 0;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::EINVAL));
-    bad = c;
-    bad.src_ioas_id = 9;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::ENOENT));
-    bad = c;
-    bad.dst_ioas_id = 9;
-    assert_eq!(h.cmd(IOMMU_IOAS_COPY, &mut bad), Err(Errno::ENOENT));
-    bad = c;
-    assert_eq!(
-        h.cmd(IOMMU_IOAS_COPY, &mut bad),
-        Err(Errno::EEXIST),
-        "destination already mapped"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_IOAS_COPY,
+        &[
+            (
+                "runs past the mapped areas",
+                IommuIoasCopy {
+                    src_iova: 0x10_6000,
+                    length: 4 * PAGE,
+                    ..c
+                },
+                Errno::ENOENT,
+            ),
+            (
+                "an unknown flag",
+                IommuIoasCopy {
+                    flags: RW | 0x100,
+                    ..c
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "neither readable nor writeable",
+                IommuIoasCopy {
+                    flags: IOMMU_IOAS_MAP_FIXED_IOVA,
+                    ..c
+                },
+                Errno::EINVAL,
+            ),
+            (
+                "a length that wraps",
+                IommuIoasCopy {
+                    length: u64::MAX,
+                    ..c
+                },
+                Errno::EOVERFLOW,
+            ),
+            (
+                "zero length",
+                IommuIoasCopy { length: 0, ..c },
+                Errno::EINVAL,
+            ),
+            (
+                "an unknown source IOAS",
+                IommuIoasCopy {
+                    src_ioas_id: 9,
+                    ..c
+                },
+                Errno::ENOENT,
+            ),
+            (
+                "an unknown destination IOAS",
+                IommuIoasCopy {
+                    dst_ioas_id: 9,
+                    ..c
+                },
+                Errno::ENOENT,
+            ),
+            ("destination already mapped", c, Errno::EEXIST),
+        ],
     );
     // Automatic destination IOVA.
     let mut auto = c;
@@ -393,19 +464,19 @@ fn iova_ranges_reports_holes_between_reserved_ranges() {
 fn allowed_and_reserved_ranges_exclude_each_other() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    assert_eq!(
-        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x2000, 0x2000)]),
-        Err(Errno::EINVAL),
-        "start must be below last"
-    );
-    assert_eq!(
-        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x2000, 0x1000)]),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_allow_iovas(&mut h, ioas, &[(0x1000, 0x4fff), (0x4000, 0x8fff)]),
-        Err(Errno::EINVAL),
-        "overlap"
+    let allow: &[(u64, u64)] = &[(0x2000, 0x2000)];
+    test_err(
+        &mut h,
+        &[
+            ("start must be below last", allow, Errno::EINVAL),
+            ("start above last", &[(0x2000, 0x1000)], Errno::EINVAL),
+            (
+                "overlap",
+                &[(0x1000, 0x4fff), (0x4000, 0x8fff)],
+                Errno::EINVAL,
+            ),
+        ],
+        |h, ranges| cmd::ioas_allow_iovas(h, ioas, ranges),
     );
     cmd::ioas_allow_iovas(&mut h, ioas, &[(0x1000, 0x4fff), (0x5000, 0x8fff)]).unwrap();
     assert_eq!(
@@ -420,40 +491,46 @@ fn allowed_and_reserved_ranges_exclude_each_other() {
     );
     assert_eq!(h.ctx.ioas(ioas).unwrap().allowed(), vec![]);
     cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, 0x10_0000).unwrap();
-    assert_eq!(
-        cmd::add_reserved(&mut h, ioas, 0x10_0000, 1),
-        Err(Errno::EADDRINUSE)
+    // (ioas, start, length)
+    test_err(
+        &mut h,
+        &[
+            (
+                "over a mapped area",
+                (ioas, 0x10_0000, 1),
+                Errno::EADDRINUSE,
+            ),
+            ("zero length", (ioas, 0x10_0000, 0), Errno::EINVAL),
+            ("a range that wraps", (ioas, u64::MAX, 2), Errno::EOVERFLOW),
+            ("an unknown IOAS", (55, 0, 2), Errno::ENOENT),
+            ("the range is checked first", (55, 0, 0), Errno::EINVAL),
+        ],
+        |h, (id, start, len)| cmd::add_reserved(h, id, start, len),
     );
-    assert_eq!(
-        cmd::add_reserved(&mut h, ioas, 0x10_0000, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::add_reserved(&mut h, ioas, u64::MAX, 2),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(cmd::add_reserved(&mut h, 55, 0, 2), Err(Errno::ENOENT));
-    assert_eq!(
-        cmd::add_reserved(&mut h, 55, 0, 0),
-        Err(Errno::EINVAL),
-        "the range is checked first"
-    );
-    let mut c = IommuIoasAllowIovas {
+    let c = IommuIoasAllowIovas {
         size: 24,
         ioas_id: ioas,
         num_iovas: 2,
         reserved: 0,
         allowed_iovas: 0x10,
     };
-    assert_eq!(h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c), Err(Errno::EFAULT));
-    c.reserved = 3;
-    assert_eq!(
-        h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c),
-        Err(Errno::EOPNOTSUPP)
+    test_err_ioctl(
+        &mut h,
+        IOMMU_IOAS_ALLOW_IOVAS,
+        &[
+            ("an unreadable array", c, Errno::EFAULT),
+            (
+                "a reserved field",
+                IommuIoasAllowIovas { reserved: 3, ..c },
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "an unknown IOAS",
+                IommuIoasAllowIovas { ioas_id: 42, ..c },
+                Errno::ENOENT,
+            ),
+        ],
     );
-    c.reserved = 0;
-    c.ioas_id = 42;
-    assert_eq!(h.cmd(IOMMU_IOAS_ALLOW_IOVAS, &mut c), Err(Errno::ENOENT));
 }
 
 // ---- OPTION and VFIO_IOAS ------------------------------------------------------------------
