@@ -89,8 +89,11 @@ display_as_number!(IoasId, HwptId, DevId, PtId, ObjectId);
 /// One mapping of an IOAS, as `inspect` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AreaInfo {
+    /// First IOVA of the mapping.
     pub iova: u64,
+    /// Length of the mapping in bytes.
     pub length: u64,
+    /// Access rights of the mapping.
     pub prot: Prot,
     /// Where the memory comes from.
     pub source: String,
@@ -105,6 +108,8 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine for the built-in machine
+    /// ([`softiommu_iommu::Topology::default_machine`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -198,6 +203,7 @@ impl Iommufd {
         self.ctx.ioctl(&caller, request, arg)
     }
 
+    /// Allocates an empty IOAS (`IOMMU_IOAS_ALLOC`).
     pub fn alloc_ioas(&mut self) -> Result<IoasId> {
         self.ctx
             .ioas_alloc()
@@ -282,6 +288,7 @@ impl Iommufd {
             .map_err(|e| Error::new(e, format!("unmapping [{iova:#x}, +{length:#x})")))
     }
 
+    /// Unmaps every area of `ioas`; returns the bytes unmapped.
     pub fn unmap_all(&mut self, ioas: IoasId) -> Result<u64> {
         self.ctx
             .ioas_unmap(ioas.0, 0, u64::MAX)
@@ -354,6 +361,7 @@ impl Iommufd {
             .map_err(|e| Error::new(e, format!("pinning [{iova:#x}, +{length:#x})")))
     }
 
+    /// Releases pin `pin` of `ioas`, as [`Iommufd::pin`] returned it.
     pub fn unpin(&mut self, ioas: IoasId, pin: u64) -> Result<()> {
         self.ctx
             .ioas_mut(ioas.0)

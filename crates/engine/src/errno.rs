@@ -9,11 +9,14 @@ pub type Result<T> = std::result::Result<T, Errno>;
 /// The typed API's error: the errno Linux would return, and what went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// The errno Linux would return.
     pub errno: Errno,
+    /// What the call was doing when it failed.
     pub message: String,
 }
 
 impl Error {
+    /// An error `errno` met while doing `what`.
     pub fn new(errno: Errno, what: impl Into<String>) -> Self {
         Error {
             errno,

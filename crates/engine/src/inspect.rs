@@ -11,9 +11,13 @@ use std::fmt;
 /// One device's line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceReport {
+    /// The device's name in the topology.
     pub name: String,
+    /// Number of its IOMMU group.
     pub group: u32,
+    /// Devices in that group, this one included.
     pub group_size: usize,
+    /// Name of the IOMMU instance its group sits behind.
     pub iommu: String,
     /// `unbound`, `kernel driver X`, `owned by this context` or `owned by another context`.
     pub holder: String,
@@ -26,7 +30,9 @@ pub struct DeviceReport {
 /// One IOAS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IoasReport {
+    /// Object id of the IOAS.
     pub id: u32,
+    /// Alignment in bytes every mapping must keep.
     pub iova_alignment: u64,
     /// HWPT ids whose domains mirror it.
     pub hwpts: Vec<u32>,
@@ -37,7 +43,9 @@ pub struct IoasReport {
 /// The whole picture for one context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// Every device of the machine, in topology order.
     pub devices: Vec<DeviceReport>,
+    /// Every IOAS of the context, by ascending id.
     pub ioas: Vec<IoasReport>,
 }
 

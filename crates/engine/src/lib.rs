@@ -31,6 +31,8 @@
 //! 9. [`dispatch`]: ioctl decoding with Linux's rules (`impl Context`).
 //! 10. [`api`], [`inspect`]: the typed face and the report.
 
+#![warn(missing_docs)]
+
 pub mod errno;
 pub mod fail_nth;
 

@@ -17,14 +17,19 @@ use std::sync::Arc;
 /// Who is calling: their memory, their descriptors and their privileges.
 #[derive(Debug, Clone)]
 pub struct Caller<'a> {
+    /// The caller's memory: where ioctl arguments and user pages to map live
+    /// (Linux: its `mm`).
     pub mem: &'a Arc<dyn AddressSpace>,
+    /// The caller's file descriptors.
     pub files: &'a dyn FileResolver,
+    /// The caller's credentials.
     pub creds: Credentials,
 }
 
 /// The parts of a task's credentials iommufd looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user charged for pins in per-user accounting mode.
     pub uid: u32,
     /// Pins are not charged (`CAP_IPC_LOCK`).
     pub cap_ipc_lock: bool,
@@ -50,7 +55,9 @@ impl Default for Credentials {
 pub struct MapArgs {
     /// `Some(iova)` for a fixed IOVA, `None` to allocate one.
     pub iova: Option<u64>,
+    /// Length of the mapping in bytes.
     pub length: u64,
+    /// Access rights of the mapping.
     pub prot: Prot,
 }
 
@@ -79,6 +86,8 @@ pub struct Context {
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Context {
+    /// An empty context (no objects) of the engine whose shared state is
+    /// `shared`.
     pub fn new(shared: Arc<EngineState>) -> Self {
         let owner =
             softiommu_iommu::OwnerId(NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -100,10 +109,12 @@ impl Context {
         self.owner
     }
 
+    /// State shared with every context of the same engine.
     pub fn shared(&self) -> &Arc<EngineState> {
         &self.shared
     }
 
+    /// Its object table (Linux `ictx->objects`).
     pub fn objects(&self) -> &ObjectTable {
         &self.objects
     }

@@ -39,6 +39,7 @@ impl Default for FreeSpace {
 }
 
 impl FreeSpace {
+    /// An index with no holes.
     pub fn new() -> Self {
         FreeSpace {
             nodes: Vec::new(),
@@ -54,6 +55,7 @@ impl FreeSpace {
         self.len
     }
 
+    /// Whether there is no hole.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

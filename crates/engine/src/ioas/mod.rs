@@ -57,28 +57,37 @@ pub enum ReservedOwner {
 /// A slice of pages to map: `length` bytes from byte `start_byte` of `pages`.
 #[derive(Clone, Debug)]
 pub struct PagesSlice {
+    /// The pages the slice is cut from.
     pub pages: Arc<Pages>,
+    /// Byte offset of the slice's first byte in `pages`.
     pub start_byte: u64,
+    /// Length of the slice in bytes.
     pub length: u64,
 }
 
 /// A mapped range.
 #[derive(Clone, Debug)]
 pub struct Area {
+    /// First IOVA.
     pub start: u64,
+    /// Inclusive last IOVA.
     pub last: u64,
+    /// The pages it maps; shared with areas `IOAS_COPY` made from it.
     pub pages: Arc<Pages>,
     /// Byte offset of `start` in `pages`.
     pub start_byte: u64,
+    /// Access rights of the mapping.
     pub prot: Prot,
     /// Pins taken through this area that are still held.
     pub num_pins: u32,
 }
 
 impl Area {
+    /// Length in bytes (`last - start + 1`; never 0).
     pub fn length(&self) -> u64 {
         self.last - self.start + 1
     }
+    /// Offset of `start` within its page of `pages` (below `PAGE_SIZE`).
     pub fn page_offset(&self) -> u64 {
         self.start_byte % PAGE_SIZE
     }
@@ -100,6 +109,7 @@ struct Reserved {
 pub struct DomainRef {
     /// The HWPT object id, which also owns the aperture reservations.
     pub hwpt: u32,
+    /// The domain's page table, shared with the HWPT object.
     pub table: Arc<Mutex<AnyPageTable>>,
 }
 
@@ -129,9 +139,13 @@ pub struct Pin {
 pub struct Snapshot {
     /// `(start, last, start_byte, prot, pages identity)`.
     pub areas: Vec<(u64, u64, u64, Prot, usize)>,
+    /// Reserved ranges as `(start, last, owner)`, sorted.
     pub reserved: Vec<(u64, u64, ReservedOwner)>,
+    /// Allowed ranges as `(start, last)`, exactly as given.
     pub allowed: Vec<(u64, u64)>,
+    /// As [`IoPagetable::iova_alignment`].
     pub iova_alignment: u64,
+    /// As [`IoPagetable::large_pages_disabled`].
     pub disable_large_pages: bool,
 }
 
@@ -187,6 +201,8 @@ fn fit_in(start: u64, last: u64, length: u64, align: u64, page_offset: u64) -> O
 }
 
 impl IoPagetable {
+    /// An empty table: no areas, reservations, allowed ranges or domains,
+    /// alignment 1. `fail_nth` is the fault-injection hook it consults.
     pub fn new(fail_nth: FailNth) -> Self {
         let mut t = IoPagetable {
             areas: BTreeMap::new(),
@@ -207,15 +223,21 @@ impl IoPagetable {
         t
     }
 
+    /// Alignment in bytes that every area's start, length and page offset
+    /// keep (a power of two).
     pub fn iova_alignment(&self) -> u64 {
         self.iova_alignment
     }
+    /// Whether domains map with base pages only
+    /// (`IOMMU_OPTION_HUGE_PAGES` off).
     pub fn large_pages_disabled(&self) -> bool {
         self.disable_large_pages
     }
+    /// The areas, by ascending IOVA.
     pub fn areas(&self) -> impl Iterator<Item = &Area> {
         self.areas.values()
     }
+    /// Number of areas.
     pub fn area_count(&self) -> usize {
         self.areas.len()
     }
@@ -250,6 +272,7 @@ impl IoPagetable {
         first_intersecting(&self.allowed, start, last, |&l| l).is_some()
     }
 
+    /// Everything visible about the table, for comparisons in tests.
     pub fn snapshot(&self) -> Snapshot {
         let mut reserved: Vec<_> = self
             .reserved

@@ -57,6 +57,7 @@ impl IoPagetable {
         Ok(())
     }
 
+    /// The allowed ranges as `(start, last)`, exactly as given, by start.
     pub fn allowed(&self) -> Vec<(u64, u64)> {
         self.allowed.iter().map(|(&s, &l)| (s, l)).collect()
     }

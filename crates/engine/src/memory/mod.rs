@@ -32,8 +32,13 @@ pub fn new_space_id() -> u64 {
 /// va_delta` (wrapping).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageIdentity {
+    /// The object the page belongs to: an address space's or a file's id
+    /// ([`new_space_id`], [`file_space_id`]).
     pub space: u64,
+    /// Index of the page in that object (byte offset / `PAGE_SIZE`).
     pub page: u64,
+    /// Offset from the object to this address space: page `page` is seen at
+    /// `page * PAGE_SIZE + va_delta` (wrapping).
     pub va_delta: u64,
 }
 
@@ -85,7 +90,9 @@ pub trait FileBacking: Send + Sync + Debug {
     fn size(&self) -> Result<u64>;
     /// Whether the descriptor was opened for writing (Linux: `FMODE_WRITE`).
     fn writable(&self) -> bool;
+    /// Copies `buf.len()` bytes from byte `offset`; `EFAULT` past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Copies `buf` to byte `offset`; `EFAULT` past the end.
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
 }
 

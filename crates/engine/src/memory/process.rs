@@ -235,11 +235,13 @@ pub struct ProcFiles {
 }
 
 impl ProcFiles {
+    /// Descriptors of this process.
     pub fn current() -> Self {
         ProcFiles {
             pid: nix::unistd::getpid(),
         }
     }
+    /// Descriptors of process `pid`.
     pub fn of(pid: nix::unistd::Pid) -> Self {
         ProcFiles { pid }
     }

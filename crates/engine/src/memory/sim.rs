@@ -29,6 +29,7 @@ impl Default for SimMemory {
 }
 
 impl SimMemory {
+    /// An empty address space with a fresh id: nothing is mapped.
     pub fn new() -> Self {
         SimMemory {
             id: new_space_id(),
@@ -124,6 +125,8 @@ pub struct SimFile {
 }
 
 impl SimFile {
+    /// A file of `len` zero bytes with a fresh id; `writable` as
+    /// [`FileBacking::writable`](crate::memory::FileBacking::writable).
     pub fn new(len: usize, writable: bool) -> Self {
         SimFile {
             id: new_space_id(),
@@ -180,6 +183,7 @@ pub struct SimFiles {
 }
 
 impl SimFiles {
+    /// Makes descriptor `fd` stand for `file`, replacing any file it stood for.
     pub fn insert(&mut self, fd: i32, file: Arc<dyn FileBacking>) {
         self.files.insert(fd, file);
     }

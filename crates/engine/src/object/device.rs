@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 /// A device bound to this context (Linux `struct iommufd_device`).
 #[derive(Debug)]
 pub struct Device {
+    /// The device in the IOMMU core.
     pub dev: DeviceId,
     /// The HWPT it is attached to, and that HWPT's IOAS.
     pub attached: Option<(u32, u32)>,
@@ -33,11 +34,18 @@ pub struct HwptPaging {
     /// Made with `IOMMU_HWPT_ALLOC_PASID`: PASIDs may attach to it, and a
     /// device with PASIDs attached may attach its RID only to such HWPTs.
     pub pasid_compat: bool,
+    /// Object id of the IOAS that fills it.
     pub ioas: u32,
+    /// Its domain in the IOMMU core.
     pub domain: DomainId,
+    /// The domain's page table, shared with the IOAS's [`DomainRef`].
+    ///
+    /// [`DomainRef`]: crate::ioas::DomainRef
     pub table: Arc<Mutex<AnyPageTable>>,
     /// Made by an attach to an IOAS; destroyed with its last device.
     pub auto: bool,
+    /// What the domain was made for: nest parent, dirty tracking
+    /// (`IOMMU_HWPT_ALLOC_NEST_PARENT`, `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
     pub flags: PagingFlags,
     /// The fault queue its IO page faults go to (holds a user of it).
     pub fault: Option<u32>,
@@ -48,8 +56,11 @@ pub struct HwptPaging {
 pub struct HwptNested {
     /// As [`HwptPaging::pasid_compat`].
     pub pasid_compat: bool,
+    /// Object id of the nest-parent paging HWPT (its stage 2).
     pub parent: u32,
+    /// Its nested domain in the IOMMU core.
     pub domain: DomainId,
+    /// Type of `data` (`IOMMU_HWPT_DATA_*`).
     pub data_type: u32,
     /// The driver-specific payload it was made with.
     pub data: Vec<u8>,

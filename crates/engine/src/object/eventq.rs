@@ -11,9 +11,11 @@ use zerocopy::IntoBytes;
 pub struct PageRequest {
     /// `0` means the request carries no PASID.
     pub pasid: u32,
+    /// Page request group index (PRI `grpid`).
     pub grpid: u32,
     /// `IOMMU_PGFAULT_PERM_*`.
     pub perm: u32,
+    /// The faulting IOVA.
     pub addr: u64,
 }
 
@@ -22,6 +24,7 @@ pub struct PageRequest {
 pub struct AwaitingFault {
     /// The device object that took it.
     pub dev_id: u32,
+    /// The fault as the driver reported it.
     pub request: PageRequest,
 }
 
@@ -84,8 +87,11 @@ pub struct Veventq {
     pub inode: u64,
     /// The file is still open (and holds a user of the object).
     pub file_open: bool,
+    /// Object id of the vIOMMU whose events it carries.
     pub viommu: u32,
+    /// Type of the events it carries (`IOMMU_VEVENTQ_TYPE_*`).
     pub veventq_type: u32,
+    /// Most events it holds unread; beyond it events are lost (Linux `depth`).
     pub depth: u32,
     /// The sequence number the next record takes.
     pub sequence: u32,

@@ -7,6 +7,7 @@ pub struct MmapRegion {
     /// Unique across the engine, so a transport's cache never confuses a
     /// region with a later one at the same offset.
     pub region_id: u64,
+    /// Length in bytes (page-aligned).
     pub length: u64,
     /// The object whose region it is.
     pub owner: u32,

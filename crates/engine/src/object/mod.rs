@@ -24,9 +24,13 @@ pub use viommu::{HwQueue, Vdevice, Viommu, MOCK_HW_QUEUES};
 /// Object types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectType {
+    /// An IO address space (`IOMMU_IOAS_ALLOC`).
     Ioas,
+    /// A device bound to the context (Linux `iommufd_device`).
     Device,
+    /// A paging HWPT: a domain filled from one IOAS.
     HwptPaging,
+    /// A nested HWPT: a user-owned stage 1 over a nest-parent paging HWPT.
     HwptNested,
     /// The selftest's mock device (`MOCK_DOMAIN`).
     Selftest,
@@ -54,27 +58,41 @@ pub enum ObjectType {
 /// An IO address space.
 #[derive(Debug)]
 pub struct Ioas {
+    /// Its IO page table.
     pub iopt: IoPagetable,
 }
 
 /// A typed object.
 #[derive(Debug)]
 pub enum Object {
+    /// An IO address space.
     Ioas(Box<Ioas>),
+    /// A bound device.
     Device(Box<Device>),
+    /// A paging HWPT.
     HwptPaging(Box<HwptPaging>),
+    /// A nested HWPT.
     HwptNested(Box<HwptNested>),
+    /// The selftest's mock device.
     Selftest(Box<Selftest>),
+    /// An in-kernel user of an IOAS.
     Access(Box<Access>),
+    /// The selftest's dma-buf.
     Dmabuf(Box<Dmabuf>),
+    /// An IO page-fault queue.
     FaultQueue(Box<FaultQueue>),
+    /// A virtual IOMMU.
     Viommu(Box<Viommu>),
+    /// A device's identity inside a vIOMMU.
     Vdevice(Box<Vdevice>),
+    /// A vIOMMU event queue.
     Veventq(Box<Veventq>),
+    /// A vIOMMU's HW queue.
     HwQueue(Box<HwQueue>),
 }
 
 impl Object {
+    /// Its type.
     pub fn kind(&self) -> ObjectType {
         match self {
             Object::Ioas(_) => ObjectType::Ioas,
@@ -120,9 +138,11 @@ impl Default for ObjectTable {
 }
 
 impl ObjectTable {
+    /// Whether no object is live.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+    /// Number of live objects.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -146,14 +166,17 @@ impl ObjectTable {
         Ok(id)
     }
 
+    /// The object `id`, if live.
     pub fn get(&self, id: u32) -> Option<&Object> {
         self.entries.get(&id).map(|e| &e.object)
     }
 
+    /// The object `id`, if live.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Object> {
         self.entries.get_mut(&id).map(|e| &mut e.object)
     }
 
+    /// The type of object `id`, if live.
     pub fn kind(&self, id: u32) -> Option<ObjectType> {
         self.get(id).map(Object::kind)
     }
@@ -166,6 +189,7 @@ impl ObjectTable {
         }
     }
 
+    /// The IOAS `id`; `ENOENT` when missing or of another type.
     pub fn ioas_mut(&mut self, id: u32) -> Result<&mut Ioas> {
         match self.get_mut(id) {
             Some(Object::Ioas(i)) => Ok(i),
@@ -173,6 +197,7 @@ impl ObjectTable {
         }
     }
 
+    /// The device `id`; `ENOENT` when missing or of another type.
     pub fn device(&self, id: u32) -> Result<&Device> {
         match self.get(id) {
             Some(Object::Device(d)) => Ok(d),
@@ -180,6 +205,7 @@ impl ObjectTable {
         }
     }
 
+    /// The device `id`; `ENOENT` when missing or of another type.
     pub fn device_mut(&mut self, id: u32) -> Result<&mut Device> {
         match self.get_mut(id) {
             Some(Object::Device(d)) => Ok(d),
@@ -187,6 +213,7 @@ impl ObjectTable {
         }
     }
 
+    /// The paging HWPT `id`; `ENOENT` when missing or of another type.
     pub fn hwpt_paging(&self, id: u32) -> Result<&HwptPaging> {
         match self.get(id) {
             Some(Object::HwptPaging(h)) => Ok(h),
@@ -205,6 +232,7 @@ impl ObjectTable {
         })
     }
 
+    /// The nested HWPT `id`; `ENOENT` when missing or of another type.
     pub fn hwpt_nested(&self, id: u32) -> Result<&HwptNested> {
         match self.get(id) {
             Some(Object::HwptNested(h)) => Ok(h),
@@ -212,6 +240,7 @@ impl ObjectTable {
         }
     }
 
+    /// The access `id`; `ENOENT` when missing or of another type.
     pub fn access_mut(&mut self, id: u32) -> Result<&mut Access> {
         match self.get_mut(id) {
             Some(Object::Access(a)) => Ok(a),
@@ -219,6 +248,7 @@ impl ObjectTable {
         }
     }
 
+    /// The selftest mock device `id`; `ENOENT` when missing or of another type.
     pub fn selftest(&self, id: u32) -> Result<&Selftest> {
         match self.get(id) {
             Some(Object::Selftest(t)) => Ok(t),
@@ -280,6 +310,7 @@ impl ObjectTable {
         }
     }
 
+    /// Long-term users of `id` (1: only the table's); `None` if not live.
     pub fn users(&self, id: u32) -> Option<u32> {
         self.entries.get(&id).map(|e| e.users)
     }
@@ -327,6 +358,7 @@ impl ObjectTable {
             .collect()
     }
 
+    /// Every live id, ascending.
     pub fn ids(&self) -> Vec<u32> {
         self.entries.keys().copied().collect()
     }

@@ -12,6 +12,7 @@ pub struct Viommu {
     pub hwpt: u32,
     /// The physical IOMMU whose devices it may hold.
     pub iommu: IommuId,
+    /// Its type (`IOMMU_VIOMMU_TYPE_*`).
     pub viommu_type: u32,
     /// vDEVICEs by virtual id.
     pub vdevs: BTreeMap<u64, u32>,
@@ -33,13 +34,19 @@ pub const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_
 /// queue `i` depend on queue `i - 1`, which it holds.
 #[derive(Debug)]
 pub struct HwQueue {
+    /// Object id of the vIOMMU it belongs to.
     pub viommu: u32,
+    /// Its index among the vIOMMU's queues (below [`MOCK_HW_QUEUES`]).
     pub index: u32,
+    /// Its type (`IOMMU_HW_QUEUE_TYPE_*`).
     pub hw_queue_type: u32,
+    /// First IOVA of the queue's memory, in the vIOMMU's stage 2.
     pub base_iova: u64,
+    /// Length of the queue's memory in bytes.
     pub length: u64,
     /// The IOAS its pages are pinned in, and the pin.
     pub ioas: u32,
+    /// Pin id in that IOAS's page table.
     pub pin: u64,
     /// The queue it depends on.
     pub prev: Option<u32>,
@@ -48,8 +55,11 @@ pub struct HwQueue {
 /// A device as a vIOMMU knows it.
 #[derive(Debug)]
 pub struct Vdevice {
+    /// Object id of the vIOMMU that knows the device.
     pub viommu: u32,
     /// The device object.
     pub device: u32,
+    /// The device's id as the vIOMMU knows it (Linux `virt_id`, e.g. a
+    /// guest stream or device id); unique within the vIOMMU.
     pub virt_id: u64,
 }

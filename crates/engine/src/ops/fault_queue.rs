@@ -45,6 +45,7 @@ impl Context {
         Ok((id, fd, inode))
     }
 
+    /// The fault queue `id`; `ENOENT` when missing or of another type.
     pub fn fault_queue(&self, id: u32) -> Result<&FaultQueue> {
         match self.objects.get(id) {
             Some(Object::FaultQueue(q)) => Ok(q),

@@ -26,6 +26,7 @@ use crate::errno::{Errno, Result};
 use crate::object::{Object, Veventq};
 
 impl Context {
+    /// The vEVENTQ `id`; `ENOENT` when missing or of another type.
     pub fn veventq(&self, id: u32) -> Result<&Veventq> {
         match self.objects.get(id) {
             Some(Object::Veventq(q)) => Ok(q),

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 const MOCK_MMAP_LENGTH: u64 = 2 * crate::memory::PAGE_SIZE;
 
 impl Context {
+    /// The vIOMMU `id`; `ENOENT` when missing or of another type.
     pub fn viommu(&self, id: u32) -> Result<&Viommu> {
         self.objects.viommu(id)
     }
@@ -28,6 +29,7 @@ impl Context {
         }
     }
 
+    /// The vDEVICE `id`; `ENOENT` when missing or of another type.
     pub fn vdevice(&self, id: u32) -> Result<&Vdevice> {
         self.objects.vdevice(id)
     }

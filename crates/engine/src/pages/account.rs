@@ -9,14 +9,18 @@ use std::sync::{Mutex, MutexGuard};
 /// How pinned pages are charged (`IOPT_PAGES_ACCOUNT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountMode {
+    /// Not charged: the caller has `CAP_IPC_LOCK` (`IOPT_PAGES_ACCOUNT_NONE`).
     None,
+    /// Charged to the user's locked memory (`IOPT_PAGES_ACCOUNT_USER`).
     User,
+    /// Charged to the address space's `locked_vm` (`IOPT_PAGES_ACCOUNT_MM`).
     Mm,
 }
 
 /// Who a charge goes to, and the limit it must stay under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountOwner {
+    /// How the charge is made.
     pub mode: AccountMode,
     /// The user charged in `User` mode.
     pub uid: u32,

@@ -11,10 +11,12 @@ use std::sync::Mutex;
 /// counts and the fault-injection hook.
 #[derive(Debug, Default)]
 pub struct EngineState {
+    /// Locked-memory counters of every user and address space.
     pub accounting: Accounting,
     pins: Mutex<HashMap<Frame, u32>>,
     /// Addresses of pinned frames. Lock order: after `pins`.
     pub phys: Mutex<PhysMap>,
+    /// The fault-injection hook every context of the engine consults.
     pub fail_nth: FailNth,
     /// The machine's IOMMU core. Lock order: before any IO page table's
     /// domains and before `pins`.

@@ -42,12 +42,16 @@ pub use physical::Frame;
 pub enum Source {
     /// A process address range starting at a page-aligned `base`.
     User {
+        /// The address space.
         mm: Arc<dyn AddressSpace>,
+        /// Page-aligned address of the first page.
         base: u64,
     },
     /// A file range starting at a page-aligned offset `base`.
     File {
+        /// The file.
         file: Arc<dyn FileBacking>,
+        /// Page-aligned byte offset of the first page in the file.
         base: u64,
     },
 }
@@ -127,19 +131,24 @@ impl Pages {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Number of pages covered.
     pub fn npages(&self) -> u64 {
         self.npages
     }
+    /// Whether the memory may be mapped for device writes.
     pub fn writable(&self) -> bool {
         self.writable
     }
+    /// Where the memory comes from.
     pub fn source(&self) -> &Source {
         &self.source
     }
+    /// Whether the exporter revoked the memory: domains must not map it.
     pub fn revoked(&self) -> bool {
         self.revoked.load(Ordering::SeqCst)
     }
 
+    /// Records that the exporter revoked the memory, or restored it.
     pub fn set_revoked(&self, revoked: bool) {
         self.revoked.store(revoked, Ordering::SeqCst);
     }
@@ -152,9 +161,11 @@ impl Pages {
         }
     }
 
+    /// Whether the memory is a file's.
     pub fn is_file(&self) -> bool {
         matches!(self.source, Source::File { .. })
     }
+    /// Who its pins are charged to.
     pub fn owner(&self) -> AccountOwner {
         self.lock().owner
     }

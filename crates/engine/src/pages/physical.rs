@@ -20,7 +20,10 @@ use std::sync::Arc;
 /// frames, as on Linux where pins count on the struct page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Frame {
+    /// Id of the address space or file
+    /// ([`PageIdentity::space`](crate::memory::PageIdentity::space)).
     pub space: u64,
+    /// Page index in it: the address or offset divided by `PAGE_SIZE`.
     pub page: u64,
 }
 
@@ -34,9 +37,13 @@ pub enum Backing {
     /// Reached through an address space: byte `x` of the object is at
     /// address `x + va_delta` there.
     Memory {
+        /// The address space.
         mm: Arc<dyn AddressSpace>,
+        /// Added (wrapping) to a byte offset of the object to give its address
+        /// in `mm`.
         va_delta: u64,
     },
+    /// Reached through a file: byte `x` of the object is at offset `x`.
     File(Arc<dyn FileBacking>),
 }
 
