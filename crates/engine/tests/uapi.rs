@@ -11,7 +11,6 @@ use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use softiommu_uapi::vfio::*;
 use zerocopy::IntoBytes;
 
-const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
 // ---- extensible-struct rules, for every command ------------------------------------------
 
