@@ -115,7 +115,12 @@ impl Context {
             t::op::DEV_CHECK_CACHE => {
                 let p: t::TestCheckCache = cmd.payload_as();
                 let device = self.objects.device(cmd.id)?;
-                if p.id > t::MOCK_DEV_CACHE_ID_MAX || device.cache[p.id as usize] != p.value {
+                let cache = device
+                    .driver_data
+                    .get::<crate::driver::mock::MockDevice>()
+                    .map(|m| m.cache)
+                    .ok_or(Errno::EINVAL)?;
+                if p.id > t::MOCK_DEV_CACHE_ID_MAX || cache[p.id as usize] != p.value {
                     return Err(Errno::EINVAL);
                 }
                 Ok(())
@@ -126,7 +131,12 @@ impl Context {
                     return Err(Errno::EINVAL);
                 }
                 let n = self.objects.hwpt_nested(cmd.id)?;
-                if n.iotlb[p.id as usize] != p.value {
+                let iotlb = n
+                    .driver_data
+                    .get::<crate::driver::mock::MockNested>()
+                    .map(|m| m.iotlb)
+                    .ok_or(Errno::EINVAL)?;
+                if iotlb[p.id as usize] != p.value {
                     return Err(Errno::EINVAL);
                 }
                 Ok(())

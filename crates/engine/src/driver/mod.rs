@@ -8,7 +8,7 @@
 use crate::errno::{Errno, Result};
 use crate::memory::user_copy::{copy_array_entry, Payload};
 use crate::memory::AddressSpace;
-use crate::object::{HwptNested, ObjectTable};
+use crate::object::{Device, DriverData, HwptNested, ObjectTable};
 use softiommu_iommu::DriverInfo;
 use softiommu_pt::nested::Stage1;
 use softiommu_pt::FaultReason;
@@ -87,6 +87,30 @@ pub trait DriverOps: Sync {
     fn paging_data(&self, _data: Payload<'_>) -> Result<Option<u64>> {
         Err(Errno::EOPNOTSUPP)
     }
+
+    /// What the driver keeps with a device it is given.
+    fn new_device_data(&self) -> DriverData {
+        DriverData::default()
+    }
+
+    /// What the driver keeps with a nested HWPT made with `payload`.
+    fn new_nested_data(&self, _payload: &[u8]) -> DriverData {
+        DriverData::default()
+    }
+
+    /// What the driver keeps with a vIOMMU of `viommu_type`.
+    fn new_viommu_data(&self, _viommu_type: u32) -> DriverData {
+        DriverData::default()
+    }
+
+    /// The driver installs a domain on `pasid` of `device` (Linux
+    /// `set_dev_pasid`); the core has checked everything else.
+    fn set_dev_pasid(&self, _device: &mut Device, _pasid: u32) -> Result<()> {
+        Ok(())
+    }
+
+    /// The driver takes the domain off `pasid` of `device`.
+    fn remove_dev_pasid(&self, _device: &mut Device, _pasid: u32) {}
 
     /// Checks a nested HWPT's payload (already read with the size rules)
     /// as the driver does before it makes the domain.

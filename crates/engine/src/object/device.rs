@@ -19,13 +19,10 @@ pub struct Device {
     /// attached to a nested HWPT made through that vIOMMU (the mock driver
     /// keeps them until the next attach, even if the vDEVICE goes).
     pub vevent_target: Option<(u32, u64)>,
-    /// The mock device's cache, which vIOMMU invalidation clears.
-    pub cache: [u32; 4],
     /// HWPTs attached to its PASIDs (each holds a user of the HWPT).
     pub pasids: std::collections::BTreeMap<u32, u32>,
-    /// The mock driver's armed fake failure on PASID 1024 (see
-    /// [`crate::ops::pasid`]).
-    pub pasid_1024_armed: bool,
+    /// What its IOMMU driver keeps with it (the mock's cache and PASID state).
+    pub driver_data: super::DriverData,
 }
 
 /// A paging HWPT: a domain filled from one IOAS.
@@ -64,8 +61,8 @@ pub struct HwptNested {
     pub data_type: u32,
     /// The driver-specific payload it was made with.
     pub data: Vec<u8>,
-    /// The mock driver's stage-1 IOTLB, seeded from the payload's first word.
-    pub iotlb: [u32; 4],
+    /// What its driver keeps with it (the mock's IOTLB).
+    pub driver_data: super::DriverData,
     /// The fault queue its IO page faults go to (holds a user of it).
     pub fault: Option<u32>,
     /// The vIOMMU it was made through (holds a user of it, not of `parent`).

@@ -19,7 +19,40 @@ pub use access::{Access, AccessItem, Dmabuf, Selftest};
 pub use device::{Device, HwptNested, HwptPaging};
 pub use eventq::{AwaitingFault, FaultQueue, PageRequest, Veventq};
 pub use mmap::MmapRegion;
-pub use viommu::{HwQueue, Vdevice, Viommu, MOCK_HW_QUEUES};
+pub use viommu::{HwQueue, Vdevice, Viommu};
+
+/// State a driver keeps with an object, as Linux drivers embed the core's
+/// struct in their own and reach it with `container_of`. The engine's core
+/// never looks inside; only the driver that made it downcasts it.
+#[derive(Default)]
+pub struct DriverData(Option<Box<dyn std::any::Any + Send>>);
+
+impl DriverData {
+    /// Driver state `value`.
+    pub fn new<T: std::any::Any + Send>(value: T) -> Self {
+        DriverData(Some(Box::new(value)))
+    }
+
+    /// The state, if it is a `T`.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.as_ref()?.downcast_ref()
+    }
+
+    /// The state for changing, if it is a `T`.
+    pub fn get_mut<T: std::any::Any>(&mut self) -> Option<&mut T> {
+        self.0.as_mut()?.downcast_mut()
+    }
+}
+
+impl std::fmt::Debug for DriverData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "DriverData(..)"
+        } else {
+            "DriverData(none)"
+        })
+    }
+}
 
 /// Object types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,15 +18,9 @@ pub struct Viommu {
     pub vdevs: BTreeMap<u64, u32>,
     /// vEVENTQs by event type (at most one per type).
     pub veventqs: BTreeMap<u32, u32>,
-    /// The offset of its region mappable through the descriptor (the mock
-    /// driver's, made when the vIOMMU is allocated with driver data).
-    pub mmap_offset: Option<u64>,
-    /// Its HW queues by index (the mock driver has two).
-    pub hw_queues: [Option<u32>; MOCK_HW_QUEUES],
+    /// What its driver keeps with it (the mock's region and HW queues).
+    pub driver_data: super::DriverData,
 }
-
-/// How many HW queues the mock vIOMMU has (`IOMMU_TEST_HW_QUEUE_MAX`).
-pub const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_MAX as usize;
 
 /// A HW queue: guest memory, at an IOVA of the vIOMMU's stage 2, that the
 /// hardware reads by physical address. Its pages stay pinned (so the IOVA
@@ -36,7 +30,7 @@ pub const MOCK_HW_QUEUES: usize = softiommu_uapi::test_cmd::IOMMU_TEST_HW_QUEUE_
 pub struct HwQueue {
     /// Object id of the vIOMMU it belongs to.
     pub viommu: u32,
-    /// Its index among the vIOMMU's queues (below [`MOCK_HW_QUEUES`]).
+    /// Its index among the vIOMMU's queues (below the driver's queue count).
     pub index: u32,
     /// Its type (`IOMMU_HW_QUEUE_TYPE_*`).
     pub hw_queue_type: u32,

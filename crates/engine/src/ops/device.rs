@@ -49,7 +49,7 @@ impl Context {
     /// onto the blocking domain, for the first device of a group).
     pub fn bind_device(&mut self, dev: DeviceId) -> Result<(u32, Affected)> {
         let owner = self.owner;
-        let affected = {
+        let (affected, driver_data) = {
             let mut core = self.core();
             if (dev.0 as usize) >= core.topology().devices.len() {
                 return Err(Errno::ENODEV);
@@ -61,7 +61,8 @@ impl Context {
             if !driver.isolated_msi {
                 return Err(Errno::EPERM);
             }
-            core.claim(owner, dev)?
+            let driver_data = crate::driver::ops_for(driver).new_device_data();
+            (core.claim(owner, dev)?, driver_data)
         };
         match self.shared().fail_nth.check().and_then(|()| {
             self.objects.insert(Object::Device(Box::new(Device {
@@ -69,9 +70,8 @@ impl Context {
                 attached: None,
                 vdevice: None,
                 vevent_target: None,
-                cache: [softiommu_uapi::test_cmd::IOMMU_TEST_DEV_CACHE_DEFAULT; 4],
                 pasids: Default::default(),
-                pasid_1024_armed: false,
+                driver_data,
             })))
         }) {
             Ok(id) => Ok((id, affected)),
@@ -223,21 +223,18 @@ impl Context {
             return Err(Errno::EOPNOTSUPP);
         }
         let payload = payload.read(driver.nested_data_min, driver.nested_data_size)?;
-        crate::driver::ops_for(&driver).check_nested_data(&payload)?;
+        let ops = crate::driver::ops_for(&driver);
+        ops.check_nested_data(&payload)?;
         self.shared().fail_nth.check()?;
         let domain = self.core().alloc_nested(parent_domain, data_type)?;
-        let mut seed = [0u8; 4];
-        for (d, s) in seed.iter_mut().zip(&payload) {
-            *d = *s;
-        }
-        let iotlb = [u32::from_ne_bytes(seed); 4];
+        let driver_data = ops.new_nested_data(&payload);
         let nested = HwptNested {
             pasid_compat: false,
             parent,
             domain,
             data_type,
             data: payload,
-            iotlb,
+            driver_data,
             fault: None,
             viommu: None,
             stage1_tlb: Default::default(),

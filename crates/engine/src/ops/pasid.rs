@@ -13,16 +13,14 @@
 //! while any PASID is attached, the RID only attaches to such HWPTs
 //! (`EINVAL`).
 //!
-//! The mock driver's fault injection is kept: the first attach of PASID 1024
+//! The driver installs each domain (`DriverOps::set_dev_pasid`); the mock
+//! driver keeps its fault injection there: the first attach of PASID 1024
 //! arms a failure that the next change of its domain consumes (`ENOMEM`,
 //! the old HWPT staying), and detaching disarms it.
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::object::{Object, ObjectType};
-
-/// The PASID the mock driver fails on.
-const FAKE_FAILURE_PASID: u32 = 1024;
 
 impl Context {
     /// Whether `hwpt` was made PASID-compatible.
@@ -85,19 +83,10 @@ impl Context {
         Ok(())
     }
 
-    /// The mock driver installs a domain on `pasid`: on PASID 1024 the first
-    /// call arms a failure, the next one fails with `ENOMEM` and disarms it.
-    fn mock_set_dev_pasid(&mut self, dev_id: u32, pasid: u32) -> Result<()> {
-        if pasid != FAKE_FAILURE_PASID {
-            return Ok(());
-        }
-        let device = self.objects.device_mut(dev_id)?;
-        device.pasid_1024_armed = !device.pasid_1024_armed;
-        if device.pasid_1024_armed {
-            Ok(())
-        } else {
-            Err(Errno::ENOMEM)
-        }
+    /// The device's driver installs a domain on `pasid`.
+    fn set_dev_pasid(&mut self, dev_id: u32, pasid: u32) -> Result<()> {
+        let ops = crate::driver::ops_for(&self.driver_of(self.objects.device(dev_id)?.dev));
+        ops.set_dev_pasid(self.objects.device_mut(dev_id)?, pasid)
     }
 
     /// Attaches HWPT `pt_id` to `pasid` of device `dev_id`.
@@ -108,7 +97,7 @@ impl Context {
         }
         self.pasid_compat(dev_id, hwpt)?;
         self.shared().fail_nth.check()?;
-        self.mock_set_dev_pasid(dev_id, pasid)?;
+        self.set_dev_pasid(dev_id, pasid)?;
         self.objects.device_mut(dev_id)?.pasids.insert(pasid, hwpt);
         self.objects.add_user(hwpt);
         Ok(hwpt)
@@ -126,7 +115,7 @@ impl Context {
         }
         self.pasid_compat(dev_id, hwpt)?;
         self.shared().fail_nth.check()?;
-        self.mock_set_dev_pasid(dev_id, pasid)?;
+        self.set_dev_pasid(dev_id, pasid)?;
         self.objects.device_mut(dev_id)?.pasids.insert(pasid, hwpt);
         self.objects.add_user(hwpt);
         self.objects.drop_user(old);
@@ -136,11 +125,10 @@ impl Context {
     /// Detaches `pasid` of device `dev_id`; nothing happens if it is not
     /// attached.
     pub fn pasid_detach(&mut self, dev_id: u32, pasid: u32) -> Result<()> {
+        let ops = crate::driver::ops_for(&self.driver_of(self.objects.device(dev_id)?.dev));
         let device = self.objects.device_mut(dev_id)?;
         if let Some(old) = device.pasids.remove(&pasid) {
-            if pasid == FAKE_FAILURE_PASID {
-                device.pasid_1024_armed = false;
-            }
+            ops.remove_dev_pasid(device, pasid);
             self.objects.drop_user(old);
         }
         Ok(())

@@ -9,8 +9,9 @@
 //! vDEVICE (whose id then no longer names anything).
 
 use crate::context::Context;
+use crate::driver::mock::{MockViommu, MOCK_HW_QUEUES};
 use crate::errno::{Errno, Result};
-use crate::object::{HwQueue, Object, Vdevice, Viommu, MOCK_HW_QUEUES};
+use crate::object::{HwQueue, Object, Vdevice, Viommu};
 use std::collections::BTreeMap;
 
 /// The size of the mock driver's region: two pages.
@@ -41,14 +42,15 @@ impl Context {
             return Err(Errno::EOPNOTSUPP);
         }
         let dev = self.objects.device(dev_id)?.dev;
-        let iommu = {
+        let (iommu, driver_data) = {
             let core = self.core();
             let iommu = core.topology().iommu_of(dev);
             let driver = &core.topology().iommu(iommu).driver;
             if driver.viommu_type == 0 || driver.viommu_type != viommu_type {
                 return Err(Errno::EOPNOTSUPP);
             }
-            iommu
+            let driver_data = crate::driver::ops_for(driver).new_viommu_data(viommu_type);
+            (iommu, driver_data)
         };
         if !self.objects.hwpt_paging(hwpt_id)?.flags.nest_parent {
             return Err(Errno::EINVAL);
@@ -60,8 +62,7 @@ impl Context {
             viommu_type,
             vdevs: BTreeMap::new(),
             veventqs: BTreeMap::new(),
-            mmap_offset: None,
-            hw_queues: [None; MOCK_HW_QUEUES],
+            driver_data,
         };
         let id = self.objects.insert(Object::Viommu(Box::new(viommu)))?;
         self.objects.add_user(hwpt_id);
@@ -95,7 +96,11 @@ impl Context {
     }
 
     pub(crate) fn destroy_viommu(&mut self, viommu: Viommu) {
-        if let Some(offset) = viommu.mmap_offset {
+        if let Some(offset) = viommu
+            .driver_data
+            .get::<MockViommu>()
+            .and_then(|m| m.mmap_offset)
+        {
             self.mmap_region_remove(offset);
         }
         self.objects.drop_user(viommu.hwpt);
@@ -128,7 +133,7 @@ impl Context {
         }
         let offset =
             self.mmap_region_alloc(id, MOCK_MMAP_LENGTH, data.in_data.to_ne_bytes().to_vec())?;
-        self.viommu_mut(id)?.mmap_offset = Some(offset);
+        mock_viommu(self.viommu_mut(id)?)?.mmap_offset = Some(offset);
         data.out_data = data.in_data;
         data.out_mmap_offset = offset;
         data.out_mmap_length = MOCK_MMAP_LENGTH;
@@ -177,12 +182,18 @@ impl Context {
             .is_some_and(|a| aligned + (span - 1) <= a.last);
         let pin = table.pin(aligned, span, false)?;
         let slot = index as usize;
+        let queues = self
+            .viommu_mut(viommu_id)
+            .and_then(mock_viommu)
+            .map(|m| m.hw_queues);
         let placed = if slot >= MOCK_HW_QUEUES {
             Err(Errno::EINVAL)
         } else if !contiguous {
             Err(Errno::EFAULT)
+        } else if let Err(e) = queues {
+            Err(e)
         } else {
-            let queues = self.viommu(viommu_id)?.hw_queues;
+            let queues = queues.unwrap_or_default();
             match (queues[slot], slot.checked_sub(1).map(|p| queues[p])) {
                 (Some(_), _) => Err(Errno::EEXIST),
                 (None, Some(None)) => Err(Errno::EIO),
@@ -217,7 +228,7 @@ impl Context {
         if let Some(p) = prev {
             self.objects.add_user(p);
         }
-        self.viommu_mut(viommu_id)?.hw_queues[slot] = Some(id);
+        mock_viommu(self.viommu_mut(viommu_id)?)?.hw_queues[slot] = Some(id);
         Ok(id)
     }
 
@@ -225,7 +236,11 @@ impl Context {
         if let Ok(t) = self.ioas_mut(queue.ioas) {
             let _ = t.unpin(queue.pin);
         }
-        if let Ok(v) = self.viommu_mut(queue.viommu) {
+        if let Some(v) = self
+            .viommu_mut(queue.viommu)
+            .ok()
+            .and_then(|v| v.driver_data.get_mut::<MockViommu>())
+        {
             if let Some(slot) = v.hw_queues.get_mut(queue.index as usize) {
                 if *slot == Some(id) {
                     *slot = None;
@@ -286,14 +301,7 @@ impl Context {
         viommu: u32,
         done: &mut u32,
     ) -> Result<()> {
-        let (iommu, viommu_type) = {
-            let v = self.viommu(viommu)?;
-            (v.iommu, v.viommu_type)
-        };
-        // The core's own vIOMMU has no driver ops.
-        if viommu_type == softiommu_uapi::iommufd::IOMMU_VIOMMU_TYPE_DEFAULT {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        let iommu = self.viommu(viommu)?.iommu;
         let ops = {
             let core = self.core();
             crate::driver::ops_for(&core.topology().iommu(iommu).driver)
@@ -337,4 +345,13 @@ impl Context {
             .ok_or(Errno::ENOENT)?;
         Ok(Some((viommu, vdev.virt_id)))
     }
+}
+
+/// The mock driver's state of a vIOMMU: its region and HW queues exist only
+/// for the selftest's vIOMMU type (`EOPNOTSUPP` for others).
+fn mock_viommu(viommu: &mut Viommu) -> Result<&mut MockViommu> {
+    viommu
+        .driver_data
+        .get_mut::<MockViommu>()
+        .ok_or(Errno::EOPNOTSUPP)
 }
