@@ -5,6 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use softiommu_engine::memory::{AddressSpace, NoFiles, SimMemory, PAGE_SIZE};
+use softiommu_engine::ops::hwpt::HwptSpec;
 use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Caller, Context, Credentials, MapArgs, Prot, Result};
 use softiommu_iommu::domain::PagingFlags;
@@ -60,14 +61,17 @@ fn get_dirty_bitmap(c: &mut Criterion) {
     let ioas = ctx.ioas_alloc().unwrap();
     // 4 KiB leaves: large pages off.
     ctx.ioas_mut(ioas).unwrap().disable_large_pages().unwrap();
-    let (dev, _) = ctx.bind_device(DeviceId(0)).unwrap();
+    let (dev, _) = ctx.device_bind(DeviceId(0)).unwrap();
     let hwpt = ctx
         .hwpt_alloc(
             dev,
-            ioas,
-            PagingFlags {
-                dirty_tracking: true,
-                nest_parent: false,
+            HwptSpec::Paging {
+                ioas,
+                flags: PagingFlags {
+                    dirty_tracking: true,
+                    nest_parent: false,
+                },
+                pgsize_bitmap: None,
             },
         )
         .unwrap();

@@ -5,6 +5,7 @@
 
 use crate::context::Context;
 use crate::object::ObjectType;
+use crate::sync::Locked;
 use softiommu_iommu::{DeviceId, DeviceState, DomainKind, GroupId};
 use std::fmt;
 
@@ -51,7 +52,7 @@ pub struct Report {
 
 /// Describes the machine as `ctx` sees it.
 pub fn report(ctx: &Context) -> Report {
-    let core = ctx.shared().iommu.lock().unwrap_or_else(|e| e.into_inner());
+    let core = ctx.shared().iommu.locked();
     let topo = core.topology();
     let hwpts: Vec<(u32, softiommu_iommu::DomainId, u32)> = ctx
         .objects()

@@ -20,7 +20,7 @@
 //! Layers, lowest first; a module uses only its own layer and those below
 //! (`tests/layering.rs` checks it):
 //!
-//! 1. [`errno`], [`fail_nth`]: errors and the fault-injection hook.
+//! 1. [`errno`], [`fail_nth`], [`sync`]: errors, the fault-injection hook, locks.
 //! 2. [`memory`]: where bytes live (a process, a file, simulated buffers).
 //! 3. [`pages`]: frames, pinning, accounting, the engine-wide state.
 //! 4. [`ioas`]: one IO page table: areas, holes, domains, ranges, pins.
@@ -35,6 +35,7 @@
 
 pub mod errno;
 pub mod fail_nth;
+pub mod sync;
 
 pub mod memory;
 

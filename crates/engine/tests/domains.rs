@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use softiommu_engine::ioas::Prot;
 use softiommu_engine::memory::SimFile;
+use softiommu_engine::ops::hwpt::HwptSpec;
 use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Errno, MapArgs};
 use softiommu_iommu::domain::PagingFlags;
@@ -109,7 +110,7 @@ fn domains_mirror_their_ioas_through_map_attach_copy_unmap_and_replace() {
     let early = map(&mut h, ioas, BUF, 16 * PAGE, Some(0x100_0000)).unwrap();
     map(&mut h, ioas, BUF + 0x20_0000, 0x20_0000, Some(0x140_0000)).unwrap();
     assert_eq!(h.shared.pinned_frames(), 0);
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
     let (hwpt, affected) = h.ctx.device_attach(dev, ioas).unwrap();
     assert_eq!(affected.devices(), BTreeSet::from([A3]));
     assert_eq!(
@@ -122,7 +123,7 @@ fn domains_mirror_their_ioas_through_map_attach_copy_unmap_and_replace() {
     let late = map(&mut h, ioas, BUF + PAGE, 3 * PAGE, Some(0x180_0000)).unwrap();
     assert_mirrors(&h, ioas);
     // A second domain on the same IOAS (another IOMMU) is filled on attach.
-    let (mdev, _) = h.ctx.bind_device(M0).unwrap();
+    let (mdev, _) = h.ctx.device_bind(M0).unwrap();
     let (mhwpt, _) = h.ctx.device_attach(mdev, ioas).unwrap();
     assert_ne!(mhwpt, hwpt);
     assert_eq!(h.ctx.ioas(ioas).unwrap().domains().len(), 2);
@@ -169,13 +170,13 @@ fn attaching_a_group_reports_every_device_and_others_must_share_the_hwpt() {
     let mut h = machine();
     let ioas = h.ctx.ioas_alloc().unwrap();
     let ioas2 = h.ctx.ioas_alloc().unwrap();
-    let (d0, bound) = h.ctx.bind_device(A0).unwrap();
+    let (d0, bound) = h.ctx.device_bind(A0).unwrap();
     assert_eq!(
         bound.devices(),
         BTreeSet::from([A0, A1, DeviceId(2)]),
         "the group leaves the default domain"
     );
-    let (d1, bound) = h.ctx.bind_device(A1).unwrap();
+    let (d1, bound) = h.ctx.device_bind(A1).unwrap();
     assert!(bound.is_empty());
     let (hwpt, attached) = h.ctx.device_attach(d0, ioas).unwrap();
     assert_eq!(attached.devices().len(), 3);
@@ -209,7 +210,7 @@ fn attaching_a_group_reports_every_device_and_others_must_share_the_hwpt() {
     // Another context cannot claim the group (it is owned here).
     let mut other = h.sibling();
     assert_eq!(
-        other.ctx.bind_device(DeviceId(2)).map(|_| ()),
+        other.ctx.device_bind(DeviceId(2)).map(|_| ()),
         Err(Errno::EPERM)
     );
 }
@@ -220,7 +221,7 @@ fn attach_enforces_alignment_apertures_and_reserved_regions() {
     let ioas = h.ctx.ioas_alloc().unwrap();
     // A 2 KiB-offset area cannot live with a 4 KiB domain.
     map(&mut h, ioas, BUF + 0x800, PAGE, Some(0x10_0800)).unwrap();
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
     assert_eq!(
         h.ctx.device_attach(dev, ioas).map(|_| ()),
         Err(Errno::EADDRINUSE)
@@ -233,7 +234,7 @@ fn attach_enforces_alignment_apertures_and_reserved_regions() {
         "no HWPT left"
     );
     // The mock domain (2 KiB pages) accepts it, and reserves outside its aperture.
-    let (mdev, _) = h.ctx.bind_device(M1).unwrap();
+    let (mdev, _) = h.ctx.device_bind(M1).unwrap();
     assert_eq!(
         h.ctx.device_attach(mdev, ioas).map(|_| ()),
         Err(Errno::EADDRINUSE),
@@ -280,8 +281,11 @@ fn attach_enforces_alignment_apertures_and_reserved_regions() {
 fn manual_hwpts_are_never_reused_and_need_the_capabilities() {
     let mut h = machine();
     let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
-    let manual = h.ctx.hwpt_alloc(dev, ioas, PagingFlags::default()).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
+    let manual = h
+        .ctx
+        .hwpt_alloc(dev, HwptSpec::paging(ioas, PagingFlags::default()))
+        .unwrap();
     let (auto, _) = h.ctx.device_attach(dev, ioas).unwrap();
     assert_ne!(
         auto, manual,
@@ -290,11 +294,13 @@ fn manual_hwpts_are_never_reused_and_need_the_capabilities() {
     assert_eq!(
         h.ctx.hwpt_alloc(
             dev,
-            ioas,
-            PagingFlags {
-                nest_parent: true,
-                dirty_tracking: false
-            }
+            HwptSpec::paging(
+                ioas,
+                PagingFlags {
+                    nest_parent: true,
+                    dirty_tracking: false
+                }
+            )
         ),
         Err(Errno::EOPNOTSUPP),
         "the AMD driver here offers no nesting"
@@ -320,14 +326,14 @@ fn kernel_drivers_and_user_owners_exclude_each_other() {
         .unwrap()
         .bind_kernel_driver(A1, "e1000e")
         .unwrap();
-    assert_eq!(h.ctx.bind_device(A0).map(|_| ()), Err(Errno::EPERM));
+    assert_eq!(h.ctx.device_bind(A0).map(|_| ()), Err(Errno::EPERM));
     h.shared
         .iommu
         .lock()
         .unwrap()
         .unbind_kernel_driver(A1)
         .unwrap();
-    let (dev, _) = h.ctx.bind_device(A0).unwrap();
+    let (dev, _) = h.ctx.device_bind(A0).unwrap();
     assert_eq!(
         h.shared
             .iommu
@@ -350,7 +356,7 @@ fn file_backed_maps_fill_domains_too() {
     let mut h = machine();
     let file = Arc::new(SimFile::new(32 * PAGE as usize, true));
     let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
     h.ctx.device_attach(dev, ioas).unwrap();
     let (ctx, caller) = h.split();
     ctx.ioas_map_file(
@@ -367,7 +373,7 @@ fn file_backed_maps_fill_domains_too() {
     .unwrap();
     assert_mirrors(&h, ioas);
     // A truncated file cannot be pinned into a new domain: the attach fails cleanly.
-    let (m, _) = h.ctx.bind_device(M0).unwrap();
+    let (m, _) = h.ctx.device_bind(M0).unwrap();
     file.truncate(0);
     let pinned = h.shared.pinned_frames();
     // The pages stay pinned by the first domain, so the mock domain fills fine
@@ -391,7 +397,7 @@ fn a_failed_fill_unwinds_completely() {
         )
         .unwrap();
     }
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
     let before = h.ctx.ioas(ioas).unwrap().snapshot();
     let mut n = 1;
     loop {
@@ -427,7 +433,7 @@ fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
     use softiommu_pt::FaultReason;
     let mut h = machine();
     let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(A3).unwrap();
+    let (dev, _) = h.ctx.device_bind(A3).unwrap();
     assert!(
         matches!(h.ctx.device_dma(dev, 0x10_0000, &mut [0; 4], false), Err(DmaError::Fault(f)) if f.reason == FaultReason::NotPresent),
         "a claimed, unattached device is blocked"
@@ -436,11 +442,13 @@ fn devices_dma_through_their_domain_with_permissions_and_dirty_bits() {
         .ctx
         .hwpt_alloc(
             dev,
-            ioas,
-            PagingFlags {
-                dirty_tracking: true,
-                nest_parent: false,
-            },
+            HwptSpec::paging(
+                ioas,
+                PagingFlags {
+                    dirty_tracking: true,
+                    nest_parent: false,
+                },
+            ),
         )
         .unwrap();
     h.ctx.device_attach(dev, hwpt).unwrap();

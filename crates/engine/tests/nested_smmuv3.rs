@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use softiommu_engine::memory::user_copy::Payload;
 use softiommu_engine::ops::dma::DmaError;
+use softiommu_engine::ops::hwpt::HwptSpec;
 use softiommu_engine::Errno;
 use softiommu_iommu::DriverInfo;
 use softiommu_pt::FaultReason;
@@ -77,11 +78,13 @@ fn setup() -> Smmu {
 
 fn nested(s: &mut Smmu, ste0: u64) -> Result<u32, Errno> {
     let data = ste(ste0);
-    s.h.ctx.viommu_alloc_nested(
+    s.h.ctx.hwpt_alloc(
         s.dev,
-        s.viommu,
-        IOMMU_HWPT_DATA_ARM_SMMUV3,
-        Payload::Bytes(&data),
+        HwptSpec::ViommuNested {
+            viommu: s.viommu,
+            data_type: IOMMU_HWPT_DATA_ARM_SMMUV3,
+            payload: Payload::Bytes(&data),
+        },
     )
 }
 
@@ -115,11 +118,13 @@ fn guest_stes_are_checked_and_need_the_viommu() {
     let mut s = setup();
     let data = ste(STE_S1);
     assert_eq!(
-        s.h.ctx.hwpt_alloc_nested(
+        s.h.ctx.hwpt_alloc(
             s.dev,
-            s.parent,
-            IOMMU_HWPT_DATA_ARM_SMMUV3,
-            Payload::Bytes(&data)
+            HwptSpec::Nested {
+                parent: s.parent,
+                data_type: IOMMU_HWPT_DATA_ARM_SMMUV3,
+                payload: Payload::Bytes(&data),
+            },
         ),
         Err(Errno::EOPNOTSUPP),
         "SMMUv3 nests only through a vIOMMU"

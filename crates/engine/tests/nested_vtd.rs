@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use softiommu_engine::memory::user_copy::Payload;
 use softiommu_engine::ops::dma::DmaError;
+use softiommu_engine::ops::hwpt::HwptSpec;
 use softiommu_engine::Errno;
 use softiommu_iommu::DriverInfo;
 use softiommu_pt::FaultReason;
@@ -54,7 +55,14 @@ fn setup() -> Nested {
     data.extend_from_slice(&0u32.to_ne_bytes());
     let nested = h
         .ctx
-        .hwpt_alloc_nested(dev, parent, IOMMU_HWPT_DATA_VTD_S1, Payload::Bytes(&data))
+        .hwpt_alloc(
+            dev,
+            HwptSpec::Nested {
+                parent,
+                data_type: IOMMU_HWPT_DATA_VTD_S1,
+                payload: Payload::Bytes(&data),
+            },
+        )
         .unwrap();
     h.ctx.device_attach(dev, nested).unwrap();
     Nested { h, dev, nested }

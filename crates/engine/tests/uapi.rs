@@ -11,7 +11,6 @@ use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use softiommu_uapi::vfio::*;
 use zerocopy::IntoBytes;
 
-
 // ---- extensible-struct rules, for every command ------------------------------------------
 
 fn every_command() -> Vec<(u8, CommandInfo)> {

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use softiommu_engine::memory::FileResolver;
+use softiommu_engine::memory::CallerFiles;
 use softiommu_engine::Errno;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;

@@ -7,7 +7,7 @@
 //! context; never two contexts at once.
 
 use softiommu_engine::api::Engine;
-use softiommu_engine::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
+use softiommu_engine::memory::{AddressSpace, CallerFiles, FileBacking, ProcFiles, ProcessMemory};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_proto::*;
 use std::collections::HashMap;
@@ -426,7 +426,7 @@ impl CallFiles {
     }
 }
 
-impl FileResolver for CallFiles {
+impl CallerFiles for CallFiles {
     fn resolve(&self, fd: i32) -> softiommu_engine::Result<Arc<dyn FileBacking>> {
         self.proc.resolve(fd)
     }

@@ -20,8 +20,9 @@ use crate::context::{Caller, Context, Credentials, MapArgs};
 use crate::dispatch::Arg;
 use crate::errno::{Errno, Error};
 use crate::ioas::Prot;
-use crate::memory::{AddressSpace, FileBacking, FileResolver, ProcFiles, ProcessMemory};
+use crate::memory::{AddressSpace, CallerFiles, FileBacking, ProcFiles, ProcessMemory};
 use crate::pages::EngineState;
+use crate::sync::Locked;
 pub use softiommu_iommu::domain::PagingFlags;
 pub use softiommu_iommu::Affected;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ impl Engine {
     pub fn open_as(
         &self,
         mem: Arc<dyn AddressSpace>,
-        files: Box<dyn FileResolver>,
+        files: Box<dyn CallerFiles>,
         creds: Credentials,
     ) -> Iommufd {
         Iommufd {
@@ -126,7 +127,7 @@ pub fn current_credentials() -> Credentials {
 pub struct Iommufd {
     ctx: Context,
     mem: Arc<dyn AddressSpace>,
-    files: Box<dyn FileResolver>,
+    files: Box<dyn CallerFiles>,
     creds: Credentials,
 }
 
@@ -335,17 +336,12 @@ impl Iommufd {
     /// DMA. Returns the device object id and every device whose DMA moved.
     pub fn bind_device(&mut self, name: &str) -> Result<(DevId, Affected)> {
         let dev = {
-            let core = self
-                .ctx
-                .shared()
-                .iommu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let core = self.ctx.shared().iommu.locked();
             core.topology().device_by_name(name)
         }
         .ok_or_else(|| Error::new(Errno::ENODEV, format!("no device named {name}")))?;
         self.ctx
-            .bind_device(dev)
+            .device_bind(dev)
             .map(|(id, affected)| (DevId(id), affected))
             .map_err(|e| Error::new(e, format!("binding {name}")))
     }
@@ -384,7 +380,14 @@ impl Iommufd {
         flags: PagingFlags,
     ) -> Result<HwptId> {
         self.ctx
-            .hwpt_alloc(device.0, ioas.0, flags)
+            .hwpt_alloc(
+                device.0,
+                crate::ops::hwpt::HwptSpec::Paging {
+                    ioas: ioas.0,
+                    flags,
+                    pgsize_bitmap: None,
+                },
+            )
             .map(HwptId)
             .map_err(err("allocating a HWPT"))
     }
@@ -442,7 +445,7 @@ impl Iommufd {
 
 impl Caller<'_> {
     /// A caller for tests and embedders: `mem`, no descriptors, default credentials.
-    pub fn simple<'a>(mem: &'a Arc<dyn AddressSpace>, files: &'a dyn FileResolver) -> Caller<'a> {
+    pub fn simple<'a>(mem: &'a Arc<dyn AddressSpace>, files: &'a dyn CallerFiles) -> Caller<'a> {
         Caller {
             mem,
             files,

@@ -9,7 +9,7 @@
 
 use crate::errno::Result;
 use crate::ioas::{IoPagetable, Prot};
-use crate::memory::{AddressSpace, FileResolver};
+use crate::memory::{AddressSpace, CallerFiles};
 use crate::object::ObjectTable;
 use crate::pages::{AccountMode, AccountOwner, EngineState};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub struct Caller<'a> {
     /// (Linux: its `mm`).
     pub mem: &'a Arc<dyn AddressSpace>,
     /// The caller's file descriptors.
-    pub files: &'a dyn FileResolver,
+    pub files: &'a dyn CallerFiles,
     /// The caller's credentials.
     pub creds: Credentials,
 }

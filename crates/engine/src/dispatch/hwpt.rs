@@ -5,6 +5,8 @@
 use super::*;
 use crate::context::Caller;
 use crate::memory::user_copy::{clear_user, Payload};
+use crate::ops::hwpt::HwptSpec;
+use crate::sync::Locked;
 
 impl Context {
     pub(super) fn cmd_hwpt_alloc(&mut self, u: &mut Ucmd<'_, '_>) -> Result<()> {
@@ -37,7 +39,14 @@ impl Context {
                     dirty_tracking: cmd.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
                 };
                 let pgsize = self.paging_data(u.caller, &cmd, flags)?;
-                self.hwpt_alloc_sized(cmd.dev_id, cmd.pt_id, flags, pgsize)?
+                self.hwpt_alloc(
+                    cmd.dev_id,
+                    HwptSpec::Paging {
+                        ioas: cmd.pt_id,
+                        flags,
+                        pgsize_bitmap: pgsize,
+                    },
+                )?
             }
             // A nested HWPT over a nest parent, or made through a vIOMMU.
             Some(ObjectType::HwptPaging | ObjectType::Viommu) => {
@@ -53,9 +62,23 @@ impl Context {
                     len: u64::from(cmd.data_len),
                 };
                 if via_viommu {
-                    self.viommu_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
+                    self.hwpt_alloc(
+                        cmd.dev_id,
+                        HwptSpec::ViommuNested {
+                            viommu: cmd.pt_id,
+                            data_type: cmd.data_type,
+                            payload: read,
+                        },
+                    )?
                 } else {
-                    self.hwpt_alloc_nested(cmd.dev_id, cmd.pt_id, cmd.data_type, read)?
+                    self.hwpt_alloc(
+                        cmd.dev_id,
+                        HwptSpec::Nested {
+                            parent: cmd.pt_id,
+                            data_type: cmd.data_type,
+                            payload: read,
+                        },
+                    )?
                 }
             }
             Some(_) => return Err(Errno::EINVAL),
@@ -90,11 +113,7 @@ impl Context {
         }
         let dev = self.objects.device(cmd.dev_id)?.dev;
         let driver = {
-            let core = self
-                .shared()
-                .iommu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let core = self.shared().iommu.locked();
             core.topology()
                 .iommu(core.topology().iommu_of(dev))
                 .driver

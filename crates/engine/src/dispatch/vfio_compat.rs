@@ -8,6 +8,7 @@ use crate::dispatch::Arg;
 use crate::errno::{Errno, Result};
 use crate::ioas::Prot;
 use crate::memory::PAGE_SIZE;
+use crate::sync::Locked;
 use softiommu_uapi::vfio::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -74,11 +75,7 @@ impl Context {
         // `iommufd_get_pagesizes`).
         let mut pgsizes = u64::MAX;
         for d in iopt.domains() {
-            pgsizes &= d
-                .table
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pgsize_bitmap();
+            pgsizes &= d.table.locked().pgsize_bitmap();
         }
         if pgsizes & (PAGE_SIZE - 1) != 0 {
             pgsizes &= !(PAGE_SIZE - 1);

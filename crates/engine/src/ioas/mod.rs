@@ -21,6 +21,7 @@ use crate::errno::{Errno, Result};
 use crate::fail_nth::FailNth;
 use crate::memory::PAGE_SIZE;
 use crate::pages::{AccountOwner, Pages};
+use crate::sync::Locked;
 use softiommu_pt::{AnyPageTable, MapErrorKind};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,7 +116,7 @@ pub struct DomainRef {
 
 impl DomainRef {
     fn lock(&self) -> MutexGuard<'_, AnyPageTable> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.table.locked()
     }
 }
 

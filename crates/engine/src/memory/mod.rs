@@ -4,7 +4,7 @@
 //! The engine never dereferences a user pointer. It asks an [`AddressSpace`]
 //! to copy bytes in or out (a bad address is `EFAULT`, never a crash) and to
 //! check that pages can be pinned. Files (`IOMMU_IOAS_MAP_FILE`) are reached
-//! through a [`FileResolver`] that turns the caller's fd into a [`FileBacking`].
+//! through a [`CallerFiles`] that turns the caller's fd into a [`FileBacking`].
 //!
 //! Implementations here: [`SimMemory`] / [`SimFile`] (simulated, for tests and
 //! for the byte-buffer entry point) and [`ProcessMemory`] / [`ProcFiles`] (a
@@ -96,9 +96,10 @@ pub trait FileBacking: Send + Sync + Debug {
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
 }
 
-/// Turns a caller's file descriptor into a file, and gives the caller new
+/// The caller's descriptors, as the engine sees them: turns a descriptor into
+/// a file or an inode, gives the caller new
 /// files that stand for engine objects (an access, a fault queue).
-pub trait FileResolver: Debug {
+pub trait CallerFiles: Debug {
     /// `EBADF` when `fd` is not an open descriptor of the caller.
     fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>>;
 
@@ -114,7 +115,7 @@ pub trait FileResolver: Debug {
     /// Makes a new file the caller only reads, as [`create_side_file`]
     /// does, whose unread bytes the transport can count (for event queues).
     ///
-    /// [`create_side_file`]: FileResolver::create_side_file
+    /// [`create_side_file`]: CallerFiles::create_side_file
     fn create_event_file(&self, fd_addr: u64) -> Result<(Option<i32>, u64)> {
         self.create_side_file(fd_addr)
     }
@@ -144,7 +145,7 @@ pub trait FileResolver: Debug {
 #[derive(Debug, Default)]
 pub struct NoFiles;
 
-impl FileResolver for NoFiles {
+impl CallerFiles for NoFiles {
     fn resolve(&self, _fd: i32) -> Result<Arc<dyn FileBacking>> {
         Err(Errno::EBADF)
     }

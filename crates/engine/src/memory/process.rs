@@ -247,7 +247,7 @@ impl ProcFiles {
     }
 }
 
-impl FileResolver for ProcFiles {
+impl CallerFiles for ProcFiles {
     fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>> {
         if fd < 0 {
             return Err(Errno::EBADF);

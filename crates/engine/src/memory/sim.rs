@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::errno::{Errno, Result};
+use crate::sync::Locked;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,7 @@ impl SimMemory {
     /// Maps `len` zeroed bytes at `addr`, replacing nothing (panics on overlap:
     /// a test bug, not an input error).
     pub fn map(&self, addr: u64, len: u64, writable: bool) {
-        let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut regions = self.regions.locked();
         let end = addr.checked_add(len).expect("region end overflows");
         let overlaps = regions
             .range(..end)
@@ -60,10 +61,7 @@ impl SimMemory {
 
     /// Removes the region that starts at `addr`.
     pub fn unmap(&self, addr: u64) {
-        self.regions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
+        self.regions.locked().remove(&addr);
     }
 
     fn with_range<R>(
@@ -73,7 +71,7 @@ impl SimMemory {
         write: bool,
         mut f: impl FnMut(&mut [u8], usize) -> R,
     ) -> Result<()> {
-        let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut regions = self.regions.locked();
         let mut done = 0usize;
         while done < len {
             let at = addr.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -137,10 +135,7 @@ impl SimFile {
 
     /// Changes the size, as `ftruncate` would.
     pub fn truncate(&self, len: usize) {
-        self.data
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .resize(len, 0);
+        self.data.locked().resize(len, 0);
     }
 }
 
@@ -149,13 +144,13 @@ impl FileBacking for SimFile {
         self.id
     }
     fn size(&self) -> Result<u64> {
-        Ok(self.data.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+        Ok(self.data.locked().len() as u64)
     }
     fn writable(&self) -> bool {
         self.writable
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let data = self.data.locked();
         let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
         let src = data
             .get(start..start.saturating_add(buf.len()))
@@ -164,7 +159,7 @@ impl FileBacking for SimFile {
         Ok(())
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let mut data = self.data.locked();
         let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
         let dst = data
             .get_mut(start..start.saturating_add(buf.len()))
@@ -190,20 +185,17 @@ impl SimFiles {
 
     /// Closes a side file; returns its inode, for `Context::side_file_closed`.
     pub fn close_side_file(&self, fd: i32) -> Option<u64> {
-        self.side
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&fd)
+        self.side.locked().remove(&fd)
     }
 }
 
-impl FileResolver for SimFiles {
+impl CallerFiles for SimFiles {
     fn resolve(&self, fd: i32) -> Result<Arc<dyn FileBacking>> {
         self.files.get(&fd).cloned().ok_or(Errno::EBADF)
     }
 
     fn create_side_file(&self, _fd_addr: u64) -> Result<(Option<i32>, u64)> {
-        let mut side = self.side.lock().unwrap_or_else(|e| e.into_inner());
+        let mut side = self.side.locked();
         let fd = side.keys().next_back().map_or(100, |&f| f + 1);
         let inode = new_space_id() | (1 << 62);
         side.insert(fd, inode);
@@ -211,11 +203,6 @@ impl FileResolver for SimFiles {
     }
 
     fn inode_of(&self, fd: i32) -> Result<u64> {
-        self.side
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fd)
-            .copied()
-            .ok_or(Errno::EBADFD)
+        self.side.locked().get(&fd).copied().ok_or(Errno::EBADFD)
     }
 }

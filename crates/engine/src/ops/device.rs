@@ -10,19 +10,16 @@
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
-use crate::ioas::{DomainRef, ReservedOwner};
-use crate::memory::user_copy::Payload;
-use crate::object::{Device, HwptNested, HwptPaging, Object, ObjectType};
+use crate::ioas::ReservedOwner;
+use crate::object::{Device, Object, ObjectType};
+use crate::sync::Locked;
 use softiommu_iommu::domain::PagingFlags;
 use softiommu_iommu::{Affected, DeviceId, IommuCore};
 use std::sync::MutexGuard;
 
 impl Context {
     pub(crate) fn core(&self) -> MutexGuard<'_, IommuCore> {
-        self.shared()
-            .iommu
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared().iommu.locked()
     }
 
     /// What the driver of machine device `dev`'s IOMMU supports.
@@ -47,7 +44,7 @@ impl Context {
     /// Binds machine device `dev` to this context (claims its DMA). Returns
     /// the device object id and the devices whose DMA moved (the whole group,
     /// onto the blocking domain, for the first device of a group).
-    pub fn bind_device(&mut self, dev: DeviceId) -> Result<(u32, Affected)> {
+    pub fn device_bind(&mut self, dev: DeviceId) -> Result<(u32, Affected)> {
         let owner = self.owner;
         let (affected, driver_data) = {
             let mut core = self.core();
@@ -99,187 +96,6 @@ impl Context {
         let _ = self.core().release(owner, device.dev);
     }
 
-    /// Allocates a paging HWPT for `dev_id`'s IOMMU, filled from IOAS `ioas`
-    /// (`IOMMU_HWPT_ALLOC`).
-    pub fn hwpt_alloc(&mut self, dev_id: u32, ioas: u32, flags: PagingFlags) -> Result<u32> {
-        self.hwpt_alloc_sized(dev_id, ioas, flags, None)
-    }
-
-    /// As [`hwpt_alloc`](Self::hwpt_alloc), with the leaf sizes a driver's
-    /// payload chose.
-    pub(crate) fn hwpt_alloc_sized(
-        &mut self,
-        dev_id: u32,
-        ioas: u32,
-        flags: PagingFlags,
-        pgsize_bitmap: Option<u64>,
-    ) -> Result<u32> {
-        let dev = self.objects.device(dev_id)?.dev;
-        self.objects.ioas(ioas)?;
-        self.make_hwpt_sized(dev, ioas, flags, false, pgsize_bitmap)
-    }
-
-    fn make_hwpt(
-        &mut self,
-        dev: DeviceId,
-        ioas: u32,
-        flags: PagingFlags,
-        auto: bool,
-    ) -> Result<u32> {
-        self.make_hwpt_sized(dev, ioas, flags, auto, None)
-    }
-
-    fn make_hwpt_sized(
-        &mut self,
-        dev: DeviceId,
-        ioas: u32,
-        flags: PagingFlags,
-        auto: bool,
-        pgsize_bitmap: Option<u64>,
-    ) -> Result<u32> {
-        self.shared().fail_nth.check()?;
-        let (domain, table) = {
-            let mut core = self.core();
-            let iommu = core.topology().iommu_of(dev);
-            let domain = core.alloc_paging_sized(iommu, flags, pgsize_bitmap)?;
-            (domain, core.paging_table(domain).ok_or(Errno::ENOMEM)?)
-        };
-        let hwpt = HwptPaging {
-            pasid_compat: false,
-            ioas,
-            domain,
-            table: table.clone(),
-            auto,
-            flags,
-            fault: None,
-        };
-        let id = match self.objects.insert(Object::HwptPaging(Box::new(hwpt))) {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = self.core().free_domain(domain);
-                return Err(e);
-            }
-        };
-        if let Err(e) = self
-            .ioas_mut(ioas)
-            .and_then(|t| t.add_domain(DomainRef { hwpt: id, table }))
-        {
-            let _ = self.objects.remove(id);
-            let _ = self.core().free_domain(domain);
-            return Err(e);
-        }
-        self.objects.add_user(ioas);
-        Ok(id)
-    }
-
-    /// Allocates a nested HWPT over nest-parent `parent` for device `dev_id`,
-    /// with the driver's stage-1 payload `data` of type `data_type`.
-    /// The payload is read after the parent checks (as Linux orders them).
-    pub fn hwpt_alloc_nested(
-        &mut self,
-        dev_id: u32,
-        parent: u32,
-        data_type: u32,
-        payload: Payload<'_>,
-    ) -> Result<u32> {
-        self.nested_alloc(dev_id, parent, data_type, payload, false)
-    }
-
-    /// A nested HWPT over nest parent `parent`, directly or (`via_viommu`)
-    /// for a vIOMMU over it.
-    pub(crate) fn nested_alloc(
-        &mut self,
-        dev_id: u32,
-        parent: u32,
-        data_type: u32,
-        payload: Payload<'_>,
-        via_viommu: bool,
-    ) -> Result<u32> {
-        let dev = self.objects.device(dev_id)?.dev;
-        let (parent_domain, auto, nest_parent) = {
-            let p = self.objects.hwpt_paging(parent)?;
-            (p.domain, p.auto, p.flags.nest_parent)
-        };
-        let driver = {
-            let core = self.core();
-            let mine = core
-                .topology()
-                .iommu(core.topology().iommu_of(dev))
-                .driver
-                .clone();
-            let parents = core
-                .domain(parent_domain)
-                .map(|d| core.topology().iommu(d.iommu).driver.name.clone())
-                .unwrap_or_default();
-            if auto || !nest_parent || parents != mine.name {
-                return Err(Errno::EINVAL);
-            }
-            mine
-        };
-        if driver.nested_data_type == 0
-            || data_type != driver.nested_data_type
-            || (driver.nested_needs_viommu && !via_viommu)
-        {
-            return Err(Errno::EOPNOTSUPP);
-        }
-        let payload = payload.read(driver.nested_data_min, driver.nested_data_size)?;
-        let ops = crate::driver::ops_for(&driver);
-        ops.check_nested_data(&payload)?;
-        self.shared().fail_nth.check()?;
-        let domain = self.core().alloc_nested(parent_domain, data_type)?;
-        let driver_data = ops.new_nested_data(&payload);
-        let nested = HwptNested {
-            pasid_compat: false,
-            parent,
-            domain,
-            data_type,
-            data: payload,
-            driver_data,
-            fault: None,
-            viommu: None,
-            stage1_tlb: Default::default(),
-        };
-        match self.objects.insert(Object::HwptNested(Box::new(nested))) {
-            Ok(id) => {
-                self.objects.add_user(parent);
-                Ok(id)
-            }
-            Err(e) => {
-                let _ = self.core().free_domain(domain);
-                Err(e)
-            }
-        }
-    }
-
-    pub(crate) fn destroy_nested(&mut self, hwpt: HwptNested) {
-        self.objects.drop_user(hwpt.viommu.unwrap_or(hwpt.parent));
-        if let Some(fault) = hwpt.fault {
-            self.objects.drop_user(fault);
-        }
-        let _ = self.core().free_domain(hwpt.domain);
-    }
-
-    /// The domain behind a paging or nested HWPT, and the IOAS whose reserved
-    /// IOVA governs it (a nested HWPT's parent's).
-    fn hwpt_target(&self, hwpt: u32) -> Result<(softiommu_iommu::DomainId, u32)> {
-        if let Ok(h) = self.objects.hwpt_paging(hwpt) {
-            return Ok((h.domain, h.ioas));
-        }
-        let n = self.objects.hwpt_nested(hwpt)?;
-        Ok((n.domain, self.objects.hwpt_paging(n.parent)?.ioas))
-    }
-
-    pub(crate) fn destroy_hwpt(&mut self, id: u32, hwpt: HwptPaging) {
-        if let Ok(t) = self.ioas_mut(hwpt.ioas) {
-            t.remove_domain(id);
-        }
-        self.objects.drop_user(hwpt.ioas);
-        if let Some(fault) = hwpt.fault {
-            self.objects.drop_user(fault);
-        }
-        let _ = self.core().free_domain(hwpt.domain);
-    }
-
     /// Reserves a device's reserved regions in an IOAS (`EADDRINUSE` on conflict).
     fn reserve_device_regions(&mut self, dev_id: u32, dev: DeviceId, ioas: u32) -> Result<()> {
         let regions = self.core().topology().device(dev).reserved.clone();
@@ -326,7 +142,7 @@ impl Context {
                         other => return other.map(|a| (hwpt, a)),
                     }
                 }
-                let hwpt = self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?;
+                let hwpt = self.new_paging_hwpt(dev, pt_id, PagingFlags::default(), true, None)?;
                 match self.attach_hwpt(dev_id, dev, hwpt) {
                     Ok(a) => Ok((hwpt, a)),
                     Err(e) => {
@@ -423,7 +239,7 @@ impl Context {
                 if !self.objects.device(dev_id)?.pasids.is_empty() {
                     return Err(Errno::EINVAL);
                 }
-                self.make_hwpt(dev, pt_id, PagingFlags::default(), true)?
+                self.new_paging_hwpt(dev, pt_id, PagingFlags::default(), true, None)?
             }
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),

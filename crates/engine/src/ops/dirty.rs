@@ -5,6 +5,7 @@
 
 use crate::context::{Caller, Context};
 use crate::errno::{Errno, Result};
+use crate::sync::Locked;
 use softiommu_pt::DirtyBitmap;
 
 /// Largest bitmap read at once, in bits (32 MiB of bitmap).
@@ -25,7 +26,7 @@ impl Context {
             .areas()
             .map(|a| (a.start, a.length()))
             .collect();
-        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = table.locked();
         if enable {
             for (start, len) in areas {
                 let Some(mut scratch) =
@@ -95,7 +96,7 @@ impl Context {
             cur = piece_last + 1;
         }
         {
-            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut table = table.locked();
             for (start, len) in pieces {
                 let gather = table
                     .read_and_clear_dirty(start, len, &mut bitmap, !no_clear)
@@ -129,7 +130,7 @@ impl Context {
             return Err(Errno::EINVAL);
         }
         let table = self.objects.hwpt_paging(hwpt)?.table.clone();
-        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = table.locked();
         if !table.dirty_tracking() {
             return Err(Errno::EINVAL);
         }

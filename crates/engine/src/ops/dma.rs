@@ -9,6 +9,7 @@
 use crate::context::Context;
 use crate::errno::Errno;
 use crate::pages::physical::{Backing, PhysMap, CHUNK_SIZE};
+use crate::sync::Locked;
 use softiommu_iommu::DomainKind;
 use softiommu_pt::{DmaMemory, Fault, FaultLog, FaultReason};
 use std::sync::MutexGuard;
@@ -145,11 +146,7 @@ impl Context {
     ) -> std::result::Result<(), DmaError> {
         let dev = self.objects.device(dev_id)?.dev;
         let table = {
-            let core = self
-                .shared()
-                .iommu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let core = self.shared().iommu.locked();
             let domain = core.device_domain(dev);
             match core.domain(domain).map(|d| &d.kind) {
                 Some(DomainKind::Paging { table, .. }) => table.clone(),
@@ -176,11 +173,11 @@ impl Context {
                 _ => return Err(DmaError::Errno(Errno::EOPNOTSUPP)),
             }
         };
-        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = table.locked();
         let mut iotlb = table.new_iotlb();
         let mut faults = FaultLog::new(1);
         let mut memory = PhysMemory {
-            phys: self.shared().phys.lock().unwrap_or_else(|e| e.into_inner()),
+            phys: self.shared().phys.locked(),
         };
         let outcome = if write {
             table.dma_write(&mut iotlb, &mut faults, &mut memory, iova, buf)
@@ -224,11 +221,11 @@ impl Context {
             .nested_by_domain_mut(domain)
             .ok_or(DmaError::Errno(Errno::ENOENT))?;
         let start = ops.stage1(&hwpt.data)?;
-        let mut table = stage2.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = stage2.locked();
         let mut stage2_iotlb = table.new_iotlb();
         let mut faults = FaultLog::new(1);
         let mut memory = PhysMemory {
-            phys: shared.phys.lock().unwrap_or_else(|e| e.into_inner()),
+            phys: shared.phys.locked(),
         };
         let (stage1, ia_bits) = match start {
             Stage1Start::Abort => return Err(fault(FaultReason::NotPresent)),

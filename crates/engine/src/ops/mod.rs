@@ -9,6 +9,7 @@ pub mod device;
 pub mod dirty;
 pub mod dma;
 pub mod fault_queue;
+pub mod hwpt;
 pub mod ioas;
 pub mod mmap;
 pub mod object;

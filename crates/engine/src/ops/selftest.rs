@@ -3,6 +3,7 @@
 
 use crate::context::{Caller, Context};
 use crate::errno::{Errno, Result};
+use crate::sync::Locked;
 use softiommu_uapi::test_cmd as t;
 
 impl Context {
@@ -38,11 +39,7 @@ impl Context {
             return Err(Errno::ENOENT);
         }
         let dev = {
-            let mut core = self
-                .shared()
-                .iommu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut core = self.shared().iommu.locked();
             let name = format!("selftest-mock-{flags:#x}");
             let iommu = match core.topology().iommu_by_name(&name) {
                 Some(i) => i,
@@ -67,7 +64,7 @@ impl Context {
         let stdev = self
             .objects
             .insert(Object::Selftest(Box::new(Selftest { device: 0 })))?;
-        let idev = match self.bind_device(dev) {
+        let idev = match self.device_bind(dev) {
             Ok((idev, _)) => idev,
             Err(e) => {
                 let _ = self.objects.remove(stdev);
@@ -110,7 +107,7 @@ impl Context {
         iova.checked_add(length).ok_or(Errno::EINVAL)?;
         uptr.checked_add(length).ok_or(Errno::EINVAL)?;
         let table = self.objects.hwpt_paging(hwpt)?.table.clone();
-        let table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let table = table.locked();
         let first_page = uptr - uptr % PAGE_SIZE;
         let npages = (uptr + length).div_ceil(PAGE_SIZE) - first_page / PAGE_SIZE;
         let ids = caller.mem.page_identities(first_page, npages.max(1));

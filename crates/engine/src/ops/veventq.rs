@@ -72,10 +72,10 @@ impl Context {
     }
 
     /// The reader of event file `inode` has left `unread_bytes` bytes in it.
-    /// Transports call this (or answer [`FileResolver::unread_bytes`]) so
+    /// Transports call this (or answer [`CallerFiles::unread_bytes`]) so
     /// that a queue's depth counts only what is still unread.
     ///
-    /// [`FileResolver::unread_bytes`]: crate::memory::FileResolver::unread_bytes
+    /// [`CallerFiles::unread_bytes`]: crate::memory::CallerFiles::unread_bytes
     pub fn side_file_unread(&mut self, inode: u64, unread_bytes: u64) {
         let Some(&id) = self.side_files.get(&inode) else {
             return;

@@ -265,34 +265,6 @@ impl Context {
 }
 
 impl Context {
-    /// A nested HWPT made through vIOMMU `viommu_id` for `dev_id`: its stage
-    /// 2 is the vIOMMU's HWPT, and it holds the vIOMMU (`EINVAL` for a device
-    /// behind another IOMMU).
-    pub fn viommu_alloc_nested(
-        &mut self,
-        dev_id: u32,
-        viommu_id: u32,
-        data_type: u32,
-        payload: crate::memory::user_copy::Payload<'_>,
-    ) -> Result<u32> {
-        let (parent, iommu) = {
-            let v = self.viommu(viommu_id)?;
-            (v.hwpt, v.iommu)
-        };
-        let dev = self.objects.device(dev_id)?.dev;
-        if self.core().topology().iommu_of(dev) != iommu {
-            return Err(Errno::EINVAL);
-        }
-        let id = self.nested_alloc(dev_id, parent, data_type, payload, true)?;
-        if let Some(Object::HwptNested(n)) = self.objects.get_mut(id) {
-            n.viommu = Some(viommu_id);
-        }
-        // The reference moves from the parent to the vIOMMU.
-        self.objects.drop_user(parent);
-        self.objects.add_user(viommu_id);
-        Ok(id)
-    }
-
     /// Cache invalidation addressed to a vIOMMU: its driver handles the
     /// array (`EOPNOTSUPP` for a driver without vIOMMU invalidation).
     pub(crate) fn invalidate_viommu(

@@ -3,6 +3,7 @@
 
 use crate::errno::{Errno, Result};
 use crate::memory::PAGE_SIZE;
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -53,7 +54,7 @@ pub struct MmCounters {
 
 impl Accounting {
     fn lock(&self) -> MutexGuard<'_, AccountingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Charges `npages` to `owner`, or changes nothing and returns `ENOMEM`.

@@ -4,6 +4,7 @@
 use super::{Accounting, Frame};
 use crate::fail_nth::FailNth;
 use crate::pages::physical::{Backing, PhysMap};
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -36,17 +37,12 @@ impl EngineState {
 impl EngineState {
     /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
     pub fn pin_count(&self, frame: Frame) -> u32 {
-        self.pins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&frame)
-            .copied()
-            .unwrap_or(0)
+        self.pins.locked().get(&frame).copied().unwrap_or(0)
     }
 
     /// Frames pinned anywhere.
     pub fn pinned_frames(&self) -> usize {
-        self.pins.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.pins.locked().len()
     }
 
     pub(super) fn add_pins(
@@ -55,8 +51,8 @@ impl EngineState {
         up: bool,
         backing: &Backing,
     ) {
-        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
-        let mut phys = self.phys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pins = self.pins.locked();
+        let mut phys = self.phys.locked();
         for f in frames {
             if up {
                 let c = pins.entry(f).or_default();
@@ -76,9 +72,6 @@ impl EngineState {
 
     /// The synthetic physical address of a pinned frame.
     pub fn address_of(&self, frame: Frame) -> Option<u64> {
-        self.phys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .address(frame)
+        self.phys.locked().address(frame)
     }
 }

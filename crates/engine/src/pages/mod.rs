@@ -15,6 +15,7 @@
 
 use crate::errno::{Errno, Result};
 use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
+use crate::sync::Locked;
 use physical::Backing;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -128,7 +129,7 @@ impl Pages {
     }
 
     fn lock(&self) -> MutexGuard<'_, PagesState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Number of pages covered.
@@ -403,12 +404,7 @@ impl Pages {
             let byte = offset + done as u64;
             let n = ((PAGE_SIZE - byte % PAGE_SIZE) as usize).min(len - done);
             let pa = self.address(byte / PAGE_SIZE).ok_or(Errno::EFAULT)? + byte % PAGE_SIZE;
-            let resolved = self
-                .shared
-                .phys
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .resolve(pa);
+            let resolved = self.shared.phys.locked().resolve(pa);
             let (backing, pos) = resolved.ok_or(Errno::EFAULT)?;
             f(&backing, pos, done..done + n)?;
             done += n;

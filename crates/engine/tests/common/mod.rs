@@ -6,6 +6,7 @@
 pub mod cmd;
 
 use softiommu_engine::memory::{AddressSpace, SimFiles, SimMemory};
+use softiommu_engine::ops::hwpt::HwptSpec;
 use softiommu_engine::pages::EngineState;
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use std::fmt::Debug;
@@ -157,12 +158,22 @@ pub fn nesting_machine(driver: softiommu_iommu::DriverInfo, guest_len: u64) -> (
         .build();
     let mut h = Harness::with_shared(Arc::new(EngineState::with_topology(topo)));
     let ioas = h.ctx.ioas_alloc().unwrap();
-    let (dev, _) = h.ctx.bind_device(DeviceId(0)).unwrap();
+    let (dev, _) = h.ctx.device_bind(DeviceId(0)).unwrap();
     let flags = PagingFlags {
         dirty_tracking: false,
         nest_parent: true,
     };
-    let parent = h.ctx.hwpt_alloc(dev, ioas, flags).unwrap();
+    let parent = h
+        .ctx
+        .hwpt_alloc(
+            dev,
+            HwptSpec::Paging {
+                ioas,
+                flags,
+                pgsize_bitmap: None,
+            },
+        )
+        .unwrap();
     let args = softiommu_engine::MapArgs {
         iova: Some(0),
         length: guest_len,
