@@ -61,6 +61,21 @@ pub trait AddressSpace: Send + Sync + Debug {
     /// also once the process is gone.
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()>;
 
+    /// [`probe`](Self::probe) of `[addr, addr + len)`, then the identities
+    /// of the `npages` pages from page-aligned `first`, in one look at the
+    /// address space (a pin asks both).
+    fn probe_and_identify(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        first: u64,
+        npages: u64,
+    ) -> Result<Vec<PageIdentity>> {
+        self.probe(addr, len, write)?;
+        Ok(self.page_identities(first, npages))
+    }
+
     /// What the `npages` pages from page-aligned `addr` are, so that a page
     /// reached through two mappings (a memfd mapped and passed by descriptor,
     /// shared memory across `fork`) is one page. Private memory by default.

@@ -31,42 +31,102 @@ impl ProcessMemory {
         }
     }
 
-    /// Whether `[addr, addr + len)` lies in mappings with the needed permissions,
-    /// from `/proc/<pid>/maps`.
-    fn covered_by_mappings(&self, addr: u64, len: u64, write: bool) -> Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        let last = addr.checked_add(len - 1).ok_or(Errno::EFAULT)?;
+    /// The process's mappings, read once from `/proc/<pid>/maps`;
+    /// `EFAULT` once the process is gone.
+    fn mappings(&self) -> Result<Vec<Mapping>> {
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
             .map_err(|_| Errno::EFAULT)?;
-        let mut next = addr;
-        for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-                continue;
-            };
-            let Some((lo, hi)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
-            else {
-                continue;
-            };
-            if hi <= next || lo > next {
-                continue;
-            }
-            let perms = perms.as_bytes();
-            if perms.first() != Some(&b'r') || (write && perms.get(1) != Some(&b'w')) {
-                return Err(Errno::EFAULT);
-            }
-            if hi > last {
-                return Ok(());
-            }
-            next = hi;
-        }
-        Err(Errno::EFAULT)
+        Ok(maps.lines().filter_map(Mapping::parse).collect())
     }
+}
+
+/// One line of `/proc/<pid>/maps`: `[lo, hi)`, its permissions, and for a
+/// file mapping the file's device, inode and offset.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    lo: u64,
+    hi: u64,
+    readable: bool,
+    writable: bool,
+    shared: bool,
+    offset: u64,
+    dev: u64,
+    ino: u64,
+}
+
+impl Mapping {
+    fn parse(line: &str) -> Option<Mapping> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |x: &str| u64::from_str_radix(x, 16).ok();
+        let (lo, hi) = f.first()?.split_once('-')?;
+        let perms = f.get(1)?.as_bytes();
+        let (major, minor) = f
+            .get(3)
+            .and_then(|d| d.split_once(':'))
+            .unwrap_or(("0", "0"));
+        Some(Mapping {
+            lo: hex(lo)?,
+            hi: hex(hi)?,
+            readable: perms.first() == Some(&b'r'),
+            writable: perms.get(1) == Some(&b'w'),
+            shared: perms.get(3) == Some(&b's'),
+            offset: f.get(2).and_then(|o| hex(o)).unwrap_or(0),
+            dev: libc::makedev(
+                hex(major).unwrap_or(0) as u32,
+                hex(minor).unwrap_or(0) as u32,
+            ),
+            ino: f.get(4).and_then(|i| i.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+/// Whether `[addr, addr + len)` lies in mappings with the needed permissions.
+fn covered_by(maps: &[Mapping], addr: u64, len: u64, write: bool) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let last = addr.checked_add(len - 1).ok_or(Errno::EFAULT)?;
+    let mut next = addr;
+    for m in maps {
+        if m.hi <= next || m.lo > next {
+            continue;
+        }
+        if !m.readable || (write && !m.writable) {
+            return Err(Errno::EFAULT);
+        }
+        if m.hi > last {
+            return Ok(());
+        }
+        next = m.hi;
+    }
+    Err(Errno::EFAULT)
+}
+
+/// What the `npages` pages from `addr` are: pages of a shared file mapping
+/// (shared anonymous memory included, which the kernel backs with a shmem
+/// file) are the file's; the rest are the address space `space`'s own.
+fn identities(maps: &[Mapping], space: u64, addr: u64, npages: u64) -> Vec<PageIdentity> {
+    let shared: Vec<&Mapping> = maps.iter().filter(|m| m.shared && m.ino != 0).collect();
+    (0..npages)
+        .map(|i| {
+            let va = addr + i * PAGE_SIZE;
+            match shared.iter().find(|m| m.lo <= va && va < m.hi) {
+                Some(m) => {
+                    let page = (m.offset + (va - m.lo)) / PAGE_SIZE;
+                    PageIdentity {
+                        space: file_space_id(m.dev, m.ino),
+                        page,
+                        va_delta: va.wrapping_sub(page * PAGE_SIZE),
+                    }
+                }
+                None => PageIdentity {
+                    space,
+                    page: va / PAGE_SIZE,
+                    va_delta: 0,
+                },
+            }
+        })
+        .collect()
 }
 
 impl AddressSpace for ProcessMemory {
@@ -110,63 +170,27 @@ impl AddressSpace for ProcessMemory {
     }
 
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
-        self.covered_by_mappings(addr, len, write)
+        covered_by(&self.mappings()?, addr, len, write)
     }
 
     fn page_identities(&self, addr: u64, npages: u64) -> Vec<PageIdentity> {
-        let private = |va: u64| PageIdentity {
-            space: self.id,
-            page: va / PAGE_SIZE,
-            va_delta: 0,
-        };
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
-        // Shared file-backed mappings (this includes shared anonymous memory,
-        // which the kernel backs with a shmem file): (start, end, file id, offset).
-        let mut shared: Vec<(u64, u64, u64, u64)> = Vec::new();
-        for line in maps.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 5 || f[1].as_bytes().get(3) != Some(&b's') {
-                continue;
-            }
-            let (Some((lo, hi)), Some((major, minor))) =
-                (f[0].split_once('-'), f[3].split_once(':'))
-            else {
-                continue;
-            };
-            let parse = |x: &str| u64::from_str_radix(x, 16).ok();
-            let (Some(lo), Some(hi), Some(off), Some(major), Some(minor), Ok(ino)) = (
-                parse(lo),
-                parse(hi),
-                parse(f[2]),
-                parse(major),
-                parse(minor),
-                f[4].parse::<u64>(),
-            ) else {
-                continue;
-            };
-            if ino == 0 {
-                continue;
-            }
-            let dev = libc::makedev(major as u32, minor as u32);
-            shared.push((lo, hi, file_space_id(dev, ino), off));
-        }
-        (0..npages)
-            .map(|i| {
-                let va = addr + i * PAGE_SIZE;
-                match shared.iter().find(|&&(lo, hi, _, _)| lo <= va && va < hi) {
-                    Some(&(lo, _, space, off)) => {
-                        let page = (off + (va - lo)) / PAGE_SIZE;
-                        PageIdentity {
-                            space,
-                            page,
-                            va_delta: va.wrapping_sub(page * PAGE_SIZE),
-                        }
-                    }
-                    None => private(va),
-                }
-            })
-            .collect()
+        identities(&self.mappings().unwrap_or_default(), self.id, addr, npages)
     }
+
+    /// One read of the maps for both questions a pin asks.
+    fn probe_and_identify(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        first: u64,
+        npages: u64,
+    ) -> Result<Vec<PageIdentity>> {
+        let maps = self.mappings()?;
+        covered_by(&maps, addr, len, write)?;
+        Ok(identities(&maps, self.id, first, npages))
+    }
+
     fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {
         use std::os::unix::fs::MetadataExt;
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).ok()?;

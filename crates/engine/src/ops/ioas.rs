@@ -6,7 +6,7 @@ use crate::errno::{Errno, Result};
 use crate::ioas::{IoPagetable, PagesSlice, ReservedOwner, ULONG_MAX};
 use crate::memory::{FileBacking, PAGE_SIZE};
 use crate::object::{Ioas, Object};
-use crate::pages::{AccountOwner, Pages, Source};
+use crate::pages::{AccountOwner, EngineState, Pages, Source};
 use std::sync::Arc;
 
 impl Context {
@@ -26,29 +26,15 @@ impl Context {
         args: MapArgs,
     ) -> Result<u64> {
         let owner = self.owner_for(caller);
-        // Fail an unknown IOAS before building anything.
-        self.objects.ioas(ioas)?;
+        // An unknown IOAS fails before anything is built.
+        let (shared, iopt) = self.ioas_with_state(ioas)?;
         user_va.checked_add(args.length).ok_or(Errno::EOVERFLOW)?;
         let base = user_va & !(PAGE_SIZE - 1);
-        let start_byte = user_va - base;
-        let pages = Pages::new(
-            Source::User {
-                mm: caller.mem.clone(),
-                base,
-            },
-            start_byte,
-            args.length,
-            args.prot.write,
-            owner,
-            &self.shared,
-        )?;
-        let slice = PagesSlice {
-            pages,
-            start_byte,
-            length: args.length,
+        let source = Source::User {
+            mm: caller.mem.clone(),
+            base,
         };
-        self.ioas_mut(ioas)?
-            .map_pages(&[slice], args.length, args.iova, args.prot)
+        map_source(shared, iopt, source, user_va - base, args, owner)
     }
 
     /// Maps `length` bytes of `file` from byte `start`.
@@ -61,7 +47,7 @@ impl Context {
         args: MapArgs,
     ) -> Result<u64> {
         let owner = self.owner_for(caller);
-        self.objects.ioas(ioas)?;
+        let (shared, iopt) = self.ioas_with_state(ioas)?;
         if args.prot.write && !file.writable() {
             return Err(Errno::EPERM);
         }
@@ -73,22 +59,21 @@ impl Context {
             return Err(Errno::EINVAL);
         }
         let base = start & !(PAGE_SIZE - 1);
-        let start_byte = start - base;
-        let pages = Pages::new(
+        map_source(
+            shared,
+            iopt,
             Source::File { file, base },
-            start_byte,
-            args.length,
-            args.prot.write,
+            start - base,
+            args,
             owner,
-            &self.shared,
-        )?;
-        let slice = PagesSlice {
-            pages,
-            start_byte,
-            length: args.length,
-        };
-        self.ioas_mut(ioas)?
-            .map_pages(&[slice], args.length, args.iova, args.prot)
+        )
+    }
+
+    /// The IOAS `id`'s page table beside the engine state its pages need,
+    /// from one lookup.
+    fn ioas_with_state(&mut self, id: u32) -> Result<(&Arc<EngineState>, &mut IoPagetable)> {
+        let iopt = &mut self.objects.ioas_mut(id)?.iopt;
+        Ok((&self.shared, iopt))
     }
 
     /// Shares the pages behind `[src_iova, +length)` of `src` into `dst`.
@@ -197,4 +182,30 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// The tail every map shares: pages over `length` bytes of `source` from
+/// byte `start_byte`, mapped all or nothing.
+fn map_source(
+    shared: &Arc<EngineState>,
+    iopt: &mut IoPagetable,
+    source: Source,
+    start_byte: u64,
+    args: MapArgs,
+    owner: AccountOwner,
+) -> Result<u64> {
+    let pages = Pages::new(
+        source,
+        start_byte,
+        args.length,
+        args.prot.write,
+        owner,
+        shared,
+    )?;
+    let slice = PagesSlice {
+        pages,
+        start_byte,
+        length: args.length,
+    };
+    iopt.map_pages(&[slice], args.length, args.iova, args.prot)
 }

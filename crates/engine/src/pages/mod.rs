@@ -171,27 +171,45 @@ impl Pages {
         self.lock().owner
     }
 
-    /// Identities of pages `idxs` (frame, and the address-space delta).
-    fn identities(&self, idxs: &[u64]) -> Vec<(Frame, u64)> {
+    /// Checks that pages `first..=last` can be pinned (`EFAULT` otherwise)
+    /// and gives the identities of pages `idxs` among them (frame, and the
+    /// address-space delta), in one look at the source.
+    fn present_identities(
+        &self,
+        first: u64,
+        last: u64,
+        write: bool,
+        idxs: &[u64],
+    ) -> Result<Vec<(Frame, u64)>> {
         match &self.source {
-            Source::File { file, base } => idxs
-                .iter()
-                .map(|&i| {
-                    (
-                        Frame {
-                            space: file.id(),
-                            page: base / PAGE_SIZE + i,
-                        },
-                        0,
-                    )
-                })
-                .collect(),
+            Source::File { file, base } => {
+                self.check_present(first, last, write)?;
+                Ok(idxs
+                    .iter()
+                    .map(|&i| {
+                        (
+                            Frame {
+                                space: file.id(),
+                                page: base / PAGE_SIZE + i,
+                            },
+                            0,
+                        )
+                    })
+                    .collect())
+            }
             Source::User { mm, base } => {
                 let (Some(&lo), Some(&hi)) = (idxs.iter().min(), idxs.iter().max()) else {
-                    return Vec::new();
+                    return Ok(Vec::new());
                 };
-                let all = mm.page_identities(base + lo * PAGE_SIZE, hi - lo + 1);
-                idxs.iter()
+                let all = mm.probe_and_identify(
+                    base + first * PAGE_SIZE,
+                    (last - first + 1) * PAGE_SIZE,
+                    write,
+                    base + lo * PAGE_SIZE,
+                    hi - lo + 1,
+                )?;
+                Ok(idxs
+                    .iter()
                     .map(|&i| {
                         let id = all[(i - lo) as usize];
                         (
@@ -202,7 +220,7 @@ impl Pages {
                             id.va_delta,
                         )
                     })
-                    .collect()
+                    .collect())
             }
         }
     }
@@ -247,11 +265,11 @@ impl Pages {
         let ids = if newly.is_empty() {
             Vec::new()
         } else {
-            self.check_present(first, last, write)?;
+            let ids = self.present_identities(first, last, write, &newly)?;
             self.shared
                 .accounting
                 .charge(&st.owner, newly.len() as u64)?;
-            self.identities(&newly)
+            ids
         };
         for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
             st.pins.insert(i, (0, frame, delta));
