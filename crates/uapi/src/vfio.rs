@@ -73,3 +73,100 @@ abi_struct! {
     /// `VFIO_IOMMU_UNMAP_DMA` (without the trailing flexible array).
     pub struct VfioIommuType1DmaUnmap { pub argsz: u32, pub flags: u32, pub iova: u64, pub size: u64 }
 }
+
+// The VFIO device file (`/dev/vfio/devices/vfioN`, or a group's device fd).
+
+/// `VFIO_DEVICE_GET_INFO`.
+pub const VFIO_DEVICE_GET_INFO: u32 = 0x3b6b;
+/// `VFIO_DEVICE_GET_REGION_INFO`.
+pub const VFIO_DEVICE_GET_REGION_INFO: u32 = 0x3b6c;
+/// `VFIO_DEVICE_GET_IRQ_INFO`.
+pub const VFIO_DEVICE_GET_IRQ_INFO: u32 = 0x3b6d;
+/// `VFIO_DEVICE_SET_IRQS`.
+pub const VFIO_DEVICE_SET_IRQS: u32 = 0x3b6e;
+/// `VFIO_DEVICE_RESET`.
+pub const VFIO_DEVICE_RESET: u32 = 0x3b6f;
+/// `VFIO_DEVICE_BIND_IOMMUFD`.
+pub const VFIO_DEVICE_BIND_IOMMUFD: u32 = 0x3b76;
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
+pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u32 = 0x3b77;
+/// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u32 = 0x3b78;
+
+pub const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 0;
+pub const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
+pub const VFIO_DEVICE_FLAGS_CAPS: u32 = 1 << 7;
+pub const VFIO_DEVICE_BIND_FLAG_TOKEN: u32 = 1 << 0;
+pub const VFIO_DEVICE_ATTACH_PASID: u32 = 1 << 0;
+pub const VFIO_DEVICE_DETACH_PASID: u32 = 1 << 0;
+
+pub const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
+pub const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
+pub const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+pub const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+
+pub const VFIO_IRQ_INFO_EVENTFD: u32 = 1 << 0;
+pub const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;
+pub const VFIO_IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+pub const VFIO_IRQ_INFO_NORESIZE: u32 = 1 << 3;
+
+pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
+pub const VFIO_IRQ_SET_DATA_BOOL: u32 = 1 << 1;
+pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+pub const VFIO_IRQ_SET_ACTION_MASK: u32 = 1 << 3;
+pub const VFIO_IRQ_SET_ACTION_UNMASK: u32 = 1 << 4;
+pub const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
+pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 = 0x7;
+pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 = 0x38;
+
+/// vfio-pci's region indexes (`VFIO_PCI_*_REGION_INDEX`): BARs 0–5, then these.
+pub const VFIO_PCI_ROM_REGION_INDEX: u32 = 6;
+pub const VFIO_PCI_CONFIG_REGION_INDEX: u32 = 7;
+pub const VFIO_PCI_VGA_REGION_INDEX: u32 = 8;
+/// The number of fixed PCI regions (`VFIO_PCI_NUM_REGIONS`).
+pub const VFIO_PCI_NUM_REGIONS: u32 = 9;
+/// vfio-pci's interrupt indexes (`VFIO_PCI_*_IRQ_INDEX`).
+pub const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
+pub const VFIO_PCI_MSI_IRQ_INDEX: u32 = 1;
+pub const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
+pub const VFIO_PCI_ERR_IRQ_INDEX: u32 = 3;
+pub const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
+pub const VFIO_PCI_NUM_IRQS: u32 = 5;
+/// vfio-pci places region `i` at file offset `i << 40`
+/// (`VFIO_PCI_OFFSET_SHIFT`).
+pub const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
+
+abi_struct! {
+    /// `VFIO_DEVICE_GET_INFO`.
+    pub struct VfioDeviceInfo {
+        pub argsz: u32, pub flags: u32, pub num_regions: u32, pub num_irqs: u32, pub cap_offset: u32, pub pad: u32,
+    }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_GET_REGION_INFO`.
+    pub struct VfioRegionInfo {
+        pub argsz: u32, pub flags: u32, pub index: u32, pub cap_offset: u32, pub size: u64, pub offset: u64,
+    }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_GET_IRQ_INFO`.
+    pub struct VfioIrqInfo { pub argsz: u32, pub flags: u32, pub index: u32, pub count: u32 }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_SET_IRQS` (without the trailing data array).
+    pub struct VfioIrqSet { pub argsz: u32, pub flags: u32, pub index: u32, pub start: u32, pub count: u32 }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_BIND_IOMMUFD`.
+    pub struct VfioDeviceBindIommufd {
+        pub argsz: u32, pub flags: u32, pub iommufd: i32, pub out_devid: u32, pub token_uuid_ptr: u64,
+    }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
+    pub struct VfioDeviceAttachIommufdPt { pub argsz: u32, pub flags: u32, pub pt_id: u32, pub pasid: u32 }
+}
+abi_struct! {
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
+    pub struct VfioDeviceDetachIommufdPt { pub argsz: u32, pub flags: u32, pub pasid: u32 }
+}

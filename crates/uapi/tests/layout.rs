@@ -314,6 +314,103 @@ fn vfio_structs_match_the_bindings() {
         iova = iova,
         size = size
     );
+    same_layout!(
+        VfioDeviceInfo,
+        v::vfio_device_info,
+        argsz = argsz,
+        flags = flags,
+        num_regions = num_regions,
+        num_irqs = num_irqs,
+        cap_offset = cap_offset,
+        pad = pad
+    );
+    same_layout!(
+        VfioRegionInfo,
+        v::vfio_region_info,
+        argsz = argsz,
+        flags = flags,
+        index = index,
+        cap_offset = cap_offset,
+        size = size,
+        offset = offset
+    );
+    same_layout!(
+        VfioIrqInfo,
+        v::vfio_irq_info,
+        argsz = argsz,
+        flags = flags,
+        index = index,
+        count = count
+    );
+    same_layout!(
+        VfioIrqSet,
+        v::vfio_irq_set,
+        argsz = argsz,
+        flags = flags,
+        index = index,
+        start = start,
+        count = count
+    );
+    same_layout!(
+        VfioDeviceBindIommufd,
+        v::vfio_device_bind_iommufd,
+        argsz = argsz,
+        flags = flags,
+        iommufd = iommufd,
+        out_devid = out_devid,
+        token_uuid_ptr = token_uuid_ptr
+    );
+    same_layout!(
+        VfioDeviceAttachIommufdPt,
+        v::vfio_device_attach_iommufd_pt,
+        argsz = argsz,
+        flags = flags,
+        pt_id = pt_id,
+        pasid = pasid
+    );
+    same_layout!(
+        VfioDeviceDetachIommufdPt,
+        v::vfio_device_detach_iommufd_pt,
+        argsz = argsz,
+        flags = flags,
+        pasid = pasid
+    );
+    for (ours, theirs) in [
+        (VFIO_DEVICE_FLAGS_RESET, v::VFIO_DEVICE_FLAGS_RESET),
+        (VFIO_DEVICE_FLAGS_PCI, v::VFIO_DEVICE_FLAGS_PCI),
+        (VFIO_DEVICE_FLAGS_CAPS, v::VFIO_DEVICE_FLAGS_CAPS),
+        (VFIO_REGION_INFO_FLAG_MMAP, v::VFIO_REGION_INFO_FLAG_MMAP),
+        (VFIO_IRQ_INFO_NORESIZE, v::VFIO_IRQ_INFO_NORESIZE),
+        (VFIO_IRQ_SET_ACTION_TRIGGER, v::VFIO_IRQ_SET_ACTION_TRIGGER),
+        (VFIO_IRQ_SET_DATA_TYPE_MASK, v::VFIO_IRQ_SET_DATA_TYPE_MASK),
+        (
+            VFIO_IRQ_SET_ACTION_TYPE_MASK,
+            v::VFIO_IRQ_SET_ACTION_TYPE_MASK,
+        ),
+        (VFIO_DEVICE_BIND_FLAG_TOKEN, v::VFIO_DEVICE_BIND_FLAG_TOKEN),
+        (
+            VFIO_PCI_CONFIG_REGION_INDEX,
+            v::VFIO_PCI_CONFIG_REGION_INDEX,
+        ),
+        (VFIO_PCI_NUM_REGIONS, v::VFIO_PCI_NUM_REGIONS),
+        (VFIO_PCI_MSIX_IRQ_INDEX, v::VFIO_PCI_MSIX_IRQ_INDEX),
+        (VFIO_PCI_NUM_IRQS, v::VFIO_PCI_NUM_IRQS),
+    ] {
+        assert_eq!(ours, theirs);
+    }
+    // _IO(';', 100 + n) for the device ioctls.
+    for (request, n) in [
+        (VFIO_DEVICE_GET_INFO, 7),
+        (VFIO_DEVICE_GET_REGION_INFO, 8),
+        (VFIO_DEVICE_GET_IRQ_INFO, 9),
+        (VFIO_DEVICE_SET_IRQS, 10),
+        (VFIO_DEVICE_RESET, 11),
+        (VFIO_DEVICE_BIND_IOMMUFD, 18),
+        (VFIO_DEVICE_ATTACH_IOMMUFD_PT, 19),
+        (VFIO_DEVICE_DETACH_IOMMUFD_PT, 20),
+    ] {
+        assert_eq!(request, (u32::from(b';') << 8) | (100 + n));
+    }
     assert_eq!(v::VFIO_API_VERSION as i64, VFIO_API_VERSION);
     assert_eq!(u64::from(v::VFIO_TYPE1_IOMMU), VFIO_TYPE1_IOMMU);
     assert_eq!(u64::from(v::VFIO_TYPE1v2_IOMMU), VFIO_TYPE1V2_IOMMU);
