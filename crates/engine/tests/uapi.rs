@@ -9,7 +9,7 @@ use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
 use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
 use softiommu_uapi::vfio::*;
-use zerocopy::IntoBytes;
+use zerocopy::{Immutable, IntoBytes};
 
 // ---- extensible-struct rules, for every command ------------------------------------------
 
@@ -102,33 +102,53 @@ fn an_unreadable_argument_is_efault() {
 #[test]
 fn unknown_requests_are_enotty() {
     let mut h = Harness::new();
-    let mut b = 8u64.to_ne_bytes();
-    assert_eq!(h.raw(io(b';', 0x7f), &mut b), Err(Errno::ENOTTY));
-    assert_eq!(h.raw(io(b';', 0x95), &mut b), Err(Errno::ENOTTY));
-    assert_eq!(h.raw(io(b';', 0x9f), &mut b), Err(Errno::ENOTTY));
-    assert_eq!(h.raw(io(b';', 0xa1), &mut b), Err(Errno::ENOTTY));
-    // Right number, wrong type byte or direction bits.
-    assert_eq!(h.raw(io(b'x', 0x80), &mut b), Err(Errno::ENOTTY));
-    assert_eq!(
-        h.raw(IOMMU_DESTROY | 0x4008_0000, &mut b),
-        Err(Errno::ENOTTY)
+    test_err(
+        &mut h,
+        &[
+            ("below the first command", io(b';', 0x7f), Errno::ENOTTY),
+            ("a hole in the numbers", io(b';', 0x95), Errno::ENOTTY),
+            ("another hole", io(b';', 0x9f), Errno::ENOTTY),
+            ("past the last command", io(b';', 0xa1), Errno::ENOTTY),
+            // Right number, wrong type byte or direction bits.
+            ("another type byte", io(b'x', 0x80), Errno::ENOTTY),
+            (
+                "direction bits set",
+                IOMMU_DESTROY | 0x4008_0000,
+                Errno::ENOTTY,
+            ),
+            (
+                "a VFIO ioctl not served",
+                VFIO_IOMMU_DIRTY_PAGES,
+                Errno::ENOTTY,
+            ),
+        ],
+        |h, request| h.raw(request, &mut 8u64.to_ne_bytes()),
     );
-    assert_eq!(h.raw(VFIO_IOMMU_DIRTY_PAGES, &mut b), Err(Errno::ENOTTY));
 }
 
 #[test]
 fn destroy_with_an_extra_zero_tail_or_a_short_size() {
     // The selftest's cmd_ex_fail.
     let mut h = Harness::new();
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(&16u32.to_ne_bytes());
-    assert_eq!(h.raw(IOMMU_DESTROY, &mut b), Err(Errno::ENOENT));
-    b[12] = 0xaa;
-    assert_eq!(h.raw(IOMMU_DESTROY, &mut b), Err(Errno::E2BIG));
-    let mut c = IommuDestroy { size: 8, id: 0 };
-    assert_eq!(h.cmd(IOMMU_DESTROY, &mut c), Err(Errno::ENOENT));
-    c.size = 7;
-    assert_eq!(h.cmd(IOMMU_DESTROY, &mut c), Err(Errno::EINVAL));
+    let mut zero_tail = [0u8; 16];
+    zero_tail[..4].copy_from_slice(&16u32.to_ne_bytes());
+    let mut dirty_tail = zero_tail;
+    dirty_tail[12] = 0xaa;
+    let short = IommuDestroy { size: 7, id: 0 };
+    test_err(
+        &mut h,
+        &[
+            ("a zero tail: id 0", zero_tail.to_vec(), Errno::ENOENT),
+            ("a non-zero tail", dirty_tail.to_vec(), Errno::E2BIG),
+            (
+                "the exact size: id 0",
+                IommuDestroy { size: 8, id: 0 }.as_bytes().to_vec(),
+                Errno::ENOENT,
+            ),
+            ("a short size", short.as_bytes().to_vec(), Errno::EINVAL),
+        ],
+        |h, mut bytes| h.raw(IOMMU_DESTROY, &mut bytes),
+    );
 }
 
 // ---- objects -------------------------------------------------------------------------------
@@ -185,193 +205,299 @@ fn an_answer_that_cannot_be_written_is_efault_and_leaves_no_object() {
 
 // ---- commands on objects that arrive with later issues ------------------------------------
 
+/// An `IOMMU_TEST_CMD` of `op` on `id` with `payload` at the front of its
+/// union.
+fn test_cmd_of(op: u32, id: u32, payload: impl IntoBytes + Immutable) -> IommuTestCmd {
+    let mut c = IommuTestCmd {
+        size: 72,
+        op,
+        id,
+        ..Default::default()
+    };
+    c.set_payload(&payload);
+    c
+}
+
 #[test]
 fn device_and_hwpt_commands_validate_then_find_no_object() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    let mut c = IommuHwptAlloc {
+    let alloc = IommuHwptAlloc {
         size: 48,
         dev_id: 1,
         pt_id: ioas,
         ..Default::default()
     };
-    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut c), Err(Errno::ENOENT));
-    c.reserved = 1;
-    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut c), Err(Errno::EOPNOTSUPP));
-    c.reserved = 0;
-    c.data_len = 8;
-    assert_eq!(h.cmd(IOMMU_HWPT_ALLOC, &mut c), Err(Errno::EINVAL));
-    let mut i = IommuHwInfo {
+    test_err_ioctl(
+        &mut h,
+        IOMMU_HWPT_ALLOC,
+        &[
+            ("no device 1", alloc, Errno::ENOENT),
+            (
+                "a reserved field",
+                IommuHwptAlloc {
+                    reserved: 1,
+                    ..alloc
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "data_len without a data type",
+                IommuHwptAlloc {
+                    data_len: 8,
+                    ..alloc
+                },
+                Errno::EINVAL,
+            ),
+        ],
+    );
+    let info = IommuHwInfo {
         size: 40,
         dev_id: ioas,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_GET_HW_INFO, &mut i),
-        Err(Errno::ENOENT),
-        "an IOAS is not a device"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_GET_HW_INFO,
+        &[
+            ("an IOAS is not a device", info, Errno::ENOENT),
+            (
+                "an unknown flag",
+                IommuHwInfo { flags: 2, ..info },
+                Errno::EOPNOTSUPP,
+            ),
+        ],
     );
-    i.flags = 2;
-    assert_eq!(h.cmd(IOMMU_GET_HW_INFO, &mut i), Err(Errno::EOPNOTSUPP));
-    let mut d = IommuHwptSetDirtyTracking {
+    let tracking = IommuHwptSetDirtyTracking {
         size: 16,
-        flags: 2,
+        flags: 1,
         hwpt_id: ioas,
         reserved: 0,
     };
-    assert_eq!(
-        h.cmd(IOMMU_HWPT_SET_DIRTY_TRACKING, &mut d),
-        Err(Errno::EOPNOTSUPP)
+    test_err_ioctl(
+        &mut h,
+        IOMMU_HWPT_SET_DIRTY_TRACKING,
+        &[
+            (
+                "an unknown flag",
+                IommuHwptSetDirtyTracking {
+                    flags: 2,
+                    ..tracking
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            ("an IOAS is not a HWPT", tracking, Errno::ENOENT),
+        ],
     );
-    d.flags = 1;
-    assert_eq!(
-        h.cmd(IOMMU_HWPT_SET_DIRTY_TRACKING, &mut d),
-        Err(Errno::ENOENT)
-    );
-    let mut g = IommuHwptGetDirtyBitmap {
+    let bitmap = IommuHwptGetDirtyBitmap {
         size: 48,
         hwpt_id: ioas,
-        flags: 4,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut g),
-        Err(Errno::EOPNOTSUPP)
+    test_err_ioctl(
+        &mut h,
+        IOMMU_HWPT_GET_DIRTY_BITMAP,
+        &[
+            (
+                "an unknown flag",
+                IommuHwptGetDirtyBitmap { flags: 4, ..bitmap },
+                Errno::EOPNOTSUPP,
+            ),
+            ("an IOAS is not a HWPT", bitmap, Errno::ENOENT),
+        ],
     );
-    g.flags = 0;
-    assert_eq!(
-        h.cmd(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut g),
-        Err(Errno::ENOENT)
-    );
-    let mut inv = IommuHwptInvalidate {
+    let inv = IommuHwptInvalidate {
         size: 32,
         hwpt_id: ioas,
         entry_num: 1,
-        entry_len: 0,
+        entry_len: 8,
+        data_uptr: SCRATCH,
         ..Default::default()
     };
-    assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::EINVAL));
-    inv.entry_len = 8;
-    inv.data_uptr = SCRATCH;
-    assert_eq!(
-        h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv),
-        Err(Errno::EINVAL),
-        "an IOAS is no nested HWPT"
+    let left = test_err_ioctl(
+        &mut h,
+        IOMMU_HWPT_INVALIDATE,
+        &[
+            (
+                "entries of length 0",
+                IommuHwptInvalidate {
+                    entry_len: 0,
+                    ..inv
+                },
+                Errno::EINVAL,
+            ),
+            ("an IOAS is no nested HWPT", inv, Errno::EINVAL),
+            (
+                "an unknown object",
+                IommuHwptInvalidate {
+                    hwpt_id: 999,
+                    ..inv
+                },
+                Errno::ENOENT,
+            ),
+        ],
     );
-    inv.hwpt_id = 999;
-    assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::ENOENT));
-    assert_eq!(inv.entry_num, 0, "entry_num reports the entries handled");
-    let mut v = IommuViommuAlloc {
+    assert!(
+        left.iter().all(|c| c.entry_num == 0),
+        "entry_num reports the entries handled: {left:?}"
+    );
+    let viommu = IommuViommuAlloc {
         size: 40,
         dev_id: 1,
         hwpt_id: ioas,
+        viommu_type: t::IOMMU_VIOMMU_TYPE_SELFTEST,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_VIOMMU_ALLOC, &mut v),
-        Err(Errno::EOPNOTSUPP),
-        "the default type is refused before any lookup"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_VIOMMU_ALLOC,
+        &[
+            (
+                "the default type is refused before any lookup",
+                IommuViommuAlloc {
+                    viommu_type: 0,
+                    ..viommu
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            ("no device 1", viommu, Errno::ENOENT),
+            (
+                "an unknown flag",
+                IommuViommuAlloc { flags: 1, ..viommu },
+                Errno::EOPNOTSUPP,
+            ),
+        ],
     );
-    v.viommu_type = softiommu_uapi::test_cmd::IOMMU_VIOMMU_TYPE_SELFTEST;
-    assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut v), Err(Errno::ENOENT));
-    v.flags = 1;
-    assert_eq!(h.cmd(IOMMU_VIOMMU_ALLOC, &mut v), Err(Errno::EOPNOTSUPP));
-    let mut vd = IommuVdeviceAlloc {
+    let vdevice = IommuVdeviceAlloc {
         size: 24,
         viommu_id: ioas,
         dev_id: 1,
         ..Default::default()
     };
-    assert_eq!(h.cmd(IOMMU_VDEVICE_ALLOC, &mut vd), Err(Errno::ENOENT));
-    let mut q = IommuVeventqAlloc {
+    test_err_ioctl(
+        &mut h,
+        IOMMU_VDEVICE_ALLOC,
+        &[("an IOAS is not a vIOMMU", vdevice, Errno::ENOENT)],
+    );
+    let veventq = IommuVeventqAlloc {
         size: 32,
         viommu_id: ioas,
         veventq_depth: 4,
+        veventq_type: IOMMU_VEVENTQ_TYPE_ARM_SMMUV3,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q),
-        Err(Errno::EOPNOTSUPP),
-        "the default type first"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_VEVENTQ_ALLOC,
+        &[
+            (
+                "the default type first",
+                IommuVeventqAlloc {
+                    veventq_type: 0,
+                    ..veventq
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            ("an IOAS is not a vIOMMU", veventq, Errno::ENOENT),
+        ],
     );
-    q.veventq_type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3;
-    assert_eq!(h.cmd(IOMMU_VEVENTQ_ALLOC, &mut q), Err(Errno::ENOENT));
-    let mut hq = IommuHwQueueAlloc {
+    let hw_queue = IommuHwQueueAlloc {
         size: 40,
         viommu_id: ioas,
         length: PAGE,
+        hw_queue_type: IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_HW_QUEUE_ALLOC, &mut hq),
-        Err(Errno::EOPNOTSUPP),
-        "the default type first"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_HW_QUEUE_ALLOC,
+        &[
+            (
+                "the default type first",
+                IommuHwQueueAlloc {
+                    hw_queue_type: 0,
+                    ..hw_queue
+                },
+                Errno::EOPNOTSUPP,
+            ),
+            ("an IOAS is not a vIOMMU", hw_queue, Errno::ENOENT),
+        ],
     );
-    hq.hw_queue_type = IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV;
-    assert_eq!(h.cmd(IOMMU_HW_QUEUE_ALLOC, &mut hq), Err(Errno::ENOENT));
-    let mut f = IommuFaultAlloc {
+    let fault = IommuFaultAlloc {
         size: 16,
         flags: 1,
         ..Default::default()
     };
-    assert_eq!(
-        h.cmd(IOMMU_FAULT_QUEUE_ALLOC, &mut f),
-        Err(Errno::EOPNOTSUPP)
-    );
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::MOCK_DOMAIN, 0, |_| ()),
-        Err(Errno::ENOENT),
-        "attach to pt_id 0"
-    );
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::MOCK_DOMAIN_REPLACE, 0, |_| ()),
-        Err(Errno::ENOENT),
-        "stdev 0"
+    test_err_ioctl(
+        &mut h,
+        IOMMU_FAULT_QUEUE_ALLOC,
+        &[("an unknown flag", fault, Errno::EOPNOTSUPP)],
     );
     let bad_flags = t::TestMockDomain {
         dev_flags: 1 << 9,
         ..Default::default()
     };
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::MOCK_DOMAIN_FLAGS, ioas, |c| c
-            .set_payload(&bad_flags)),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::ACCESS_RW, 3, |_| ()),
-        Err(Errno::EBADFD)
-    );
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::MD_CHECK_MAP, ioas, |_| ()),
-        Err(Errno::ENOENT),
-        "an IOAS is not a HWPT"
-    );
-    let limit = |id| move |c: &mut IommuTestCmd| c.set_payload(&t::TestOneId { id });
-    assert_eq!(
-        cmd::test_cmd(&mut h, t::op::SET_TEMP_MEMORY_LIMIT, 0, limit(11)),
-        Err(Errno::EINVAL)
-    );
-    let mut set_limit = IommuTestCmd {
-        size: 72,
-        op: t::op::SET_TEMP_MEMORY_LIMIT,
-        ..Default::default()
-    };
-    limit(16)(&mut set_limit);
-    assert_eq!(h.cmd(IOMMU_TEST_CMD, &mut set_limit), Ok(0));
-    assert_eq!(
-        cmd::test_cmd(&mut h, 999, ioas, |_| ()),
-        Err(Errno::EOPNOTSUPP)
+    let limit = |id| t::TestOneId { id };
+    test_ioctl(
+        &mut h,
+        IOMMU_TEST_CMD,
+        &[
+            (
+                "MOCK_DOMAIN: attach to pt_id 0",
+                test_cmd_of(t::op::MOCK_DOMAIN, 0, ()),
+                Err(Errno::ENOENT),
+            ),
+            (
+                "MOCK_DOMAIN_REPLACE: stdev 0",
+                test_cmd_of(t::op::MOCK_DOMAIN_REPLACE, 0, ()),
+                Err(Errno::ENOENT),
+            ),
+            (
+                "MOCK_DOMAIN_FLAGS: an unknown device flag",
+                test_cmd_of(t::op::MOCK_DOMAIN_FLAGS, ioas, bad_flags),
+                Err(Errno::EINVAL),
+            ),
+            (
+                "ACCESS_RW: descriptor 3 is no access",
+                test_cmd_of(t::op::ACCESS_RW, 3, ()),
+                Err(Errno::EBADFD),
+            ),
+            (
+                "MD_CHECK_MAP: an IOAS is not a HWPT",
+                test_cmd_of(t::op::MD_CHECK_MAP, ioas, ()),
+                Err(Errno::ENOENT),
+            ),
+            (
+                "SET_TEMP_MEMORY_LIMIT: below the minimum",
+                test_cmd_of(t::op::SET_TEMP_MEMORY_LIMIT, 0, limit(11)),
+                Err(Errno::EINVAL),
+            ),
+            (
+                "SET_TEMP_MEMORY_LIMIT: 16 pages",
+                test_cmd_of(t::op::SET_TEMP_MEMORY_LIMIT, 0, limit(16)),
+                Ok(0),
+            ),
+            (
+                "an unknown op",
+                test_cmd_of(999, ioas, ()),
+                Err(Errno::EOPNOTSUPP),
+            ),
+        ],
     );
     // HWPT_INVALIDATE writes entry_num back on its early failures too.
-    let mut inv = IommuHwptInvalidate {
-        size: 32,
-        hwpt_id: ioas,
-        entry_num: 1,
-        entry_len: 8,
-        ..Default::default()
-    };
-    assert_eq!(h.cmd(IOMMU_HWPT_INVALIDATE, &mut inv), Err(Errno::EINVAL));
-    assert_eq!(inv.entry_num, 0);
+    let left = test_err_ioctl(
+        &mut h,
+        IOMMU_HWPT_INVALIDATE,
+        &[(
+            "entries without data_uptr",
+            IommuHwptInvalidate {
+                data_uptr: 0,
+                ..inv
+            },
+            Errno::EINVAL,
+        )],
+    );
+    assert_eq!(left[0].entry_num, 0);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A caller with simulated memory, driving a context through the raw entry
 //! point; [`cmd`] has one helper per command, in the style of Linux's
-//! `iommufd_utils.h`, and [`test_err`] runs a table of errno cases.
+//! `iommufd_utils.h`, and [`test_err`] runs a table of errno cases
+//! ([`test_table`] one whose rows may succeed).
 #![allow(dead_code)]
 
 pub mod cmd;
@@ -115,9 +116,12 @@ impl Harness {
     }
 }
 
+/// One case of a table: what it checks, its input, the answer wanted.
+pub type Case<'a, I, W> = (&'a str, I, W);
+
 /// One errno case of a table: what it checks, its input, the errno Linux
 /// gives.
-pub type ErrCase<'a, I> = (&'a str, I, Errno);
+pub type ErrCase<'a, I> = Case<'a, I, Errno>;
 
 /// Runs `cases` in order on `h` through `run` (the style of the selftest's
 /// `test_err_*`), checking each one's errno; a failure names the case.
@@ -135,14 +139,50 @@ pub fn test_err<I: Clone + Debug, T: Debug>(
     }
 }
 
+/// Runs `cases` in order on `h` through `run`, checking each one's whole
+/// answer (a success and its value, or an errno): for sequences where a
+/// success between failures is part of what is checked (the selftest's
+/// `test_cmd_*` and `test_err_*` lines in a row). A failure names the case.
+pub fn test_table<I: Clone + Debug, W: PartialEq + Debug>(
+    h: &mut Harness,
+    cases: &[Case<'_, I, W>],
+    mut run: impl FnMut(&mut Harness, I) -> W,
+) {
+    for (what, input, want) in cases {
+        let got = run(h, input.clone());
+        assert!(
+            got == *want,
+            "case `{what}`: got {got:?}, want {want:?}; input {input:?}"
+        );
+    }
+}
+
 /// [`test_err`] for a command issued as its whole struct: each case's input is
 /// the struct (its `size` set), usually a valid one with one field changed.
+/// Returns each case's struct as the command left it, for what a failing
+/// command writes back.
 pub fn test_err_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
     h: &mut Harness,
     request: u32,
     cases: &[ErrCase<'_, T>],
+) -> Vec<T> {
+    let mut left = Vec::with_capacity(cases.len());
+    test_err(h, cases, |h, mut c| {
+        let r = h.cmd(request, &mut c);
+        left.push(c);
+        r
+    });
+    left
+}
+
+/// [`test_table`] for a command issued as its whole struct, against what
+/// `ioctl` returns.
+pub fn test_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
+    h: &mut Harness,
+    request: u32,
+    cases: &[Case<'_, T, Result<i64, Errno>>],
 ) {
-    test_err(h, cases, |h, mut c| h.cmd(request, &mut c));
+    test_table(h, cases, |h, mut c| h.cmd(request, &mut c));
 }
 
 /// A machine of one IOMMU instance running `driver` with one device, bound
