@@ -535,48 +535,69 @@ fn allowed_and_reserved_ranges_exclude_each_other() {
 
 // ---- OPTION and VFIO_IOAS ------------------------------------------------------------------
 
+const GET: u16 = IOMMU_OPTION_OP_GET;
+const SET: u16 = IOMMU_OPTION_OP_SET;
+const RLIMIT_MODE: u32 = IOMMU_OPTION_RLIMIT_MODE;
+const HUGE_PAGES: u32 = IOMMU_OPTION_HUGE_PAGES;
+
+/// `IOMMU_OPTION` of a table row: (option_id, op, object_id, val64).
+fn option(h: &mut Harness, (id, op, object, val): (u32, u16, u32, u64)) -> Result<u64, Errno> {
+    cmd::option(h, id, op, object, val)
+}
+
 #[test]
 fn rlimit_mode_follows_linux_rules() {
     let mut h = Harness::new();
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 0, 0),
-        Ok(0)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 1),
-        Err(Errno::EPERM)
+    test_table(
+        &mut h,
+        &[
+            ("the default", (RLIMIT_MODE, GET, 0, 0), Ok(0)),
+            (
+                "setting needs CAP_SYS_RESOURCE",
+                (RLIMIT_MODE, SET, 0, 1),
+                Err(Errno::EPERM),
+            ),
+        ],
+        option,
     );
     h.creds.cap_sys_resource = true;
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 1),
-        Ok(1)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 0, 0),
-        Ok(1)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 2),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 1, 0),
-        Err(Errno::EOPNOTSUPP)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, 7, 0, 0),
-        Err(Errno::EOPNOTSUPP)
+    test_table(
+        &mut h,
+        &[
+            ("set with CAP_SYS_RESOURCE", (RLIMIT_MODE, SET, 0, 1), Ok(1)),
+            ("reads back", (RLIMIT_MODE, GET, 0, 0), Ok(1)),
+            (
+                "a value above 1",
+                (RLIMIT_MODE, SET, 0, 2),
+                Err(Errno::EINVAL),
+            ),
+            (
+                "an object: the mode is global",
+                (RLIMIT_MODE, GET, 1, 0),
+                Err(Errno::EOPNOTSUPP),
+            ),
+            (
+                "an unknown op",
+                (RLIMIT_MODE, 7, 0, 0),
+                Err(Errno::EOPNOTSUPP),
+            ),
+        ],
+        option,
     );
     cmd::ioas_alloc(&mut h).unwrap();
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, 0),
-        Err(Errno::EBUSY)
+    test_table(
+        &mut h,
+        &[
+            (
+                "not once an IOAS exists",
+                (RLIMIT_MODE, SET, 0, 0),
+                Err(Errno::EBUSY),
+            ),
+            ("an unknown option", (9, GET, 0, 0), Err(Errno::EOPNOTSUPP)),
+        ],
+        option,
     );
-    assert_eq!(
-        cmd::option(&mut h, 9, IOMMU_OPTION_OP_GET, 0, 0),
-        Err(Errno::EOPNOTSUPP)
-    );
-    let mut c = IommuOption {
+    let reserved = IommuOption {
         size: 24,
         option_id: 0,
         op: 1,
@@ -584,96 +605,75 @@ fn rlimit_mode_follows_linux_rules() {
         object_id: 0,
         val64: 0,
     };
-    assert_eq!(h.cmd(IOMMU_OPTION, &mut c), Err(Errno::EOPNOTSUPP));
+    test_err_ioctl(
+        &mut h,
+        IOMMU_OPTION,
+        &[("a reserved field", reserved, Errno::EOPNOTSUPP)],
+    );
 }
 
 #[test]
 fn huge_pages_option_and_alignment() {
     let mut h = Harness::new();
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, 0, 0),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, 0, 0),
-        Err(Errno::ENOENT)
+    test_table(
+        &mut h,
+        &[
+            (
+                "read: no object 0",
+                (HUGE_PAGES, GET, 0, 0),
+                Err(Errno::ENOENT),
+            ),
+            (
+                "set: no object 0",
+                (HUGE_PAGES, SET, 0, 0),
+                Err(Errno::ENOENT),
+            ),
+        ],
+        option,
     );
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    assert_eq!(
-        cmd::option(
-            &mut h,
-            IOMMU_OPTION_HUGE_PAGES,
-            IOMMU_OPTION_OP_GET,
-            ioas,
-            0
-        ),
-        Ok(1)
-    );
-    assert_eq!(
-        cmd::option(
-            &mut h,
-            IOMMU_OPTION_HUGE_PAGES,
-            IOMMU_OPTION_OP_SET,
-            ioas,
-            2
-        ),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::option(&mut h, IOMMU_OPTION_HUGE_PAGES, 5, ioas, 0),
-        Err(Errno::EOPNOTSUPP)
+    test_table(
+        &mut h,
+        &[
+            ("on by default", (HUGE_PAGES, GET, ioas, 0), Ok(1)),
+            (
+                "a value above 1",
+                (HUGE_PAGES, SET, ioas, 2),
+                Err(Errno::EINVAL),
+            ),
+            (
+                "an unknown op",
+                (HUGE_PAGES, 5, ioas, 0),
+                Err(Errno::EOPNOTSUPP),
+            ),
+        ],
+        option,
     );
     cmd::ioas_map_fixed(&mut h, ioas, BUF + 0x800, PAGE, 0x10_0800).unwrap();
-    assert_eq!(
-        cmd::option(
-            &mut h,
-            IOMMU_OPTION_HUGE_PAGES,
-            IOMMU_OPTION_OP_SET,
-            ioas,
-            0
-        ),
-        Err(Errno::EADDRINUSE)
-    );
-    assert_eq!(
-        cmd::option(
-            &mut h,
-            IOMMU_OPTION_HUGE_PAGES,
-            IOMMU_OPTION_OP_GET,
-            ioas,
-            0
-        ),
-        Ok(1),
-        "rolled back"
+    test_table(
+        &mut h,
+        &[
+            (
+                "off under an area not page aligned",
+                (HUGE_PAGES, SET, ioas, 0),
+                Err(Errno::EADDRINUSE),
+            ),
+            ("rolled back", (HUGE_PAGES, GET, ioas, 0), Ok(1)),
+        ],
+        option,
     );
     cmd::ioas_unmap(&mut h, ioas, 0, u64::MAX).unwrap();
-    cmd::option(
+    test_table(
         &mut h,
-        IOMMU_OPTION_HUGE_PAGES,
-        IOMMU_OPTION_OP_SET,
-        ioas,
-        0,
-    )
-    .unwrap();
-    assert_eq!(
-        cmd::option(
-            &mut h,
-            IOMMU_OPTION_HUGE_PAGES,
-            IOMMU_OPTION_OP_GET,
-            ioas,
-            0
-        ),
-        Ok(0)
+        &[
+            ("off once unmapped", (HUGE_PAGES, SET, ioas, 0), Ok(0)),
+            ("reads back off", (HUGE_PAGES, GET, ioas, 0), Ok(0)),
+        ],
+        option,
     );
     let (_, c) = cmd::ioas_iova_ranges(&mut h, ioas, 0);
     assert_eq!(c.out_iova_alignment, PAGE);
-    cmd::option(
-        &mut h,
-        IOMMU_OPTION_HUGE_PAGES,
-        IOMMU_OPTION_OP_SET,
-        ioas,
-        1,
-    )
-    .unwrap();
+    cmd::set_huge_pages(&mut h, ioas, true).unwrap();
     let (_, c) = cmd::ioas_iova_ranges(&mut h, ioas, 0);
     assert_eq!(c.out_iova_alignment, 1);
 }
@@ -688,52 +688,61 @@ fn map_file_checks_the_descriptor_its_mode_and_its_size() {
     h.files.insert(5, file.clone());
     h.files.insert(6, ro_file);
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 9, 0, PAGE, 0),
-        Err(Errno::EBADF)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 9, 0, 0, 0),
-        Err(Errno::EINVAL),
-        "range before fd"
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 9, u64::MAX, 1, 0),
-        Ok(u64::MAX).and(Err(Errno::EBADF)),
-        "last byte at 2^64 - 1 is no overflow"
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 9, u64::MAX, 2, 0),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, 8, RW, 5, 0, PAGE, 0),
-        Err(Errno::ENOENT)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 6, 0, PAGE, 0),
-        Err(Errno::EPERM)
+    // (ioas, flags, fd, start, length), at an automatic IOVA.
+    let map_file = |h: &mut Harness, (id, flags, fd, start, len)| {
+        cmd::ioas_map_file(h, id, flags, fd, start, len, 0)
+    };
+    test_err(
+        &mut h,
+        &[
+            ("no descriptor 9", (ioas, RW, 9, 0, PAGE), Errno::EBADF),
+            ("range before fd", (ioas, RW, 9, 0, 0), Errno::EINVAL),
+            (
+                "last byte at 2^64 - 1 is no overflow",
+                (ioas, RW, 9, u64::MAX, 1),
+                Errno::EBADF,
+            ),
+            (
+                "start + length past 2^64",
+                (ioas, RW, 9, u64::MAX, 2),
+                Errno::EOVERFLOW,
+            ),
+            ("an unknown IOAS", (8, RW, 5, 0, PAGE), Errno::ENOENT),
+            (
+                "writeable over a read-only file",
+                (ioas, RW, 6, 0, PAGE),
+                Errno::EPERM,
+            ),
+        ],
+        map_file,
     );
     assert!(cmd::ioas_map_file(&mut h, ioas, IOMMU_IOAS_MAP_READABLE, 6, 0, PAGE, 0).is_ok());
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, 17 * PAGE, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, 0, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW, 5, u64::MAX - 1, 4, 0),
-        Err(Errno::EOVERFLOW)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, RW | 64, 5, 0, PAGE, 0),
-        Err(Errno::EOPNOTSUPP)
-    );
-    assert_eq!(
-        cmd::ioas_map_file(&mut h, ioas, 0, 5, 0, PAGE, 0),
-        Err(Errno::EINVAL)
+    test_err(
+        &mut h,
+        &[
+            (
+                "past the end of the file",
+                (ioas, RW, 5, 0, 17 * PAGE),
+                Errno::EINVAL,
+            ),
+            ("zero length", (ioas, RW, 5, 0, 0), Errno::EINVAL),
+            (
+                "start + length past 2^64",
+                (ioas, RW, 5, u64::MAX - 1, 4),
+                Errno::EOVERFLOW,
+            ),
+            (
+                "an unknown flag",
+                (ioas, RW | 64, 5, 0, PAGE),
+                Errno::EOPNOTSUPP,
+            ),
+            (
+                "neither readable nor writeable",
+                (ioas, 0, 5, 0, PAGE),
+                Errno::EINVAL,
+            ),
+        ],
+        map_file,
     );
     let iova = cmd::ioas_map_file(
         &mut h,
@@ -761,7 +770,8 @@ fn map_file_checks_the_descriptor_its_mode_and_its_size() {
     );
     assert_eq!(
         cmd::ioas_map_file(&mut h, ioas, RW, 5, 0, PAGE, 0),
-        Err(Errno::EINVAL)
+        Err(Errno::EINVAL),
+        "nor mapped"
     );
 }
 

@@ -125,6 +125,7 @@ pub type ErrCase<'a, I> = Case<'a, I, Errno>;
 
 /// Runs `cases` in order on `h` through `run` (the style of the selftest's
 /// `test_err_*`), checking each one's errno; a failure names the case.
+#[track_caller]
 pub fn test_err<I: Clone + Debug, T: Debug>(
     h: &mut Harness,
     cases: &[ErrCase<'_, I>],
@@ -143,6 +144,7 @@ pub fn test_err<I: Clone + Debug, T: Debug>(
 /// answer (a success and its value, or an errno): for sequences where a
 /// success between failures is part of what is checked (the selftest's
 /// `test_cmd_*` and `test_err_*` lines in a row). A failure names the case.
+#[track_caller]
 pub fn test_table<I: Clone + Debug, W: PartialEq + Debug>(
     h: &mut Harness,
     cases: &[Case<'_, I, W>],
@@ -161,6 +163,7 @@ pub fn test_table<I: Clone + Debug, W: PartialEq + Debug>(
 /// the struct (its `size` set), usually a valid one with one field changed.
 /// Returns each case's struct as the command left it, for what a failing
 /// command writes back.
+#[track_caller]
 pub fn test_err_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
     h: &mut Harness,
     request: u32,
@@ -177,6 +180,7 @@ pub fn test_err_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
 
 /// [`test_table`] for a command issued as its whole struct, against what
 /// `ioctl` returns.
+#[track_caller]
 pub fn test_ioctl<T: IntoBytes + FromBytes + Immutable + Clone + Debug>(
     h: &mut Harness,
     request: u32,
