@@ -13,38 +13,64 @@ use softiommu_uapi::vfio::*;
 #[test]
 fn vfio_ioas_get_set_clear() {
     let mut h = Harness::new();
-    assert_eq!(
-        cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_GET, 0),
-        Err(Errno::ENODEV)
-    );
-    assert_eq!(
-        cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, 0),
-        Err(Errno::ENOENT)
+    // (op, ioas_id): the IOAS id answered.
+    let vfio_ioas = |h: &mut Harness, (op, ioas)| cmd::vfio_ioas(h, op, ioas);
+    test_table(
+        &mut h,
+        &[
+            (
+                "get without one",
+                (IOMMU_VFIO_IOAS_GET, 0),
+                Err(Errno::ENODEV),
+            ),
+            (
+                "set to no IOAS",
+                (IOMMU_VFIO_IOAS_SET, 0),
+                Err(Errno::ENOENT),
+            ),
+        ],
+        vfio_ioas,
     );
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    assert_eq!(cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_GET, 0), Ok(ioas));
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_CLEAR, 0).unwrap();
-    assert_eq!(
-        cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_GET, 0),
-        Err(Errno::ENODEV)
+    test_table(
+        &mut h,
+        &[
+            ("set", (IOMMU_VFIO_IOAS_SET, ioas), Ok(ioas)),
+            ("get", (IOMMU_VFIO_IOAS_GET, 0), Ok(ioas)),
+            ("clear", (IOMMU_VFIO_IOAS_CLEAR, 0), Ok(0)),
+            (
+                "get once cleared",
+                (IOMMU_VFIO_IOAS_GET, 0),
+                Err(Errno::ENODEV),
+            ),
+            ("an unknown op", (3, 0), Err(Errno::EOPNOTSUPP)),
+            ("set again", (IOMMU_VFIO_IOAS_SET, ioas), Ok(ioas)),
+        ],
+        vfio_ioas,
     );
-    assert_eq!(cmd::vfio_ioas(&mut h, 3, 0), Err(Errno::EOPNOTSUPP));
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    let mut d = IommuDestroy { size: 8, id: ioas };
-    h.cmd(IOMMU_DESTROY, &mut d).unwrap();
-    assert_eq!(
-        cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_GET, 0),
-        Err(Errno::ENODEV),
-        "destroy clears the compat IOAS"
-    );
-    let mut c = IommuVfioIoas {
+    cmd::destroy(&mut h, ioas).unwrap();
+    let get = IommuVfioIoas {
         size: 12,
         ioas_id: 0,
-        op: 0,
-        reserved: 1,
+        op: IOMMU_VFIO_IOAS_GET,
+        reserved: 0,
     };
-    assert_eq!(h.cmd(IOMMU_VFIO_IOAS, &mut c), Err(Errno::EOPNOTSUPP));
+    test_err_ioctl(
+        &mut h,
+        IOMMU_VFIO_IOAS,
+        &[
+            ("destroy clears the compat IOAS", get, Errno::ENODEV),
+            (
+                "a reserved field",
+                IommuVfioIoas {
+                    op: 0,
+                    reserved: 1,
+                    ..get
+                },
+                Errno::EOPNOTSUPP,
+            ),
+        ],
+    );
 }
 
 // ---- VFIO type1 compatibility -------------------------------------------------------------
@@ -71,41 +97,105 @@ fn vfio_unmap(h: &mut Harness, flags: u32, iova: u64, size: u64) -> (Result<i64,
     (r, u.size)
 }
 
+/// A VFIO type1 call on the iommufd descriptor, as a table row.
+#[derive(Clone, Copy, Debug)]
+enum Vfio {
+    ApiVersion,
+    CheckExtension(u64),
+    SetIommu(u64),
+    /// (flags, vaddr, iova, size)
+    MapDma(u32, u64, u64, u64),
+    /// (flags, iova, size)
+    UnmapDma(u32, u64, u64),
+    /// argsz
+    GetInfo(u32),
+}
+
+/// Issues `call`: what `ioctl` returns.
+fn vfio(h: &mut Harness, call: Vfio) -> Result<i64, Errno> {
+    match call {
+        Vfio::ApiVersion => h.raw(VFIO_GET_API_VERSION, &mut [0u8; 32]),
+        Vfio::CheckExtension(ext) => h.ptr(VFIO_CHECK_EXTENSION, ext),
+        Vfio::SetIommu(ty) => h.ptr(VFIO_SET_IOMMU, ty),
+        Vfio::MapDma(flags, va, iova, size) => vfio_map(h, flags, va, iova, size),
+        Vfio::UnmapDma(flags, iova, size) => vfio_unmap(h, flags, iova, size).0,
+        Vfio::GetInfo(argsz) => {
+            let mut info = VfioIommuType1Info {
+                argsz,
+                ..Default::default()
+            };
+            h.cmd(VFIO_IOMMU_GET_INFO, &mut info)
+        }
+    }
+}
+
 #[test]
 fn vfio_compat_needs_a_compat_ioas() {
     let mut h = Harness::new();
-    let mut b = [0u8; 32];
-    assert_eq!(h.raw(VFIO_GET_API_VERSION, &mut b), Ok(0));
-    assert_eq!(h.ptr(VFIO_CHECK_EXTENSION, VFIO_TYPE1V2_IOMMU), Ok(1));
-    assert_eq!(h.ptr(VFIO_CHECK_EXTENSION, VFIO_TYPE1_IOMMU), Ok(1));
-    assert_eq!(h.ptr(VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL), Ok(1));
-    assert_eq!(h.ptr(VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR), Ok(0));
-    assert_eq!(
-        h.ptr(VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU),
-        Err(Errno::ENODEV)
+    let read = VFIO_DMA_MAP_FLAG_READ;
+    test_table(
+        &mut h,
+        &[
+            ("the API version", Vfio::ApiVersion, Ok(0)),
+            ("type1v2", Vfio::CheckExtension(VFIO_TYPE1V2_IOMMU), Ok(1)),
+            ("type1", Vfio::CheckExtension(VFIO_TYPE1_IOMMU), Ok(1)),
+            ("unmap-all", Vfio::CheckExtension(VFIO_UNMAP_ALL), Ok(1)),
+            (
+                "no vaddr update",
+                Vfio::CheckExtension(VFIO_UPDATE_VADDR),
+                Ok(0),
+            ),
+            (
+                "cache coherence needs the IOAS",
+                Vfio::CheckExtension(VFIO_DMA_CC_IOMMU),
+                Err(Errno::ENODEV),
+            ),
+            (
+                "SET_IOMMU without an IOAS",
+                Vfio::SetIommu(VFIO_TYPE1V2_IOMMU),
+                Err(Errno::ENODEV),
+            ),
+            (
+                "MAP_DMA without an IOAS",
+                Vfio::MapDma(read, BUF, 0x10_0000, PAGE),
+                Err(Errno::ENODEV),
+            ),
+            (
+                "UNMAP_DMA without an IOAS",
+                Vfio::UnmapDma(0, 0x10_0000, PAGE),
+                Err(Errno::ENODEV),
+            ),
+            (
+                "GET_INFO without an IOAS",
+                Vfio::GetInfo(24),
+                Err(Errno::ENODEV),
+            ),
+        ],
+        vfio,
     );
-    assert_eq!(
-        h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU),
-        Err(Errno::ENODEV)
-    );
-    assert_eq!(
-        vfio_map(&mut h, VFIO_DMA_MAP_FLAG_READ, BUF, 0x10_0000, PAGE),
-        Err(Errno::ENODEV)
-    );
-    assert_eq!(vfio_unmap(&mut h, 0, 0x10_0000, PAGE).0, Err(Errno::ENODEV));
-    let mut info = VfioIommuType1Info {
-        argsz: 24,
-        ..Default::default()
-    };
-    assert_eq!(h.cmd(VFIO_IOMMU_GET_INFO, &mut info), Err(Errno::ENODEV));
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
     cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    assert_eq!(
-        h.ptr(VFIO_SET_IOMMU, VFIO_SPAPR_TCE_IOMMU),
-        Err(Errno::EINVAL)
+    test_table(
+        &mut h,
+        &[
+            (
+                "SET_IOMMU of SPAPR",
+                Vfio::SetIommu(VFIO_SPAPR_TCE_IOMMU),
+                Err(Errno::EINVAL),
+            ),
+            (
+                "SET_IOMMU of type1v2",
+                Vfio::SetIommu(VFIO_TYPE1V2_IOMMU),
+                Ok(0),
+            ),
+            (
+                "cache coherence with the IOAS",
+                Vfio::CheckExtension(VFIO_DMA_CC_IOMMU),
+                Ok(1),
+            ),
+        ],
+        vfio,
     );
-    assert_eq!(h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU), Ok(0));
-    assert_eq!(h.ptr(VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU), Ok(1));
 }
 
 #[test]
@@ -114,19 +204,33 @@ fn vfio_type1v2_maps_and_unmaps_whole_mappings() {
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
     cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
     h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU).unwrap();
-    assert_eq!(
-        vfio_map(&mut h, 8, BUF, 0x10_0000, PAGE),
-        Err(Errno::EINVAL),
-        "unknown flag"
-    );
-    let mut short = VfioIommuType1DmaMap {
-        argsz: 31,
+    let map = VfioIommuType1DmaMap {
+        argsz: 32,
         flags: 0,
         vaddr: BUF,
         iova: 0,
         size: PAGE,
     };
-    assert_eq!(h.cmd(VFIO_IOMMU_MAP_DMA, &mut short), Err(Errno::EINVAL));
+    test_err_ioctl(
+        &mut h,
+        VFIO_IOMMU_MAP_DMA,
+        &[
+            (
+                "unknown flag",
+                VfioIommuType1DmaMap {
+                    flags: 8,
+                    iova: 0x10_0000,
+                    ..map
+                },
+                Errno::EINVAL,
+            ),
+            (
+                "argsz below the struct",
+                VfioIommuType1DmaMap { argsz: 31, ..map },
+                Errno::EINVAL,
+            ),
+        ],
+    );
     vfio_map(
         &mut h,
         VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
@@ -135,22 +239,28 @@ fn vfio_type1v2_maps_and_unmaps_whole_mappings() {
         4 * PAGE,
     )
     .unwrap();
-    assert_eq!(
-        vfio_unmap(&mut h, 0, 0x10_1000, PAGE),
-        (Err(Errno::ENOENT), 0)
-    );
-    assert_eq!(
-        vfio_unmap(&mut h, 4, 0, 0).0,
-        Err(Errno::EINVAL),
-        "unknown flag"
-    );
-    assert_eq!(
-        vfio_unmap(&mut h, VFIO_DMA_UNMAP_FLAG_ALL, 0x10_0000, 0).0,
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        vfio_unmap(&mut h, 0, 0x10_0000, 4 * PAGE),
-        (Ok(0), 4 * PAGE)
+    // (flags, iova, size): the outcome and the size unmapped.
+    test_table(
+        &mut h,
+        &[
+            (
+                "inside a mapping",
+                (0, 0x10_1000, PAGE),
+                (Err(Errno::ENOENT), 0),
+            ),
+            ("unknown flag", (4, 0, 0), (Err(Errno::EINVAL), 0)),
+            (
+                "unmap-all with an IOVA",
+                (VFIO_DMA_UNMAP_FLAG_ALL, 0x10_0000, 0),
+                (Err(Errno::EINVAL), 0),
+            ),
+            (
+                "the whole mapping",
+                (0, 0x10_0000, 4 * PAGE),
+                (Ok(0), 4 * PAGE),
+            ),
+        ],
+        |h, (flags, iova, size)| vfio_unmap(h, flags, iova, size),
     );
     vfio_map(&mut h, VFIO_DMA_MAP_FLAG_READ, BUF, 0x10_0000, 4 * PAGE).unwrap();
     vfio_map(&mut h, VFIO_DMA_MAP_FLAG_READ, BUF, 0x20_0000, 4 * PAGE).unwrap();
