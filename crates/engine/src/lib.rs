@@ -29,7 +29,8 @@
 //! 7. [`context`]: one open of `/dev/iommu` and who calls it.
 //! 8. [`ops`]: operations on objects (`impl Context`).
 //! 9. [`dispatch`]: ioctl decoding with Linux's rules (`impl Context`).
-//! 10. [`api`], [`inspect`]: the typed face and the report.
+//! 10. [`vfio`]: emulated PCI functions as VFIO device files.
+//! 11. [`api`], [`inspect`]: the typed face and the report.
 
 #![warn(missing_docs)]
 
@@ -52,6 +53,8 @@ pub mod context;
 pub mod ops;
 
 pub mod dispatch;
+
+pub mod vfio;
 
 pub mod api;
 pub mod inspect;

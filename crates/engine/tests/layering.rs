@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     &["ops"],
     &["dispatch"],
+    &["vfio"],
     &["api", "inspect"],
 ];
 

@@ -195,6 +195,7 @@ impl IommuCore {
             group,
             kernel_driver: None,
             reserved: Vec::new(),
+            pci: None,
         });
         self.topo.groups.push(crate::topology::GroupSpec {
             iommu,

@@ -14,9 +14,17 @@
 //! name = "0000:01:00.0"
 //! kernel_driver = "e1000e"   # bound at start
 //! reserved = [{ start = 0xfee00000, length = 0x100000, type = "msi" }]
+//!
+//! [device.pci]               # a PCI function, reachable through VFIO
+//! ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+//! bars = [{ index = 0, size = 0x20000, kind = { type = "mem32" } }]
+//! msi_vectors = 1
+//! pcie = true
+//! interrupt_pin = 1
 //! ```
 
 use crate::driver::{DriverInfo, ReservedRegion, ReservedType};
+use softiommu_pci::FunctionSpec;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -59,6 +67,8 @@ pub struct DeviceSpec {
     pub kernel_driver: Option<String>,
     /// The device's reserved IOVA regions (Linux `iommu_get_resv_regions`).
     pub reserved: Vec<ReservedRegion>,
+    /// Its PCI function, when it is one: what VFIO presents of it.
+    pub pci: Option<FunctionSpec>,
 }
 
 /// The whole machine. Invariant: every group names an existing IOMMU, every
@@ -90,6 +100,84 @@ impl std::fmt::Display for TopologyError {
 }
 
 impl std::error::Error for TopologyError {}
+
+/// An Intel gigabit Ethernet port as the built-in machine has them: 128 KiB
+/// of registers in BAR 0, the MSI-X table and PBA in a 16 KiB BAR 3, MSI,
+/// INTA, PCI Express. `revision` tells the ports of one device apart.
+fn ethernet_port(device: u16, revision: u8) -> FunctionSpec {
+    use softiommu_pci::{BarKind, BarSpec, MsixSpec, PciIds};
+    FunctionSpec {
+        ids: PciIds {
+            vendor: 0x8086,
+            device,
+            subsystem_vendor: 0x8086,
+            subsystem_device: 0x0001,
+            class: 0x02_00_00,
+            revision,
+        },
+        bars: vec![
+            BarSpec {
+                index: 0,
+                size: 128 << 10,
+                kind: BarKind::Mem32 {
+                    prefetchable: false,
+                },
+            },
+            BarSpec {
+                index: 3,
+                size: 16 << 10,
+                kind: BarKind::Mem32 {
+                    prefetchable: false,
+                },
+            },
+        ],
+        msi_vectors: 1,
+        msix: Some(MsixSpec {
+            vectors: 5,
+            table_bar: 3,
+            table_offset: 0,
+            pba_bar: 3,
+            pba_offset: 0x2000,
+        }),
+        pcie: true,
+        interrupt_pin: 1,
+        ..FunctionSpec::default()
+    }
+}
+
+/// An NVMe drive: 16 KiB of registers in a 64-bit BAR 0 with the MSI-X
+/// table (32 vectors) and PBA inside it.
+fn nvme_drive() -> FunctionSpec {
+    use softiommu_pci::{BarKind, BarSpec, MsixSpec, PciIds};
+    FunctionSpec {
+        ids: PciIds {
+            vendor: 0x144d,
+            device: 0xa808,
+            subsystem_vendor: 0x144d,
+            subsystem_device: 0xa801,
+            class: 0x01_08_02,
+            revision: 0,
+        },
+        bars: vec![BarSpec {
+            index: 0,
+            size: 16 << 10,
+            kind: BarKind::Mem64 {
+                prefetchable: false,
+            },
+        }],
+        msi_vectors: 0,
+        msix: Some(MsixSpec {
+            vectors: 32,
+            table_bar: 0,
+            table_offset: 0x3000,
+            pba_bar: 0,
+            pba_offset: 0x2000,
+        }),
+        pcie: true,
+        interrupt_pin: 1,
+        ..FunctionSpec::default()
+    }
+}
 
 /// The x86 MSI window every PCI device reports.
 const X86_MSI: ReservedRegion = ReservedRegion {
@@ -129,6 +217,7 @@ impl TopologyBuilder {
                 group,
                 kernel_driver: None,
                 reserved: Vec::new(),
+                pci: None,
             });
         }
         self.topo.groups.push(GroupSpec {
@@ -145,6 +234,18 @@ impl TopologyBuilder {
             .device_by_name(device)
             .ok_or_else(|| TopologyError(format!("no device named {device}")))?;
         self.topo.devices[d.0 as usize].kernel_driver = Some(driver.into());
+        Ok(self)
+    }
+
+    /// Makes `device` a PCI function described by `spec` (checked).
+    pub fn pci(mut self, device: &str, spec: FunctionSpec) -> Result<Self, TopologyError> {
+        let d = self
+            .topo
+            .device_by_name(device)
+            .ok_or_else(|| TopologyError(format!("no device named {device}")))?;
+        spec.validate()
+            .map_err(|e| TopologyError(format!("PCI function {device}: {e}")))?;
+        self.topo.devices[d.0 as usize].pci = Some(spec);
         Ok(self)
     }
 
@@ -196,6 +297,7 @@ struct FileDevice {
     kernel_driver: Option<String>,
     #[serde(default)]
     reserved: Vec<ReservedRegion>,
+    pci: Option<FunctionSpec>,
 }
 
 impl Topology {
@@ -219,6 +321,15 @@ impl Topology {
                 .group("dmar0", &["0000:03:00.0"])?
                 .group("mock0", &["mock:0"])?
                 .kernel_driver("0000:03:00.0", "nvme")?;
+            for (dev, function) in [
+                ("0000:01:00.0", ethernet_port(0x10c9, 0)),
+                ("0000:01:00.1", ethernet_port(0x10c9, 1)),
+                ("0000:01:00.2", ethernet_port(0x10c9, 2)),
+                ("0000:02:00.0", ethernet_port(0x1533, 0)),
+                ("0000:03:00.0", nvme_drive()),
+            ] {
+                b = b.pci(dev, function)?;
+            }
             for dev in [
                 "0000:01:00.0",
                 "0000:01:00.1",
@@ -252,6 +363,9 @@ impl Topology {
         for d in file.device {
             if let Some(k) = &d.kernel_driver {
                 b = b.kernel_driver(&d.name, k)?;
+            }
+            if let Some(spec) = d.pci {
+                b = b.pci(&d.name, spec)?;
             }
             for r in d.reserved {
                 if r.length == 0 || r.start.checked_add(r.length - 1).is_none() {

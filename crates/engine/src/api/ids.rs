@@ -31,7 +31,7 @@ impl From<HwptId> for PtId {
     }
 }
 
-/// Any object's id, for [`Iommufd::destroy`].
+/// Any object's id, for [`Iommufd::destroy`](super::Iommufd::destroy).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(pub u32);
 

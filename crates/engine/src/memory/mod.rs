@@ -111,6 +111,13 @@ pub trait FileBacking: Send + Sync + Debug {
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
 }
 
+/// Something the engine signals: an eventfd a program registered for an
+/// interrupt. Signalling adds one to its counter and wakes its readers.
+pub trait EventSignal: Send + Sync + Debug {
+    /// Signals once.
+    fn signal(&self);
+}
+
 /// The caller's descriptors, as the engine sees them: turns a descriptor into
 /// a file or an inode, gives the caller new
 /// files that stand for engine objects (an access, a fault queue).
@@ -147,6 +154,15 @@ pub trait CallerFiles: Debug {
     fn region_mapped(&self, region_id: u64) -> bool {
         let _ = region_id;
         false
+    }
+
+    /// The eventfd behind the caller's descriptor `fd`, to signal an
+    /// interrupt on (`VFIO_DEVICE_SET_IRQS`). `EBADF` when `fd` is not an
+    /// open descriptor, `EINVAL` when it is no eventfd (Linux
+    /// `eventfd_ctx_fdget`); `EOPNOTSUPP` for a caller that passes none.
+    fn eventfd(&self, fd: i32) -> Result<Arc<dyn EventSignal>> {
+        let _ = fd;
+        Err(Errno::EOPNOTSUPP)
     }
 
     /// The inode behind the caller's descriptor `fd` (`EBADFD` if none).

@@ -41,6 +41,23 @@ impl Context {
         Ok(crate::driver::ops_for(&core.topology().iommu(iommu).driver))
     }
 
+    /// Binds machine device `dev` for a kernel driver (VFIO's
+    /// `iommufd_device_bind`): as [`device_bind`](Self::device_bind), and
+    /// the driver holds the object, so `IOMMU_DESTROY` answers `EBUSY`
+    /// until [`device_unbind_held`](Self::device_unbind_held).
+    pub fn device_bind_held(&mut self, dev: DeviceId) -> Result<(u32, Affected)> {
+        let (id, affected) = self.device_bind(dev)?;
+        self.objects.add_user(id);
+        Ok((id, affected))
+    }
+
+    /// Ends a driver's hold on device object `id` and destroys it (it must
+    /// be detached); never fails.
+    pub fn device_unbind_held(&mut self, id: u32) {
+        self.objects.drop_user(id);
+        let _ = self.destroy(id);
+    }
+
     /// Binds machine device `dev` to this context (claims its DMA). Returns
     /// the device object id and the devices whose DMA moved (the whole group,
     /// onto the blocking domain, for the first device of a group).

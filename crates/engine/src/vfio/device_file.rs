@@ -1,0 +1,187 @@
+//! One open of a VFIO device file (Linux `vfio_device_file` with
+//! `device_cdev.c` and vfio-pci's `iommufd` ops).
+
+use super::{Function, SharedContext};
+use crate::errno::{Errno, Result};
+use crate::sync::Locked;
+use softiommu_iommu::Affected;
+use softiommu_uapi::vfio::*;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// A device file. Invariant: while `binding` is set, its context holds a
+/// device object for the function that only this file may destroy.
+#[derive(Debug)]
+pub struct DeviceFile {
+    function: Arc<Mutex<Function>>,
+    binding: Option<Binding>,
+}
+
+/// The iommufd context a device file is bound to.
+#[derive(Debug)]
+struct Binding {
+    ctx: SharedContext,
+    /// The device object in `ctx` (Linux `devid`).
+    dev_id: u32,
+    /// Attached to an IOAS or HWPT (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`).
+    attached: bool,
+    /// PASIDs this file attached (Linux keeps them in `vdev->pasids`).
+    pasids: BTreeSet<u32>,
+}
+
+impl DeviceFile {
+    pub(super) fn new(function: Arc<Mutex<Function>>) -> Self {
+        DeviceFile {
+            function,
+            binding: None,
+        }
+    }
+
+    /// The function this file opens.
+    pub fn function(&self) -> &Arc<Mutex<Function>> {
+        &self.function
+    }
+
+    /// The device object id in the bound context, once bound.
+    pub fn dev_id(&self) -> Option<u32> {
+        self.binding.as_ref().map(|b| b.dev_id)
+    }
+
+    /// Binds to context `ctx` (`VFIO_DEVICE_BIND_IOMMUFD` after its
+    /// argument checks): the context claims the function's DMA (its group
+    /// leaves the default domain) and gains a device object, which
+    /// `IOMMU_DESTROY` cannot remove. A second bind of this file is
+    /// `EINVAL`. Returns the device object id and the devices whose DMA
+    /// moved.
+    pub fn bind(&mut self, ctx: SharedContext) -> Result<(u32, Affected)> {
+        if self.binding.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        let dev = self.function.locked().dev;
+        let (dev_id, affected) = ctx.locked().device_bind_held(dev)?;
+        self.binding = Some(Binding {
+            ctx,
+            dev_id,
+            attached: false,
+            pasids: BTreeSet::new(),
+        });
+        Ok((dev_id, affected))
+    }
+
+    /// Attaches to IOAS or HWPT `pt_id`, replacing any attachment as
+    /// vfio-pci does (`iommufd_device_replace`). Returns the HWPT.
+    pub fn attach(&mut self, pt_id: u32) -> Result<(u32, Affected)> {
+        let b = self.binding.as_mut().ok_or(Errno::EINVAL)?;
+        let mut ctx = b.ctx.locked();
+        let outcome = if b.attached {
+            ctx.device_replace(b.dev_id, pt_id)
+        } else {
+            ctx.device_attach(b.dev_id, pt_id)
+        };
+        drop(ctx);
+        if outcome.is_ok() {
+            b.attached = true;
+        }
+        outcome
+    }
+
+    /// Detaches; a file that is not attached stays as it is.
+    pub fn detach(&mut self) -> Result<Affected> {
+        let b = self.binding.as_mut().ok_or(Errno::EINVAL)?;
+        if !b.attached {
+            return Ok(Affected::default());
+        }
+        let affected = b.ctx.locked().device_detach(b.dev_id)?;
+        b.attached = false;
+        Ok(affected)
+    }
+
+    /// Attaches `pasid` to HWPT `pt_id`, replacing its HWPT when this file
+    /// attached it before. Returns the HWPT.
+    pub fn attach_pasid(&mut self, pasid: u32, pt_id: u32) -> Result<u32> {
+        let b = self.binding.as_mut().ok_or(Errno::EINVAL)?;
+        let mut ctx = b.ctx.locked();
+        if b.pasids.contains(&pasid) {
+            return ctx.pasid_replace(b.dev_id, pasid, pt_id);
+        }
+        let hwpt = ctx.pasid_attach(b.dev_id, pasid, pt_id)?;
+        b.pasids.insert(pasid);
+        Ok(hwpt)
+    }
+
+    /// Detaches `pasid`; one this file did not attach stays as it is.
+    pub fn detach_pasid(&mut self, pasid: u32) -> Result<()> {
+        let b = self.binding.as_mut().ok_or(Errno::EINVAL)?;
+        if b.pasids.remove(&pasid) {
+            b.ctx.locked().pasid_detach(b.dev_id, pasid)?;
+        }
+        Ok(())
+    }
+
+    /// Unbinds (the file's close): detaches, removes the device object and
+    /// gives the function's DMA back. Never fails; a second call does
+    /// nothing.
+    pub fn release(&mut self) {
+        if let Some(b) = self.binding.take() {
+            let mut ctx = b.ctx.locked();
+            for &pasid in &b.pasids {
+                let _ = ctx.pasid_detach(b.dev_id, pasid);
+            }
+            if b.attached {
+                let _ = ctx.device_detach(b.dev_id);
+            }
+            ctx.device_unbind_held(b.dev_id);
+            drop(ctx);
+            self.function.locked().reset_irqs();
+        }
+    }
+
+    /// Reads region bytes at file offset `offset` (region index in the bits
+    /// from [`VFIO_PCI_OFFSET_SHIFT`] up, as vfio-pci lays them out):
+    /// `EINVAL` unbound, for an unknown region or past its end.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.binding.as_ref().ok_or(Errno::EINVAL)?;
+        let (index, at) = split_offset(offset);
+        let function = self.function.locked();
+        match index {
+            0..=5 => function.bar_read(index, at, buf)?,
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                function.config.read(at, buf).map_err(|_| Errno::EINVAL)?
+            }
+            _ => return Err(Errno::EINVAL),
+        }
+        Ok(buf.len())
+    }
+
+    /// Writes region bytes at file offset `offset`, as [`read`](Self::read).
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize> {
+        self.binding.as_ref().ok_or(Errno::EINVAL)?;
+        let (index, at) = split_offset(offset);
+        let mut function = self.function.locked();
+        match index {
+            0..=5 => function.bar_write(index, at, data)?,
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                function.config.write(at, data).map_err(|_| Errno::EINVAL)?
+            }
+            _ => return Err(Errno::EINVAL),
+        }
+        Ok(data.len())
+    }
+
+    pub(super) fn bound(&self) -> bool {
+        self.binding.is_some()
+    }
+}
+
+impl Drop for DeviceFile {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A file offset's region index and offset inside the region.
+fn split_offset(offset: u64) -> (u32, u64) {
+    let index = offset >> VFIO_PCI_OFFSET_SHIFT;
+    let at = offset & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1);
+    (u32::try_from(index).unwrap_or(u32::MAX), at)
+}

@@ -1,0 +1,187 @@
+//! One emulated PCI function: configuration space, BAR memory, interrupts.
+
+use crate::errno::{Errno, Result};
+use crate::memory::{EventSignal, FileBacking, SimFile};
+use softiommu_iommu::DeviceId;
+use softiommu_pci::{ConfigSpace, FunctionSpec};
+use softiommu_uapi::vfio::*;
+use std::sync::Arc;
+
+/// The largest BAR a plain function backs with memory: its bytes live in
+/// the server, allocated when the machine starts.
+pub const MAX_BAR_MEMORY: u64 = 64 << 20;
+
+/// The interrupts a program set with `VFIO_DEVICE_SET_IRQS`.
+///
+/// Invariant: `triggers[i]` has exactly as many slots as the function has
+/// vectors of IRQ index `i` (`Function::irq_count`).
+#[derive(Debug, Default)]
+pub struct Irqs {
+    /// By IRQ index (INTx, MSI, MSI-X, ERR, REQ), the eventfd of each vector.
+    pub triggers: Vec<Vec<Option<Arc<dyn EventSignal>>>>,
+    /// The active interrupt type (`VFIO_PCI_{INTX,MSI,MSIX}_IRQ_INDEX`);
+    /// only one is active at a time.
+    pub active: Option<u32>,
+    /// INTx is masked (`VFIO_IRQ_SET_ACTION_MASK`, or automatically after
+    /// it fired, until unmasked).
+    pub intx_masked: bool,
+    /// Signals raised while masked, delivered at unmask.
+    pub intx_pending: bool,
+}
+
+/// A trigger taken by `signal_irq`: the eventfd the program set, if any.
+pub type IrqTrigger = Option<Arc<dyn EventSignal>>;
+
+/// One function of the machine. Owned by the [`VfioHost`](super::VfioHost)
+/// behind a lock that comes before any context's.
+#[derive(Debug)]
+pub struct Function {
+    /// The machine device it is.
+    pub dev: DeviceId,
+    spec: FunctionSpec,
+    /// Its configuration space as vfio-pci presents it.
+    pub config: ConfigSpace,
+    /// Memory behind each BAR, by BAR index (`None` for an absent BAR and
+    /// the upper half of a 64-bit BAR).
+    bars: Vec<Option<Arc<SimFile>>>,
+    /// Interrupt wiring.
+    pub irqs: Irqs,
+}
+
+impl Function {
+    /// A function as `spec` describes it, freshly reset.
+    /// `EINVAL` for a spec the PCI model refuses or a BAR larger than
+    /// [`MAX_BAR_MEMORY`].
+    pub fn new(dev: DeviceId, spec: &FunctionSpec) -> Result<Self> {
+        if spec.bars.iter().any(|b| b.size > MAX_BAR_MEMORY) {
+            return Err(Errno::EINVAL);
+        }
+        let config = ConfigSpace::new(spec).map_err(|_| Errno::EINVAL)?;
+        let mut bars: Vec<Option<Arc<SimFile>>> = vec![None; 6];
+        for bar in &spec.bars {
+            // Validated specs keep BARs within MAX_BAR_MEMORY, so this fits.
+            let len = usize::try_from(bar.size.min(MAX_BAR_MEMORY)).unwrap_or(0);
+            bars[usize::from(bar.index)] = Some(Arc::new(SimFile::new(len, true)));
+        }
+        let mut function = Function {
+            dev,
+            spec: spec.clone(),
+            config,
+            bars,
+            irqs: Irqs::default(),
+        };
+        function.irqs.triggers = (0..VFIO_PCI_NUM_IRQS)
+            .map(|i| vec![None; function.irq_count(i) as usize])
+            .collect();
+        Ok(function)
+    }
+
+    /// The description it was built from.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.spec
+    }
+
+    /// Size of BAR `index` in bytes (0 when absent).
+    pub fn bar_size(&self, index: u32) -> u64 {
+        self.spec
+            .bars
+            .iter()
+            .find(|b| u32::from(b.index) == index)
+            .map_or(0, |b| b.size)
+    }
+
+    /// The memory behind BAR `index`.
+    pub fn bar_memory(&self, index: u32) -> Option<&Arc<SimFile>> {
+        self.bars.get(index as usize)?.as_ref()
+    }
+
+    /// How many vectors IRQ index `index` has (vfio-pci's
+    /// `vfio_pci_get_irq_count`): INTx one when the function has a pin,
+    /// MSI and MSI-X as many as the capability offers, ERR one on PCI
+    /// Express, REQ one.
+    pub fn irq_count(&self, index: u32) -> u32 {
+        match index {
+            VFIO_PCI_INTX_IRQ_INDEX => u32::from(self.spec.interrupt_pin != 0),
+            VFIO_PCI_MSI_IRQ_INDEX => u32::from(self.spec.msi_vectors),
+            VFIO_PCI_MSIX_IRQ_INDEX => self.spec.msix.as_ref().map_or(0, |m| u32::from(m.vectors)),
+            VFIO_PCI_ERR_IRQ_INDEX => u32::from(self.spec.pcie),
+            VFIO_PCI_REQ_IRQ_INDEX => 1,
+            _ => 0,
+        }
+    }
+
+    /// Whether a function-level reset exists (the PCI Express capability
+    /// advertises FLR), so `VFIO_DEVICE_RESET` works.
+    pub fn reset_works(&self) -> bool {
+        self.spec.pcie
+    }
+
+    /// Function-level reset: registers back to their power-on values. The
+    /// interrupt wiring is the program's and stays.
+    pub fn reset(&mut self) {
+        self.config.reset();
+        self.irqs.intx_masked = false;
+        self.irqs.intx_pending = false;
+    }
+
+    /// Drops every eventfd and clears INTx masking: vfio-pci turns the
+    /// function's interrupts off when its last user closes it.
+    pub fn reset_irqs(&mut self) {
+        for vectors in &mut self.irqs.triggers {
+            vectors.iter_mut().for_each(|t| *t = None);
+        }
+        self.irqs.active = None;
+        self.irqs.intx_masked = false;
+        self.irqs.intx_pending = false;
+    }
+
+    /// Reads BAR `index` at `offset` (`EINVAL` past its end or for an absent
+    /// BAR, as vfio-pci answers a region access out of range).
+    pub fn bar_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.bar_check(index, offset, buf.len())?
+            .read_at(offset, buf)
+    }
+
+    /// Writes BAR `index` at `offset`.
+    pub fn bar_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
+        self.bar_check(index, offset, data.len())?
+            .write_at(offset, data)
+    }
+
+    fn bar_check(&self, index: u32, offset: u64, len: usize) -> Result<&Arc<SimFile>> {
+        let memory = self.bar_memory(index).ok_or(Errno::EINVAL)?;
+        let end = offset.checked_add(len as u64).ok_or(Errno::EINVAL)?;
+        if end > self.bar_size(index) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(memory)
+    }
+
+    /// Raises vector `vector` of IRQ index `index`, as the device model
+    /// does: signals its eventfd if one is set. INTx is level-triggered and
+    /// masks itself (vfio-pci's automasking) until the program unmasks it.
+    /// Returns whether an eventfd was signalled.
+    pub fn signal_irq(&mut self, index: u32, vector: u32) -> bool {
+        if index == VFIO_PCI_INTX_IRQ_INDEX {
+            if self.irqs.intx_masked {
+                self.irqs.intx_pending = true;
+                return false;
+            }
+            self.irqs.intx_masked = true;
+        }
+        let trigger = self
+            .irqs
+            .triggers
+            .get(index as usize)
+            .and_then(|v| v.get(vector as usize))
+            .cloned()
+            .flatten();
+        match trigger {
+            Some(t) => {
+                t.signal();
+                true
+            }
+            None => false,
+        }
+    }
+}

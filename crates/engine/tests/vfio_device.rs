@@ -1,0 +1,624 @@
+//! VFIO device files over the built-in machine's PCI functions: binding to
+//! an iommufd context, attaching, regions, interrupts and reset, with
+//! vfio's errno for each bad input.
+
+use softiommu_engine::memory::{AddressSpace, CallerFiles, EventSignal, FileBacking, SimMemory};
+use softiommu_engine::pages::EngineState;
+use softiommu_engine::vfio::{DeviceFile, SharedContext, VfioHost};
+use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
+use softiommu_iommu::{DeviceState, DomainKind, Topology};
+use softiommu_uapi::vfio::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use zerocopy::IntoBytes;
+
+/// The iommufd descriptor number the resolver knows, and one that is open
+/// but no iommufd.
+const IOMMUFD: i32 = 3;
+const NOT_IOMMUFD: i32 = 4;
+
+/// An eventfd that counts its signals.
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl EventSignal for Counter {
+    fn signal(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The caller's descriptors: eventfds from 10 up.
+#[derive(Debug, Default)]
+struct Eventfds(BTreeMap<i32, Arc<Counter>>);
+
+impl CallerFiles for Eventfds {
+    fn resolve(&self, _fd: i32) -> Result<Arc<dyn FileBacking>, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn eventfd(&self, fd: i32) -> Result<Arc<dyn EventSignal>, Errno> {
+        match self.0.get(&fd) {
+            Some(c) => Ok(c.clone()),
+            None if fd == NOT_IOMMUFD => Err(Errno::EINVAL),
+            None => Err(Errno::EBADF),
+        }
+    }
+}
+
+struct Machine {
+    host: VfioHost,
+    shared: Arc<EngineState>,
+    ctx: SharedContext,
+    mem: Arc<dyn AddressSpace>,
+    files: Eventfds,
+}
+
+impl Machine {
+    fn new() -> Self {
+        let topology = Topology::default_machine();
+        let host = VfioHost::new(&topology).unwrap();
+        let shared = Arc::new(EngineState::with_topology(topology));
+        let ctx = Arc::new(Mutex::new(Context::new(shared.clone())));
+        let sim = Arc::new(SimMemory::new());
+        sim.map(0x10000, 0x10000, true);
+        let mut files = Eventfds::default();
+        for fd in 10..16 {
+            files.0.insert(fd, Arc::new(Counter::default()));
+        }
+        Machine {
+            host,
+            shared,
+            ctx,
+            mem: sim,
+            files,
+        }
+    }
+
+    fn open(&self, name: &str) -> DeviceFile {
+        let dev = self.dev(name);
+        self.host.open(dev).unwrap()
+    }
+
+    fn dev(&self, name: &str) -> softiommu_iommu::DeviceId {
+        self.shared
+            .iommu
+            .lock()
+            .unwrap()
+            .topology()
+            .device_by_name(name)
+            .unwrap()
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            mem: &self.mem,
+            files: &self.files,
+            creds: Credentials::default(),
+        }
+    }
+
+    /// An ioctl with `bytes` as its argument.
+    fn ioctl(&self, file: &mut DeviceFile, request: u32, bytes: &mut [u8]) -> Result<i64, Errno> {
+        let ctx = self.ctx.clone();
+        let resolve = move |fd: i32| match fd {
+            IOMMUFD => Ok(ctx.clone()),
+            NOT_IOMMUFD => Err(Errno::EBADFD),
+            _ => Err(Errno::EBADF),
+        };
+        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &resolve)
+    }
+
+    fn bind(&self, file: &mut DeviceFile) -> Result<u32, Errno> {
+        let mut bind = VfioDeviceBindIommufd {
+            argsz: 24,
+            iommufd: IOMMUFD,
+            ..Default::default()
+        };
+        self.ioctl(file, VFIO_DEVICE_BIND_IOMMUFD, bind.as_mut_bytes())?;
+        Ok(bind.out_devid)
+    }
+
+    fn attach(&self, file: &mut DeviceFile, pt_id: u32) -> Result<u32, Errno> {
+        let mut attach = VfioDeviceAttachIommufdPt {
+            argsz: 16,
+            pt_id,
+            ..Default::default()
+        };
+        self.ioctl(file, VFIO_DEVICE_ATTACH_IOMMUFD_PT, attach.as_mut_bytes())?;
+        Ok(attach.pt_id)
+    }
+
+    /// Whether a context holds the device, and what its group translates
+    /// through.
+    fn state(&self, name: &str) -> (bool, &'static str) {
+        let dev = self.dev(name);
+        let core = self.shared.iommu.lock().unwrap();
+        let claimed = matches!(core.device_state(dev), DeviceState::Claimed(_));
+        let domain = match core.domain(core.device_domain(dev)).map(|d| &d.kind) {
+            Some(DomainKind::Default) => "default",
+            Some(DomainKind::Blocking) => "blocking",
+            Some(DomainKind::Paging { .. }) => "paging",
+            _ => "other",
+        };
+        (claimed, domain)
+    }
+
+    fn counter(&self, fd: i32) -> u64 {
+        self.files.0[&fd].0.load(Ordering::SeqCst)
+    }
+}
+
+fn set_irqs(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Vec<u8> {
+    let hdr = VfioIrqSet {
+        argsz: (20 + data.len()) as u32,
+        flags,
+        index,
+        start,
+        count,
+    };
+    let mut bytes = hdr.as_bytes().to_vec();
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn fds(list: &[i32]) -> Vec<u8> {
+    list.iter().flat_map(|fd| fd.to_ne_bytes()).collect()
+}
+
+#[test]
+fn an_unbound_file_answers_only_bind() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    let mut info = VfioDeviceInfo {
+        argsz: 24,
+        ..Default::default()
+    };
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_GET_INFO, info.as_mut_bytes()),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(file.read(7 << 40, &mut [0; 4]), Err(Errno::EINVAL));
+    assert_eq!(m.state("0000:02:00.0"), (false, "default"));
+}
+
+#[test]
+fn bind_checks_its_argument_in_vfios_order() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    let bind = |argsz: u32, flags: u32, iommufd: i32| {
+        let mut b = VfioDeviceBindIommufd {
+            argsz,
+            flags,
+            iommufd,
+            ..Default::default()
+        }
+        .as_bytes()
+        .to_vec();
+        b.extend_from_slice(&[0; 8]);
+        b
+    };
+    let cases: [(&str, Vec<u8>, Errno); 6] = [
+        ("argsz below out_devid", bind(15, 0, IOMMUFD), Errno::EINVAL),
+        ("unknown flag", bind(24, 2, IOMMUFD), Errno::EINVAL),
+        ("negative descriptor", bind(24, 0, -2), Errno::EINVAL),
+        ("no descriptor", bind(24, 0, 99), Errno::EBADF),
+        ("not an iommufd", bind(24, 0, NOT_IOMMUFD), Errno::EBADFD),
+        (
+            "VF token for a plain function",
+            bind(24, 1, IOMMUFD),
+            Errno::EFAULT,
+        ),
+    ];
+    for (what, mut bytes, errno) in cases {
+        assert_eq!(
+            m.ioctl(&mut file, VFIO_DEVICE_BIND_IOMMUFD, &mut bytes),
+            Err(errno),
+            "{what}"
+        );
+    }
+    let mut token = bind(24, 1, IOMMUFD);
+    token[16..24].copy_from_slice(&0x10000u64.to_ne_bytes());
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_BIND_IOMMUFD, &mut token),
+        Err(Errno::EINVAL),
+        "a readable VF token given to a function that is neither PF nor VF"
+    );
+    let mut tail = bind(32, 0, IOMMUFD);
+    tail[28] = 1;
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_BIND_IOMMUFD, &mut tail),
+        Err(Errno::E2BIG)
+    );
+    // Nothing above bound anything.
+    assert_eq!(m.state("0000:02:00.0"), (false, "default"));
+    let mut longer = bind(32, 0, IOMMUFD);
+    m.ioctl(&mut file, VFIO_DEVICE_BIND_IOMMUFD, &mut longer)
+        .unwrap();
+    assert_eq!(m.bind(&mut file), Err(Errno::EINVAL), "a second bind");
+}
+
+#[test]
+fn binding_claims_the_whole_group_and_closing_gives_it_back() {
+    let m = Machine::new();
+    let mut file = m.open("0000:01:00.0");
+    let devid = m.bind(&mut file).unwrap();
+    assert_eq!(file.dev_id(), Some(devid));
+    for name in ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"] {
+        assert_eq!(
+            m.state(name),
+            (name == "0000:01:00.0", "blocking"),
+            "{name}"
+        );
+    }
+    // The device object is the driver's: IOMMU_DESTROY cannot take it.
+    assert_eq!(m.ctx.lock().unwrap().destroy(devid), Err(Errno::EBUSY));
+    drop(file);
+    for name in ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"] {
+        assert_eq!(m.state(name), (false, "default"), "{name}");
+    }
+    assert_eq!(m.ctx.lock().unwrap().destroy(devid), Err(Errno::ENOENT));
+}
+
+#[test]
+fn attach_detach_and_replace_through_the_file() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let (ioas, other) = {
+        let mut ctx = m.ctx.lock().unwrap();
+        (ctx.ioas_alloc().unwrap(), ctx.ioas_alloc().unwrap())
+    };
+    let hwpt = m.attach(&mut file, ioas).unwrap();
+    assert_ne!(hwpt, ioas, "an IOAS attaches through an automatic HWPT");
+    assert_eq!(m.state("0000:02:00.0"), (true, "paging"));
+    // A second attach replaces, as vfio-pci does.
+    let hwpt2 = m.attach(&mut file, other).unwrap();
+    assert_ne!(hwpt2, hwpt);
+    assert_eq!(m.attach(&mut file, u32::MAX), Err(Errno::ENOENT));
+    let mut attach = VfioDeviceAttachIommufdPt {
+        argsz: 11,
+        pt_id: ioas,
+        ..Default::default()
+    };
+    assert_eq!(
+        m.ioctl(
+            &mut file,
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+            attach.as_mut_bytes()
+        ),
+        Err(Errno::EINVAL)
+    );
+    attach.argsz = 16;
+    attach.flags = 2;
+    assert_eq!(
+        m.ioctl(
+            &mut file,
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+            attach.as_mut_bytes()
+        ),
+        Err(Errno::EINVAL)
+    );
+    let mut detach = VfioDeviceDetachIommufdPt {
+        argsz: 12,
+        ..Default::default()
+    };
+    m.ioctl(
+        &mut file,
+        VFIO_DEVICE_DETACH_IOMMUFD_PT,
+        detach.as_mut_bytes(),
+    )
+    .unwrap();
+    assert_eq!(m.state("0000:02:00.0"), (true, "blocking"));
+    // Detaching again changes nothing.
+    m.ioctl(
+        &mut file,
+        VFIO_DEVICE_DETACH_IOMMUFD_PT,
+        detach.as_mut_bytes(),
+    )
+    .unwrap();
+    // The automatic HWPTs went with their last device.
+    assert_eq!(m.ctx.lock().unwrap().destroy(hwpt2), Err(Errno::ENOENT));
+}
+
+#[test]
+fn device_info_regions_and_irqs_describe_the_function() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let mut info = VfioDeviceInfo {
+        argsz: 24,
+        ..Default::default()
+    };
+    m.ioctl(&mut file, VFIO_DEVICE_GET_INFO, info.as_mut_bytes())
+        .unwrap();
+    assert_eq!(info.flags, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET);
+    assert_eq!((info.num_regions, info.num_irqs), (9, 5));
+    // A short argsz gets only its bytes back.
+    let mut short = VfioDeviceInfo {
+        argsz: 16,
+        cap_offset: 0xdead,
+        ..Default::default()
+    };
+    m.ioctl(&mut file, VFIO_DEVICE_GET_INFO, short.as_mut_bytes())
+        .unwrap();
+    assert_eq!((short.num_irqs, short.cap_offset), (5, 0xdead));
+    short.argsz = 15;
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_GET_INFO, short.as_mut_bytes()),
+        Err(Errno::EINVAL)
+    );
+
+    let mut r = VfioRegionInfo {
+        argsz: 32,
+        index: VFIO_PCI_CONFIG_REGION_INDEX,
+        ..Default::default()
+    };
+    m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
+        .unwrap();
+    assert_eq!((r.size, r.offset), (4096, 7 << 40));
+    assert_eq!(
+        r.flags,
+        VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+    );
+    r.index = 0;
+    m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
+        .unwrap();
+    assert_eq!(r.size, 128 << 10);
+    r.index = 1;
+    m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
+        .unwrap();
+    assert_eq!((r.size, r.flags), (0, 0), "an absent BAR");
+    for index in [VFIO_PCI_VGA_REGION_INDEX, 9, u32::MAX] {
+        r.index = index;
+        assert_eq!(
+            m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes()),
+            Err(Errno::EINVAL),
+            "region {index}"
+        );
+    }
+
+    let mut irq = VfioIrqInfo {
+        argsz: 16,
+        ..Default::default()
+    };
+    let mut counts = Vec::new();
+    for index in 0..5 {
+        irq.index = index;
+        m.ioctl(&mut file, VFIO_DEVICE_GET_IRQ_INFO, irq.as_mut_bytes())
+            .unwrap();
+        counts.push((irq.count, irq.flags));
+    }
+    assert_eq!(
+        counts,
+        [
+            (
+                1,
+                VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED
+            ),
+            (1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE),
+            (5, VFIO_IRQ_INFO_EVENTFD),
+            (1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE),
+            (1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE),
+        ]
+    );
+    irq.index = 5;
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_GET_IRQ_INFO, irq.as_mut_bytes()),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(m.ioctl(&mut file, 0x3b7f, &mut [0; 16]), Err(Errno::ENOTTY));
+}
+
+#[test]
+fn config_space_and_bars_are_read_and_written_at_their_region_offsets() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let config = u64::from(VFIO_PCI_CONFIG_REGION_INDEX) << VFIO_PCI_OFFSET_SHIFT;
+    let mut ids = [0u8; 4];
+    assert_eq!(file.read(config, &mut ids), Ok(4));
+    assert_eq!(ids, [0x86, 0x80, 0x33, 0x15], "8086:1533");
+    // BAR sizing through the config region: all ones reads back the size.
+    file.write(config + 0x10, &u32::MAX.to_le_bytes()).unwrap();
+    let mut bar = [0u8; 4];
+    file.read(config + 0x10, &mut bar).unwrap();
+    assert_eq!(u32::from_le_bytes(bar), !(128 * 1024 - 1));
+    // The vendor id is read-only.
+    file.write(config, &[0xff, 0xff]).unwrap();
+    file.read(config, &mut ids).unwrap();
+    assert_eq!(ids, [0x86, 0x80, 0x33, 0x15]);
+    assert_eq!(file.read(config + 4096, &mut [0; 1]), Err(Errno::EINVAL));
+
+    // BAR 0 is memory the file reaches at region 0.
+    file.write(0x100, b"registers").unwrap();
+    let mut back = [0u8; 9];
+    file.read(0x100, &mut back).unwrap();
+    assert_eq!(&back, b"registers");
+    assert_eq!(file.read((128 << 10) - 4, &mut [0; 8]), Err(Errno::EINVAL));
+    assert_eq!(
+        file.read(1 << 40, &mut [0; 4]),
+        Err(Errno::EINVAL),
+        "absent BAR 1"
+    );
+    assert_eq!(file.read(9 << 40, &mut [0; 4]), Err(Errno::EINVAL));
+}
+
+#[test]
+fn msix_eventfds_fire_and_one_interrupt_type_is_active_at_a_time() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let eventfd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let mut set = set_irqs(eventfd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 2, &fds(&[10, 11]));
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut set).unwrap();
+    // Loopback: DATA_NONE fires vectors 0 and 1.
+    let mut fire = set_irqs(none, VFIO_PCI_MSIX_IRQ_INDEX, 0, 2, &[]);
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut fire).unwrap();
+    assert_eq!((m.counter(10), m.counter(11)), (1, 1));
+    // The device raises vector 1.
+    assert!(file
+        .function()
+        .lock()
+        .unwrap()
+        .signal_irq(VFIO_PCI_MSIX_IRQ_INDEX, 1));
+    assert_eq!(m.counter(11), 2);
+    // MSI cannot be enabled while MSI-X is.
+    let mut msi = set_irqs(eventfd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &fds(&[12]));
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut msi),
+        Err(Errno::EINVAL)
+    );
+    // Disable MSI-X (count 0, DATA_NONE); then MSI works.
+    let mut off = set_irqs(none, VFIO_PCI_MSIX_IRQ_INDEX, 0, 0, &[]);
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut off).unwrap();
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut msi).unwrap();
+    assert!(file
+        .function()
+        .lock()
+        .unwrap()
+        .signal_irq(VFIO_PCI_MSI_IRQ_INDEX, 0));
+    assert_eq!(m.counter(12), 1);
+    assert!(!file
+        .function()
+        .lock()
+        .unwrap()
+        .signal_irq(VFIO_PCI_MSIX_IRQ_INDEX, 1));
+}
+
+#[test]
+fn set_irqs_refuses_bad_headers_with_vfios_errno() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let eventfd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let mut short_data = set_irqs(eventfd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 2, &fds(&[10]));
+    let mut cases = [
+        (
+            "past the vectors",
+            set_irqs(eventfd, VFIO_PCI_MSIX_IRQ_INDEX, 4, 2, &fds(&[10, 11])),
+            Errno::EINVAL,
+        ),
+        (
+            "unknown index",
+            set_irqs(eventfd, 5, 0, 1, &fds(&[10])),
+            Errno::EINVAL,
+        ),
+        (
+            "unknown flag",
+            set_irqs(eventfd | 1 << 6, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &fds(&[10])),
+            Errno::EINVAL,
+        ),
+        (
+            "two data types",
+            set_irqs(
+                VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+                VFIO_PCI_MSIX_IRQ_INDEX,
+                0,
+                1,
+                &[1],
+            ),
+            Errno::EINVAL,
+        ),
+        (
+            "masking MSI-X",
+            set_irqs(
+                VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+                VFIO_PCI_MSIX_IRQ_INDEX,
+                0,
+                1,
+                &[],
+            ),
+            Errno::ENOTTY,
+        ),
+        (
+            "not an eventfd",
+            set_irqs(eventfd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &fds(&[NOT_IOMMUFD])),
+            Errno::EINVAL,
+        ),
+        (
+            "no descriptor",
+            set_irqs(eventfd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &fds(&[99])),
+            Errno::EBADF,
+        ),
+        (
+            "firing a disabled type",
+            set_irqs(
+                VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+                VFIO_PCI_MSI_IRQ_INDEX,
+                0,
+                1,
+                &[],
+            ),
+            Errno::EINVAL,
+        ),
+    ];
+    for (what, bytes, errno) in &mut cases {
+        assert_eq!(
+            m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, bytes),
+            Err(*errno),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut short_data),
+        Err(Errno::EINVAL),
+        "argsz short of the data"
+    );
+    // None of it enabled anything.
+    assert_eq!(file.function().lock().unwrap().irq_type(), None);
+}
+
+#[test]
+fn intx_masks_itself_when_it_fires_until_unmasked() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let mut set = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[13]),
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut set).unwrap();
+    let raise = |file: &DeviceFile| {
+        file.function()
+            .lock()
+            .unwrap()
+            .signal_irq(VFIO_PCI_INTX_IRQ_INDEX, 0)
+    };
+    assert!(raise(&file));
+    assert!(!raise(&file), "automasked");
+    assert_eq!(m.counter(13), 1);
+    let mut unmask = set_irqs(
+        VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &[],
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut unmask)
+        .unwrap();
+    assert_eq!(m.counter(13), 2, "the pending level fires at unmask");
+}
+
+#[test]
+fn reset_restores_the_configuration_space() {
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let config = u64::from(VFIO_PCI_CONFIG_REGION_INDEX) << VFIO_PCI_OFFSET_SHIFT;
+    let mut fresh = [0u8; 64];
+    file.read(config, &mut fresh).unwrap();
+    file.write(config + 4, &[0x06, 0x00]).unwrap(); // memory and bus master on
+    file.write(config + 0x10, &0xfe00_0000u32.to_le_bytes())
+        .unwrap();
+    let mut changed = [0u8; 64];
+    file.read(config, &mut changed).unwrap();
+    assert_ne!(changed, fresh);
+    m.ioctl(&mut file, VFIO_DEVICE_RESET, &mut []).unwrap();
+    let mut after = [0u8; 64];
+    file.read(config, &mut after).unwrap();
+    assert_eq!(after, fresh);
+}
