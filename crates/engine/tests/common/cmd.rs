@@ -107,6 +107,29 @@ pub fn ioas_unmap(h: &mut Harness, ioas: u32, iova: u64, len: u64) -> R<u64> {
     Ok(c.length)
 }
 
+/// `IOMMU_IOAS_COPY` of `[src_iova, src_iova + len)` of `src` into `dst` at
+/// `dst_iova` (with `IOMMU_IOAS_MAP_FIXED_IOVA` in `flags`): the destination
+/// IOVA used.
+pub fn ioas_copy(
+    h: &mut Harness,
+    flags: u32,
+    (dst, dst_iova): (u32, u64),
+    (src, src_iova): (u32, u64),
+    len: u64,
+) -> R<u64> {
+    let mut c = IommuIoasCopy {
+        size: 40,
+        flags,
+        dst_ioas_id: dst,
+        src_ioas_id: src,
+        length: len,
+        dst_iova,
+        src_iova,
+    };
+    zero(h.cmd(IOMMU_IOAS_COPY, &mut c))?;
+    Ok(c.dst_iova)
+}
+
 /// `IOMMU_IOAS_ALLOW_IOVAS` with `[start, last]` ranges (staged at `SCRATCH`).
 pub fn ioas_allow_iovas(h: &mut Harness, ioas: u32, ranges: &[(u64, u64)]) -> R<()> {
     let v: Vec<IommuIovaRange> = ranges
