@@ -50,9 +50,16 @@ pub struct AreaInfo {
 }
 
 /// An engine: contexts that share accounting, pin counts and fault injection.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     shared: Arc<EngineState>,
+    vfio: Arc<crate::vfio::VfioHost>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::with_topology(softiommu_iommu::Topology::default_machine())
+    }
 }
 
 impl Engine {
@@ -63,10 +70,33 @@ impl Engine {
     }
 
     /// An engine for a machine of the given topology.
+    ///
+    /// A PCI function the VFIO model cannot build (a BAR past
+    /// [`MAX_BAR_MEMORY`](crate::vfio::MAX_BAR_MEMORY)) is left out of
+    /// [`vfio`](Self::vfio); [`try_with_topology`](Self::try_with_topology)
+    /// says so instead.
     pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
+        let vfio = crate::vfio::VfioHost::new(&topology).unwrap_or_default();
         Engine {
             shared: Arc::new(EngineState::with_topology(topology)),
+            vfio: Arc::new(vfio),
         }
+    }
+
+    /// An engine for a machine of the given topology; `EINVAL` when one of
+    /// its PCI functions cannot be emulated.
+    pub fn try_with_topology(topology: softiommu_iommu::Topology) -> Result<Self> {
+        let vfio = crate::vfio::VfioHost::new(&topology)
+            .map_err(|e| Error::new(e, "building the PCI functions"))?;
+        Ok(Engine {
+            shared: Arc::new(EngineState::with_topology(topology)),
+            vfio: Arc::new(vfio),
+        })
+    }
+
+    /// The machine's PCI functions, to open as VFIO device files.
+    pub fn vfio(&self) -> &Arc<crate::vfio::VfioHost> {
+        &self.vfio
     }
 
     /// State shared by all contexts of this engine.
