@@ -4,9 +4,9 @@
 
 use softiommu_engine::memory::{AddressSpace, CallerFiles, EventSignal, FileBacking, SimMemory};
 use softiommu_engine::pages::EngineState;
-use softiommu_engine::vfio::{DeviceFile, SharedContext, VfioHost};
+use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioHost};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
-use softiommu_iommu::{DeviceState, DomainKind, Topology};
+use softiommu_iommu::{DeviceState, DomainKind, GroupId, Topology};
 use softiommu_uapi::vfio::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -141,6 +141,33 @@ impl Machine {
             _ => "other",
         };
         (claimed, domain)
+    }
+
+    fn group(&self, group: u32) -> Result<GroupFile, Errno> {
+        self.host.open_group(&self.shared, GroupId(group))
+    }
+
+    /// A group ioctl with `bytes` as its argument.
+    fn group_ioctl(
+        &self,
+        file: &mut GroupFile,
+        request: u32,
+        bytes: &mut [u8],
+    ) -> Result<GroupReply, Errno> {
+        let ctx = self.ctx.clone();
+        let resolve = move |fd: i32| match fd {
+            IOMMUFD => Ok(ctx.clone()),
+            NOT_IOMMUFD => Err(Errno::EBADFD),
+            _ => Err(Errno::EBADF),
+        };
+        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &resolve)
+    }
+
+    fn status(&self, file: &mut GroupFile) -> u32 {
+        let mut status = VfioGroupStatus { argsz: 8, flags: 0 };
+        self.group_ioctl(file, VFIO_GROUP_GET_STATUS, status.as_mut_bytes())
+            .unwrap();
+        status.flags
     }
 
     fn counter(&self, fd: i32) -> u64 {
@@ -621,4 +648,120 @@ fn reset_restores_the_configuration_space() {
     let mut after = [0u8; 64];
     file.read(config, &mut after).unwrap();
     assert_eq!(after, fresh);
+}
+
+#[test]
+fn a_group_file_is_open_once_and_only_for_vfio_groups() {
+    let m = Machine::new();
+    let first = m.group(0).unwrap();
+    assert_eq!(m.group(0).map(|_| ()), Err(Errno::EBUSY));
+    drop(first);
+    m.group(0).unwrap();
+    // The NVMe drive's group is the kernel's; the mock device is no PCI
+    // function; group 9 does not exist.
+    for group in [2, 3, 9] {
+        assert_eq!(
+            m.group(group).map(|_| ()),
+            Err(Errno::ENODEV),
+            "group {group}"
+        );
+    }
+}
+
+#[test]
+fn the_cdev_and_the_group_file_exclude_each_other() {
+    let m = Machine::new();
+    let mut cdev = m.open("0000:02:00.0");
+    m.bind(&mut cdev).unwrap();
+    assert_eq!(m.group(1).map(|_| ()), Err(Errno::EBUSY));
+    drop(cdev);
+    let _group = m.group(1).unwrap();
+    let mut cdev = m.open("0000:02:00.0");
+    assert_eq!(m.bind(&mut cdev), Err(Errno::EBUSY));
+}
+
+#[test]
+fn a_group_gives_bound_and_attached_device_files_once_it_has_a_container() {
+    let m = Machine::new();
+    let mut group = m.group(0).unwrap();
+    assert_eq!(m.status(&mut group), VFIO_GROUP_FLAGS_VIABLE);
+    let name = |n: &str| {
+        let mut b = n.as_bytes().to_vec();
+        b.push(0);
+        b
+    };
+    let get = |group: &mut GroupFile, n: &str| match m.group_ioctl(
+        group,
+        VFIO_GROUP_GET_DEVICE_FD,
+        &mut name(n),
+    ) {
+        Ok(GroupReply::Device(d)) => Ok(d),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        get(&mut group, "0000:02:00.0").map(|_| ()),
+        Err(Errno::ENODEV),
+        "another group's"
+    );
+    assert_eq!(
+        get(&mut group, "0000:01:00.1").map(|_| ()),
+        Err(Errno::EINVAL),
+        "no container"
+    );
+    let fd = |v: i32| v.to_ne_bytes();
+    let set = |group: &mut GroupFile, v: i32| {
+        m.group_ioctl(group, VFIO_GROUP_SET_CONTAINER, &mut fd(v))
+            .map(|_| ())
+    };
+    assert_eq!(set(&mut group, 99), Err(Errno::EBADF));
+    assert_eq!(set(&mut group, NOT_IOMMUFD), Err(Errno::EBADFD));
+    assert_eq!(
+        m.group_ioctl(&mut group, VFIO_GROUP_UNSET_CONTAINER, &mut [])
+            .map(|_| ()),
+        Err(Errno::EINVAL)
+    );
+    set(&mut group, IOMMUFD).unwrap();
+    assert_eq!(
+        set(&mut group, IOMMUFD),
+        Err(Errno::EINVAL),
+        "a second container"
+    );
+    assert_eq!(
+        m.status(&mut group),
+        VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET
+    );
+    assert_eq!(
+        get(
+            &mut group,
+            "0000:01:00.1 vf_token=2ab74924-c335-45f4-9b16-8569e5b08258"
+        )
+        .map(|_| ()),
+        Err(Errno::EINVAL)
+    );
+    let mut dev = get(&mut group, "0000:01:00.1").unwrap();
+    assert!(dev.via_group());
+    // Bound and attached to the container's compatibility IOAS.
+    assert_eq!(m.state("0000:01:00.1"), (true, "paging"));
+    let mut info = VfioDeviceInfo {
+        argsz: 24,
+        ..Default::default()
+    };
+    m.ioctl(&mut dev, VFIO_DEVICE_GET_INFO, info.as_mut_bytes())
+        .unwrap();
+    assert_eq!(info.num_regions, 9);
+    // The cdev-only ioctls are not a group device's.
+    assert_eq!(m.bind(&mut dev), Err(Errno::EINVAL));
+    assert_eq!(m.attach(&mut dev, 1), Err(Errno::ENOTTY));
+    drop(dev);
+    assert_eq!(m.state("0000:01:00.1"), (false, "default"));
+    m.group_ioctl(&mut group, VFIO_GROUP_UNSET_CONTAINER, &mut [])
+        .unwrap();
+    assert_eq!(m.status(&mut group), VFIO_GROUP_FLAGS_VIABLE);
+    let mut short = VfioGroupStatus { argsz: 7, flags: 0 };
+    assert_eq!(
+        m.group_ioctl(&mut group, VFIO_GROUP_GET_STATUS, short.as_mut_bytes())
+            .map(|_| ()),
+        Err(Errno::EINVAL)
+    );
 }

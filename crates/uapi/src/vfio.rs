@@ -170,3 +170,21 @@ abi_struct! {
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
     pub struct VfioDeviceDetachIommufdPt { pub argsz: u32, pub flags: u32, pub pasid: u32 }
 }
+
+// The VFIO group file (`/dev/vfio/<group>`).
+
+/// `VFIO_GROUP_GET_STATUS`.
+pub const VFIO_GROUP_GET_STATUS: u32 = 0x3b67;
+/// `VFIO_GROUP_SET_CONTAINER` (argument: a pointer to the container's fd).
+pub const VFIO_GROUP_SET_CONTAINER: u32 = 0x3b68;
+/// `VFIO_GROUP_UNSET_CONTAINER`.
+pub const VFIO_GROUP_UNSET_CONTAINER: u32 = 0x3b69;
+/// `VFIO_GROUP_GET_DEVICE_FD` (argument: a pointer to the device's name).
+pub const VFIO_GROUP_GET_DEVICE_FD: u32 = 0x3b6a;
+pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
+pub const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
+
+abi_struct! {
+    /// `VFIO_GROUP_GET_STATUS`.
+    pub struct VfioGroupStatus { pub argsz: u32, pub flags: u32 }
+}

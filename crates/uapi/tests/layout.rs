@@ -398,8 +398,23 @@ fn vfio_structs_match_the_bindings() {
     ] {
         assert_eq!(ours, theirs);
     }
-    // _IO(';', 100 + n) for the device ioctls.
+    same_layout!(
+        VfioGroupStatus,
+        v::vfio_group_status,
+        argsz = argsz,
+        flags = flags
+    );
+    assert_eq!(VFIO_GROUP_FLAGS_VIABLE, v::VFIO_GROUP_FLAGS_VIABLE);
+    assert_eq!(
+        VFIO_GROUP_FLAGS_CONTAINER_SET,
+        v::VFIO_GROUP_FLAGS_CONTAINER_SET
+    );
+    // _IO(';', 100 + n) for the group and device ioctls.
     for (request, n) in [
+        (VFIO_GROUP_GET_STATUS, 3),
+        (VFIO_GROUP_SET_CONTAINER, 4),
+        (VFIO_GROUP_UNSET_CONTAINER, 5),
+        (VFIO_GROUP_GET_DEVICE_FD, 6),
         (VFIO_DEVICE_GET_INFO, 7),
         (VFIO_DEVICE_GET_REGION_INFO, 8),
         (VFIO_DEVICE_GET_IRQ_INFO, 9),

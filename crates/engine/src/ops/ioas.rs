@@ -17,6 +17,18 @@ impl Context {
         self.objects.insert(Object::Ioas(Box::new(Ioas { iopt })))
     }
 
+    /// Makes sure the VFIO compatibility IOAS exists, allocating it if no
+    /// IOAS holds that role (Linux `iommufd_vfio_compat_ioas_create`, what
+    /// attaching a VFIO group to the context does). Returns its id.
+    pub fn vfio_compat_ioas_create(&mut self) -> Result<u32> {
+        if let Some(id) = self.vfio_ioas.filter(|&id| self.objects.ioas(id).is_ok()) {
+            return Ok(id);
+        }
+        let id = self.ioas_alloc()?;
+        self.vfio_ioas = Some(id);
+        Ok(id)
+    }
+
     /// Maps `length` bytes of the caller's memory at `user_va`.
     pub fn ioas_map(
         &mut self,

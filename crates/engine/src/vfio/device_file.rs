@@ -1,7 +1,7 @@
 //! One open of a VFIO device file (Linux `vfio_device_file` with
 //! `device_cdev.c` and vfio-pci's `iommufd` ops).
 
-use super::{Function, SharedContext};
+use super::{Function, GroupUse, SharedContext};
 use crate::errno::{Errno, Result};
 use crate::sync::Locked;
 use softiommu_iommu::Affected;
@@ -15,6 +15,11 @@ use std::sync::{Arc, Mutex};
 pub struct DeviceFile {
     function: Arc<Mutex<Function>>,
     binding: Option<Binding>,
+    /// Opened through its group's `VFIO_GROUP_GET_DEVICE_FD`: born bound
+    /// and attached to the container's compatibility IOAS; the cdev-only
+    /// ioctls are not its.
+    via_group: bool,
+    groups: Arc<Mutex<GroupUse>>,
 }
 
 /// The iommufd context a device file is bound to.
@@ -30,11 +35,50 @@ struct Binding {
 }
 
 impl DeviceFile {
-    pub(super) fn new(function: Arc<Mutex<Function>>) -> Self {
+    pub(super) fn new(function: Arc<Mutex<Function>>, groups: Arc<Mutex<GroupUse>>) -> Self {
         DeviceFile {
             function,
             binding: None,
+            via_group: false,
+            groups,
         }
+    }
+
+    /// A file opened through its group: bound to the container's context
+    /// and attached to its compatibility IOAS (`ENODEV` when the container
+    /// has none, as Linux's `iommufd_vfio_compat_ioas_get_id`).
+    pub(super) fn open_via_group(
+        function: Arc<Mutex<Function>>,
+        groups: Arc<Mutex<GroupUse>>,
+        ctx: SharedContext,
+    ) -> Result<Self> {
+        let dev = function.locked().dev;
+        let dev_id = {
+            let mut c = ctx.locked();
+            let ioas = c.compat_ioas()?;
+            let (dev_id, _) = c.device_bind_held(dev)?;
+            if let Err(e) = c.device_attach(dev_id, ioas) {
+                c.device_unbind_held(dev_id);
+                return Err(e);
+            }
+            dev_id
+        };
+        Ok(DeviceFile {
+            function,
+            binding: Some(Binding {
+                ctx,
+                dev_id,
+                attached: true,
+                pasids: BTreeSet::new(),
+            }),
+            via_group: true,
+            groups,
+        })
+    }
+
+    /// Opened through a group file rather than the device's cdev.
+    pub fn via_group(&self) -> bool {
+        self.via_group
     }
 
     /// The function this file opens.
@@ -54,11 +98,29 @@ impl DeviceFile {
     /// `EINVAL`. Returns the device object id and the devices whose DMA
     /// moved.
     pub fn bind(&mut self, ctx: SharedContext) -> Result<(u32, Affected)> {
-        if self.binding.is_some() {
+        if self.binding.is_some() || self.via_group {
             return Err(Errno::EINVAL);
         }
-        let dev = self.function.locked().dev;
-        let (dev_id, affected) = ctx.locked().device_bind_held(dev)?;
+        let (dev, group) = {
+            let f = self.function.locked();
+            (f.dev, f.group)
+        };
+        // A cdev bind blocks the group file (Linux `vfio_device_block_group`).
+        {
+            let mut use_ = self.groups.locked();
+            if use_.open.contains(&group) {
+                return Err(Errno::EBUSY);
+            }
+            *use_.cdev_bound.entry(group).or_default() += 1;
+        }
+        let bound = ctx.locked().device_bind_held(dev);
+        let (dev_id, affected) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                self.unblock_group(group);
+                return Err(e);
+            }
+        };
         self.binding = Some(Binding {
             ctx,
             dev_id,
@@ -132,7 +194,25 @@ impl DeviceFile {
             }
             ctx.device_unbind_held(b.dev_id);
             drop(ctx);
-            self.function.locked().reset_irqs();
+            let group = {
+                let mut f = self.function.locked();
+                f.reset_irqs();
+                f.group
+            };
+            if !self.via_group {
+                self.unblock_group(group);
+            }
+        }
+    }
+
+    /// Ends this file's cdev hold on its group.
+    fn unblock_group(&self, group: softiommu_iommu::GroupId) {
+        let mut use_ = self.groups.locked();
+        if let Some(n) = use_.cdev_bound.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                use_.cdev_bound.remove(&group);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 
 use crate::errno::{Errno, Result};
 use crate::memory::{EventSignal, FileBacking, SimFile};
-use softiommu_iommu::DeviceId;
+use softiommu_iommu::{DeviceId, GroupId};
 use softiommu_pci::{ConfigSpace, FunctionSpec};
 use softiommu_uapi::vfio::*;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub type IrqTrigger = Option<Arc<dyn EventSignal>>;
 pub struct Function {
     /// The machine device it is.
     pub dev: DeviceId,
+    /// Its IOMMU group.
+    pub group: GroupId,
     spec: FunctionSpec,
     /// Its configuration space as vfio-pci presents it.
     pub config: ConfigSpace,
@@ -52,7 +54,7 @@ impl Function {
     /// A function as `spec` describes it, freshly reset.
     /// `EINVAL` for a spec the PCI model refuses or a BAR larger than
     /// [`MAX_BAR_MEMORY`].
-    pub fn new(dev: DeviceId, spec: &FunctionSpec) -> Result<Self> {
+    pub fn new(dev: DeviceId, group: GroupId, spec: &FunctionSpec) -> Result<Self> {
         if spec.bars.iter().any(|b| b.size > MAX_BAR_MEMORY) {
             return Err(Errno::EINVAL);
         }
@@ -65,6 +67,7 @@ impl Function {
         }
         let mut function = Function {
             dev,
+            group,
             spec: spec.clone(),
             config,
             bars,

@@ -55,8 +55,11 @@ impl DeviceFile {
             return Err(Errno::EINVAL);
         }
         match request {
-            VFIO_DEVICE_ATTACH_IOMMUFD_PT => self.ioctl_attach(caller, &mut arg),
-            VFIO_DEVICE_DETACH_IOMMUFD_PT => self.ioctl_detach(caller, &arg),
+            // The cdev-only ioctls; a group's device file does not know them.
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT if !self.via_group() => {
+                self.ioctl_attach(caller, &mut arg)
+            }
+            VFIO_DEVICE_DETACH_IOMMUFD_PT if !self.via_group() => self.ioctl_detach(caller, &arg),
             VFIO_DEVICE_GET_INFO => self.ioctl_info(caller, &mut arg),
             VFIO_DEVICE_GET_REGION_INFO => self.ioctl_region_info(caller, &mut arg),
             VFIO_DEVICE_GET_IRQ_INFO => self.ioctl_irq_info(caller, &mut arg),
@@ -101,7 +104,8 @@ impl DeviceFile {
         if bind.iommufd < 0 || bind.flags & !VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {
             return Err(Errno::EINVAL);
         }
-        if self.bound() {
+        // Only cdev files bind; a second bind of one is refused.
+        if self.via_group() || self.bound() {
             return Err(Errno::EINVAL);
         }
         if bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {

@@ -16,17 +16,21 @@
 
 mod device_file;
 mod function;
+mod group;
 mod ioctl;
 mod irqs;
 
 pub use device_file::DeviceFile;
 pub use function::{Function, IrqTrigger, Irqs, MAX_BAR_MEMORY};
+pub use group::{GroupFile, GroupReply};
 pub use irqs::IrqData;
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
-use softiommu_iommu::{DeviceId, Topology};
-use std::collections::BTreeMap;
+use crate::pages::EngineState;
+use crate::sync::Locked;
+use softiommu_iommu::{DeviceId, GroupId, Topology};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// A context as a transport shares it between its descriptors and the
@@ -37,6 +41,19 @@ pub type SharedContext = Arc<Mutex<Context>>;
 #[derive(Debug, Default)]
 pub struct VfioHost {
     functions: BTreeMap<DeviceId, Arc<Mutex<Function>>>,
+    /// Which groups are held open and which have device files bound
+    /// through `/dev/vfio/devices`: the two ways in exclude each other.
+    groups: Arc<Mutex<GroupUse>>,
+}
+
+/// How the machine's groups are in use through VFIO. Invariant: a group is
+/// never both open as a group file and counted in `cdev_bound`.
+#[derive(Debug, Default)]
+pub(crate) struct GroupUse {
+    /// Groups whose `/dev/vfio/<n>` is open (one file at a time).
+    pub open: BTreeSet<GroupId>,
+    /// Device files bound through their cdev, per group.
+    pub cdev_bound: BTreeMap<GroupId, u32>,
 }
 
 impl VfioHost {
@@ -46,11 +63,14 @@ impl VfioHost {
         for (i, dev) in topology.devices.iter().enumerate() {
             if let Some(spec) = &dev.pci {
                 let id = DeviceId(i as u32);
-                let function = Function::new(id, spec)?;
+                let function = Function::new(id, dev.group, spec)?;
                 functions.insert(id, Arc::new(Mutex::new(function)));
             }
         }
-        Ok(VfioHost { functions })
+        Ok(VfioHost {
+            functions,
+            groups: Arc::default(),
+        })
     }
 
     /// The function behind machine device `dev`.
@@ -67,6 +87,37 @@ impl VfioHost {
     /// PCI function).
     pub fn open(&self, dev: DeviceId) -> Result<DeviceFile> {
         let function = self.function(dev).ok_or(Errno::ENODEV)?;
-        Ok(DeviceFile::new(function))
+        Ok(DeviceFile::new(function, self.groups.clone()))
+    }
+
+    /// Opens group `group`'s file (`/dev/vfio/<n>`): `ENODEV` when no
+    /// function of the group is VFIO's, `EBUSY` while another file has it
+    /// open or one of its devices is bound through its cdev.
+    pub fn open_group(&self, shared: &Arc<EngineState>, group: GroupId) -> Result<GroupFile> {
+        let members: Vec<Arc<Mutex<Function>>> = {
+            let core = shared.iommu.locked();
+            let topology = core.topology();
+            let spec = topology.groups.get(group.0 as usize).ok_or(Errno::ENODEV)?;
+            spec.devices
+                .iter()
+                .filter(|&&d| topology.device(d).kernel_driver.is_none())
+                .filter_map(|&d| self.function(d))
+                .collect()
+        };
+        if members.is_empty() {
+            return Err(Errno::ENODEV);
+        }
+        let mut use_ = self.groups.locked();
+        if use_.open.contains(&group) || use_.cdev_bound.get(&group).is_some_and(|&n| n > 0) {
+            return Err(Errno::EBUSY);
+        }
+        use_.open.insert(group);
+        drop(use_);
+        Ok(GroupFile::new(
+            group,
+            members,
+            shared.clone(),
+            self.groups.clone(),
+        ))
     }
 }

@@ -1,0 +1,201 @@
+//! A VFIO group file (`/dev/vfio/<n>`, Linux `group.c`): the legacy way to a
+//! group's devices. The container it is set to is an iommufd context: a
+//! `/dev/vfio/vfio` container here *is* one (Linux's
+//! `CONFIG_IOMMUFD_VFIO_CONTAINER` choice), and `/dev/iommu` works too.
+//! Setting the container creates the context's VFIO compatibility IOAS;
+//! each device fd the group hands out is bound to that context and
+//! attached to that IOAS.
+
+use super::{DeviceFile, Function, GroupUse, SharedContext};
+use crate::context::Caller;
+use crate::dispatch::Arg;
+use crate::errno::{Errno, Result};
+use crate::pages::EngineState;
+use crate::sync::Locked;
+use softiommu_iommu::{DeviceState, GroupId};
+use softiommu_uapi::vfio::*;
+use std::sync::{Arc, Mutex};
+
+/// The longest device name `VFIO_GROUP_GET_DEVICE_FD` reads (a page, as
+/// Linux's `strndup_user`).
+const MAX_NAME: usize = 4096;
+
+/// What a group ioctl gives back: a value, or a new device file for the
+/// transport to hand to the program as a descriptor.
+#[derive(Debug)]
+pub enum GroupReply {
+    /// The ioctl's return value.
+    Value(i64),
+    /// `VFIO_GROUP_GET_DEVICE_FD`'s device.
+    Device(DeviceFile),
+}
+
+/// One open group file. Invariant: while it lives, its group is in
+/// `GroupUse::open` and no device of it is bound through a cdev.
+#[derive(Debug)]
+pub struct GroupFile {
+    group: GroupId,
+    /// The group's VFIO functions (devices a kernel driver holds are not).
+    members: Vec<Arc<Mutex<Function>>>,
+    shared: Arc<EngineState>,
+    groups: Arc<Mutex<GroupUse>>,
+    container: Option<SharedContext>,
+}
+
+impl GroupFile {
+    pub(super) fn new(
+        group: GroupId,
+        members: Vec<Arc<Mutex<Function>>>,
+        shared: Arc<EngineState>,
+        groups: Arc<Mutex<GroupUse>>,
+    ) -> Self {
+        GroupFile {
+            group,
+            members,
+            shared,
+            groups,
+            container: None,
+        }
+    }
+
+    /// The group it opens.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Whether the group may be used: every device of it is VFIO's or
+    /// driverless, and no context owns its DMA (the seed's rule, as
+    /// `VFIO_GROUP_FLAGS_VIABLE` shows it).
+    pub fn viable(&self) -> bool {
+        let core = self.shared.iommu.locked();
+        let topology = core.topology();
+        let members = &topology.group(self.group).devices;
+        core.group_owner(self.group).is_none()
+            && members.iter().all(|&d| {
+                topology.device(d).kernel_driver.is_none()
+                    && !matches!(core.device_state(d), DeviceState::Kernel(_))
+            })
+    }
+
+    /// One ioctl on the group file. `container_of` turns a descriptor of
+    /// the caller into the context it opens (`EBADF` for none, `EBADFD` for
+    /// one that is neither a container nor an iommufd).
+    pub fn ioctl(
+        &mut self,
+        caller: &Caller<'_>,
+        request: u32,
+        mut arg: Arg<'_>,
+        container_of: &dyn Fn(i32) -> Result<SharedContext>,
+    ) -> Result<GroupReply> {
+        match request {
+            VFIO_GROUP_GET_STATUS => {
+                let mut status = VfioGroupStatus::default();
+                let mut head = [0u8; 8];
+                arg.read(caller, 0, &mut head)?;
+                status.argsz = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
+                if status.argsz < 8 {
+                    return Err(Errno::EINVAL);
+                }
+                status.flags = if self.container.is_some() {
+                    VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE
+                } else if self.viable() {
+                    VFIO_GROUP_FLAGS_VIABLE
+                } else {
+                    0
+                };
+                arg.write(caller, 0, zerocopy::IntoBytes::as_bytes(&status))?;
+                Ok(GroupReply::Value(0))
+            }
+            VFIO_GROUP_SET_CONTAINER => {
+                let mut raw = [0u8; 4];
+                arg.read(caller, 0, &mut raw)?;
+                let fd = i32::from_ne_bytes(raw);
+                if fd < 0 {
+                    return Err(Errno::EBADF);
+                }
+                let ctx = container_of(fd)?;
+                if self.container.is_some() {
+                    return Err(Errno::EINVAL);
+                }
+                ctx.locked().vfio_compat_ioas_create()?;
+                self.container = Some(ctx);
+                Ok(GroupReply::Value(0))
+            }
+            VFIO_GROUP_UNSET_CONTAINER => {
+                self.container.take().ok_or(Errno::EINVAL)?;
+                Ok(GroupReply::Value(0))
+            }
+            VFIO_GROUP_GET_DEVICE_FD => self.get_device_fd(caller, &arg).map(GroupReply::Device),
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `VFIO_GROUP_GET_DEVICE_FD`: the device named by the string at the
+    /// argument (`ENODEV` for none of this group's; a `vf_token=` suffix is
+    /// `EINVAL` for a function that is neither PF nor VF), opened bound and
+    /// attached; `EINVAL` without a container.
+    fn get_device_fd(&self, caller: &Caller<'_>, arg: &Arg<'_>) -> Result<DeviceFile> {
+        let name = read_string(caller, arg)?;
+        let (name, token) = match name.split_once(' ') {
+            Some((n, rest)) => (n, Some(rest.trim())),
+            None => (name.as_str(), None),
+        };
+        let function = {
+            let core = self.shared.iommu.locked();
+            let dev = core.topology().device_by_name(name).ok_or(Errno::ENODEV)?;
+            self.members
+                .iter()
+                .find(|f| f.locked().dev == dev)
+                .cloned()
+                .ok_or(Errno::ENODEV)?
+        };
+        if let Some(token) = token {
+            return Err(if token.starts_with("vf_token=") {
+                Errno::EINVAL
+            } else {
+                Errno::ENODEV
+            });
+        }
+        let ctx = self.container.clone().ok_or(Errno::EINVAL)?;
+        DeviceFile::open_via_group(function, self.groups.clone(), ctx)
+    }
+}
+
+impl Drop for GroupFile {
+    fn drop(&mut self) {
+        self.groups.locked().open.remove(&self.group);
+    }
+}
+
+/// A NUL-terminated string at the argument, at most [`MAX_NAME`] bytes
+/// (`EFAULT` unreadable, `EINVAL` unterminated or not UTF-8, as
+/// Linux's `strndup_user`).
+fn read_string(caller: &Caller<'_>, arg: &Arg<'_>) -> Result<String> {
+    let mut bytes = Vec::new();
+    let mut piece = [0u8; 64];
+    while bytes.len() < MAX_NAME {
+        let n = piece.len().min(MAX_NAME - bytes.len());
+        // Read byte by byte near the end of readable memory.
+        if arg
+            .read(caller, bytes.len() as u64, &mut piece[..n])
+            .is_err()
+        {
+            let mut one = [0u8; 1];
+            arg.read(caller, bytes.len() as u64, &mut one)?;
+            if one[0] == 0 {
+                break;
+            }
+            bytes.push(one[0]);
+            continue;
+        }
+        if let Some(end) = piece[..n].iter().position(|&b| b == 0) {
+            bytes.extend_from_slice(&piece[..end]);
+            return String::from_utf8(bytes).map_err(|_| Errno::EINVAL);
+        }
+        bytes.extend_from_slice(&piece[..n]);
+    }
+    if bytes.len() >= MAX_NAME {
+        return Err(Errno::EINVAL);
+    }
+    String::from_utf8(bytes).map_err(|_| Errno::EINVAL)
+}
