@@ -21,6 +21,12 @@ use zerocopy::{FromBytes, IntoBytes};
 mod shared_page;
 
 /// One context and the socket whose end-of-file releases it.
+///
+/// Two threads may release it: the context's reader at end-of-file, and the
+/// call thread answering the shim's `CALL_CLOSED`, whose reply lets the
+/// program's `close()` return. The entry stays in the context table until
+/// the release has finished, so the second one finds it and waits on
+/// `context`'s lock for the first (closing a context twice changes nothing).
 #[derive(Debug)]
 struct Hosted {
     context: Mutex<Context>,
@@ -157,6 +163,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Removes `table[ino]` if it is still `entry`: a concurrent releaser may
+/// have removed it already.
+fn remove_entry<T>(table: &Mutex<HashMap<u64, Arc<T>>>, ino: u64, entry: &Arc<T>) {
+    let mut table = lock(table);
+    if table.get(&ino).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        table.remove(&ino);
+    }
+}
+
 impl State {
     fn space(&self, pid: i32) -> Arc<dyn AddressSpace> {
         lock(&self.spaces)
@@ -165,7 +180,9 @@ impl State {
             .clone()
     }
 
-    /// Releases a context or a side file whose socket has reached end-of-file.
+    /// Releases a context or a side file whose socket has reached
+    /// end-of-file; returns once it is released, also when another thread
+    /// began the release (the shim's `close()` waits for this).
     fn release_if_closed(&self, ino: u64) {
         let at_eof = |socket: &UnixStream| {
             let mut byte = [0u8; 1];
@@ -189,19 +206,27 @@ impl State {
         }
     }
 
+    /// Releases a side file's object. As for contexts, the entry leaves the
+    /// table only once its object is released: a concurrent releaser that
+    /// finds it waits on the context's lock.
     fn release_side_file(&self, ino: u64) {
-        let side = lock(&self.side_files).remove(&ino);
-        if let Some(f) = side {
-            lock(&f.hosted.context).side_file_closed(ino);
-        }
+        let Some(f) = lock(&self.side_files).get(&ino).cloned() else {
+            return;
+        };
+        lock(&f.hosted.context).side_file_closed(ino);
+        remove_entry(&self.side_files, ino, &f);
     }
 
+    /// Releases a context: closes it and drops its regions, and only then
+    /// removes it from the table (see [`Hosted`]), so that no releaser can
+    /// return while another is still closing it.
     fn release(&self, ino: u64) {
-        let hosted = lock(&self.contexts).remove(&ino);
-        if let Some(h) = hosted {
-            lock(&h.context).close();
-        }
+        let Some(h) = lock(&self.contexts).get(&ino).cloned() else {
+            return;
+        };
+        lock(&h.context).close();
         lock(&self.regions).retain(|_, (owner, _)| *owner != ino);
+        remove_entry(&self.contexts, ino, &h);
     }
 
     /// A descriptor of the memory behind a context's region, made and filled
