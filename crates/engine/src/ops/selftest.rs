@@ -6,6 +6,9 @@ use crate::errno::{Errno, Result};
 use crate::sync::Locked;
 use softiommu_uapi::test_cmd as t;
 
+/// How many pages the selftest checks identify at once.
+const CHECK_WINDOW_PAGES: u64 = 1024;
+
 impl Context {
     /// The dma-buf behind the caller's descriptor `fd`, if it is one:
     /// `ENODEV` once revoked.
@@ -108,13 +111,23 @@ impl Context {
         uptr.checked_add(length).ok_or(Errno::EINVAL)?;
         let table = self.objects.hwpt_paging(hwpt)?.table.clone();
         let table = table.locked();
-        let first_page = uptr - uptr % PAGE_SIZE;
-        let npages = (uptr + length).div_ceil(PAGE_SIZE) - first_page / PAGE_SIZE;
-        let ids = caller.mem.page_identities(first_page, npages.max(1));
+        // Identities are looked up a window of pages at a time, so a
+        // caller-chosen length never sizes an allocation.
+        let mut window: (u64, Vec<crate::memory::PageIdentity>) = (u64::MAX, Vec::new());
         let mut done = 0;
         while done < length {
             let va = uptr + done;
-            let id = ids[((va - first_page) / PAGE_SIZE) as usize];
+            let page = va / PAGE_SIZE;
+            let window_first = page - page % CHECK_WINDOW_PAGES;
+            if window.0 != window_first {
+                window = (
+                    window_first,
+                    caller
+                        .mem
+                        .page_identities(window_first * PAGE_SIZE, CHECK_WINDOW_PAGES),
+                );
+            }
+            let id = window.1[(page - window_first) as usize];
             let frame = Frame {
                 space: id.space,
                 page: id.page,
@@ -146,15 +159,34 @@ impl Context {
         if uptr % PAGE_SIZE != 0 || length % PAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
-        uptr.checked_add(length).ok_or(Errno::EOVERFLOW)?;
-        for id in caller.mem.page_identities(uptr, length / PAGE_SIZE) {
-            let frame = Frame {
-                space: id.space,
-                page: id.page,
+        uptr.checked_add(length).ok_or(Errno::EINVAL)?;
+        // A window of pages at a time; each window must be mapped in the
+        // caller (`EFAULT`, as Linux's pin of the page fails), so a huge
+        // length over unmapped memory ends at once.
+        let mut at = uptr;
+        let end = uptr + length;
+        while at < end {
+            let mut npages = ((end - at) / PAGE_SIZE).min(CHECK_WINDOW_PAGES);
+            let mut len = npages * PAGE_SIZE;
+            let ids = match caller.mem.probe_and_identify(at, len, false, at, npages) {
+                Ok(ids) => ids,
+                // Linux checks page by page: a wrong count before the
+                // unmapped page is EIO, the unmapped page itself EFAULT.
+                Err(_) => {
+                    (npages, len) = (1, PAGE_SIZE);
+                    caller.mem.probe_and_identify(at, len, false, at, 1)?
+                }
             };
-            if self.shared().pin_count(frame) != refs {
-                return Err(Errno::EIO);
+            for id in ids {
+                let frame = Frame {
+                    space: id.space,
+                    page: id.page,
+                };
+                if self.shared().pin_count(frame) != refs {
+                    return Err(Errno::EIO);
+                }
             }
+            at += len;
         }
         Ok(())
     }
