@@ -54,12 +54,13 @@ impl Context {
         }
         self.objects.ioas(cmd.ioas_id)?;
         let mut ranges = Vec::new();
+        let mut seen = crate::ops::ioas::DisjointRanges::default();
         for i in 0..u64::from(cmd.num_iovas) {
             let mut r = IommuIovaRange::default();
             let at = cmd.allowed_iovas.checked_add(i * 16).ok_or(Errno::EFAULT)?;
             u.caller.mem.read(at, r.as_mut_bytes())?;
             // Linux checks each range as it loads it, before the next read.
-            if r.start >= r.last || ranges.iter().any(|&(s, l)| r.start <= l && s <= r.last) {
+            if r.start >= r.last || !seen.insert(r.start, r.last) {
                 return Err(Errno::EINVAL);
             }
             ranges.push((r.start, r.last));
