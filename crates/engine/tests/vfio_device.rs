@@ -11,7 +11,7 @@ use softiommu_uapi::vfio::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The iommufd descriptor number the resolver knows, and one that is open
 /// but no iommufd.
@@ -391,6 +391,33 @@ fn device_info_regions_and_irqs_describe_the_function() {
     m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
         .unwrap();
     assert_eq!(r.size, 128 << 10);
+    let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+    assert_eq!(r.flags, rw | VFIO_REGION_INFO_FLAG_MMAP);
+    // BAR 3 holds the MSI-X table: mappable, said with a capability that a
+    // 32-byte argsz has no room for (argsz grows, cap_offset stays 0).
+    r.index = 3;
+    m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
+        .unwrap();
+    assert_eq!(
+        r.flags,
+        rw | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS
+    );
+    assert_eq!((r.argsz, r.cap_offset), (40, 0));
+    let mut with_room = [0u8; 40];
+    with_room[..32].copy_from_slice(r.as_bytes());
+    m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, &mut with_room)
+        .unwrap();
+    let cap = VfioInfoCapHeader::read_from_bytes(&with_room[32..]).unwrap();
+    assert_eq!(
+        (cap.id, cap.version, cap.next),
+        (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, 1, 0)
+    );
+    assert_eq!(
+        u32::from_ne_bytes(with_room[12..16].try_into().unwrap()),
+        32,
+        "cap_offset"
+    );
+    r.argsz = 32;
     r.index = 1;
     m.ioctl(&mut file, VFIO_DEVICE_GET_REGION_INFO, r.as_mut_bytes())
         .unwrap();

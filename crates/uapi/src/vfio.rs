@@ -188,3 +188,6 @@ abi_struct! {
     /// `VFIO_GROUP_GET_STATUS`.
     pub struct VfioGroupStatus { pub argsz: u32, pub flags: u32 }
 }
+
+/// A region capability: the MSI-X table inside the BAR may be mapped.
+pub const VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: u16 = 3;

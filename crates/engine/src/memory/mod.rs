@@ -182,9 +182,11 @@ impl CallerFiles for NoFiles {
     }
 }
 
+mod memfd;
 mod process;
 mod sim;
 pub mod user_copy;
 
+pub use memfd::MemFile;
 pub use process::{OsFile, ProcFiles, ProcessMemory};
 pub use sim::{SimFile, SimFiles, SimMemory};

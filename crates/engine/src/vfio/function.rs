@@ -1,15 +1,16 @@
 //! One emulated PCI function: configuration space, BAR memory, interrupts.
 
 use crate::errno::{Errno, Result};
-use crate::memory::{EventSignal, FileBacking, SimFile};
+use crate::memory::{EventSignal, FileBacking, MemFile};
 use softiommu_iommu::{DeviceId, GroupId};
 use softiommu_pci::{ConfigSpace, FunctionSpec};
 use softiommu_uapi::vfio::*;
 use std::sync::Arc;
 
-/// The largest BAR a plain function backs with memory: its bytes live in
-/// the server, allocated when the machine starts.
-pub const MAX_BAR_MEMORY: u64 = 64 << 20;
+/// The largest BAR a function backs with memory. BARs are anonymous files
+/// the server holds (pages are allocated as they are touched), so the cap
+/// only guards against topologies that would describe absurd sizes.
+pub const MAX_BAR_MEMORY: u64 = 1 << 30;
 
 /// The interrupts a program set with `VFIO_DEVICE_SET_IRQS`.
 ///
@@ -45,7 +46,7 @@ pub struct Function {
     pub config: ConfigSpace,
     /// Memory behind each BAR, by BAR index (`None` for an absent BAR and
     /// the upper half of a 64-bit BAR).
-    bars: Vec<Option<Arc<SimFile>>>,
+    bars: Vec<Option<Arc<MemFile>>>,
     /// Interrupt wiring.
     pub irqs: Irqs,
 }
@@ -59,11 +60,10 @@ impl Function {
             return Err(Errno::EINVAL);
         }
         let config = ConfigSpace::new(spec).map_err(|_| Errno::EINVAL)?;
-        let mut bars: Vec<Option<Arc<SimFile>>> = vec![None; 6];
+        let mut bars: Vec<Option<Arc<MemFile>>> = vec![None; 6];
         for bar in &spec.bars {
-            // Validated specs keep BARs within MAX_BAR_MEMORY, so this fits.
-            let len = usize::try_from(bar.size.min(MAX_BAR_MEMORY)).unwrap_or(0);
-            bars[usize::from(bar.index)] = Some(Arc::new(SimFile::new(len, true)));
+            let name = format!("softiommu-bar{}", bar.index);
+            bars[usize::from(bar.index)] = Some(Arc::new(MemFile::new(&name, bar.size)?));
         }
         let mut function = Function {
             dev,
@@ -93,8 +93,8 @@ impl Function {
             .map_or(0, |b| b.size)
     }
 
-    /// The memory behind BAR `index`.
-    pub fn bar_memory(&self, index: u32) -> Option<&Arc<SimFile>> {
+    /// The memory behind BAR `index`, which a transport maps for a program.
+    pub fn bar_memory(&self, index: u32) -> Option<&Arc<MemFile>> {
         self.bars.get(index as usize)?.as_ref()
     }
 
@@ -111,6 +111,15 @@ impl Function {
             VFIO_PCI_REQ_IRQ_INDEX => 1,
             _ => 0,
         }
+    }
+
+    /// Whether BAR `index` can be mapped by the program: memory BARs can
+    /// (vfio-pci maps them, extending small ones to a page), I/O BARs not.
+    pub fn bar_mmap(&self, index: u32) -> bool {
+        self.spec
+            .bars
+            .iter()
+            .any(|b| u32::from(b.index) == index && b.kind.is_memory())
     }
 
     /// Whether a function-level reset exists (the PCI Express capability
@@ -151,7 +160,7 @@ impl Function {
             .write_at(offset, data)
     }
 
-    fn bar_check(&self, index: u32, offset: u64, len: usize) -> Result<&Arc<SimFile>> {
+    fn bar_check(&self, index: u32, offset: u64, len: usize) -> Result<&Arc<MemFile>> {
         let memory = self.bar_memory(index).ok_or(Errno::EINVAL)?;
         let end = offset.checked_add(len as u64).ok_or(Errno::EINVAL)?;
         if end > self.bar_size(index) {

@@ -197,10 +197,21 @@ impl DeviceFile {
         let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         info.offset = u64::from(info.index) << VFIO_PCI_OFFSET_SHIFT;
         info.cap_offset = 0;
+        let mut caps = false;
         match info.index {
             0..=5 => {
                 info.size = function.bar_size(info.index);
                 info.flags = if info.size == 0 { 0 } else { rw };
+                if info.size != 0 && function.bar_mmap(info.index) {
+                    info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
+                    // The MSI-X table may be mapped too (x86 keeps it safe
+                    // through interrupt remapping): vfio-pci says so with a
+                    // capability.
+                    let msix_bar = function.spec().msix.map(|m| u32::from(m.table_bar));
+                    if msix_bar == Some(info.index) {
+                        caps = true;
+                    }
+                }
             }
             VFIO_PCI_ROM_REGION_INDEX => {
                 info.size = 0;
@@ -214,6 +225,22 @@ impl DeviceFile {
             _ => return Err(Errno::EINVAL),
         }
         drop(function);
+        if caps {
+            // One capability, right after the struct when it fits.
+            let cap = VfioInfoCapHeader {
+                id: VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
+                version: 1,
+                next: 0,
+            };
+            let needed = (minsz + size_of::<VfioInfoCapHeader>()) as u32;
+            info.flags |= VFIO_REGION_INFO_FLAG_CAPS;
+            if info.argsz < needed {
+                info.argsz = needed;
+            } else {
+                arg.write(caller, minsz as u64, zerocopy::IntoBytes::as_bytes(&cap))?;
+                info.cap_offset = minsz as u32;
+            }
+        }
         write_head(caller, arg, &info, minsz)
     }
 
