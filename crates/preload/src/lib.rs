@@ -40,16 +40,6 @@ struct Channel {
     page: Option<sys::SharedPage>,
 }
 
-/// How long a program polls for a reply before it sleeps: most calls are
-/// answered well within it, so a call usually costs no sleep and wake-up.
-const PROGRAM_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// How long a sleeping program waits before it checks that the server lives.
-const SLEEP_SLICE: rustix::thread::futex::Timespec = rustix::thread::futex::Timespec {
-    tv_sec: 0,
-    tv_nsec: 100_000_000,
-};
-
 thread_local! {
     static CHANNEL: RefCell<Option<Channel>> = const { RefCell::new(None) };
 }
@@ -73,45 +63,8 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
 
 /// A call through the shared page (see `SharedCall` for the protocol).
 fn shared_exchange(stream: &UnixStream, page: &SharedCall, call: &Call) -> Option<Reply> {
-    use std::sync::atomic::Ordering;
-    page.put_call(call);
-    let seq = page.call_seq.load(Ordering::Relaxed).wrapping_add(1);
-    page.call_seq.store(seq, Ordering::SeqCst);
-    if page.server_sleeping.load(Ordering::SeqCst) != 0 {
-        let _ = rustix::thread::futex::wake(
-            &page.call_seq,
-            rustix::thread::futex::Flags::empty(),
-            u32::MAX,
-        );
-    }
-    let answered = || page.reply_seq.load(Ordering::Acquire) == seq;
-    let start = std::time::Instant::now();
-    'wait: while !answered() {
-        for _ in 0..64 {
-            if answered() {
-                break 'wait;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() < PROGRAM_SPIN {
-            continue;
-        }
-        page.program_sleeping.store(1, Ordering::SeqCst);
-        let current = page.reply_seq.load(Ordering::SeqCst);
-        if current != seq {
-            let _ = rustix::thread::futex::wait(
-                &page.reply_seq,
-                rustix::thread::futex::Flags::empty(),
-                current,
-                Some(&SLEEP_SLICE),
-            );
-        }
-        page.program_sleeping.store(0, Ordering::SeqCst);
-        if !answered() && sys::peer_gone(stream.as_raw_fd()) {
-            return None;
-        }
-    }
-    let reply = page.reply();
+    let seq = page.publish_call(call);
+    let reply = page.wait_for_reply(seq, || !sys::peer_gone(stream.as_raw_fd()))?;
     let fd = if reply.reserved & REPLY_FD_FOLLOWS != 0 {
         let mut carrier = Reply::default();
         sys::recv_with_fd(stream.as_raw_fd(), carrier.as_mut_bytes())?

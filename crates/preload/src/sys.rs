@@ -119,9 +119,10 @@ fn errno() -> c_int {
 
 // ---- the shared call page ------------------------------------------------------------------
 
-/// A shared call page mapped in this process (see `SharedCall`). Invariant:
-/// `page` points at `SHARED_PAGE_SIZE` bytes mapped shared from a memfd
-/// sealed against shrinking, mapped until drop.
+/// A shared call page mapped in this process (see `SharedCall`, whose
+/// protocol lives in `softiommu-proto`; only the mapping, which needs
+/// `unsafe`, is here). Invariant: `page` points at `SHARED_PAGE_SIZE` bytes
+/// mapped shared from a memfd sealed against shrinking, mapped until drop.
 pub(crate) struct SharedPage {
     page: std::ptr::NonNull<softiommu_proto::SharedCall>,
 }
@@ -129,20 +130,9 @@ pub(crate) struct SharedPage {
 impl SharedPage {
     /// Makes a page and returns it with the memfd to send to the server.
     pub(crate) fn create() -> Option<(SharedPage, std::os::fd::OwnedFd)> {
-        use rustix::fs::{MemfdFlags, SealFlags};
         use rustix::mm::{MapFlags, ProtFlags};
         use softiommu_proto::SHARED_PAGE_SIZE;
-        let memory = rustix::fs::memfd_create(
-            "softiommu-call",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )
-        .ok()?;
-        rustix::fs::ftruncate(&memory, SHARED_PAGE_SIZE as u64).ok()?;
-        rustix::fs::fcntl_add_seals(
-            &memory,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )
-        .ok()?;
+        let memory = softiommu_proto::new_page_memory()?;
         // SAFETY: a fresh shared mapping the kernel places (null hint) of a
         // page-long file that can no longer shrink; nothing else refers to
         // that range.

@@ -11,14 +11,17 @@
 //!   wrong process.
 //! - **shared call page**: a page of memory a call channel may carry in its
 //!   hello (a memfd by `SCM_RIGHTS`). Calls and replies then travel through
-//!   the page ([`SharedCall`]), each side spinning briefly and then sleeping on
-//!   a futex, so a call costs no socket round trip; the socket still carries
-//!   descriptors and shows either side's end.
+//!   the page ([`SharedCall`], whose protocol both sides share from here),
+//!   each side polling briefly and then sleeping on a futex, so a call costs
+//!   no socket round trip; the socket still carries descriptors and shows
+//!   either side's end.
 //!
 //! Every message is one fixed-size packet.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+mod shared_call;
+pub use shared_call::*;
 
 /// Environment variable naming the server's socket.
 pub const SOCKET_ENV: &str = "SOFTIOMMU_SOCKET";
@@ -108,64 +111,3 @@ pub struct Reply {
 /// attached (`SCM_RIGHTS`) to a reply-sized packet whose contents mean
 /// nothing.
 pub const REPLY_FD_FOLLOWS: u32 = 1;
-
-/// The size of the shared call page.
-pub const SHARED_PAGE_SIZE: usize = 4096;
-
-/// The shared call page. Protocol: the program writes the call
-/// ([`put_call`](Self::put_call)), then bumps `call_seq` (release) and wakes
-/// the futex on it if `server_sleeping`; the server answers with
-/// [`put_reply`](Self::put_reply), then stores the same number in
-/// `reply_seq` (release) and wakes that futex if `program_sleeping`. A side
-/// about to sleep first sets its `*_sleeping` flag, then re-reads the
-/// sequence it waits on; the other side publishes before it reads the flag
-/// (all four sequentially consistent), so no wake-up is lost. The messages
-/// are kept in atomic words, so neither side needs more than a shared
-/// reference to the page.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct SharedCall {
-    pub call_seq: AtomicU32,
-    pub reply_seq: AtomicU32,
-    pub server_sleeping: AtomicU32,
-    pub program_sleeping: AtomicU32,
-    call: [AtomicU64; CALL_WORDS],
-    reply: [AtomicU64; REPLY_WORDS],
-}
-
-const CALL_WORDS: usize = std::mem::size_of::<Call>() / 8;
-const REPLY_WORDS: usize = std::mem::size_of::<Reply>() / 8;
-const _: () = assert!(std::mem::size_of::<Call>() % 8 == 0);
-const _: () = assert!(std::mem::size_of::<Reply>() % 8 == 0);
-const _: () = assert!(std::mem::size_of::<SharedCall>() <= SHARED_PAGE_SIZE);
-
-fn store_words<T: IntoBytes + Immutable>(words: &[AtomicU64], value: &T) {
-    for (word, chunk) in words.iter().zip(value.as_bytes().chunks_exact(8)) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
-}
-
-fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
-    let mut value = T::default();
-    for (word, chunk) in words.iter().zip(value.as_mut_bytes().chunks_exact_mut(8)) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-    }
-    value
-}
-
-impl SharedCall {
-    pub fn put_call(&self, call: &Call) {
-        store_words(&self.call, call);
-    }
-    pub fn call(&self) -> Call {
-        load_words(&self.call)
-    }
-    pub fn put_reply(&self, reply: &Reply) {
-        store_words(&self.reply, reply);
-    }
-    pub fn reply(&self) -> Reply {
-        load_words(&self.reply)
-    }
-}

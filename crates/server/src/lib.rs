@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, IntoBytes};
 
-mod shared_page;
+mod sys;
 
 /// One context and the socket whose end-of-file releases it.
 ///
@@ -324,7 +324,7 @@ fn read_packet<T: FromBytes + IntoBytes>(stream: &mut UnixStream, out: &mut T) -
 }
 
 fn serve_connection(state: Arc<State>, stream: UnixStream) {
-    let Some((hello, fd)) = shared_page::read_hello(&stream) else {
+    let Some((hello, fd)) = sys::read_hello(&stream) else {
         return;
     };
     if hello.magic != MAGIC {
@@ -334,7 +334,7 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
         (HELLO_CONTEXT, None) => serve_context(state, stream, hello.ino),
         (HELLO_CALL, None) => serve_calls(state, stream),
         (HELLO_CALL_SHARED, Some(fd)) => {
-            if let Some(page) = shared_page::SharedPage::map(fd) {
+            if let Some(page) = sys::SharedPage::map(&fd) {
                 serve_shared_calls(state, stream, page);
             }
         }
@@ -688,27 +688,47 @@ fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
 /// Serves calls that travel through a shared page (see
 /// [`softiommu_proto::SharedCall`]); the socket carries descriptors and shows
 /// the program's end.
-fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: shared_page::SharedPage) {
+fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPage) {
     let Some(channel) = Channel::of(&state, &stream) else {
         return;
     };
     let shared = page.get();
-    // The page starts zeroed: the first call is number 1, and may already
-    // be waiting.
+    // The first call may already be waiting.
     let mut last = 0;
-    while let Some(seq) = shared_page::wait_for_call(shared, last, &stream) {
+    while let Some((seq, call)) = shared.wait_for_call(last, || !peer_gone(&stream)) {
         last = seq;
-        let call = shared.call();
         let mut answer = channel.handle(&call);
+        // The descriptor goes first, so that it is there when the program
+        // sees the reply.
         if let Some(fd) = &answer.attached {
             if !send_reply(&stream, &Reply::default(), Some(fd)) {
                 break;
             }
             answer.reply.reserved |= REPLY_FD_FOLLOWS;
         }
-        shared.put_reply(&answer.reply);
-        shared_page::publish_reply(shared, seq);
+        shared.publish_reply(seq, &answer.reply);
         channel.finish(&call, answer.side);
+    }
+}
+
+/// Whether the program's end of a call channel is gone.
+fn peer_gone(stream: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => {
+            let mut byte = [0u8; 1];
+            let flags =
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+            match nix::sys::socket::recv(stream.as_raw_fd(), &mut byte, flags) {
+                Ok(0) => true,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
+                Err(_) => true,
+            }
+        }
+        Err(_) => true,
     }
 }
 

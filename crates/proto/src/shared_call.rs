@@ -1,0 +1,290 @@
+//! The shared call page: the one implementation of how a call and its reply
+//! cross the page, used by the shim (program side) and the server.
+//!
+//! Vocabulary:
+//! - **call number**: `call_seq`, bumped by the program for each call; the
+//!   server answers call `n` by storing `n` in `reply_seq`.
+//! - **publish**: write the message, then store its number (sequentially
+//!   consistent, so it also releases the message) and wake the other side
+//!   if it said it sleeps.
+//! - **wait**: poll the number for a bounded time, then sleep on a futex on
+//!   it, waking every [`SLEEP_SLICE`] to ask whether the other side still
+//!   exists.
+//!
+//! Mapping the page needs `unsafe`, which lives only in each side's `sys`
+//! module; what can be safe is here: making and checking the memory, and
+//! everything done through the mapped page.
+
+use crate::{Call, Reply};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// The size of the shared call page.
+pub const SHARED_PAGE_SIZE: usize = 4096;
+
+/// How long a program polls for a reply before it sleeps: most calls are
+/// answered well within it, so a call usually costs no sleep and wake-up.
+pub const PROGRAM_SPIN: Duration = Duration::from_micros(200);
+
+/// How long the server polls for a program's next call before it sleeps:
+/// long enough to catch a program that issues calls back to back, short
+/// enough that an idle channel costs nothing.
+pub const SERVER_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a sleeper waits before it checks that the other side still
+/// exists.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(100);
+
+/// The futex form of [`SLEEP_SLICE`].
+const SLEEP_SLICE_TS: rustix::thread::futex::Timespec = rustix::thread::futex::Timespec {
+    tv_sec: SLEEP_SLICE.as_secs() as i64,
+    tv_nsec: SLEEP_SLICE.subsec_nanos() as i64,
+};
+
+/// The shared call page. Protocol: the program publishes a call
+/// ([`publish_call`](Self::publish_call)) and waits for its reply
+/// ([`wait_for_reply`](Self::wait_for_reply)); the server waits for the
+/// next call ([`wait_for_call`](Self::wait_for_call)) and publishes its
+/// reply ([`publish_reply`](Self::publish_reply)). A side about to sleep
+/// first sets its `*_sleeping` flag, then re-reads the number it waits on;
+/// the other side stores the number before it reads the flag (all four
+/// sequentially consistent), so no wake-up is lost. Messages are kept in
+/// atomic words, so neither side needs more than a shared reference to the
+/// page, and any bit pattern is a valid page.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SharedCall {
+    call_seq: AtomicU32,
+    reply_seq: AtomicU32,
+    server_sleeping: AtomicU32,
+    program_sleeping: AtomicU32,
+    call: [AtomicU64; CALL_WORDS],
+    reply: [AtomicU64; REPLY_WORDS],
+}
+
+const CALL_WORDS: usize = std::mem::size_of::<Call>() / 8;
+const REPLY_WORDS: usize = std::mem::size_of::<Reply>() / 8;
+const _: () = assert!(std::mem::size_of::<Call>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<Reply>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<SharedCall>() <= SHARED_PAGE_SIZE);
+
+fn store_words<T: IntoBytes + Immutable>(words: &[AtomicU64], value: &T) {
+    for (word, chunk) in words.iter().zip(value.as_bytes().chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+}
+
+fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
+    let mut value = T::default();
+    for (word, chunk) in words.iter().zip(value.as_mut_bytes().chunks_exact_mut(8)) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    value
+}
+
+/// Stores `value` in `seq` and wakes whoever sleeps on it.
+fn publish(seq: &AtomicU32, value: u32, other_sleeping: &AtomicU32) {
+    seq.store(value, Ordering::SeqCst);
+    if other_sleeping.load(Ordering::SeqCst) != 0 {
+        let _ = rustix::thread::futex::wake(seq, rustix::thread::futex::Flags::empty(), u32::MAX);
+    }
+}
+
+/// Waits until `done` holds for `seq`'s value, and returns that value:
+/// polls for `spin`, then sleeps on the futex with `sleeping` set. `None`
+/// once `alive` says the other side is gone.
+fn wait_until(
+    seq: &AtomicU32,
+    done: impl Fn(u32) -> bool,
+    sleeping: &AtomicU32,
+    spin: Duration,
+    mut alive: impl FnMut() -> bool,
+) -> Option<u32> {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            let now = seq.load(Ordering::Acquire);
+            if done(now) {
+                return Some(now);
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= spin {
+            break;
+        }
+    }
+    loop {
+        sleeping.store(1, Ordering::SeqCst);
+        let now = seq.load(Ordering::SeqCst);
+        if done(now) {
+            sleeping.store(0, Ordering::SeqCst);
+            return Some(now);
+        }
+        let _ = rustix::thread::futex::wait(
+            seq,
+            rustix::thread::futex::Flags::empty(),
+            now,
+            Some(&SLEEP_SLICE_TS),
+        );
+        sleeping.store(0, Ordering::SeqCst);
+        let now = seq.load(Ordering::Acquire);
+        if done(now) {
+            return Some(now);
+        }
+        if !alive() {
+            return None;
+        }
+    }
+}
+
+impl SharedCall {
+    /// Program side: writes `call` and hands it to the server; returns its
+    /// number, for [`wait_for_reply`](Self::wait_for_reply).
+    pub fn publish_call(&self, call: &Call) -> u32 {
+        store_words(&self.call, call);
+        let seq = self.call_seq.load(Ordering::Relaxed).wrapping_add(1);
+        publish(&self.call_seq, seq, &self.server_sleeping);
+        seq
+    }
+
+    /// Program side: the reply to call `seq`; `None` once `alive` says the
+    /// server has gone.
+    pub fn wait_for_reply(&self, seq: u32, alive: impl FnMut() -> bool) -> Option<Reply> {
+        wait_until(
+            &self.reply_seq,
+            |now| now == seq,
+            &self.program_sleeping,
+            PROGRAM_SPIN,
+            alive,
+        )?;
+        Some(load_words(&self.reply))
+    }
+
+    /// Server side: the call after call `last` (0 before the first, as the
+    /// page starts zeroed), with its number; `None` once `alive` says the
+    /// program has gone.
+    pub fn wait_for_call(&self, last: u32, alive: impl FnMut() -> bool) -> Option<(u32, Call)> {
+        let seq = wait_until(
+            &self.call_seq,
+            |now| now != last,
+            &self.server_sleeping,
+            SERVER_SPIN,
+            alive,
+        )?;
+        Some((seq, load_words(&self.call)))
+    }
+
+    /// Server side: writes `reply` and hands it to the program as the
+    /// answer to call `seq`.
+    pub fn publish_reply(&self, seq: u32, reply: &Reply) {
+        store_words(&self.reply, reply);
+        publish(&self.reply_seq, seq, &self.program_sleeping);
+    }
+}
+
+/// Program side: the memory of a new call page, to map and to send to the
+/// server: one page, sealed against shrinking (see [`is_page_memory`]).
+pub fn new_page_memory() -> Option<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let memory = rustix::fs::memfd_create(
+        "softiommu-call",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .ok()?;
+    rustix::fs::ftruncate(&memory, SHARED_PAGE_SIZE as u64).ok()?;
+    rustix::fs::fcntl_add_seals(
+        &memory,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+    )
+    .ok()?;
+    Some(memory)
+}
+
+/// Server side: whether `memory` may be mapped as a call page: at least a
+/// page long and sealed against shrinking, so that a program cannot make
+/// the server fault by truncating it.
+pub fn is_page_memory(memory: impl AsFd) -> bool {
+    let sealed = rustix::fs::fcntl_get_seals(&memory)
+        .is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK));
+    sealed && rustix::fs::fstat(&memory).is_ok_and(|st| st.st_size >= SHARED_PAGE_SIZE as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn call(n: u64) -> Call {
+        Call {
+            op: crate::CALL_IOCTL,
+            arg: n,
+            ..Call::default()
+        }
+    }
+
+    /// A server thread answering every call with `result = arg + 1`, after
+    /// `delay` (long enough to send the program to sleep when not zero).
+    fn serve(page: Arc<SharedCall>, calls: u32, delay: Duration) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut last = 0;
+            for _ in 0..calls {
+                let (seq, call) = page.wait_for_call(last, || true).unwrap();
+                last = seq;
+                std::thread::sleep(delay);
+                let reply = Reply {
+                    result: call.arg as i64 + 1,
+                    ..Reply::default()
+                };
+                page.publish_reply(seq, &reply);
+            }
+        })
+    }
+
+    #[test]
+    fn calls_answered_while_polling_get_their_own_replies() {
+        let page = Arc::new(SharedCall::default());
+        let server = serve(page.clone(), 1000, Duration::ZERO);
+        for n in 0..1000 {
+            let seq = page.publish_call(&call(n));
+            let reply = page.wait_for_reply(seq, || true).unwrap();
+            assert_eq!(reply.result, n as i64 + 1);
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn both_sides_sleep_and_are_woken() {
+        // The server answers after the program's polling time; the program
+        // calls again after the server's: each side goes to its futex.
+        let page = Arc::new(SharedCall::default());
+        let server = serve(page.clone(), 3, PROGRAM_SPIN * 5);
+        for n in 0..3 {
+            std::thread::sleep(SERVER_SPIN * 5);
+            let seq = page.publish_call(&call(n));
+            let reply = page.wait_for_reply(seq, || true).unwrap();
+            assert_eq!(reply.result, n as i64 + 1);
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_waiter_gives_up_once_the_other_side_is_gone() {
+        let page = SharedCall::default();
+        assert!(page.wait_for_call(0, || false).is_none());
+        let seq = page.publish_call(&call(1));
+        assert!(page.wait_for_reply(seq, || false).is_none());
+    }
+
+    #[test]
+    fn page_memory_is_sealed_and_accepted() {
+        let memory = new_page_memory().unwrap();
+        assert!(is_page_memory(&memory));
+        let plain = rustix::fs::memfd_create("plain", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&plain, SHARED_PAGE_SIZE as u64).unwrap();
+        assert!(!is_page_memory(&plain), "a page that may shrink is refused");
+    }
+}
