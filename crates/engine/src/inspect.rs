@@ -68,6 +68,9 @@ pub fn report(ctx: &Context) -> Report {
     let mut devices = Vec::new();
     for (i, spec) in topo.devices.iter().enumerate() {
         let dev = DeviceId(i as u32);
+        if !core.is_present(dev) {
+            continue;
+        }
         let group = spec.group;
         let domain_id = core.group_domain(group);
         let kind = core.domain(domain_id).map(|d| d.kind.name()).unwrap_or("?");

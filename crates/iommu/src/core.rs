@@ -91,6 +91,10 @@ pub struct IommuCore {
     devices: Vec<DeviceState>,
     domains: BTreeMap<DomainId, Domain>,
     next_domain: u64,
+    /// Slots of hot-unplugged devices, each with the group it had alone;
+    /// [`add_device`](IommuCore::add_device) reuses them, so plugging and
+    /// unplugging forever keeps the machine's size bounded.
+    unplugged: Vec<DeviceId>,
 }
 
 impl Default for IommuCore {
@@ -110,6 +114,7 @@ impl IommuCore {
             devices: Vec::new(),
             domains: BTreeMap::new(),
             next_domain: 1,
+            unplugged: Vec::new(),
         };
         for g in 0..core.topo.groups.len() {
             let iommu = core.topo.groups[g].iommu;
@@ -181,37 +186,97 @@ impl IommuCore {
         }
     }
 
+    /// The id the next [`add_device`](Self::add_device) will give.
+    pub fn next_device_id(&self) -> DeviceId {
+        self.unplugged
+            .last()
+            .copied()
+            .unwrap_or(DeviceId(self.topo.devices.len() as u32))
+    }
+
     /// Adds a device in a group of its own behind IOMMU `iommu` (hot-plug; the
-    /// selftest's mock devices arrive this way).
+    /// selftest's mock devices arrive this way), in an unplugged device's
+    /// slot when there is one.
     pub fn add_device(&mut self, iommu: IommuId, name: &str) -> Result<DeviceId, Errno> {
         self.topo
             .iommus
             .get(iommu.0 as usize)
             .ok_or(Errno::ENODEV)?;
-        let group = GroupId(self.topo.groups.len() as u32);
-        let dev = DeviceId(self.topo.devices.len() as u32);
-        self.topo.devices.push(crate::topology::DeviceSpec {
-            name: name.into(),
-            group,
-            kernel_driver: None,
-            reserved: Vec::new(),
-            pci: None,
-        });
-        self.topo.groups.push(crate::topology::GroupSpec {
-            iommu,
-            devices: vec![dev],
-        });
         let default_domain = self.insert_domain(iommu, DomainKind::Default);
-        self.groups.push(GroupState {
+        let state = GroupState {
             owner: None,
             owner_cnt: 0,
             default_domain,
             blocking_domain: None,
             domain: default_domain,
             attach: None,
+        };
+        let spec = |group| crate::topology::DeviceSpec {
+            name: name.into(),
+            group,
+            kernel_driver: None,
+            reserved: Vec::new(),
+            pci: None,
+        };
+        if let Some(dev) = self.unplugged.pop() {
+            let group = self.topo.devices[dev.0 as usize].group;
+            self.topo.devices[dev.0 as usize] = spec(group);
+            self.topo.groups[group.0 as usize] = crate::topology::GroupSpec {
+                iommu,
+                devices: vec![dev],
+            };
+            self.groups[group.0 as usize] = state;
+            self.devices[dev.0 as usize] = DeviceState::Unbound;
+            return Ok(dev);
+        }
+        let group = GroupId(self.topo.groups.len() as u32);
+        let dev = DeviceId(self.topo.devices.len() as u32);
+        self.topo.devices.push(spec(group));
+        self.topo.groups.push(crate::topology::GroupSpec {
+            iommu,
+            devices: vec![dev],
         });
+        self.groups.push(state);
         self.devices.push(DeviceState::Unbound);
         Ok(dev)
+    }
+
+    /// Unplugs a device that [`add_device`](Self::add_device) plugged: it
+    /// must be unbound and its group back on its default domain (`EBUSY`
+    /// otherwise). Its group's domains go with it; its slot waits for the
+    /// next hot-plug.
+    pub fn remove_device(&mut self, dev: DeviceId) -> Result<(), Errno> {
+        self.check_device(dev)?;
+        if !self.is_present(dev) {
+            return Err(Errno::ENODEV);
+        }
+        let g = self.group_of(dev);
+        let gs = self.gs(g);
+        if self.devices[dev.0 as usize] != DeviceState::Unbound
+            || self.topo.group(g).devices != [dev]
+            || gs.domain != gs.default_domain
+            || gs.owner.is_some()
+        {
+            return Err(Errno::EBUSY);
+        }
+        let (default_domain, blocking) = (gs.default_domain, gs.blocking_domain);
+        self.domains.remove(&default_domain);
+        if let Some(b) = blocking {
+            self.domains.remove(&b);
+        }
+        self.topo.devices[dev.0 as usize].name.clear();
+        self.topo.groups[g.0 as usize].devices.clear();
+        self.unplugged.push(dev);
+        Ok(())
+    }
+
+    /// Whether `dev` is plugged in (not an unplugged slot).
+    pub fn is_present(&self, dev: DeviceId) -> bool {
+        // An unplugged slot keeps no name; every plugged device has one.
+        self.topo
+            .devices
+            .get(dev.0 as usize)
+            .is_some_and(|d| !d.name.is_empty())
     }
 
     /// Adds an IOMMU instance (hot-plug).

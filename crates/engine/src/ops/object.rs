@@ -44,8 +44,16 @@ impl Context {
             Object::Veventq(q) => self.destroy_veventq(*q),
             Object::HwQueue(q) => self.destroy_hw_queue(id, *q),
             Object::Selftest(t) => {
+                // The mock device goes with its selftest object: unplugged
+                // from the machine, so a test that makes mock devices
+                // forever keeps the machine's size bounded.
+                let dev = self.objects.device(t.device).map(|d| d.dev);
                 self.objects.drop_user(t.device);
-                let _ = self.destroy(t.device);
+                if self.destroy(t.device).is_ok() {
+                    if let Ok(dev) = dev {
+                        let _ = self.core().remove_device(dev);
+                    }
+                }
             }
         }
     }

@@ -61,7 +61,7 @@ impl Context {
                     core.add_iommu(&name, driver)
                 }
             };
-            let n = core.topology().devices.len();
+            let n = core.next_device_id().0;
             core.add_device(iommu, &format!("mock:{n}"))?
         };
         let stdev = self
