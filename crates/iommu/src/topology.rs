@@ -24,8 +24,8 @@
 //! ```
 
 use crate::driver::{DriverInfo, ReservedRegion, ReservedType};
-use softiommu_pci::FunctionSpec;
 use serde::Deserialize;
+use softiommu_pci::FunctionSpec;
 use std::collections::BTreeMap;
 
 /// Index of an IOMMU instance.

@@ -14,7 +14,13 @@ fn every_pci_device_of_the_built_in_machine_is_a_function() {
         .collect();
     assert_eq!(
         pci,
-        ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2", "0000:02:00.0", "0000:03:00.0"]
+        [
+            "0000:01:00.0",
+            "0000:01:00.1",
+            "0000:01:00.2",
+            "0000:02:00.0",
+            "0000:03:00.0"
+        ]
     );
     // The selftest's mock device is no PCI function.
     let mock = topo.device_by_name("mock:0").unwrap();
