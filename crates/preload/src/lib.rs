@@ -14,6 +14,7 @@
 //! This crate is the project's FFI boundary: all of its `unsafe` lives in
 //! [`sys`].
 
+mod paths;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -27,6 +28,8 @@ use std::os::unix::net::UnixStream;
 use zerocopy::IntoBytes;
 
 const DEV_IOMMU: &[u8] = b"/dev/iommu";
+/// The VFIO container: an iommufd context here (see docs/design.md).
+const DEV_VFIO_CONTAINER: &[u8] = b"/dev/vfio/vfio";
 
 fn socket_path() -> Option<String> {
     std::env::var(SOCKET_ENV).ok().filter(|p| !p.is_empty())
@@ -79,9 +82,15 @@ fn shared_exchange(stream: &UnixStream, page: &SharedCall, call: &Call) -> Optio
 fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
     if let Some(fd) = fd {
         if reply.fd_addr == u64::MAX {
-            // The descriptor is the ioctl's return value (a dma-buf).
+            // The descriptor is the ioctl's return value: a dma-buf (a side
+            // file), or a VFIO device file that the server serves.
+            let kind = if reply.reserved & REPLY_FD_SERVED != 0 {
+                Kind::Context
+            } else {
+                Kind::Side
+            };
             if let Some(ino) = sys::side_inode(fd) {
-                sys::remember(ino, Kind::Side);
+                sys::remember(ino, kind);
             }
             reply.result = i64::from(fd);
         } else if reply.fd_addr != 0 {
@@ -109,6 +118,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
             magic: MAGIC,
             kind: HELLO_CALL_SHARED,
             ino: 0,
+            ..Default::default()
         };
         if sys::send_with_fd(stream.as_raw_fd(), hello.as_bytes(), memory.as_raw_fd()) {
             return Some(Channel {
@@ -123,6 +133,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
         magic: MAGIC,
         kind: HELLO_CALL,
         ino: 0,
+        ..Default::default()
     };
     stream.write_all(hello.as_bytes()).ok()?;
     Some(Channel {
@@ -159,8 +170,87 @@ fn call(call: Call) -> Option<Reply> {
     })
 }
 
-/// Opens a new context; returns the descriptor or a negative errno.
-fn open_context(path: String, flags: i32) -> i32 {
+/// What a path under `/dev/vfio` opens: a device file (by minor) or a
+/// group file (by number), as the hello names them.
+fn vfio_path(path: &CStr) -> Option<(u32, u32)> {
+    let path = path.to_str().ok()?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    if let Some(minor) = path.strip_prefix("/dev/vfio/devices/vfio") {
+        return Some((HELLO_VFIO_DEVICE, number(minor)?));
+    }
+    Some((HELLO_VFIO_GROUP, number(path.strip_prefix("/dev/vfio/")?)?))
+}
+
+/// Opens a VFIO device or group file; returns the descriptor or a negative
+/// errno (the server says whether the file exists and is free).
+fn open_vfio(path: String, kind: u32, index: u32, flags: i32) -> i32 {
+    let Ok(mut stream) = UnixStream::connect(path) else {
+        return -libc::ENODEV;
+    };
+    if flags & libc::O_CLOEXEC != 0 {
+        sys::set_cloexec(stream.as_raw_fd());
+    } else {
+        sys::clear_cloexec(stream.as_raw_fd());
+    }
+    let Some(ino) = sys::socket_inode(stream.as_raw_fd()) else {
+        return -libc::EIO;
+    };
+    let hello = Hello {
+        magic: MAGIC,
+        kind,
+        ino,
+        index,
+        reserved: 0,
+    };
+    if stream.write_all(hello.as_bytes()).is_err() {
+        return -libc::EIO;
+    }
+    let mut ack = Reply::default();
+    if stream.read_exact(ack.as_mut_bytes()).is_err() {
+        return -libc::EIO;
+    }
+    if ack.errno != 0 {
+        return -ack.errno;
+    }
+    sys::remember(ino, Kind::Context);
+    sys::into_raw(stream)
+}
+
+/// The session's copy of a sysfs path (see [`paths`]).
+fn sysfs_redirect(path: &CStr) -> Option<std::ffi::CString> {
+    let text = path.to_str().ok()?;
+    if !text.starts_with("/sys/") {
+        return None;
+    }
+    let socket = socket_path()?;
+    let session = std::path::Path::new(&socket).parent()?;
+    std::ffi::CString::new(paths::redirect(text, session)?).ok()
+}
+
+/// A `pread` (`write` false) or `pwrite` of a VFIO device file: the count,
+/// or a negative errno.
+fn vfio_rw(ino: u64, buf: u64, len: u64, offset: u64, write: bool) -> i64 {
+    match call(Call {
+        op: if write { CALL_PWRITE } else { CALL_PREAD },
+        ino,
+        arg: buf,
+        len,
+        offset,
+        ..Default::default()
+    }) {
+        Some(r) if r.errno == 0 => r.result,
+        Some(r) => -i64::from(r.errno),
+        None => -i64::from(libc::EIO),
+    }
+}
+
+/// Opens a new context (`kind`: `HELLO_CONTEXT`, or `HELLO_VFIO_CONTAINER`
+/// for `/dev/vfio/vfio`); returns the descriptor or a negative errno.
+fn open_context(path: String, kind: u32, flags: i32) -> i32 {
     let Ok(mut stream) = UnixStream::connect(path) else {
         return -libc::ENODEV;
     };
@@ -175,8 +265,9 @@ fn open_context(path: String, flags: i32) -> i32 {
     sys::remember(ino, Kind::Context);
     let hello = Hello {
         magic: MAGIC,
-        kind: HELLO_CONTEXT,
+        kind,
         ino,
+        ..Default::default()
     };
     if stream.write_all(hello.as_bytes()).is_err() {
         return -libc::EIO;
@@ -188,9 +279,19 @@ fn open_context(path: String, flags: i32) -> i32 {
     sys::into_raw(stream)
 }
 
-/// Whether a path names `/dev/iommu`.
+/// Whether a path opens an iommufd context: `/dev/iommu`, or the VFIO
+/// container.
 fn is_dev_iommu(path: &CStr) -> bool {
-    path.to_bytes() == DEV_IOMMU
+    path.to_bytes() == DEV_IOMMU || path.to_bytes() == DEV_VFIO_CONTAINER
+}
+
+/// The hello a context path sends.
+fn context_kind(path: &CStr) -> u32 {
+    if path.to_bytes() == DEV_VFIO_CONTAINER {
+        HELLO_VFIO_CONTAINER
+    } else {
+        HELLO_CONTEXT
+    }
 }
 
 /// The context inode behind `fd`, if `fd` is a softiommu context.
@@ -233,9 +334,10 @@ fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
     }
 }
 
-/// Asks for the memory behind the region at `offset` of a context: its
-/// descriptor, or a positive errno.
-fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Result<i32, i32> {
+/// Asks for the memory behind the region at `offset` of a context or a
+/// VFIO device file: its descriptor and the offset in it to map at, or a
+/// positive errno.
+fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Result<(i32, u64), i32> {
     match call(Call {
         op: CALL_MMAP,
         request: 0,
@@ -244,8 +346,9 @@ fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Resul
         len,
         prot: prot as u32,
         flags: flags as u32,
+        ..Default::default()
     }) {
-        Some(r) if r.errno == 0 => Ok(r.result as i32),
+        Some(r) if r.errno == 0 => Ok((r.result as i32, r.extra)),
         Some(r) => Err(r.errno),
         None => Err(libc::EIO),
     }

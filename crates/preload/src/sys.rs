@@ -7,8 +7,9 @@
 //! while it is set every hook goes straight to the real function.
 
 use crate::{
-    context_closed, context_ioctl, context_mmap, context_of, eventq_read_plan, is_dev_iommu,
-    open_context, socket_path, status_pid, status_with_pins, Kind,
+    context_closed, context_ioctl, context_kind, context_mmap, context_of, eventq_read_plan,
+    is_dev_iommu, open_context, open_vfio, socket_path, status_pid, status_with_pins,
+    sysfs_redirect, vfio_path, vfio_rw, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -26,6 +27,12 @@ type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t) -> isize;
+type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, usize, libc::off_t) -> isize;
+type OpendirFn = unsafe extern "C" fn(*const c_char) -> *mut libc::DIR;
+type ReadlinkFn = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> isize;
+type AccessFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+type StatFn = unsafe extern "C" fn(*const c_char, *mut libc::stat) -> c_int;
 type MmapFn =
     unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
 
@@ -46,6 +53,15 @@ struct Real {
     fopen: FopenFn,
     fopen64: FopenFn,
     read: ReadFn,
+    pread: PreadFn,
+    pread64: PreadFn,
+    pwrite: PwriteFn,
+    pwrite64: PwriteFn,
+    opendir: OpendirFn,
+    readlink: ReadlinkFn,
+    access: AccessFn,
+    stat: StatFn,
+    lstat: StatFn,
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
@@ -87,6 +103,15 @@ fn real() -> &'static Real {
                 fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
                 fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
                 read: std::mem::transmute::<*mut c_void, ReadFn>(next_symbol(c"read")),
+                pread: std::mem::transmute::<*mut c_void, PreadFn>(next_symbol(c"pread")),
+                pread64: std::mem::transmute::<*mut c_void, PreadFn>(next_symbol(c"pread64")),
+                pwrite: std::mem::transmute::<*mut c_void, PwriteFn>(next_symbol(c"pwrite")),
+                pwrite64: std::mem::transmute::<*mut c_void, PwriteFn>(next_symbol(c"pwrite64")),
+                opendir: std::mem::transmute::<*mut c_void, OpendirFn>(next_symbol(c"opendir")),
+                readlink: std::mem::transmute::<*mut c_void, ReadlinkFn>(next_symbol(c"readlink")),
+                access: std::mem::transmute::<*mut c_void, AccessFn>(next_symbol(c"access")),
+                stat: std::mem::transmute::<*mut c_void, StatFn>(next_symbol(c"stat")),
+                lstat: std::mem::transmute::<*mut c_void, StatFn>(next_symbol(c"lstat")),
             }
         }
     })
@@ -389,6 +414,19 @@ pub(crate) fn forget_stream(stream: UnixStream) {
 
 // ---- the replaced entry points -----------------------------------------------------------
 
+/// The session's copy of `path` when it is a sysfs path the session shadows.
+///
+/// # Safety
+/// `path` must be null or a valid C string.
+unsafe fn sysfs_path(path: *const c_char) -> Option<std::ffi::CString> {
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: the caller passes a C string.
+    let path = unsafe { CStr::from_ptr(path) };
+    guarded(|| sysfs_redirect(path)).flatten()
+}
+
 /// `Some(result)` when `path` is `/dev/iommu` and a server is there.
 ///
 /// # Safety
@@ -402,12 +440,24 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     if flags & libc::O_ACCMODE == libc::O_RDONLY && status_pid(path.to_bytes()).is_some() {
         return guarded(|| status_with_pins(path, flags & libc::O_CLOEXEC != 0)).flatten();
     }
+    if let Some((kind, index)) = vfio_path(path).filter(|_| !is_dev_iommu(path)) {
+        let socket = socket_path()?;
+        return guarded(|| {
+            let fd = open_vfio(socket, kind, index, flags);
+            if fd < 0 {
+                set_errno(-fd);
+                -1
+            } else {
+                fd
+            }
+        });
+    }
     if !is_dev_iommu(path) {
         return None;
     }
     let socket = socket_path()?;
     guarded(|| {
-        let fd = open_context(socket, flags);
+        let fd = open_context(socket, context_kind(path), flags);
         if fd < 0 {
             set_errno(-fd);
             -1
@@ -425,7 +475,10 @@ pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: c_uint) -
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().open)(path, flags, mode) }
 }
 
@@ -437,7 +490,10 @@ pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: c_uint)
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().open64)(path, flags, mode) }
 }
 
@@ -454,7 +510,10 @@ pub unsafe extern "C" fn openat(
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().openat)(dirfd, path, flags, mode) }
 }
 
@@ -471,7 +530,10 @@ pub unsafe extern "C" fn openat64(
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().openat64)(dirfd, path, flags, mode) }
 }
 
@@ -483,7 +545,10 @@ pub unsafe extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().open_2)(path, flags) }
 }
 
@@ -495,7 +560,10 @@ pub unsafe extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int 
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().open64_2)(path, flags) }
 }
 
@@ -507,7 +575,10 @@ pub unsafe extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().openat_2)(dirfd, path, flags) }
 }
 
@@ -519,7 +590,10 @@ pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: 
     if let Some(r) = unsafe { intercept_open(path, flags) } {
         return r;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().openat64_2)(dirfd, path, flags) }
 }
 
@@ -590,10 +664,10 @@ unsafe fn intercept_mmap(
         let ino = context_of(fd)?;
         Some(
             match context_mmap(ino, offset as u64, len as u64, prot, flags) {
-                Ok(memory) => {
+                Ok((memory, at)) => {
                     // SAFETY: the caller's arguments under mmap(2)'s contract,
                     // with the region's memory in place of the context.
-                    let mapped = unsafe { map(addr, len, prot, flags, memory, 0) };
+                    let mapped = unsafe { map(addr, len, prot, flags, memory, at as libc::off_t) };
                     let saved = errno();
                     close_fd(memory);
                     set_errno(saved);
@@ -683,7 +757,10 @@ pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut
     if let Some(stream) = unsafe { intercept_fopen(path, mode) } {
         return stream;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().fopen)(path, mode) }
 }
 
@@ -695,7 +772,10 @@ pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *m
     if let Some(stream) = unsafe { intercept_fopen(path, mode) } {
         return stream;
     }
-    // SAFETY: forwarding the caller's arguments unchanged.
+    // SAFETY: the caller's path is a C string (or null) under the call's contract.
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().fopen64)(path, mode) }
 }
 
@@ -733,4 +813,145 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
     // SAFETY: the caller's descriptor and buffer, with a count no larger
     // than the caller's.
     unsafe { (real().read)(fd, buf, count) }
+}
+
+/// `Some(result)` when `fd` is a VFIO device file: its region bytes go
+/// through the server.
+fn intercept_rw(
+    fd: c_int,
+    buf: u64,
+    count: usize,
+    offset: libc::off_t,
+    write: bool,
+) -> Option<isize> {
+    guarded(|| {
+        let ino = context_of(fd)?;
+        let r = vfio_rw(ino, buf, count as u64, offset as u64, write);
+        Some(if r < 0 {
+            set_errno((-r) as c_int);
+            -1
+        } else {
+            r as isize
+        })
+    })
+    .flatten()
+}
+
+/// # Safety
+/// As `pread(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn pread(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    offset: libc::off_t,
+) -> isize {
+    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
+        return r;
+    }
+    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
+    unsafe { (real().pread)(fd, buf, count, offset) }
+}
+
+/// # Safety
+/// As `pread64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn pread64(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    offset: libc::off_t,
+) -> isize {
+    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
+        return r;
+    }
+    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
+    unsafe { (real().pread64)(fd, buf, count, offset) }
+}
+
+/// # Safety
+/// As `pwrite(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    count: usize,
+    offset: libc::off_t,
+) -> isize {
+    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, true) {
+        return r;
+    }
+    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
+    unsafe { (real().pwrite)(fd, buf, count, offset) }
+}
+
+/// # Safety
+/// As `pwrite64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    count: usize,
+    offset: libc::off_t,
+) -> isize {
+    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, true) {
+        return r;
+    }
+    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
+    unsafe { (real().pwrite64)(fd, buf, count, offset) }
+}
+
+/// # Safety
+/// As `opendir(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
+    // SAFETY: opendir(3)'s path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's argument, a sysfs path sent to the session's copy.
+    unsafe { (real().opendir)(path) }
+}
+
+/// # Safety
+/// As `readlink(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: usize) -> isize {
+    // SAFETY: readlink(2)'s path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().readlink)(path, buf, size) }
+}
+
+/// # Safety
+/// As `access(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
+    // SAFETY: access(2)'s path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().access)(path, mode) }
+}
+
+/// # Safety
+/// As `stat(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int {
+    // SAFETY: stat(2)'s path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().stat)(path, buf) }
+}
+
+/// # Safety
+/// As `lstat(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int {
+    // SAFETY: lstat(2)'s path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().lstat)(path, buf) }
 }

@@ -34,6 +34,15 @@ pub const HELLO_CALL: u32 = 2;
 /// A call channel whose calls travel through the shared page sent with the
 /// hello.
 pub const HELLO_CALL_SHARED: u32 = 3;
+/// A VFIO device file (`/dev/vfio/devices/vfio<index>`): like a context
+/// socket, its open file description is the file, named by the program
+/// end's inode.
+pub const HELLO_VFIO_DEVICE: u32 = 4;
+/// A VFIO group file (`/dev/vfio/<index>`).
+pub const HELLO_VFIO_GROUP: u32 = 5;
+/// A context opened as the legacy VFIO container (`/dev/vfio/vfio`): an
+/// iommufd context that follows `vfio_iommu_type1` where they differ.
+pub const HELLO_VFIO_CONTAINER: u32 = 6;
 
 /// Call operations.
 pub const CALL_IOCTL: u32 = 1;
@@ -41,11 +50,13 @@ pub const CALL_IOCTL: u32 = 1;
 /// the last reference, the server releases what stands behind it before
 /// replying.
 pub const CALL_CLOSED: u32 = 2;
-/// Whether a socket inode names a context.
+/// Whether a socket inode names a file the server serves (a context, or a
+/// VFIO device or group file): `result` 1 when it does.
 pub const CALL_IS_CONTEXT: u32 = 3;
-/// `mmap(2)` of a context: `arg` is the offset, `len`, `prot` and `flags` as
-/// the program passed them. The reply carries a descriptor of the region's
-/// memory (`fd_addr` is `u64::MAX`), which the shim maps at offset 0.
+/// `mmap(2)` of a context or a VFIO device file: `arg` is the offset, `len`,
+/// `prot` and `flags` as the program passed them. The reply carries a
+/// descriptor of the region's memory (`fd_addr` is `u64::MAX`), which the
+/// shim maps at offset `extra` of it.
 pub const CALL_MMAP: u32 = 4;
 /// The pages the engine has pinned for process `arg` (its `pid`): `result`
 /// is what `/proc/<pid>/status` would add to `VmPin`, `extra` to `VmLck`.
@@ -54,6 +65,11 @@ pub const CALL_PROC_STATUS: u32 = 5;
 /// `result` is how many bytes to read from it (whole records only), or the
 /// errno Linux's read would give; `EBADF` when `ino` is no vEVENTQ's file.
 pub const CALL_EVENTQ_READ: u32 = 6;
+/// `pread(2)` of a VFIO device file: `len` bytes at file offset `offset`
+/// into the program's buffer at `arg`; `result` is the count read.
+pub const CALL_PREAD: u32 = 7;
+/// `pwrite(2)` of a VFIO device file, as [`CALL_PREAD`] the other way.
+pub const CALL_PWRITE: u32 = 8;
 
 /// First packet on a new connection.
 #[repr(C)]
@@ -63,8 +79,12 @@ pub const CALL_EVENTQ_READ: u32 = 6;
 pub struct Hello {
     pub magic: u32,
     pub kind: u32,
-    /// For a context: the inode of the program's end of the socket.
+    /// For a context or a VFIO file: the inode of the program's end of the
+    /// socket.
     pub ino: u64,
+    /// For a VFIO file: the device's minor (`vfio<index>`) or the group.
+    pub index: u32,
+    pub reserved: u32,
 }
 
 /// A request on a call channel.
@@ -84,6 +104,8 @@ pub struct Call {
     pub len: u64,
     pub prot: u32,
     pub flags: u32,
+    /// For `CALL_PREAD` / `CALL_PWRITE`: the file offset.
+    pub offset: u64,
 }
 
 /// The answer to a hello or a call.
@@ -111,3 +133,6 @@ pub struct Reply {
 /// attached (`SCM_RIGHTS`) to a reply-sized packet whose contents mean
 /// nothing.
 pub const REPLY_FD_FOLLOWS: u32 = 1;
+/// In a reply: the descriptor it carries is a file the server serves like a
+/// context (a VFIO device file from a group), not a side file.
+pub const REPLY_FD_SERVED: u32 = 2;

@@ -49,6 +49,7 @@ fn roundtrip(c: &mut Criterion) {
             magic: MAGIC,
             kind: HELLO_CONTEXT,
             ino,
+            ..Default::default()
         },
     );
     let mut chan = UnixStream::connect(&sock).unwrap();
@@ -57,6 +58,7 @@ fn roundtrip(c: &mut Criterion) {
             magic: MAGIC,
             kind: HELLO_CALL,
             ino: 0,
+            ..Default::default()
         }
         .as_bytes(),
     )

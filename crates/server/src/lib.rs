@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, IntoBytes};
 
 mod sys;
+pub mod sysfs;
+mod vfio;
 
 /// One context and the socket whose end-of-file releases it.
 ///
@@ -29,7 +31,8 @@ mod sys;
 /// `context`'s lock for the first (closing a context twice changes nothing).
 #[derive(Debug)]
 struct Hosted {
-    context: Mutex<Context>,
+    /// Shared with the VFIO device files bound to it.
+    context: Arc<Mutex<Context>>,
     socket: UnixStream,
 }
 
@@ -154,6 +157,8 @@ struct State {
     /// the engine's region id, with the context's inode. Made at the first
     /// mapping; dropped with the context (a mapping keeps its own reference).
     regions: Mutex<HashMap<u64, (u64, std::os::fd::OwnedFd)>>,
+    /// VFIO device and group files by the inode of the program's end.
+    vfio_files: Mutex<HashMap<u64, Arc<vfio::HostedVfio>>>,
 }
 
 /// The name of region memory, which `/proc/<pid>/maps` shows.
@@ -197,6 +202,13 @@ impl State {
         if let Some(h) = hosted {
             if at_eof(&h.socket) {
                 self.release(ino);
+            }
+            return;
+        }
+        let vfio = lock(&self.vfio_files).get(&ino).cloned();
+        if let Some(h) = vfio {
+            if at_eof(&h.socket) {
+                self.release_vfio(ino);
             }
             return;
         }
@@ -296,7 +308,14 @@ impl Server {
             side_files: Mutex::new(HashMap::new()),
             spaces: Mutex::new(HashMap::new()),
             regions: Mutex::new(HashMap::new()),
+            vfio_files: Mutex::new(HashMap::new()),
         });
+        // What programs read in sysfs about the machine's PCI functions,
+        // beside the socket (the shim finds it there).
+        if let Some(dir) = path.parent() {
+            let core = lock(&state.engine.shared().iommu);
+            sysfs::write_tree(dir, core.topology(), state.engine.vfio())?;
+        }
         Ok(Server {
             state,
             listener,
@@ -331,7 +350,11 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
         return;
     }
     match (hello.kind, fd) {
-        (HELLO_CONTEXT, None) => serve_context(state, stream, hello.ino),
+        (HELLO_CONTEXT, None) => serve_context(state, stream, hello.ino, false),
+        (HELLO_VFIO_CONTAINER, None) => serve_context(state, stream, hello.ino, true),
+        (HELLO_VFIO_DEVICE | HELLO_VFIO_GROUP, None) => {
+            vfio::serve_vfio_open(state, stream, &hello)
+        }
         (HELLO_CALL, None) => serve_calls(state, stream),
         (HELLO_CALL_SHARED, Some(fd)) => {
             if let Some(page) = sys::SharedPage::map(&fd) {
@@ -342,12 +365,16 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
     }
 }
 
-fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64) {
+fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container: bool) {
     let Ok(mut watch) = stream.try_clone() else {
         return;
     };
+    let mut context = Context::new(state.engine.shared().clone());
+    if vfio_container {
+        context.set_legacy_vfio_container();
+    }
     let hosted = Arc::new(Hosted {
-        context: Mutex::new(Context::new(state.engine.shared().clone())),
+        context: Arc::new(Mutex::new(context)),
         socket: stream,
     });
     lock(&state.contexts).insert(ino, hosted);
@@ -488,6 +515,13 @@ impl CallerFiles for CallFiles {
         side?.unread()
     }
 
+    fn eventfd(
+        &self,
+        fd: i32,
+    ) -> softiommu_engine::Result<Arc<dyn softiommu_engine::memory::EventSignal>> {
+        vfio::take_eventfd(self.pid, fd)
+    }
+
     fn inode_of(&self, fd: i32) -> softiommu_engine::Result<u64> {
         use std::os::unix::fs::MetadataExt;
         if fd < 0 {
@@ -561,6 +595,8 @@ impl Channel {
         let state = &self.state;
         // The memory a CALL_MMAP maps, sent with the reply.
         let mut region_fd = None;
+        // Whether `region_fd` is a VFIO file the server serves.
+        let mut served_fd = false;
         let mut extra = 0;
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
@@ -580,14 +616,47 @@ impl Channel {
                         deliver_side_output(state, output);
                         result
                     }
-                    None => Err(Errno::EBADF),
+                    // The table's lock must not be held across the call: a
+                    // group's GET_DEVICE_FD adds a file to the table.
+                    None => match state.vfio_file(call.ino) {
+                        Some(h) => {
+                            let caller = Caller {
+                                mem: &self.mem,
+                                files: &self.files,
+                                creds: self.creds,
+                            };
+                            state
+                                .vfio_ioctl(&h, &caller, &self.files, call.request, call.arg)
+                                .map(|(result, device)| {
+                                    served_fd = device.is_some();
+                                    region_fd = device;
+                                    result
+                                })
+                        }
+                        None => Err(Errno::EBADF),
+                    },
                 }
             }
+            CALL_PREAD | CALL_PWRITE => match state.vfio_file(call.ino) {
+                Some(h) => {
+                    let caller = Caller {
+                        mem: &self.mem,
+                        files: &self.files,
+                        creds: self.creds,
+                    };
+                    let write = call.op == CALL_PWRITE;
+                    state.vfio_rw(&h, &caller, call.arg, call.len, call.offset, write)
+                }
+                None => Err(Errno::EBADF),
+            },
             CALL_CLOSED => {
                 state.release_if_closed(call.ino);
                 Ok(0)
             }
-            CALL_IS_CONTEXT => Ok(i64::from(lock(&state.contexts).contains_key(&call.ino))),
+            CALL_IS_CONTEXT => Ok(i64::from(
+                lock(&state.contexts).contains_key(&call.ino)
+                    || lock(&state.vfio_files).contains_key(&call.ino),
+            )),
             CALL_EVENTQ_READ => {
                 let side = lock(&state.side_files).get(&call.ino).cloned();
                 let plan = side.and_then(|side| {
@@ -609,6 +678,15 @@ impl Channel {
                 extra = counters.locked_vm;
                 Ok(counters.pinned_vm as i64)
             }
+            CALL_MMAP if state.vfio_file(call.ino).is_some() => state
+                .vfio_file(call.ino)
+                .ok_or(Errno::EBADF)
+                .and_then(|h| state.vfio_mmap(&h, call.arg, call.len, call.flags))
+                .map(|(fd, at)| {
+                    region_fd = Some(fd);
+                    extra = at;
+                    0
+                }),
             CALL_MMAP => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
                 let memory = hosted.ok_or(Errno::EBADF).and_then(|h| {
@@ -649,6 +727,9 @@ impl Channel {
             None => {
                 if region_fd.is_some() {
                     reply.fd_addr = u64::MAX;
+                    if served_fd {
+                        reply.reserved |= REPLY_FD_SERVED;
+                    }
                 }
                 Answer {
                     reply,

@@ -67,6 +67,10 @@ pub struct Context {
     pub(crate) shared: Arc<EngineState>,
     pub(crate) objects: ObjectTable,
     /// The IOAS the VFIO compatibility ioctls act on.
+    /// Opened as the legacy VFIO container (`/dev/vfio/vfio`): maps of
+    /// device memory (a VFIO BAR a program mapped) are followed, as
+    /// `vfio_iommu_type1` does, where iommufd refuses them.
+    pub(crate) legacy_vfio_container: bool,
     pub(crate) vfio_ioas: Option<u32>,
     /// `IOMMU_OPTION_RLIMIT_MODE`: charge new maps to the process (`Mm`)
     /// rather than to the user.
@@ -95,6 +99,7 @@ impl Context {
             shared,
             objects: ObjectTable::default(),
             vfio_ioas: None,
+            legacy_vfio_container: false,
             account_mm: false,
             owner,
             side_files: std::collections::HashMap::new(),
@@ -102,6 +107,12 @@ impl Context {
             mmap_regions: std::collections::BTreeMap::new(),
             page_request_group: 0,
         }
+    }
+
+    /// Marks the context as opened through `/dev/vfio/vfio`, the legacy
+    /// VFIO container (see [`Context`]'s `legacy_vfio_container`).
+    pub fn set_legacy_vfio_container(&mut self) {
+        self.legacy_vfio_container = true;
     }
 
     /// This context as a DMA owner in the IOMMU core.

@@ -40,6 +40,9 @@ pub struct PageIdentity {
     /// Offset from the object to this address space: page `page` is seen at
     /// `page * PAGE_SIZE + va_delta` (wrapping).
     pub va_delta: u64,
+    /// The page is a device's memory mapped into the process (a VFIO BAR;
+    /// Linux's `VM_PFNMAP`), which iommufd cannot pin.
+    pub device: bool,
 }
 
 /// The identity of a file by device and inode, shared by descriptors and
@@ -85,6 +88,7 @@ pub trait AddressSpace: Send + Sync + Debug {
                 space: self.id(),
                 page: addr / PAGE_SIZE + i,
                 va_delta: 0,
+                device: false,
             })
             .collect()
     }

@@ -52,6 +52,9 @@ struct Mapping {
     offset: u64,
     dev: u64,
     ino: u64,
+    /// A device's memory: a VFIO BAR the program mapped (the server names
+    /// BAR memory `softiommu-bar<n>`).
+    device: bool,
 }
 
 impl Mapping {
@@ -76,6 +79,9 @@ impl Mapping {
                 hex(minor).unwrap_or(0) as u32,
             ),
             ino: f.get(4).and_then(|i| i.parse().ok()).unwrap_or(0),
+            device: f
+                .get(5)
+                .is_some_and(|p| p.starts_with("/memfd:softiommu-bar")),
         })
     }
 }
@@ -117,12 +123,14 @@ fn identities(maps: &[Mapping], space: u64, addr: u64, npages: u64) -> Vec<PageI
                         space: file_space_id(m.dev, m.ino),
                         page,
                         va_delta: va.wrapping_sub(page * PAGE_SIZE),
+                        device: m.device,
                     }
                 }
                 None => PageIdentity {
                     space,
                     page: va / PAGE_SIZE,
                     va_delta: 0,
+                    device: false,
                 },
             }
         })

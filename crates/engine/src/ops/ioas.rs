@@ -38,6 +38,7 @@ impl Context {
         args: MapArgs,
     ) -> Result<u64> {
         let owner = self.owner_for(caller);
+        let allow_device = self.legacy_vfio_container;
         // An unknown IOAS fails before anything is built.
         let (shared, iopt) = self.ioas_with_state(ioas)?;
         user_va.checked_add(args.length).ok_or(Errno::EOVERFLOW)?;
@@ -45,6 +46,7 @@ impl Context {
         let source = Source::User {
             mm: caller.mem.clone(),
             base,
+            allow_device,
         };
         map_source(shared, iopt, source, user_va - base, args, owner)
     }

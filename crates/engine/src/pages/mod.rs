@@ -47,6 +47,10 @@ pub enum Source {
         mm: Arc<dyn AddressSpace>,
         /// Page-aligned address of the first page.
         base: u64,
+        /// Device memory mapped in the range (a VFIO BAR) may be pinned, as
+        /// the legacy type1 container follows such mappings; iommufd
+        /// refuses them (`EFAULT`).
+        allow_device: bool,
     },
     /// A file range starting at a page-aligned offset `base`.
     File {
@@ -60,7 +64,7 @@ pub enum Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::User { mm, base } => write!(f, "user(mm {}, {base:#x})", mm.id()),
+            Source::User { mm, base, .. } => write!(f, "user(mm {}, {base:#x})", mm.id()),
             Source::File { file, base } => write!(f, "file({}, {base:#x})", file.id()),
         }
     }
@@ -197,7 +201,11 @@ impl Pages {
                     })
                     .collect())
             }
-            Source::User { mm, base } => {
+            Source::User {
+                mm,
+                base,
+                allow_device,
+            } => {
                 let (Some(&lo), Some(&hi)) = (idxs.iter().min(), idxs.iter().max()) else {
                     return Ok(Vec::new());
                 };
@@ -208,6 +216,9 @@ impl Pages {
                     base + lo * PAGE_SIZE,
                     hi - lo + 1,
                 )?;
+                if !allow_device && all.iter().any(|id| id.device) {
+                    return Err(Errno::EFAULT);
+                }
                 Ok(idxs
                     .iter()
                     .map(|&i| {
@@ -284,7 +295,7 @@ impl Pages {
         let mut files: Vec<(u64, Arc<dyn FileBacking>)> = Vec::new();
         for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
             let mut backing = self.backing(delta);
-            if let Source::User { mm, base } = &self.source {
+            if let Source::User { mm, base, .. } = &self.source {
                 if frame.space != mm.id() {
                     let known = files
                         .iter()
@@ -334,7 +345,7 @@ impl Pages {
         let offset = first * PAGE_SIZE;
         let len = (last - first + 1) * PAGE_SIZE;
         match &self.source {
-            Source::User { mm, base } => mm.probe(base + offset, len, write),
+            Source::User { mm, base, .. } => mm.probe(base + offset, len, write),
             Source::File { file, base } => {
                 if write && !file.writable() {
                     return Err(Errno::EFAULT);

@@ -1,0 +1,282 @@
+//! The VFIO files the server serves: device files (`/dev/vfio/devices/*`)
+//! and group files (`/dev/vfio/<n>`), each a socket whose program end is the
+//! file, as a context's is. Their ioctls, reads, writes and BAR mappings
+//! arrive on the program's call channels like a context's.
+
+use super::{lock, remove_entry, CallFiles, State};
+use softiommu_engine::memory::EventSignal;
+use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext};
+use softiommu_engine::{Arg, Caller, Errno};
+use softiommu_iommu::{DeviceId, GroupId};
+use softiommu_proto::{Hello, Reply, HELLO_VFIO_DEVICE, HELLO_VFIO_GROUP};
+use softiommu_uapi::vfio::VFIO_PCI_OFFSET_SHIFT;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use zerocopy::IntoBytes;
+
+/// The most one `pread`/`pwrite` of a device file moves; a longer one
+/// returns this many bytes, as a short read or write may.
+const MAX_TRANSFER: u64 = 1 << 20;
+
+/// A VFIO file a program holds.
+#[derive(Debug)]
+pub(crate) enum VfioFile {
+    Device(DeviceFile),
+    Group(GroupFile),
+    /// Released (the program's last close): dropping the file unbinds it.
+    Closed,
+}
+
+/// One VFIO file and the socket whose end-of-file is its last close. As for
+/// contexts, the entry stays in the table until its release has finished.
+#[derive(Debug)]
+pub(crate) struct HostedVfio {
+    pub(crate) file: Mutex<VfioFile>,
+    pub(crate) socket: UnixStream,
+}
+
+impl State {
+    /// The VFIO file whose program end has inode `ino` (the table's lock is
+    /// released on return).
+    pub(crate) fn vfio_file(&self, ino: u64) -> Option<Arc<HostedVfio>> {
+        lock(&self.vfio_files).get(&ino).cloned()
+    }
+
+    /// The machine device behind `/dev/vfio/devices/vfio<minor>`: the
+    /// `minor`-th PCI function, if VFIO has it (a kernel driver's is not).
+    fn vfio_cdev(&self, minor: u32) -> Option<DeviceId> {
+        let dev = self.engine.vfio().devices().nth(minor as usize)?;
+        let core = lock(&self.engine.shared().iommu);
+        core.topology()
+            .device(dev)
+            .kernel_driver
+            .is_none()
+            .then_some(dev)
+    }
+
+    /// Releases a VFIO file: drops it (a device file unbinds, a group file
+    /// gives its group back), then leaves the table.
+    pub(crate) fn release_vfio(&self, ino: u64) {
+        let Some(h) = lock(&self.vfio_files).get(&ino).cloned() else {
+            return;
+        };
+        let file = std::mem::replace(&mut *lock(&h.file), VfioFile::Closed);
+        drop(file);
+        remove_entry(&self.vfio_files, ino, &h);
+    }
+
+    /// The context a descriptor of the caller opens: `EBADF` for no
+    /// descriptor, `EBADFD` for one that is no iommufd (a `/dev/iommu` or a
+    /// `/dev/vfio/vfio` container).
+    fn iommufd_of(&self, files: &CallFiles, fd: i32) -> Result<SharedContext, Errno> {
+        use softiommu_engine::memory::CallerFiles;
+        let ino = files.inode_of(fd).map_err(|_| Errno::EBADF)?;
+        lock(&self.contexts)
+            .get(&ino)
+            .map(|h| h.context.clone())
+            .ok_or(Errno::EBADFD)
+    }
+
+    /// A VFIO file's ioctl. A group's `GET_DEVICE_FD` gives a device file:
+    /// its program end comes back to go with the reply (its server end is
+    /// already served).
+    pub(crate) fn vfio_ioctl(
+        self: &Arc<Self>,
+        h: &HostedVfio,
+        caller: &Caller<'_>,
+        files: &CallFiles,
+        request: u32,
+        arg: u64,
+    ) -> Result<(i64, Option<OwnedFd>), Errno> {
+        let iommufd_of = |fd: i32| self.iommufd_of(files, fd);
+        let mut file = lock(&h.file);
+        match &mut *file {
+            VfioFile::Device(d) => d
+                .ioctl(caller, request, Arg::User(arg), &iommufd_of)
+                .map(|v| (v, None)),
+            VfioFile::Group(g) => match g.ioctl(caller, request, Arg::User(arg), &iommufd_of)? {
+                GroupReply::Value(v) => Ok((v, None)),
+                GroupReply::Device(device) => {
+                    drop(file);
+                    let program_end = self.serve_new_vfio_file(VfioFile::Device(device))?;
+                    Ok((0, Some(program_end)))
+                }
+            },
+            VfioFile::Closed => Err(Errno::EBADF),
+        }
+    }
+
+    /// Serves `file` on a new socket pair; returns the program's end.
+    fn serve_new_vfio_file(self: &Arc<Self>, file: VfioFile) -> Result<OwnedFd, Errno> {
+        let (program_end, server_end) = UnixStream::pair().map_err(|_| Errno::ENOMEM)?;
+        let ino = rustix::fs::fstat(&program_end)
+            .map_err(|_| Errno::ENOMEM)?
+            .st_ino;
+        let watch = server_end.try_clone().map_err(|_| Errno::ENOMEM)?;
+        let hosted = Arc::new(HostedVfio {
+            file: Mutex::new(file),
+            socket: server_end,
+        });
+        lock(&self.vfio_files).insert(ino, hosted);
+        let state = self.clone();
+        std::thread::spawn(move || {
+            wait_for_eof(watch);
+            state.release_vfio(ino);
+        });
+        Ok(program_end.into())
+    }
+
+    /// `pread` (`write` false) or `pwrite` of a device file: `len` bytes at
+    /// `offset`, to or from the caller's buffer at `buf`.
+    pub(crate) fn vfio_rw(
+        &self,
+        h: &HostedVfio,
+        caller: &Caller<'_>,
+        buf: u64,
+        len: u64,
+        offset: u64,
+        write: bool,
+    ) -> Result<i64, Errno> {
+        let file = lock(&h.file);
+        let VfioFile::Device(d) = &*file else {
+            return Err(Errno::EINVAL);
+        };
+        let n = len.min(MAX_TRANSFER) as usize;
+        let mut bytes = vec![0u8; n];
+        if write {
+            caller.mem.read(buf, &mut bytes)?;
+            d.write(offset, &bytes)?;
+        } else {
+            d.read(offset, &mut bytes)?;
+            caller.mem.write(buf, &bytes)?;
+        }
+        Ok(n as i64)
+    }
+
+    /// The memory a mapping of a device file at `offset` shows (vfio-pci's
+    /// rules: shared, a mappable BAR, inside it) and where in that memory
+    /// the mapping starts.
+    pub(crate) fn vfio_mmap(
+        &self,
+        h: &HostedVfio,
+        offset: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<(OwnedFd, u64), Errno> {
+        let file = lock(&h.file);
+        let VfioFile::Device(d) = &*file else {
+            return Err(Errno::ENODEV);
+        };
+        if flags & libc::MAP_SHARED as u32 == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let index = offset >> VFIO_PCI_OFFSET_SHIFT;
+        let start = offset & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1);
+        let function = lock(d.function());
+        let index = u32::try_from(index).map_err(|_| Errno::EINVAL)?;
+        if index > 5 || !function.bar_mmap(index) {
+            return Err(Errno::EINVAL);
+        }
+        let size = function.bar_size(index);
+        if len == 0
+            || start
+                .checked_add(len)
+                .is_none_or(|end| end > size.max(4096))
+        {
+            return Err(Errno::EINVAL);
+        }
+        let memory = function.bar_memory(index).ok_or(Errno::EINVAL)?;
+        let fd = memory
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|_| Errno::ENOMEM)?;
+        Ok((fd, start))
+    }
+}
+
+/// Serves a VFIO file a program opened: the hello named it; the reply says
+/// whether it exists; the file lives until the program's last close.
+pub(crate) fn serve_vfio_open(state: Arc<State>, stream: UnixStream, hello: &Hello) {
+    let Ok(mut watch) = stream.try_clone() else {
+        return;
+    };
+    let vfio = state.engine.vfio().clone();
+    let opened = match hello.kind {
+        HELLO_VFIO_DEVICE => state
+            .vfio_cdev(hello.index)
+            .ok_or(Errno::ENOENT)
+            .and_then(|dev| vfio.open(dev))
+            .map(VfioFile::Device),
+        HELLO_VFIO_GROUP => vfio
+            .open_group(state.engine.shared(), GroupId(hello.index))
+            .map_err(|e| if e == Errno::ENODEV { Errno::ENOENT } else { e })
+            .map(VfioFile::Group),
+        _ => Err(Errno::EINVAL),
+    };
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            let reply = Reply {
+                result: -1,
+                errno: e.0,
+                ..Reply::default()
+            };
+            let _ = watch.write_all(reply.as_bytes());
+            return;
+        }
+    };
+    lock(&state.vfio_files).insert(
+        hello.ino,
+        Arc::new(HostedVfio {
+            file: Mutex::new(file),
+            socket: stream,
+        }),
+    );
+    if watch.write_all(Reply::default().as_bytes()).is_err() {
+        state.release_vfio(hello.ino);
+        return;
+    }
+    wait_for_eof(watch);
+    state.release_vfio(hello.ino);
+}
+
+/// Returns at the program's last close of the socket.
+fn wait_for_eof(mut watch: UnixStream) {
+    let mut sink = [0u8; 64];
+    while let Ok(n) = watch.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// An eventfd of a program, taken over with `pidfd_getfd` (the same
+/// permission the server already needs to read the program's memory).
+#[derive(Debug)]
+pub(crate) struct Eventfd(OwnedFd);
+
+impl EventSignal for Eventfd {
+    fn signal(&self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+}
+
+/// The eventfd behind descriptor `fd` of process `pid`: `EBADF` for no
+/// descriptor, `EINVAL` for one that is no eventfd.
+pub(crate) fn take_eventfd(pid: i32, fd: i32) -> Result<Arc<dyn EventSignal>, Errno> {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let pid = Pid::from_raw(pid).ok_or(Errno::EBADF)?;
+    let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|_| Errno::EBADF)?;
+    let theirs = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()).map_err(|_| Errno::EBADF)?;
+    let link = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&theirs.as_fd())
+    ))
+    .map_err(|_| Errno::EBADF)?;
+    if link.to_str() != Some("anon_inode:[eventfd]") {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Arc::new(Eventfd(theirs)))
+}
