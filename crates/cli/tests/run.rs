@@ -73,6 +73,7 @@ c_programs!(
     pasid,
     veventq,
     viommu_mmap,
+    vfio_device,
     vm_pin,
 );
 
