@@ -4,6 +4,7 @@
  * BAR mmap, MSI-X eventfds, reset, and each call's errno for bad input.
  * SPDX-License-Identifier: Apache-2.0 OR MIT */
 #define _GNU_SOURCE
+#include "softiommu_abi.h"
 #include "check.h"
 #include "ops.h"
 #include "vfio_abi.h"
@@ -126,6 +127,38 @@ static void regions_irqs_and_reset(int dev)
 	CHECK(ioctl(dev, T_VFIO_DEVICE_RESET) == 0, "RESET");
 }
 
+/* Whether the VT-d debugfs file of the function has a line for IOVA page
+ * `pfn` (the format Linux's Intel driver prints). */
+static int debugfs_has(uint64_t pfn)
+{
+	char want[32], line[512];
+	snprintf(want, sizeof(want), "0x%013llx |", (unsigned long long)pfn);
+	FILE *f = fopen("/sys/kernel/debug/iommu/intel/" BDF "/domain_translation_struct", "r");
+	int found = 0;
+	while (f && fgets(line, sizeof(line), f))
+		found |= !strncmp(line, want, strlen(want));
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static void debugfs_shows_the_live_page_table(int iommufd, int ioas)
+{
+	CHECK(access("/sys/kernel/debug/iommu/intel", F_OK) == 0,
+	      "the Intel IOMMU's debugfs is there");
+	void *buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
+			     .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = PAGE,
+			     .iova = 0x200000 };
+	CHECK(!debugfs_has(0x200), "no translation for IOVA 0x200000 before the map");
+	CHECK(ioctl(iommufd, IOMMU_IOAS_MAP, &m) == 0, "map a page at IOVA 0x200000");
+	CHECK(debugfs_has(0x200), "domain_translation_struct shows it at the next open");
+	struct unmap_cmd u = { .size = sizeof(u), .ioas_id = ioas, .iova = 0x200000, .length = PAGE };
+	CHECK(ioctl(iommufd, IOMMU_IOAS_UNMAP, &u) == 0 && !debugfs_has(0x200),
+	      "and not after the unmap");
+	munmap(buf, PAGE);
+}
+
 static void the_cdev(void)
 {
 	int dev = open(CDEV, O_RDWR);
@@ -150,6 +183,7 @@ static void the_cdev(void)
 	struct t_detach d = { .argsz = sizeof(d) };
 	CHECK(ioctl(dev, T_VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == 0, "DETACH_IOMMUFD_PT");
 	CHECK(attach(dev, ioas) == 0, "attach again");
+	debugfs_shows_the_live_page_table(iommufd, ioas);
 	regions_irqs_and_reset(dev);
 
 	pid_t child = fork();

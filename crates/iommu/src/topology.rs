@@ -306,19 +306,21 @@ impl Topology {
         TopologyBuilder::default()
     }
 
-    /// The built-in machine: an AMD IOMMU with a three-function device in one
-    /// group and a NIC alone in another; an Intel IOMMU with an NVMe drive that
-    /// the kernel's nvme driver holds; and a mock IOMMU (the selftest's) with
-    /// one device.
+    /// The built-in machine: an Intel VT-d unit with a three-function device
+    /// in one group and a NIC alone in another; a second VT-d unit with an
+    /// NVMe drive that the kernel's nvme driver holds; and a mock IOMMU (the
+    /// selftest's) with one device.
     pub fn default_machine() -> Topology {
         let build = || -> Result<Topology, TopologyError> {
+            // One vendor, as on a real machine: programs that find Intel's
+            // IOMMU debugfs expect every function's entry there.
             let mut b = Topology::builder()
-                .iommu("amd0", DriverInfo::amd_v1())
                 .iommu("dmar0", DriverInfo::intel_vtd())
+                .iommu("dmar1", DriverInfo::intel_vtd())
                 .iommu("mock0", DriverInfo::mock())
-                .group("amd0", &["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"])?
-                .group("amd0", &["0000:02:00.0"])?
-                .group("dmar0", &["0000:03:00.0"])?
+                .group("dmar0", &["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"])?
+                .group("dmar0", &["0000:02:00.0"])?
+                .group("dmar1", &["0000:03:00.0"])?
                 .group("mock0", &["mock:0"])?
                 .kernel_driver("0000:03:00.0", "nvme")?;
             for (dev, function) in [

@@ -228,7 +228,18 @@ fn sysfs_redirect(path: &CStr) -> Option<std::ffi::CString> {
     }
     let socket = socket_path()?;
     let session = std::path::Path::new(&socket).parent()?;
-    std::ffi::CString::new(paths::redirect(text, session)?).ok()
+    let shadow = std::ffi::CString::new(paths::redirect(text, session)?).ok()?;
+    // Debugfs files show the driver's state at each open: the server
+    // writes them anew first.
+    if text.starts_with("/sys/kernel/debug/iommu/") {
+        let _ = call(Call {
+            op: CALL_DEBUGFS,
+            arg: text.as_ptr() as u64,
+            len: text.len() as u64,
+            ..Default::default()
+        });
+    }
+    Some(shadow)
 }
 
 /// A `pread` (`write` false) or `pwrite` of a VFIO device file: the count,

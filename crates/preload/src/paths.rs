@@ -7,9 +7,14 @@
 
 use std::path::Path;
 
-/// The sysfs directories whose entries the session may shadow; the first
-/// component after each names a PCI function or an IOMMU group.
-const SHADOWED: [&str; 2] = ["/sys/bus/pci/devices/", "/sys/kernel/iommu_groups/"];
+/// The sysfs and debugfs directories whose entries the session may shadow;
+/// the first component after each names a PCI function, an IOMMU group, or
+/// an IOMMU driver's debugfs directory.
+const SHADOWED: [&str; 3] = [
+    "/sys/bus/pci/devices/",
+    "/sys/kernel/iommu_groups/",
+    "/sys/kernel/debug/iommu/",
+];
 
 /// The session's copy of `path`, when the session has the entry it names.
 pub fn redirect(path: &str, session: &Path) -> Option<String> {

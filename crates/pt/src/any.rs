@@ -109,6 +109,11 @@ impl AnyPageTable {
         each!(self, t => t.leaves())
     }
 
+    /// See [`PageTable::walk_entries`].
+    pub fn walk_entries(&self, iova: u64) -> Vec<(u32, u64)> {
+        each!(self, t => t.walk_entries(iova))
+    }
+
     /// See [`PageTable::min_page_size`].
     pub fn min_page_size(&self) -> u64 {
         each!(self, t => t.min_page_size())

@@ -159,6 +159,9 @@ struct State {
     regions: Mutex<HashMap<u64, (u64, std::os::fd::OwnedFd)>>,
     /// VFIO device and group files by the inode of the program's end.
     vfio_files: Mutex<HashMap<u64, Arc<vfio::HostedVfio>>>,
+    /// The session directory (beside the socket), where the sysfs and
+    /// debugfs views live.
+    session: Option<PathBuf>,
 }
 
 /// The name of region memory, which `/proc/<pid>/maps` shows.
@@ -309,12 +312,12 @@ impl Server {
             spaces: Mutex::new(HashMap::new()),
             regions: Mutex::new(HashMap::new()),
             vfio_files: Mutex::new(HashMap::new()),
+            session: path.parent().map(Path::to_owned),
         });
         // What programs read in sysfs about the machine's PCI functions,
         // beside the socket (the shim finds it there).
-        if let Some(dir) = path.parent() {
-            let core = lock(&state.engine.shared().iommu);
-            sysfs::write_tree(dir, core.topology(), state.engine.vfio())?;
+        if let Some(dir) = &state.session {
+            sysfs::write(dir, state.engine.shared(), state.engine.vfio())?;
         }
         Ok(Server {
             state,
@@ -652,6 +655,20 @@ impl Channel {
             CALL_CLOSED => {
                 state.release_if_closed(call.ino);
                 Ok(0)
+            }
+            CALL_DEBUGFS => {
+                // A path of at most a page, read from the caller.
+                let len = call.len.min(4096) as usize;
+                let mut path = vec![0u8; len];
+                self.mem
+                    .read(call.arg, &mut path)
+                    .and_then(|()| String::from_utf8(path).map_err(|_| Errno::EINVAL))
+                    .and_then(|path| match &state.session {
+                        Some(dir) => sysfs::refresh_debugfs(dir, state.engine.shared(), &path)
+                            .map_err(|_| Errno::EIO),
+                        None => Ok(()),
+                    })
+                    .map(|()| 0)
             }
             CALL_IS_CONTEXT => Ok(i64::from(
                 lock(&state.contexts).contains_key(&call.ino)

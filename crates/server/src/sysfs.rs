@@ -15,9 +15,18 @@
 //!
 //! Every function is bound to vfio-pci unless the topology gives it a
 //! kernel driver; the tree is written once, when the server starts.
+//!
+//! A machine with Intel IOMMUs also gets the driver's debugfs view of each
+//! function behind one, rewritten each time a program opens it
+//! ([`refresh_debugfs`]):
+//!
+//! ```text
+//! sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct
+//! ```
 
-use softiommu_engine::vfio::VfioHost;
-use softiommu_iommu::Topology;
+use softiommu_engine::pages::EngineState;
+use softiommu_engine::vfio::{intel_translation_struct, VfioHost};
+use softiommu_iommu::{DeviceId, Topology};
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -25,6 +34,62 @@ use std::path::Path;
 /// The character-device major number reported for `/dev/vfio/devices/*`
 /// (Linux allocates it dynamically; any unused major does).
 pub const VFIO_CDEV_MAJOR: u32 = 511;
+
+/// The debugfs file of device `bdf` under `root`.
+fn debugfs_file(root: &Path, bdf: &str) -> std::path::PathBuf {
+    root.join(format!(
+        "sys/kernel/debug/iommu/intel/{bdf}/domain_translation_struct"
+    ))
+}
+
+/// Rewrites the Intel debugfs file of the device named by `path` (a path
+/// under `/sys/kernel/debug/iommu/intel/`) with what it shows now.
+pub fn refresh_debugfs(root: &Path, shared: &EngineState, path: &str) -> io::Result<()> {
+    let Some(rest) = path.strip_prefix("/sys/kernel/debug/iommu/intel/") else {
+        return Ok(());
+    };
+    let bdf = rest.split('/').next().unwrap_or_default();
+    let dev = shared
+        .iommu
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .topology()
+        .device_by_name(bdf);
+    match dev.and_then(|d| intel_translation_struct(shared, d)) {
+        Some(text) => std::fs::write(debugfs_file(root, bdf), text),
+        None => Ok(()),
+    }
+}
+
+/// Writes the Intel debugfs view of `devices` under `root`.
+fn write_debugfs(
+    root: &Path,
+    shared: &EngineState,
+    devices: &[(DeviceId, String)],
+) -> io::Result<()> {
+    for (dev, bdf) in devices {
+        if let Some(text) = intel_translation_struct(shared, *dev) {
+            let file = debugfs_file(root, bdf);
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(file, text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the whole tree: sysfs, and debugfs where the machine has it.
+pub fn write(root: &Path, shared: &EngineState, host: &VfioHost) -> io::Result<()> {
+    let devices: Vec<(DeviceId, String)> = {
+        let core = shared.iommu.lock().unwrap_or_else(|e| e.into_inner());
+        write_tree(root, core.topology(), host)?;
+        host.devices()
+            .map(|d| (d, core.topology().device(d).name.clone()))
+            .collect()
+    };
+    write_debugfs(root, shared, &devices)
+}
 
 /// Writes the tree under `root` (which becomes `root/sys/...`).
 pub fn write_tree(root: &Path, topology: &Topology, host: &VfioHost) -> io::Result<()> {
@@ -123,6 +188,26 @@ mod tests {
             "nvme"
         );
         assert!(!nvme.join("vfio-dev").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_intel_machine_gets_the_drivers_debugfs_view() {
+        let root = std::env::temp_dir().join(format!("softiommu-debugfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let engine = softiommu_engine::api::Engine::new();
+        write(&root, engine.shared(), engine.vfio()).unwrap();
+        let file = debugfs_file(&root, "0000:02:00.0");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("Device 0000:02:00.0 "), "{text}");
+        assert_eq!(text.lines().count(), 2, "no mapping yet: {text}");
+        refresh_debugfs(
+            &root,
+            engine.shared(),
+            "/sys/kernel/debug/iommu/intel/0000:02:00.0/domain_translation_struct",
+        )
+        .unwrap();
+        assert!(file.exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

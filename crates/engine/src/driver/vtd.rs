@@ -64,3 +64,45 @@ impl DriverOps for Vtd {
         })
     }
 }
+
+/// The text of Linux's `/sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct`
+/// for device `bdf` translating through `table` (none: no user domain, so
+/// no mapping lines): a header, then one line per leaf with the entries a
+/// walk reads, PML5E down to the leaf, as the driver's debugfs prints them.
+pub fn translation_struct(bdf: &str, table: Option<&softiommu_pt::AnyPageTable>) -> String {
+    use std::fmt::Write;
+    let mut out = format!("Device {bdf} @0x0\n");
+    let _ = writeln!(
+        out,
+        "{:<17}\t{:<18}\t{:<18}\t{:<18}\t{:<18}\tPTE",
+        "IOVA_PFN", "PML5E", "PML4E", "PDPE", "PDE"
+    );
+    let Some(table) = table else {
+        return out;
+    };
+    for (range, _) in table.leaves() {
+        // Linux numbers levels from 1 (the PTE) up to 5 (the PML5E).
+        let mut path = [0u64; 6];
+        for (level, raw) in table.walk_entries(range.start) {
+            if let Some(slot) = path.get_mut(level as usize + 1) {
+                *slot = raw;
+            }
+        }
+        let _ = write!(
+            out,
+            "0x{:013x} |\t0x{:016x}\t0x{:016x}\t0x{:016x}",
+            range.start >> 12,
+            path[5],
+            path[4],
+            path[3]
+        );
+        if path[2] != 0 {
+            let _ = write!(out, "\t0x{:016x}", path[2]);
+            if path[1] != 0 {
+                let _ = write!(out, "\t0x{:016x}", path[1]);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

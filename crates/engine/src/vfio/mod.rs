@@ -121,3 +121,27 @@ impl VfioHost {
         ))
     }
 }
+
+/// What Linux's Intel IOMMU driver shows of machine device `dev` in
+/// `/sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct`, read
+/// now: `None` when the device is not behind an Intel IOMMU.
+pub fn intel_translation_struct(shared: &EngineState, dev: DeviceId) -> Option<String> {
+    use softiommu_iommu::DomainKind;
+    let core = shared.iommu.locked();
+    let topology = core.topology();
+    if !core.is_present(dev) || topology.iommu(topology.iommu_of(dev)).driver.name != "intel-iommu"
+    {
+        return None;
+    }
+    let bdf = topology.device(dev).name.clone();
+    let table = match core.domain(core.device_domain(dev)).map(|d| &d.kind) {
+        Some(DomainKind::Paging { table, .. }) => Some(table.clone()),
+        _ => None,
+    };
+    drop(core);
+    let table = table.as_ref().map(|t| t.locked());
+    Some(crate::driver::vtd::translation_struct(
+        &bdf,
+        table.as_deref(),
+    ))
+}

@@ -431,6 +431,38 @@ impl<F: Format> PageTable<F> {
         }
     }
 
+    /// The raw entries a walk for `iova` reads, top level first, with their
+    /// levels (0 is the last level), ending at the leaf; empty when nothing
+    /// translates `iova`. What a driver's debug view prints (Linux's VT-d
+    /// `domain_translation_struct`).
+    pub fn walk_entries(&self, iova: u64) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        if iova > self.va_last {
+            return out;
+        }
+        let mut table = self.root_for(iova);
+        let mut level = self.top_level;
+        loop {
+            let slot = slot_index(iova, level_shift(F::GRANULE_LG2, level));
+            let raw = self.arena.get(table, slot);
+            match F::decode(raw, level) {
+                Pte::Empty => return Vec::new(),
+                Pte::Leaf(_) => {
+                    out.push((level, raw));
+                    return out;
+                }
+                Pte::Table { pa } => {
+                    if level == 0 {
+                        return Vec::new();
+                    }
+                    out.push((level, raw));
+                    table = TableArena::id_at(pa);
+                    level -= 1;
+                }
+            }
+        }
+    }
+
     /// Every leaf, in IOVA order, with the range it covers. For checks and
     /// inspection; it allocates.
     pub fn leaves(&self) -> Vec<(IovaRange, Leaf)> {
