@@ -1,18 +1,23 @@
-//! The `/dev/iommu` shim, loaded with `LD_PRELOAD` by `softiommu run`.
+//! The softiommu shim, loaded with `LD_PRELOAD` by `softiommu run`.
 //!
 //! It replaces `open`/`openat` (and their `64` and `_2` fortify forms),
-//! `ioctl`, `mmap`/`mmap64`, `close`, `read` (for vEVENTQ files) and
+//! `ioctl`, `mmap`/`mmap64`, `close`, `read` (for vEVENTQ files),
+//! `pread`/`pwrite` (and their `64` forms, for VFIO device regions),
 //! `fopen`/`fopen64` (for `/proc/<pid>/status`, whose `VmPin`/`VmLck` show
-//! the engine's pins as Linux's would). Opening `/dev/iommu` connects to the
-//! server and returns that
-//! socket: a real descriptor, so `dup`, `fork`, `exec` and fd passing share the
-//! context as they share a kernel file. `ioctl` on such a descriptor is sent to
-//! the server on this thread's call channel; the server reads and writes the
-//! program's memory itself, so a bad pointer is `EFAULT`, never a crash. Every
-//! other path and descriptor goes to the C library untouched, errno preserved.
+//! the engine's pins as Linux's would), and the path lookups `opendir`,
+//! `readlink`, `stat`, `lstat` and `access` (for the sysfs and debugfs
+//! entries of the machine's PCI functions, which the server writes in the
+//! session directory). Opening `/dev/iommu`, `/dev/vfio/vfio`,
+//! `/dev/vfio/<group>` or `/dev/vfio/devices/vfioN` connects to the server
+//! and returns that socket: a real descriptor, so `dup`, `fork`, `exec` and
+//! fd passing share the file as they share a kernel file. `ioctl` on such a
+//! descriptor is sent to the server on this thread's call channel; the
+//! server reads and writes the program's memory itself, so a bad pointer is
+//! `EFAULT`, never a crash. Every other path and descriptor goes to the C
+//! library untouched, errno preserved.
 //!
 //! This crate is the project's FFI boundary: all of its `unsafe` lives in
-//! [`sys`].
+//! its `sys` module.
 
 mod paths;
 #[allow(unsafe_code)]

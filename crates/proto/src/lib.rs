@@ -18,6 +18,8 @@
 //!
 //! Every message is one fixed-size packet.
 
+#![warn(missing_docs)]
+
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 mod shared_call;
@@ -28,8 +30,9 @@ pub const SOCKET_ENV: &str = "SOFTIOMMU_SOCKET";
 /// First word of every hello.
 pub const MAGIC: u32 = 0x534f_4654; // "SOFT"
 
-/// Hello kinds.
+/// A new context: `open("/dev/iommu")`.
 pub const HELLO_CONTEXT: u32 = 1;
+/// A call channel for this thread, whose calls travel as packets.
 pub const HELLO_CALL: u32 = 2;
 /// A call channel whose calls travel through the shared page sent with the
 /// hello.
@@ -44,7 +47,8 @@ pub const HELLO_VFIO_GROUP: u32 = 5;
 /// iommufd context that follows `vfio_iommu_type1` where they differ.
 pub const HELLO_VFIO_CONTAINER: u32 = 6;
 
-/// Call operations.
+/// An `ioctl(2)` on a file the server serves: `request` and `arg` as the
+/// program passed them.
 pub const CALL_IOCTL: u32 = 1;
 /// Sent after the program closed a context socket or a side file: if that was
 /// the last reference, the server releases what stands behind it before
@@ -81,13 +85,16 @@ pub const CALL_DEBUGFS: u32 = 9;
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct Hello {
+    /// [`MAGIC`].
     pub magic: u32,
+    /// `HELLO_*`: what the connection is for.
     pub kind: u32,
     /// For a context or a VFIO file: the inode of the program's end of the
     /// socket.
     pub ino: u64,
     /// For a VFIO file: the device's minor (`vfio<index>`) or the group.
     pub index: u32,
+    /// Zero.
     pub reserved: u32,
 }
 
@@ -97,6 +104,7 @@ pub struct Hello {
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 pub struct Call {
+    /// `CALL_*`: what is asked.
     pub op: u32,
     /// The ioctl request number.
     pub request: u32,
@@ -104,9 +112,12 @@ pub struct Call {
     pub ino: u64,
     /// The ioctl argument (a pointer in the caller, or an integer).
     pub arg: u64,
-    /// For `CALL_MMAP`: the mapping's length, protection and flags.
+    /// For `CALL_MMAP`: the mapping's length; for reads and writes, their
+    /// byte count.
     pub len: u64,
+    /// For `CALL_MMAP`: the mapping's protection (`PROT_*`).
     pub prot: u32,
+    /// For `CALL_MMAP`: the mapping's flags (`MAP_*`).
     pub flags: u32,
     /// For `CALL_PREAD` / `CALL_PWRITE`: the file offset.
     pub offset: u64,
@@ -126,6 +137,7 @@ pub struct Reply {
     pub result: i64,
     /// A positive errno, or 0 for success.
     pub errno: i32,
+    /// `REPLY_FD_*` flags.
     pub reserved: u32,
     /// Where to write the number of the attached descriptor; 0 if none.
     pub fd_addr: u64,

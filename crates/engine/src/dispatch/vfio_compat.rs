@@ -42,7 +42,8 @@ impl Context {
     fn vfio_check_extension(&self, ext: u64) -> Result<i64> {
         match ext {
             VFIO_TYPE1_IOMMU | VFIO_TYPE1V2_IOMMU | VFIO_UNMAP_ALL => Ok(1),
-            // Coherent as long as every domain enforces coherency; no domain yet.
+            // Every driver of this machine enforces cache coherency, so the
+            // compatibility IOAS's domains do (ENODEV until it exists).
             VFIO_DMA_CC_IOMMU => self.compat_ioas().map(|_| 1),
             _ => Ok(0),
         }
