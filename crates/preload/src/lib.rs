@@ -48,8 +48,43 @@ struct Channel {
     page: Option<sys::SharedPage>,
 }
 
+/// A thread's channel. When the thread exits its channel goes to the
+/// process's pool for the next thread, so a program that starts threads
+/// over and over does not connect (and make the server start a thread) for
+/// each.
+struct ChannelSlot(RefCell<Option<Channel>>);
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        if let Some(chan) = self.0.get_mut().take() {
+            if chan.pid == std::process::id() as i32 {
+                POOL.lock().unwrap_or_else(|e| e.into_inner()).push(chan);
+            } else {
+                sys::forget_stream(chan.stream);
+            }
+        }
+    }
+}
+
+/// Channels of threads that have exited, for the next threads to take.
+static POOL: std::sync::Mutex<Vec<Channel>> = std::sync::Mutex::new(Vec::new());
+
+/// A pooled channel of this process, if any (a forked child's pool holds
+/// its parent's channels, which it must not use).
+fn pooled_channel(pid: i32) -> Option<Channel> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(chan) = pool.pop() {
+        if chan.pid == pid {
+            return Some(chan);
+        }
+        sys::forget_stream(chan.stream);
+        drop(chan.page);
+    }
+    None
+}
+
 thread_local! {
-    static CHANNEL: RefCell<Option<Channel>> = const { RefCell::new(None) };
+    static CHANNEL: ChannelSlot = const { ChannelSlot(RefCell::new(None)) };
 }
 
 /// What a socket inode is to this process.
@@ -153,7 +188,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
 fn call(call: Call) -> Option<Reply> {
     let pid = std::process::id() as i32;
     CHANNEL.with(|cell| {
-        let mut slot = cell.borrow_mut();
+        let mut slot = cell.0.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.pid != pid) {
             if let Some(old) = slot.take() {
                 // The parent's channel: drop this process's copies of its
@@ -161,7 +196,10 @@ fn call(call: Call) -> Option<Reply> {
                 sys::forget_stream(old.stream);
                 drop(old.page);
             }
-            *slot = Some(connect_channel(pid)?);
+            *slot = Some(match pooled_channel(pid) {
+                Some(chan) => chan,
+                None => connect_channel(pid)?,
+            });
         }
         let chan = slot.as_mut()?;
         let reply = match &chan.page {

@@ -152,6 +152,12 @@ pub(crate) struct SharedPage {
     page: std::ptr::NonNull<softiommu_proto::SharedCall>,
 }
 
+// SAFETY: the page is process-wide shared memory that the mapping keeps
+// alive until drop, and it is only reached through `get`, a shared
+// reference to atomics; handing the mapping to another thread (a channel
+// reused by a later thread) moves nothing but the pointer.
+unsafe impl Send for SharedPage {}
+
 impl SharedPage {
     /// Makes a page and returns it with the memfd to send to the server.
     pub(crate) fn create() -> Option<(SharedPage, std::os::fd::OwnedFd)> {

@@ -17,7 +17,7 @@
 
 use crate::{Call, Reply};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -86,6 +86,20 @@ fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
     value
 }
 
+/// Waiters of this process polling right now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many waiters of one process may poll at once: half the CPUs, at
+/// least one.
+fn max_spinners() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1)
+    })
+}
+
 /// Stores `value` in `seq` and wakes whoever sleeps on it.
 fn publish(seq: &AtomicU32, value: u32, other_sleeping: &AtomicU32) {
     seq.store(value, Ordering::SeqCst);
@@ -104,18 +118,28 @@ fn wait_until(
     spin: Duration,
     mut alive: impl FnMut() -> bool,
 ) -> Option<u32> {
+    // At most half the CPUs poll at once in this process; the other
+    // waiters sleep at once, so pollers never take the CPU the other side
+    // needs to answer (eight threads of a program polling on two cores
+    // slowed every call down).
+    let polling = SPINNING.fetch_add(1, Ordering::Relaxed) < max_spinners();
     let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            let now = seq.load(Ordering::Acquire);
-            if done(now) {
-                return Some(now);
+    let mut found: Option<u32> = None;
+    if polling {
+        while found.is_none() && start.elapsed() < spin {
+            for _ in 0..64 {
+                let now = seq.load(Ordering::Acquire);
+                if done(now) {
+                    found = Some(now);
+                    break;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
         }
-        if start.elapsed() >= spin {
-            break;
-        }
+    }
+    SPINNING.fetch_sub(1, Ordering::Relaxed);
+    if found.is_some() {
+        return found;
     }
     loop {
         sleeping.store(1, Ordering::SeqCst);
