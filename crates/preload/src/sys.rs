@@ -33,6 +33,12 @@ type OpendirFn = unsafe extern "C" fn(*const c_char) -> *mut libc::DIR;
 type ReadlinkFn = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> isize;
 type AccessFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type StatFn = unsafe extern "C" fn(*const c_char, *mut libc::stat) -> c_int;
+type Stat64Fn = unsafe extern "C" fn(*const c_char, *mut libc::stat64) -> c_int;
+type Fstatat64Fn = unsafe extern "C" fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+type ReadlinkatFn = unsafe extern "C" fn(c_int, *const c_char, *mut c_char, usize) -> isize;
+type RealpathFn = unsafe extern "C" fn(*const c_char, *mut c_char) -> *mut c_char;
+type PreadChkFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t, usize) -> isize;
+type RealpathChkFn = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> *mut c_char;
 type MmapFn =
     unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
 
@@ -62,6 +68,14 @@ struct Real {
     access: AccessFn,
     stat: StatFn,
     lstat: StatFn,
+    stat64: Stat64Fn,
+    lstat64: Stat64Fn,
+    fstatat64: Fstatat64Fn,
+    readlinkat: ReadlinkatFn,
+    realpath: RealpathFn,
+    pread_chk: PreadChkFn,
+    pread64_chk: PreadChkFn,
+    realpath_chk: RealpathChkFn,
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
@@ -112,6 +126,24 @@ fn real() -> &'static Real {
                 access: std::mem::transmute::<*mut c_void, AccessFn>(next_symbol(c"access")),
                 stat: std::mem::transmute::<*mut c_void, StatFn>(next_symbol(c"stat")),
                 lstat: std::mem::transmute::<*mut c_void, StatFn>(next_symbol(c"lstat")),
+                stat64: std::mem::transmute::<*mut c_void, Stat64Fn>(next_symbol(c"stat64")),
+                lstat64: std::mem::transmute::<*mut c_void, Stat64Fn>(next_symbol(c"lstat64")),
+                fstatat64: std::mem::transmute::<*mut c_void, Fstatat64Fn>(next_symbol(
+                    c"fstatat64",
+                )),
+                readlinkat: std::mem::transmute::<*mut c_void, ReadlinkatFn>(next_symbol(
+                    c"readlinkat",
+                )),
+                realpath: std::mem::transmute::<*mut c_void, RealpathFn>(next_symbol(c"realpath")),
+                pread_chk: std::mem::transmute::<*mut c_void, PreadChkFn>(next_symbol(
+                    c"__pread_chk",
+                )),
+                pread64_chk: std::mem::transmute::<*mut c_void, PreadChkFn>(next_symbol(
+                    c"__pread64_chk",
+                )),
+                realpath_chk: std::mem::transmute::<*mut c_void, RealpathChkFn>(next_symbol(
+                    c"__realpath_chk",
+                )),
             }
         }
     })
@@ -960,4 +992,163 @@ pub unsafe extern "C" fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_i
     let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
     // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
     unsafe { (real().lstat)(path, buf) }
+}
+
+/// # Safety
+/// As `stat64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int {
+    // SAFETY: stat64's path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().stat64)(path, buf) }
+}
+
+/// # Safety
+/// As `lstat64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int {
+    // SAFETY: lstat64's path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().lstat64)(path, buf) }
+}
+
+/// # Safety
+/// As `fstatat64(2)`; an absolute path ignores `dirfd`.
+#[no_mangle]
+pub unsafe extern "C" fn fstatat64(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat64,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: fstatat64's path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().fstatat64)(dirfd, path, buf, flags) }
+}
+
+/// # Safety
+/// As `readlinkat(2)`; an absolute path ignores `dirfd`.
+#[no_mangle]
+pub unsafe extern "C" fn readlinkat(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: usize,
+) -> isize {
+    // SAFETY: readlinkat's path is a C string (or null).
+    let shadow = unsafe { sysfs_path(path) };
+    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
+    unsafe { (real().readlinkat)(dirfd, path, buf, size) }
+}
+
+/// # Safety
+/// As `realpath(3)`. A shadowed sysfs path resolves in the session's copy
+/// and comes back under `/sys`, so the program never sees the session.
+#[no_mangle]
+pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char {
+    // SAFETY: realpath's path is a C string (or null).
+    let Some(shadow) = (unsafe { sysfs_path(path) }) else {
+        // SAFETY: not a shadowed path: forwarding the caller's arguments unchanged.
+        return unsafe { (real().realpath)(path, resolved) };
+    };
+    // SAFETY: a C string we made; a null buffer makes realpath allocate.
+    let full = unsafe { (real().realpath)(shadow.as_ptr(), std::ptr::null_mut()) };
+    if full.is_null() {
+        return full;
+    }
+    // SAFETY: realpath returned a C string it allocated with malloc.
+    let text = unsafe { CStr::from_ptr(full) }.to_bytes().to_vec();
+    // SAFETY: freeing what realpath allocated, once.
+    unsafe { libc::free(full.cast()) };
+    let session_sys = shadow
+        .to_bytes()
+        .windows(5)
+        .position(|w| w == b"/sys/")
+        .unwrap_or(0);
+    let prefix = &shadow.to_bytes()[..session_sys];
+    let visible = text.strip_prefix(prefix).unwrap_or(&text).to_vec();
+    let Ok(visible) = std::ffi::CString::new(visible) else {
+        set_errno(libc::ENAMETOOLONG);
+        return std::ptr::null_mut();
+    };
+    let bytes = visible.as_bytes_with_nul();
+    if resolved.is_null() {
+        // SAFETY: the C library's strdup, whose result the caller frees.
+        return unsafe { libc::strdup(visible.as_ptr()) };
+    }
+    if bytes.len() > libc::PATH_MAX as usize {
+        set_errno(libc::ENAMETOOLONG);
+        return std::ptr::null_mut();
+    }
+    // SAFETY: realpath's contract: `resolved` has room for PATH_MAX bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr().cast(), resolved, bytes.len()) };
+    resolved
+}
+
+/// # Safety
+/// As glibc's `__pread_chk`, what `pread` becomes under `_FORTIFY_SOURCE`
+/// (Debian builds programs such as QEMU so): a count past the buffer goes
+/// to the C library, which aborts the program as it should.
+#[no_mangle]
+pub unsafe extern "C" fn __pread_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    offset: libc::off_t,
+    buflen: usize,
+) -> isize {
+    if count <= buflen {
+        if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
+            return r;
+        }
+    }
+    // SAFETY: not a VFIO file (or an overflow for the C library to report):
+    // forwarding the caller's arguments unchanged.
+    unsafe { (real().pread_chk)(fd, buf, count, offset, buflen) }
+}
+
+/// # Safety
+/// As glibc's `__pread64_chk` (see [`__pread_chk`]).
+#[no_mangle]
+pub unsafe extern "C" fn __pread64_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    offset: libc::off_t,
+    buflen: usize,
+) -> isize {
+    if count <= buflen {
+        if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
+            return r;
+        }
+    }
+    // SAFETY: as in `__pread_chk`.
+    unsafe { (real().pread64_chk)(fd, buf, count, offset, buflen) }
+}
+
+/// # Safety
+/// As glibc's `__realpath_chk`, what `realpath` becomes under
+/// `_FORTIFY_SOURCE`: a shadowed path goes through [`realpath`] when the
+/// buffer can hold any path.
+#[no_mangle]
+pub unsafe extern "C" fn __realpath_chk(
+    path: *const c_char,
+    resolved: *mut c_char,
+    resolvedlen: usize,
+) -> *mut c_char {
+    // SAFETY: realpath's path is a C string (or null).
+    let shadowed = unsafe { sysfs_path(path) }.is_some();
+    if shadowed && (resolved.is_null() || resolvedlen >= libc::PATH_MAX as usize) {
+        // SAFETY: the caller's arguments, under realpath(3)'s contract.
+        return unsafe { realpath(path, resolved) };
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().realpath_chk)(path, resolved, resolvedlen) }
 }
