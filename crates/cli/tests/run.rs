@@ -67,6 +67,7 @@ c_programs!(
     access,
     dirty_nested,
     fault_queue,
+    foreign_context,
     ioas_basic,
     last_close,
     mock_domain,

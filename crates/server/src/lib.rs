@@ -566,6 +566,9 @@ struct Channel {
     mem: Arc<dyn AddressSpace>,
     files: CallFiles,
     creds: Credentials,
+    /// Inodes of files this channel's process has been seen to hold (see
+    /// [`Channel::holds`]).
+    held: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// A call's answer: the reply, the descriptor that goes with it, and a side
@@ -591,11 +594,62 @@ impl Channel {
                 state: state.clone(),
             },
             creds: credentials(pid),
+            held: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Whether the calling process holds a descriptor of the socket whose
+    /// inode is `ino`: a call may act only on a context or file its caller
+    /// holds, as a kernel file is reached only through a descriptor. Read
+    /// from `/proc/<pid>/fd` the first time, remembered after.
+    fn holds(&self, ino: u64) -> bool {
+        if lock(&self.held).contains(&ino) {
+            return true;
+        }
+        // The program's end is a socket, or a pipe for an event queue.
+        let socket = format!("socket:[{ino}]");
+        let pipe = format!("pipe:[{ino}]");
+        let found = std::fs::read_dir(format!("/proc/{}/fd", self.files.pid))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()).any(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| {
+                        l.as_os_str() == socket.as_str() || l.as_os_str() == pipe.as_str()
+                    })
+                })
+            })
+            .unwrap_or(false);
+        if found {
+            lock(&self.held).insert(ino);
+        }
+        found
     }
 
     fn handle(&self, call: &Call) -> Answer {
         let state = &self.state;
+        // Calls on a file act only for a process that holds it (a close
+        // call comes after the close, and only ever releases a file whose
+        // every holder has closed it).
+        let names_a_file = matches!(
+            call.op,
+            CALL_IOCTL | CALL_MMAP | CALL_PREAD | CALL_PWRITE | CALL_EVENTQ_READ | CALL_IS_CONTEXT
+        );
+        if names_a_file && !self.holds(call.ino) {
+            let result = if call.op == CALL_IS_CONTEXT { 0 } else { -1 };
+            let errno = if call.op == CALL_IS_CONTEXT {
+                0
+            } else {
+                Errno::EBADF.0
+            };
+            return Answer {
+                reply: Reply {
+                    result,
+                    errno,
+                    ..Reply::default()
+                },
+                attached: None,
+                side: None,
+            };
+        }
         // The memory a CALL_MMAP maps, sent with the reply.
         let mut region_fd = None;
         // Whether `region_fd` is a VFIO file the server serves.
