@@ -228,41 +228,6 @@ fn vfio_path(path: &CStr) -> Option<(u32, u32)> {
     Some((HELLO_VFIO_GROUP, number(path.strip_prefix("/dev/vfio/")?)?))
 }
 
-/// Opens a VFIO device or group file; returns the descriptor or a negative
-/// errno (the server says whether the file exists and is free).
-fn open_vfio(path: String, kind: u32, index: u32, flags: i32) -> i32 {
-    let Ok(mut stream) = UnixStream::connect(path) else {
-        return -libc::ENODEV;
-    };
-    if flags & libc::O_CLOEXEC != 0 {
-        sys::set_cloexec(stream.as_raw_fd());
-    } else {
-        sys::clear_cloexec(stream.as_raw_fd());
-    }
-    let Some(ino) = sys::socket_inode(stream.as_raw_fd()) else {
-        return -libc::EIO;
-    };
-    let hello = Hello {
-        magic: MAGIC,
-        kind,
-        ino,
-        index,
-        reserved: 0,
-    };
-    if stream.write_all(hello.as_bytes()).is_err() {
-        return -libc::EIO;
-    }
-    let mut ack = Reply::default();
-    if stream.read_exact(ack.as_mut_bytes()).is_err() {
-        return -libc::EIO;
-    }
-    if ack.errno != 0 {
-        return -ack.errno;
-    }
-    sys::remember(ino, Kind::Context);
-    sys::into_raw(stream)
-}
-
 /// The session's copy of a sysfs path (see [`paths`]).
 fn sysfs_redirect(path: &CStr) -> Option<std::ffi::CString> {
     let text = path.to_str().ok()?;
@@ -302,9 +267,12 @@ fn vfio_rw(ino: u64, buf: u64, len: u64, offset: u64, write: bool) -> i64 {
     }
 }
 
-/// Opens a new context (`kind`: `HELLO_CONTEXT`, or `HELLO_VFIO_CONTAINER`
-/// for `/dev/vfio/vfio`); returns the descriptor or a negative errno.
-fn open_context(path: String, kind: u32, flags: i32) -> i32 {
+/// Opens a file the server serves: a context (`HELLO_CONTEXT`, or
+/// `HELLO_VFIO_CONTAINER` for `/dev/vfio/vfio`) or a VFIO device or group
+/// file (`HELLO_VFIO_DEVICE` / `HELLO_VFIO_GROUP` with its `index`). Returns
+/// the descriptor, or a negative errno (the server says whether the file
+/// exists and is free).
+fn open_served(path: String, kind: u32, index: u32, flags: i32) -> i32 {
     let Ok(mut stream) = UnixStream::connect(path) else {
         return -libc::ENODEV;
     };
@@ -316,12 +284,12 @@ fn open_context(path: String, kind: u32, flags: i32) -> i32 {
     let Some(ino) = sys::socket_inode(stream.as_raw_fd()) else {
         return -libc::EIO;
     };
-    sys::remember(ino, Kind::Context);
     let hello = Hello {
         magic: MAGIC,
         kind,
         ino,
-        ..Default::default()
+        index,
+        reserved: 0,
     };
     if stream.write_all(hello.as_bytes()).is_err() {
         return -libc::EIO;
@@ -330,6 +298,10 @@ fn open_context(path: String, kind: u32, flags: i32) -> i32 {
     if stream.read_exact(ack.as_mut_bytes()).is_err() {
         return -libc::EIO;
     }
+    if ack.errno != 0 {
+        return -ack.errno;
+    }
+    sys::remember(ino, Kind::Context);
     sys::into_raw(stream)
 }
 

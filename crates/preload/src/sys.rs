@@ -8,8 +8,8 @@
 
 use crate::{
     context_closed, context_ioctl, context_kind, context_mmap, context_of, eventq_read_plan,
-    is_dev_iommu, open_context, open_vfio, socket_path, status_pid, status_with_pins,
-    sysfs_redirect, vfio_path, vfio_rw, Kind,
+    is_dev_iommu, open_served, socket_path, status_pid, status_with_pins, sysfs_redirect,
+    vfio_path, vfio_rw, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -481,7 +481,7 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     if let Some((kind, index)) = vfio_path(path).filter(|_| !is_dev_iommu(path)) {
         let socket = socket_path()?;
         return guarded(|| {
-            let fd = open_vfio(socket, kind, index, flags);
+            let fd = open_served(socket, kind, index, flags);
             if fd < 0 {
                 set_errno(-fd);
                 -1
@@ -495,7 +495,7 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     }
     let socket = socket_path()?;
     guarded(|| {
-        let fd = open_context(socket, context_kind(path), flags);
+        let fd = open_served(socket, context_kind(path), 0, flags);
         if fd < 0 {
             set_errno(-fd);
             -1
@@ -940,115 +940,6 @@ pub unsafe extern "C" fn pwrite64(
 }
 
 /// # Safety
-/// As `opendir(3)`.
-#[no_mangle]
-pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
-    // SAFETY: opendir(3)'s path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's argument, a sysfs path sent to the session's copy.
-    unsafe { (real().opendir)(path) }
-}
-
-/// # Safety
-/// As `readlink(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: usize) -> isize {
-    // SAFETY: readlink(2)'s path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().readlink)(path, buf, size) }
-}
-
-/// # Safety
-/// As `access(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
-    // SAFETY: access(2)'s path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().access)(path, mode) }
-}
-
-/// # Safety
-/// As `stat(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int {
-    // SAFETY: stat(2)'s path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().stat)(path, buf) }
-}
-
-/// # Safety
-/// As `lstat(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int {
-    // SAFETY: lstat(2)'s path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().lstat)(path, buf) }
-}
-
-/// # Safety
-/// As `stat64(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int {
-    // SAFETY: stat64's path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().stat64)(path, buf) }
-}
-
-/// # Safety
-/// As `lstat64(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int {
-    // SAFETY: lstat64's path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().lstat64)(path, buf) }
-}
-
-/// # Safety
-/// As `fstatat64(2)`; an absolute path ignores `dirfd`.
-#[no_mangle]
-pub unsafe extern "C" fn fstatat64(
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut libc::stat64,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: fstatat64's path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().fstatat64)(dirfd, path, buf, flags) }
-}
-
-/// # Safety
-/// As `readlinkat(2)`; an absolute path ignores `dirfd`.
-#[no_mangle]
-pub unsafe extern "C" fn readlinkat(
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut c_char,
-    size: usize,
-) -> isize {
-    // SAFETY: readlinkat's path is a C string (or null).
-    let shadow = unsafe { sysfs_path(path) };
-    let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
-    // SAFETY: forwarding the caller's arguments, a sysfs path sent to the session's copy.
-    unsafe { (real().readlinkat)(dirfd, path, buf, size) }
-}
-
-/// # Safety
 /// As `realpath(3)`. A shadowed sysfs path resolves in the session's copy
 /// and comes back under `/sys`, so the program never sees the session.
 #[no_mangle]
@@ -1152,3 +1043,37 @@ pub unsafe extern "C" fn __realpath_chk(
     // SAFETY: forwarding the caller's arguments unchanged.
     unsafe { (real().realpath_chk)(path, resolved, resolvedlen) }
 }
+
+/// Path lookups the session may shadow: each sends a sysfs or debugfs path
+/// of the machine's functions to the session's copy (see `crate::paths`)
+/// and forwards everything else unchanged.
+macro_rules! shadowed_path_hook {
+    ($name:ident($($before:ident: $bt:ty,)* @path $(, $after:ident: $at:ty)*) -> $ret:ty) => {
+        /// # Safety
+        /// As the C library's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            $($before: $bt,)*
+            path: *const c_char
+            $(, $after: $at)*
+        ) -> $ret {
+            // SAFETY: the path argument is a C string (or null) under the
+            // function's contract.
+            let shadow = unsafe { sysfs_path(path) };
+            let path = shadow.as_ref().map_or(path, |p| p.as_ptr());
+            // SAFETY: forwarding the caller's arguments, a shadowed path sent
+            // to the session's copy.
+            unsafe { (real().$name)($($before,)* path $(, $after)*) }
+        }
+    };
+}
+
+shadowed_path_hook!(opendir(@path) -> *mut libc::DIR);
+shadowed_path_hook!(readlink(@path, buf: *mut c_char, size: usize) -> isize);
+shadowed_path_hook!(readlinkat(dirfd: c_int, @path, buf: *mut c_char, size: usize) -> isize);
+shadowed_path_hook!(access(@path, mode: c_int) -> c_int);
+shadowed_path_hook!(stat(@path, buf: *mut libc::stat) -> c_int);
+shadowed_path_hook!(lstat(@path, buf: *mut libc::stat) -> c_int);
+shadowed_path_hook!(stat64(@path, buf: *mut libc::stat64) -> c_int);
+shadowed_path_hook!(lstat64(@path, buf: *mut libc::stat64) -> c_int);
+shadowed_path_hook!(fstatat64(dirfd: c_int, @path, buf: *mut libc::stat64, flags: c_int) -> c_int);
