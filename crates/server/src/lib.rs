@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -162,7 +163,16 @@ struct State {
     /// The session directory (beside the socket), where the sysfs and
     /// debugfs views live.
     session: Option<PathBuf>,
+    /// Connections being served (at most [`MAX_CONNECTIONS`]).
+    connections: std::sync::atomic::AtomicUsize,
 }
+
+/// How long a new connection may take to send its hello.
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most connections (contexts, VFIO files and call channels, each
+/// served by a thread) the server keeps at once.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// The name of region memory, which `/proc/<pid>/maps` shows.
 const REGION_NAME: &str = "softiommu-region";
@@ -313,6 +323,7 @@ impl Server {
             regions: Mutex::new(HashMap::new()),
             vfio_files: Mutex::new(HashMap::new()),
             session: path.parent().map(Path::to_owned),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         });
         // What programs read in sysfs about the machine's PCI functions,
         // beside the socket (the shim finds it there).
@@ -335,8 +346,17 @@ impl Server {
     pub fn serve(self) {
         for stream in self.listener.incoming() {
             let Ok(stream) = stream else { break };
+            // Past the limit a connection is closed at once: the program
+            // sees EIO rather than the server running out of threads.
+            if self.state.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                self.state.connections.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
             let state = self.state.clone();
-            std::thread::spawn(move || serve_connection(state, stream));
+            std::thread::spawn(move || {
+                serve_connection(state.clone(), stream);
+                state.connections.fetch_sub(1, Ordering::Relaxed);
+            });
         }
     }
 }
@@ -346,9 +366,17 @@ fn read_packet<T: FromBytes + IntoBytes>(stream: &mut UnixStream, out: &mut T) -
 }
 
 fn serve_connection(state: Arc<State>, stream: UnixStream) {
+    // A connection that says nothing is closed: the shim sends its hello
+    // right after connecting.
+    if stream.set_read_timeout(Some(HELLO_TIMEOUT)).is_err() {
+        return;
+    }
     let Some((hello, fd)) = sys::read_hello(&stream) else {
         return;
     };
+    if stream.set_read_timeout(None).is_err() {
+        return;
+    }
     if hello.magic != MAGIC {
         return;
     }
