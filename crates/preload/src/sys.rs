@@ -876,70 +876,6 @@ fn intercept_rw(
 }
 
 /// # Safety
-/// As `pread(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn pread(
-    fd: c_int,
-    buf: *mut c_void,
-    count: usize,
-    offset: libc::off_t,
-) -> isize {
-    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
-        return r;
-    }
-    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
-    unsafe { (real().pread)(fd, buf, count, offset) }
-}
-
-/// # Safety
-/// As `pread64(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn pread64(
-    fd: c_int,
-    buf: *mut c_void,
-    count: usize,
-    offset: libc::off_t,
-) -> isize {
-    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
-        return r;
-    }
-    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
-    unsafe { (real().pread64)(fd, buf, count, offset) }
-}
-
-/// # Safety
-/// As `pwrite(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn pwrite(
-    fd: c_int,
-    buf: *const c_void,
-    count: usize,
-    offset: libc::off_t,
-) -> isize {
-    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, true) {
-        return r;
-    }
-    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
-    unsafe { (real().pwrite)(fd, buf, count, offset) }
-}
-
-/// # Safety
-/// As `pwrite64(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    count: usize,
-    offset: libc::off_t,
-) -> isize {
-    if let Some(r) = intercept_rw(fd, buf as u64, count, offset, true) {
-        return r;
-    }
-    // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
-    unsafe { (real().pwrite64)(fd, buf, count, offset) }
-}
-
-/// # Safety
 /// As `realpath(3)`. A shadowed sysfs path resolves in the session's copy
 /// and comes back under `/sys`, so the program never sees the session.
 #[no_mangle]
@@ -981,47 +917,6 @@ pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) ->
     // SAFETY: realpath's contract: `resolved` has room for PATH_MAX bytes.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr().cast(), resolved, bytes.len()) };
     resolved
-}
-
-/// # Safety
-/// As glibc's `__pread_chk`, what `pread` becomes under `_FORTIFY_SOURCE`
-/// (Debian builds programs such as QEMU so): a count past the buffer goes
-/// to the C library, which aborts the program as it should.
-#[no_mangle]
-pub unsafe extern "C" fn __pread_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    count: usize,
-    offset: libc::off_t,
-    buflen: usize,
-) -> isize {
-    if count <= buflen {
-        if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
-            return r;
-        }
-    }
-    // SAFETY: not a VFIO file (or an overflow for the C library to report):
-    // forwarding the caller's arguments unchanged.
-    unsafe { (real().pread_chk)(fd, buf, count, offset, buflen) }
-}
-
-/// # Safety
-/// As glibc's `__pread64_chk` (see [`__pread_chk`]).
-#[no_mangle]
-pub unsafe extern "C" fn __pread64_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    count: usize,
-    offset: libc::off_t,
-    buflen: usize,
-) -> isize {
-    if count <= buflen {
-        if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
-            return r;
-        }
-    }
-    // SAFETY: as in `__pread_chk`.
-    unsafe { (real().pread64_chk)(fd, buf, count, offset, buflen) }
 }
 
 /// # Safety
@@ -1077,3 +972,55 @@ shadowed_path_hook!(lstat(@path, buf: *mut libc::stat) -> c_int);
 shadowed_path_hook!(stat64(@path, buf: *mut libc::stat64) -> c_int);
 shadowed_path_hook!(lstat64(@path, buf: *mut libc::stat64) -> c_int);
 shadowed_path_hook!(fstatat64(dirfd: c_int, @path, buf: *mut libc::stat64, flags: c_int) -> c_int);
+
+/// `pread`/`pwrite` forms: a VFIO device file's region bytes go through the
+/// server, every other descriptor to the C library unchanged.
+macro_rules! region_rw_hook {
+    // The fortified form (`_FORTIFY_SOURCE`): a count past the buffer goes
+    // to the C library, which aborts the program as it should.
+    (@chk $name:ident, $real:ident) => {
+        /// # Safety
+        /// As glibc's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            buf: *mut c_void,
+            count: usize,
+            offset: libc::off_t,
+            buflen: usize,
+        ) -> isize {
+            if count <= buflen {
+                if let Some(r) = intercept_rw(fd, buf as u64, count, offset, false) {
+                    return r;
+                }
+            }
+            // SAFETY: not a VFIO file, or an overflow for the C library to
+            // report: forwarding the caller's arguments unchanged.
+            unsafe { (real().$real)(fd, buf, count, offset, buflen) }
+        }
+    };
+    ($name:ident, $buf:ty, $write:expr) => {
+        /// # Safety
+        /// As the C library's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            buf: $buf,
+            count: usize,
+            offset: libc::off_t,
+        ) -> isize {
+            if let Some(r) = intercept_rw(fd, buf as u64, count, offset, $write) {
+                return r;
+            }
+            // SAFETY: not a VFIO file: forwarding the caller's arguments unchanged.
+            unsafe { (real().$name)(fd, buf, count, offset) }
+        }
+    };
+}
+
+region_rw_hook!(pread, *mut c_void, false);
+region_rw_hook!(pread64, *mut c_void, false);
+region_rw_hook!(pwrite, *const c_void, true);
+region_rw_hook!(pwrite64, *const c_void, true);
+region_rw_hook!(@chk __pread_chk, pread_chk);
+region_rw_hook!(@chk __pread64_chk, pread64_chk);
