@@ -122,9 +122,7 @@ impl Engine {
     ) -> Iommufd {
         Iommufd {
             ctx: Context::new(self.shared.clone()),
-            mem,
-            files,
-            creds,
+            caller: OwnedCaller { mem, files, creds },
         }
     }
 }
@@ -156,9 +154,25 @@ pub fn current_credentials() -> Credentials {
 #[derive(Debug)]
 pub struct Iommufd {
     ctx: Context,
+    caller: OwnedCaller,
+}
+
+/// What a [`Caller`] borrows, owned for the life of an [`Iommufd`].
+#[derive(Debug)]
+struct OwnedCaller {
     mem: Arc<dyn AddressSpace>,
     files: Box<dyn CallerFiles>,
     creds: Credentials,
+}
+
+impl OwnedCaller {
+    fn as_caller(&self) -> Caller<'_> {
+        Caller {
+            mem: &self.mem,
+            files: self.files.as_ref(),
+            creds: self.creds,
+        }
+    }
 }
 
 fn err(what: &str) -> impl Fn(Errno) -> Error + '_ {
@@ -173,12 +187,7 @@ impl Iommufd {
 
     /// The raw ioctl entry point, for code that speaks the uAPI.
     pub fn ioctl(&mut self, request: u32, arg: Arg<'_>) -> std::result::Result<i64, Errno> {
-        let caller = Caller {
-            mem: &self.mem,
-            files: self.files.as_ref(),
-            creds: self.creds,
-        };
-        self.ctx.ioctl(&caller, request, arg)
+        self.ctx.ioctl(&self.caller.as_caller(), request, arg)
     }
 
     /// Allocates an empty IOAS (`IOMMU_IOAS_ALLOC`).
@@ -207,13 +216,13 @@ impl Iommufd {
         iova: Option<u64>,
         prot: Prot,
     ) -> Result<u64> {
-        let caller = Caller {
-            mem: &self.mem,
-            files: self.files.as_ref(),
-            creds: self.creds,
-        };
         self.ctx
-            .ioas_map(&caller, ioas.0, user_va, MapArgs { iova, length, prot })
+            .ioas_map(
+                &self.caller.as_caller(),
+                ioas.0,
+                user_va,
+                MapArgs { iova, length, prot },
+            )
             .map_err(|e| Error::new(e, format!("mapping {length:#x} bytes at {user_va:#x}")))
     }
 
@@ -244,13 +253,14 @@ impl Iommufd {
         iova: Option<u64>,
         prot: Prot,
     ) -> Result<u64> {
-        let caller = Caller {
-            mem: &self.mem,
-            files: self.files.as_ref(),
-            creds: self.creds,
-        };
         self.ctx
-            .ioas_map_file(&caller, ioas.0, file, start, MapArgs { iova, length, prot })
+            .ioas_map_file(
+                &self.caller.as_caller(),
+                ioas.0,
+                file,
+                start,
+                MapArgs { iova, length, prot },
+            )
             .map_err(|e| {
                 Error::new(
                     e,
