@@ -56,6 +56,17 @@ static void sysfs_describes_the_function(void)
 	      "the group lists the function");
 }
 
+/* The command register as sysfs' `config` shows it, or -1. */
+static int sysfs_command(void)
+{
+	int fd = open("/sys/bus/pci/devices/" BDF "/config", O_RDONLY);
+	uint16_t command = 0;
+	ssize_t n = fd < 0 ? -1 : pread(fd, &command, 2, 4);
+	if (fd >= 0)
+		close(fd);
+	return n == 2 ? command : -1;
+}
+
 static void regions_irqs_and_reset(int dev)
 {
 	struct t_device_info info = { .argsz = sizeof(info) };
@@ -74,6 +85,9 @@ static void regions_irqs_and_reset(int dev)
 	uint16_t ids[2] = { 0, 0 };
 	CHECK(pread(dev, ids, 4, cfg.offset) == 4 && ids[0] == 0x8086 && ids[1] == 0x1533,
 	      "pread of config space gives 8086:1533");
+	uint16_t enable = 0x6; /* memory space and bus master */
+	CHECK(pwrite(dev, &enable, 2, cfg.offset + 4) == 2 && (sysfs_command() & 0x6) == 0x6,
+	      "a command register write shows in sysfs' config at the next open");
 	char byte;
 	CHECK(FAILS(pread(dev, &byte, 1, cfg.offset + 4096), EINVAL),
 	      "pread past config space is EINVAL");

@@ -237,11 +237,11 @@ fn sysfs_redirect(path: &CStr) -> Option<std::ffi::CString> {
     let socket = socket_path()?;
     let session = std::path::Path::new(&socket).parent()?;
     let shadow = std::ffi::CString::new(paths::redirect(text, session)?).ok()?;
-    // Debugfs files show the driver's state at each open: the server
-    // writes them anew first.
-    if text.starts_with("/sys/kernel/debug/iommu/") {
+    // A function's config space and the IOMMU driver's debugfs files show
+    // the state at each open: the server writes them anew first.
+    if text.starts_with("/sys/kernel/debug/iommu/") || text.ends_with("/config") {
         let _ = call(Call {
-            op: CALL_DEBUGFS,
+            op: CALL_REFRESH_VIEW,
             arg: text.as_ptr() as u64,
             len: text.len() as u64,
             ..Default::default()

@@ -74,10 +74,11 @@ pub const CALL_EVENTQ_READ: u32 = 6;
 pub const CALL_PREAD: u32 = 7;
 /// `pwrite(2)` of a VFIO device file, as [`CALL_PREAD`] the other way.
 pub const CALL_PWRITE: u32 = 8;
-/// The program opens a debugfs file the session shadows (`arg`: the
-/// address of its path, `len`: the path's length): the server writes the
-/// file's current contents first, as the kernel makes them at each open.
-pub const CALL_DEBUGFS: u32 = 9;
+/// The program opens a sysfs or debugfs file the session shadows whose
+/// contents change (`arg`: the address of its path, `len`: the path's
+/// length): the server writes the file's current contents first, as the
+/// kernel makes them at each open.
+pub const CALL_REFRESH_VIEW: u32 = 9;
 
 /// First packet on a new connection.
 #[repr(C)]

@@ -738,7 +738,7 @@ impl Channel {
                 state.release_if_closed(call.ino);
                 Ok(0)
             }
-            CALL_DEBUGFS => {
+            CALL_REFRESH_VIEW => {
                 // A path of at most a page, read from the caller.
                 let len = call.len.min(4096) as usize;
                 let mut path = vec![0u8; len];
@@ -746,8 +746,10 @@ impl Channel {
                     .read(call.arg, &mut path)
                     .and_then(|()| String::from_utf8(path).map_err(|_| Errno::EINVAL))
                     .and_then(|path| match &state.session {
-                        Some(dir) => sysfs::refresh_debugfs(dir, state.engine.shared(), &path)
-                            .map_err(|_| Errno::EIO),
+                        Some(dir) => {
+                            sysfs::refresh(dir, state.engine.shared(), state.engine.vfio(), &path)
+                                .map_err(|_| Errno::EIO)
+                        }
                         None => Ok(()),
                     })
                     .map(|()| 0)
