@@ -20,6 +20,8 @@
 #define T_VFIO_DEVICE_GET_IRQ_INFO VFIO_REQ(9)
 #define T_VFIO_DEVICE_SET_IRQS VFIO_REQ(10)
 #define T_VFIO_DEVICE_RESET VFIO_REQ(11)
+#define T_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO VFIO_REQ(12)
+#define T_VFIO_DEVICE_PCI_HOT_RESET VFIO_REQ(13)
 #define T_VFIO_IOMMU_MAP_DMA VFIO_REQ(13)
 #define T_VFIO_IOMMU_UNMAP_DMA VFIO_REQ(14)
 #define T_VFIO_DEVICE_BIND_IOMMUFD VFIO_REQ(18)
@@ -50,5 +52,8 @@ struct t_bind { uint32_t argsz, flags; int32_t iommufd; uint32_t out_devid; uint
 struct t_attach { uint32_t argsz, flags, pt_id, pasid; };
 struct t_detach { uint32_t argsz, flags, pasid; };
 struct t_dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
+struct t_dependent_device { uint32_t id; uint16_t segment; uint8_t bus, devfn; };
+struct t_hot_reset_info { uint32_t argsz, flags, count; struct t_dependent_device devices[4]; };
+struct t_hot_reset { uint32_t argsz, flags, count; int32_t group_fds[2]; };
 
 #endif

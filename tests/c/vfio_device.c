@@ -199,6 +199,14 @@ static void the_cdev(void)
 	CHECK(attach(dev, ioas) == 0, "attach again");
 	debugfs_shows_the_live_page_table(iommufd, ioas);
 	regions_irqs_and_reset(dev);
+	struct t_hot_reset_info hri = { .argsz = sizeof(hri) };
+	CHECK(ioctl(dev, T_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &hri) == 0 &&
+		      hri.flags == 3 /* DEV_ID | DEV_ID_OWNED */ && hri.count == 1 &&
+		      hri.devices[0].id == (uint32_t)devid,
+	      "hot reset info through the cdev names the device by its id, owned");
+	struct t_hot_reset hr = { .argsz = 12 };
+	CHECK(ioctl(dev, T_VFIO_DEVICE_PCI_HOT_RESET, &hr) == 0,
+	      "a cdev's hot reset needs no group fds: its iommufd context owns the bus");
 
 	pid_t child = fork();
 	if (child == 0) {
@@ -245,6 +253,16 @@ static void the_group(void)
 	struct t_attach a = { .argsz = sizeof(a), .pt_id = 1 };
 	CHECK(FAILS(ioctl(dev, T_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a), ENOTTY),
 	      "the cdev-only ATTACH is ENOTTY there");
+	struct t_hot_reset_info hri = { .argsz = sizeof(hri) };
+	CHECK(ioctl(dev, T_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &hri) == 0 && hri.flags == 0 &&
+		      hri.count == 1 && hri.devices[0].id == 1 && hri.devices[0].bus == 2,
+	      "hot reset info: the function alone on bus 2, by group id");
+	struct t_hot_reset hr = { .argsz = 16, .count = 1, .group_fds = { container } };
+	CHECK(FAILS(ioctl(dev, T_VFIO_DEVICE_PCI_HOT_RESET, &hr), EINVAL),
+	      "a hot reset naming a container, not a group, is EINVAL");
+	hr.group_fds[0] = group;
+	CHECK(ioctl(dev, T_VFIO_DEVICE_PCI_HOT_RESET, &hr) == 0,
+	      "a hot reset with the group's fd as proof of ownership");
 	void *buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct t_dma_map map = { .argsz = sizeof(map), .flags = 3, .vaddr = (uintptr_t)buf,
 				 .iova = 0x100000, .size = PAGE };

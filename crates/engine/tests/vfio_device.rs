@@ -4,7 +4,7 @@
 
 use softiommu_engine::memory::{AddressSpace, CallerFiles, EventSignal, FileBacking, SimMemory};
 use softiommu_engine::pages::EngineState;
-use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioHost};
+use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds, VfioHost};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_iommu::{DeviceState, DomainKind, GroupId, Topology};
 use softiommu_uapi::vfio::*;
@@ -45,6 +45,29 @@ impl CallerFiles for Eventfds {
     }
 }
 
+/// Descriptor numbers of group files: `GROUP_FDS + n` is group `n`'s.
+const GROUP_FDS: i32 = 20;
+
+/// What the caller's descriptor numbers open for a device file's ioctl.
+struct Fds(SharedContext);
+
+impl VfioFds for Fds {
+    fn iommufd(&self, fd: i32) -> Result<SharedContext, Errno> {
+        match fd {
+            IOMMUFD => Ok(self.0.clone()),
+            NOT_IOMMUFD => Err(Errno::EBADFD),
+            _ => Err(Errno::EBADF),
+        }
+    }
+    fn vfio_group(&self, fd: i32) -> Result<GroupId, Errno> {
+        match fd {
+            GROUP_FDS..30 => Ok(GroupId((fd - GROUP_FDS) as u32)),
+            IOMMUFD | NOT_IOMMUFD => Err(Errno::EINVAL),
+            _ => Err(Errno::EBADF),
+        }
+    }
+}
+
 struct Machine {
     host: VfioHost,
     shared: Arc<EngineState>,
@@ -55,7 +78,10 @@ struct Machine {
 
 impl Machine {
     fn new() -> Self {
-        let topology = Topology::default_machine();
+        Self::with(Topology::default_machine())
+    }
+
+    fn with(topology: Topology) -> Self {
         let host = VfioHost::new(&topology).unwrap();
         let shared = Arc::new(EngineState::with_topology(topology));
         let ctx = Arc::new(Mutex::new(Context::new(shared.clone())));
@@ -99,13 +125,8 @@ impl Machine {
 
     /// An ioctl with `bytes` as its argument.
     fn ioctl(&self, file: &mut DeviceFile, request: u32, bytes: &mut [u8]) -> Result<i64, Errno> {
-        let ctx = self.ctx.clone();
-        let resolve = move |fd: i32| match fd {
-            IOMMUFD => Ok(ctx.clone()),
-            NOT_IOMMUFD => Err(Errno::EBADFD),
-            _ => Err(Errno::EBADF),
-        };
-        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &resolve)
+        let fds = Fds(self.ctx.clone());
+        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &fds)
     }
 
     fn bind(&self, file: &mut DeviceFile) -> Result<u32, Errno> {
@@ -791,4 +812,274 @@ fn a_group_gives_bound_and_attached_device_files_once_it_has_a_container() {
             .map(|_| ()),
         Err(Errno::EINVAL)
     );
+}
+
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` with room for `room` devices: the
+/// header and the devices it lists.
+fn hot_reset_info(
+    m: &Machine,
+    file: &mut DeviceFile,
+    room: usize,
+) -> Result<(VfioPciHotResetHead, Vec<VfioPciDependentDevice>), (Errno, VfioPciHotResetHead)> {
+    let mut buf = vec![0u8; 12 + 8 * room];
+    let argsz = buf.len() as u32;
+    buf[..4].copy_from_slice(&argsz.to_ne_bytes());
+    let result = m.ioctl(file, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &mut buf);
+    let head = VfioPciHotResetHead::read_from_bytes(&buf[..12]).unwrap();
+    result.map_err(|e| (e, head))?;
+    let devices = buf[12..12 + 8 * head.count as usize]
+        .chunks(8)
+        .map(|c| VfioPciDependentDevice::read_from_bytes(c).unwrap())
+        .collect();
+    Ok((head, devices))
+}
+
+/// `VFIO_DEVICE_PCI_HOT_RESET` with `group_fds`.
+fn hot_reset(
+    m: &Machine,
+    file: &mut DeviceFile,
+    flags: u32,
+    group_fds: &[i32],
+) -> Result<(), Errno> {
+    let mut buf = vec![0u8; 12];
+    buf.extend(group_fds.iter().flat_map(|fd| fd.to_ne_bytes()));
+    let head = VfioPciHotResetHead {
+        argsz: buf.len() as u32,
+        flags,
+        count: group_fds.len() as u32,
+    };
+    buf[..12].copy_from_slice(head.as_bytes());
+    m.ioctl(file, VFIO_DEVICE_PCI_HOT_RESET, &mut buf)
+        .map(|_| ())
+}
+
+/// Sets the memory-space and bus-master bits of `name`'s command register
+/// behind the program's back, as a driver would have.
+fn enable(m: &Machine, name: &str) {
+    let function = m.host.function(m.dev(name)).unwrap();
+    function.lock().unwrap().config.write(4, &[0x6, 0]).unwrap();
+}
+
+fn command(m: &Machine, name: &str) -> u16 {
+    let function = m.host.function(m.dev(name)).unwrap();
+    let command = function.lock().unwrap().config.command();
+    command
+}
+
+#[test]
+fn hot_reset_info_lists_the_bus_by_device_id_through_the_cdev() {
+    let m = Machine::new();
+    let mut nic0 = m.open("0000:01:00.0");
+    let devid = m.bind(&mut nic0).unwrap();
+
+    let mut short = VfioPciHotResetHead {
+        argsz: 11,
+        ..Default::default()
+    };
+    assert_eq!(
+        m.ioctl(
+            &mut nic0,
+            VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+            short.as_mut_bytes()
+        ),
+        Err(Errno::EINVAL)
+    );
+    // No room: ENOSPC, and the count to make room for.
+    let (errno, head) = hot_reset_info(&m, &mut nic0, 1).unwrap_err();
+    assert_eq!((errno, head.count, head.flags), (Errno::ENOSPC, 3, 0));
+
+    let (head, devices) = hot_reset_info(&m, &mut nic0, 4).unwrap();
+    // 01:00.1 and .2 are not bound, but their group is the context's: owned.
+    assert_eq!(
+        head.flags,
+        VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
+    );
+    let listed: Vec<_> = devices
+        .iter()
+        .map(|d| (d.id, d.segment, d.bus, d.devfn))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (devid, 0, 1, 0),
+            (VFIO_PCI_DEVID_OWNED, 0, 1, 1),
+            (VFIO_PCI_DEVID_OWNED, 0, 1, 2)
+        ]
+    );
+
+    // The NIC alone on bus 2: only itself.
+    let mut nic = m.open("0000:02:00.0");
+    let nic_id = m.bind(&mut nic).unwrap();
+    let (_, devices) = hot_reset_info(&m, &mut nic, 1).unwrap();
+    assert_eq!(
+        devices
+            .iter()
+            .map(|d| (d.id, d.bus, d.devfn))
+            .collect::<Vec<_>>(),
+        [(nic_id, 2, 0)]
+    );
+}
+
+#[test]
+fn a_cdev_hot_reset_resets_the_whole_bus_it_owns() {
+    let m = Machine::new();
+    let mut nic0 = m.open("0000:01:00.0");
+    m.bind(&mut nic0).unwrap();
+    assert_eq!(
+        hot_reset(&m, &mut nic0, 1, &[]),
+        Err(Errno::EINVAL),
+        "flags"
+    );
+    assert_eq!(
+        hot_reset(&m, &mut nic0, 0, &[GROUP_FDS]),
+        Err(Errno::EINVAL),
+        "group fds from a cdev-opened file"
+    );
+    enable(&m, "0000:01:00.0");
+    enable(&m, "0000:01:00.1");
+    enable(&m, "0000:02:00.0");
+    hot_reset(&m, &mut nic0, 0, &[]).unwrap();
+    assert_eq!(command(&m, "0000:01:00.0") & 0x6, 0);
+    assert_eq!(
+        command(&m, "0000:01:00.1") & 0x6,
+        0,
+        "the other function on bus 1"
+    );
+    assert_eq!(command(&m, "0000:02:00.0") & 0x6, 0x6, "another bus");
+}
+
+#[test]
+fn a_group_opened_file_hot_resets_with_its_groups_fds() {
+    let m = Machine::new();
+    let mut group = m.group(0).unwrap();
+    m.group_ioctl(
+        &mut group,
+        VFIO_GROUP_SET_CONTAINER,
+        &mut IOMMUFD.to_ne_bytes(),
+    )
+    .unwrap();
+    let mut name = b"0000:01:00.1\0".to_vec();
+    let Ok(GroupReply::Device(mut dev)) =
+        m.group_ioctl(&mut group, VFIO_GROUP_GET_DEVICE_FD, &mut name)
+    else {
+        panic!("no device file");
+    };
+    let (head, devices) = hot_reset_info(&m, &mut dev, 3).unwrap();
+    assert_eq!(head.flags, 0, "group ids, not device ids");
+    assert_eq!(
+        devices.iter().map(|d| (d.id, d.devfn)).collect::<Vec<_>>(),
+        [(0, 0), (0, 1), (0, 2)]
+    );
+    assert_eq!(
+        hot_reset(&m, &mut dev, 0, &[]),
+        Err(Errno::EINVAL),
+        "no groups"
+    );
+    assert_eq!(
+        hot_reset(&m, &mut dev, 0, &[GROUP_FDS; 4]),
+        Err(Errno::EINVAL),
+        "more groups than devices"
+    );
+    assert_eq!(hot_reset(&m, &mut dev, 0, &[99]), Err(Errno::EBADF));
+    assert_eq!(hot_reset(&m, &mut dev, 0, &[IOMMUFD]), Err(Errno::EINVAL));
+    enable(&m, "0000:01:00.0");
+    assert_eq!(
+        hot_reset(&m, &mut dev, 0, &[GROUP_FDS + 1]),
+        Err(Errno::EINVAL),
+        "group 1 is not bus 1's"
+    );
+    assert_eq!(command(&m, "0000:01:00.0") & 0x6, 0x6, "nothing reset");
+    hot_reset(&m, &mut dev, 0, &[GROUP_FDS]).unwrap();
+    assert_eq!(command(&m, "0000:01:00.0") & 0x6, 0);
+}
+
+/// Bus 5: two functions in two groups; bus 6: one of VFIO's beside a
+/// kernel driver's; bus 0: a root bus.
+const SHARED_BUSES: &str = r#"
+[[iommu]]
+name = "dmar0"
+driver = "intel_vtd"
+[[group]]
+iommu = "dmar0"
+devices = ["0000:05:00.0"]
+[[group]]
+iommu = "dmar0"
+devices = ["0000:05:00.1"]
+[[group]]
+iommu = "dmar0"
+devices = ["0000:06:00.0"]
+[[group]]
+iommu = "dmar0"
+devices = ["0000:06:00.1"]
+[[group]]
+iommu = "dmar0"
+devices = ["0000:00:02.0"]
+[[device]]
+name = "0000:05:00.0"
+[device.pci]
+ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+[[device]]
+name = "0000:05:00.1"
+[device.pci]
+ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+[[device]]
+name = "0000:06:00.0"
+[device.pci]
+ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+[[device]]
+name = "0000:06:00.1"
+kernel_driver = "e1000e"
+[device.pci]
+ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+[[device]]
+name = "0000:00:02.0"
+[device.pci]
+ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
+"#;
+
+#[test]
+fn a_hot_reset_needs_every_function_on_the_bus_owned() {
+    let m = Machine::with(Topology::from_toml(SHARED_BUSES).unwrap());
+    // Bus 5: the other function's group is nobody's.
+    let mut first = m.open("0000:05:00.0");
+    let devid = m.bind(&mut first).unwrap();
+    let (head, devices) = hot_reset_info(&m, &mut first, 2).unwrap();
+    assert_eq!(head.flags, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, "not all owned");
+    assert_eq!(
+        devices.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [devid, VFIO_PCI_DEVID_NOT_OWNED]
+    );
+    enable(&m, "0000:05:00.0");
+    assert_eq!(hot_reset(&m, &mut first, 0, &[]), Err(Errno::EINVAL));
+    assert_eq!(command(&m, "0000:05:00.0") & 0x6, 0x6, "nothing reset");
+    // Once the caller binds the second too, both are its.
+    let mut second = m.open("0000:05:00.1");
+    let second_id = m.bind(&mut second).unwrap();
+    let (head, devices) = hot_reset_info(&m, &mut first, 2).unwrap();
+    assert_eq!(
+        head.flags,
+        VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
+    );
+    assert_eq!(devices[1].id, second_id);
+    hot_reset(&m, &mut first, 0, &[]).unwrap();
+    assert_eq!(command(&m, "0000:05:00.0") & 0x6, 0);
+
+    // Bus 6: a kernel driver's function is never the caller's.
+    let mut vfio_one = m.open("0000:06:00.0");
+    m.bind(&mut vfio_one).unwrap();
+    let (head, devices) = hot_reset_info(&m, &mut vfio_one, 2).unwrap();
+    assert_eq!(head.flags, VFIO_PCI_HOT_RESET_FLAG_DEV_ID);
+    assert_eq!(devices[1].id, VFIO_PCI_DEVID_NOT_OWNED);
+    assert_eq!(hot_reset(&m, &mut vfio_one, 0, &[]), Err(Errno::EINVAL));
+
+    // The root bus has no bridge to reset it.
+    let mut root = m.open("0000:00:02.0");
+    m.bind(&mut root).unwrap();
+    assert_eq!(
+        hot_reset_info(&m, &mut root, 2)
+            .map(|_| ())
+            .map_err(|(e, _)| e),
+        Err(Errno::ENODEV)
+    );
+    assert_eq!(hot_reset(&m, &mut root, 0, &[]), Err(Errno::ENODEV));
 }

@@ -4,8 +4,9 @@
 //! arrive on the program's call channels like a context's.
 
 use super::{lock, remove_entry, CallFiles, State};
+use softiommu_engine::memory::CallerFiles;
 use softiommu_engine::memory::EventSignal;
-use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext};
+use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Errno};
 use softiommu_iommu::{DeviceId, GroupId};
 use softiommu_proto::{Hello, Reply, HELLO_VFIO_DEVICE, HELLO_VFIO_GROUP};
@@ -19,6 +20,34 @@ use zerocopy::IntoBytes;
 /// The most one `pread`/`pwrite` of a device file moves; a longer one
 /// returns this many bytes, as a short read or write may.
 const MAX_TRANSFER: u64 = 1 << 20;
+
+/// A group file's group.
+fn group_of(file: &VfioFile) -> Option<GroupId> {
+    match file {
+        VfioFile::Group(g) => Some(g.group()),
+        _ => None,
+    }
+}
+
+/// What a caller's descriptor numbers open, for a device file's ioctl.
+struct CallerFds<'a> {
+    state: &'a State,
+    files: &'a CallFiles,
+}
+
+impl VfioFds for CallerFds<'_> {
+    fn iommufd(&self, fd: i32) -> Result<SharedContext, Errno> {
+        self.state.iommufd_of(self.files, fd)
+    }
+
+    fn vfio_group(&self, fd: i32) -> Result<GroupId, Errno> {
+        let ino = self.files.inode_of(fd).map_err(|_| Errno::EBADF)?;
+        self.state
+            .vfio_file(ino)
+            .and_then(|h| h.group)
+            .ok_or(Errno::EINVAL)
+    }
+}
 
 /// A VFIO file a program holds.
 #[derive(Debug)]
@@ -35,6 +64,9 @@ pub(crate) enum VfioFile {
 pub(crate) struct HostedVfio {
     pub(crate) file: Mutex<VfioFile>,
     pub(crate) socket: UnixStream,
+    /// A group file's group, known without locking `file` (a device
+    /// file's ioctl may name a group file while its own is locked).
+    pub(crate) group: Option<GroupId>,
 }
 
 impl State {
@@ -71,7 +103,6 @@ impl State {
     /// descriptor, `EBADFD` for one that is no iommufd (a `/dev/iommu` or a
     /// `/dev/vfio/vfio` container).
     fn iommufd_of(&self, files: &CallFiles, fd: i32) -> Result<SharedContext, Errno> {
-        use softiommu_engine::memory::CallerFiles;
         let ino = files.inode_of(fd).map_err(|_| Errno::EBADF)?;
         lock(&self.contexts)
             .get(&ino)
@@ -91,10 +122,11 @@ impl State {
         arg: u64,
     ) -> Result<(i64, Option<OwnedFd>), Errno> {
         let iommufd_of = |fd: i32| self.iommufd_of(files, fd);
+        let fds = CallerFds { state: self, files };
         let mut file = lock(&h.file);
         match &mut *file {
             VfioFile::Device(d) => d
-                .ioctl(caller, request, Arg::User(arg), &iommufd_of)
+                .ioctl(caller, request, Arg::User(arg), &fds)
                 .map(|v| (v, None)),
             VfioFile::Group(g) => match g.ioctl(caller, request, Arg::User(arg), &iommufd_of)? {
                 GroupReply::Value(v) => Ok((v, None)),
@@ -116,6 +148,7 @@ impl State {
             .st_ino;
         let watch = server_end.try_clone().map_err(|_| Errno::ENOMEM)?;
         let hosted = Arc::new(HostedVfio {
+            group: group_of(&file),
             file: Mutex::new(file),
             socket: server_end,
         });
@@ -230,6 +263,7 @@ pub(crate) fn serve_vfio_open(state: Arc<State>, stream: UnixStream, hello: &Hel
     lock(&state.vfio_files).insert(
         hello.ino,
         Arc::new(HostedVfio {
+            group: group_of(&file),
             file: Mutex::new(file),
             socket: stream,
         }),

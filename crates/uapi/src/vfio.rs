@@ -86,6 +86,10 @@ pub const VFIO_DEVICE_GET_IRQ_INFO: u32 = 0x3b6d;
 pub const VFIO_DEVICE_SET_IRQS: u32 = 0x3b6e;
 /// `VFIO_DEVICE_RESET`.
 pub const VFIO_DEVICE_RESET: u32 = 0x3b6f;
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`.
+pub const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: u32 = 0x3b70;
+/// `VFIO_DEVICE_PCI_HOT_RESET`.
+pub const VFIO_DEVICE_PCI_HOT_RESET: u32 = 0x3b71;
 /// `VFIO_DEVICE_BIND_IOMMUFD`.
 pub const VFIO_DEVICE_BIND_IOMMUFD: u32 = 0x3b76;
 /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
@@ -169,6 +173,27 @@ abi_struct! {
 abi_struct! {
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
     pub struct VfioDeviceDetachIommufdPt { pub argsz: u32, pub flags: u32, pub pasid: u32 }
+}
+
+/// Hot-reset answers name devices by iommufd device id, not group.
+pub const VFIO_PCI_HOT_RESET_FLAG_DEV_ID: u32 = 1 << 0;
+/// Every affected device is owned by the caller's iommufd context.
+pub const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED: u32 = 1 << 1;
+/// A device id: owned through its group, not bound in the context.
+pub const VFIO_PCI_DEVID_OWNED: u32 = 0;
+/// A device id: not owned by the caller (`-1`).
+pub const VFIO_PCI_DEVID_NOT_OWNED: u32 = u32::MAX;
+
+abi_struct! {
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`'s fixed part (its
+    /// [`VfioPciDependentDevice`] array follows) and
+    /// `VFIO_DEVICE_PCI_HOT_RESET`'s (its `i32` group fds follow).
+    pub struct VfioPciHotResetHead { pub argsz: u32, pub flags: u32, pub count: u32 }
+}
+abi_struct! {
+    /// One device a hot reset affects: `id` is its group id, or with
+    /// [`VFIO_PCI_HOT_RESET_FLAG_DEV_ID`] its device id.
+    pub struct VfioPciDependentDevice { pub id: u32, pub segment: u16, pub bus: u8, pub devfn: u8 }
 }
 
 // The VFIO group file (`/dev/vfio/<group>`).

@@ -369,6 +369,37 @@ fn vfio_structs_match_the_bindings() {
         pasid = pasid
     );
     same_layout!(
+        VfioPciHotResetHead,
+        v::vfio_pci_hot_reset_info,
+        argsz = argsz,
+        flags = flags,
+        count = count
+    );
+    same_layout!(
+        VfioPciHotResetHead,
+        v::vfio_pci_hot_reset,
+        argsz = argsz,
+        flags = flags,
+        count = count
+    );
+    same_layout!(
+        VfioPciDependentDevice,
+        v::vfio_pci_dependent_device,
+        segment = segment,
+        bus = bus,
+        devfn = devfn
+    );
+    assert_eq!(
+        v::VFIO_PCI_HOT_RESET_FLAG_DEV_ID,
+        VFIO_PCI_HOT_RESET_FLAG_DEV_ID
+    );
+    assert_eq!(
+        v::VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
+        VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
+    );
+    assert_eq!(v::VFIO_PCI_DEVID_OWNED, VFIO_PCI_DEVID_OWNED);
+    assert_eq!(v::VFIO_PCI_DEVID_NOT_OWNED as u32, VFIO_PCI_DEVID_NOT_OWNED);
+    same_layout!(
         VfioDeviceDetachIommufdPt,
         v::vfio_device_detach_iommufd_pt,
         argsz = argsz,
@@ -424,6 +455,8 @@ fn vfio_structs_match_the_bindings() {
         (VFIO_DEVICE_GET_IRQ_INFO, 9),
         (VFIO_DEVICE_SET_IRQS, 10),
         (VFIO_DEVICE_RESET, 11),
+        (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, 12),
+        (VFIO_DEVICE_PCI_HOT_RESET, 13),
         (VFIO_DEVICE_BIND_IOMMUFD, 18),
         (VFIO_DEVICE_ATTACH_IOMMUFD_PT, 19),
         (VFIO_DEVICE_DETACH_IOMMUFD_PT, 20),

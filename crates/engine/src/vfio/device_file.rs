@@ -1,7 +1,7 @@
 //! One open of a VFIO device file (Linux `vfio_device_file` with
 //! `device_cdev.c` and vfio-pci's `iommufd` ops).
 
-use super::{Function, GroupUse, SharedContext};
+use super::{Function, HostState, SharedContext};
 use crate::errno::{Errno, Result};
 use crate::sync::Locked;
 use softiommu_iommu::Affected;
@@ -19,7 +19,7 @@ pub struct DeviceFile {
     /// and attached to the container's compatibility IOAS; the cdev-only
     /// ioctls are not its.
     via_group: bool,
-    groups: Arc<Mutex<GroupUse>>,
+    pub(super) host: Arc<HostState>,
 }
 
 /// The iommufd context a device file is bound to.
@@ -35,12 +35,12 @@ struct Binding {
 }
 
 impl DeviceFile {
-    pub(super) fn new(function: Arc<Mutex<Function>>, groups: Arc<Mutex<GroupUse>>) -> Self {
+    pub(super) fn new(function: Arc<Mutex<Function>>, host: Arc<HostState>) -> Self {
         DeviceFile {
             function,
             binding: None,
             via_group: false,
-            groups,
+            host,
         }
     }
 
@@ -49,7 +49,7 @@ impl DeviceFile {
     /// has none, as Linux's `iommufd_vfio_compat_ioas_get_id`).
     pub(super) fn open_via_group(
         function: Arc<Mutex<Function>>,
-        groups: Arc<Mutex<GroupUse>>,
+        host: Arc<HostState>,
         ctx: SharedContext,
     ) -> Result<Self> {
         let dev = function.locked().dev;
@@ -72,7 +72,7 @@ impl DeviceFile {
                 pasids: BTreeSet::new(),
             }),
             via_group: true,
-            groups,
+            host,
         })
     }
 
@@ -107,7 +107,7 @@ impl DeviceFile {
         };
         // A cdev bind blocks the group file (Linux `vfio_device_block_group`).
         {
-            let mut use_ = self.groups.locked();
+            let mut use_ = self.host.groups.locked();
             if use_.open.contains(&group) {
                 return Err(Errno::EBUSY);
             }
@@ -207,7 +207,7 @@ impl DeviceFile {
 
     /// Ends this file's cdev hold on its group.
     fn unblock_group(&self, group: softiommu_iommu::GroupId) {
-        let mut use_ = self.groups.locked();
+        let mut use_ = self.host.groups.locked();
         if let Some(n) = use_.cdev_bound.get_mut(&group) {
             *n -= 1;
             if *n == 0 {
@@ -250,6 +250,11 @@ impl DeviceFile {
 
     pub(super) fn bound(&self) -> bool {
         self.binding.is_some()
+    }
+
+    /// The context this file is bound to, once bound.
+    pub(super) fn bound_context(&self) -> Option<&SharedContext> {
+        self.binding.as_ref().map(|b| &b.ctx)
     }
 }
 

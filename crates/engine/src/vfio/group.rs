@@ -6,7 +6,7 @@
 //! each device fd the group hands out is bound to that context and
 //! attached to that IOAS.
 
-use super::{DeviceFile, Function, GroupUse, SharedContext};
+use super::{DeviceFile, Function, HostState, SharedContext};
 use crate::context::Caller;
 use crate::dispatch::Arg;
 use crate::errno::{Errno, Result};
@@ -31,14 +31,14 @@ pub enum GroupReply {
 }
 
 /// One open group file. Invariant: while it lives, its group is in
-/// `GroupUse::open` and no device of it is bound through a cdev.
+/// `HostState::open` and no device of it is bound through a cdev.
 #[derive(Debug)]
 pub struct GroupFile {
     group: GroupId,
     /// The group's VFIO functions (devices a kernel driver holds are not).
     members: Vec<Arc<Mutex<Function>>>,
     shared: Arc<EngineState>,
-    groups: Arc<Mutex<GroupUse>>,
+    host: Arc<HostState>,
     container: Option<SharedContext>,
 }
 
@@ -47,13 +47,13 @@ impl GroupFile {
         group: GroupId,
         members: Vec<Arc<Mutex<Function>>>,
         shared: Arc<EngineState>,
-        groups: Arc<Mutex<GroupUse>>,
+        host: Arc<HostState>,
     ) -> Self {
         GroupFile {
             group,
             members,
             shared,
-            groups,
+            host,
             container: None,
         }
     }
@@ -157,13 +157,13 @@ impl GroupFile {
             });
         }
         let ctx = self.container.clone().ok_or(Errno::EINVAL)?;
-        DeviceFile::open_via_group(function, self.groups.clone(), ctx)
+        DeviceFile::open_via_group(function, self.host.clone(), ctx)
     }
 }
 
 impl Drop for GroupFile {
     fn drop(&mut self) {
-        self.groups.locked().open.remove(&self.group);
+        self.host.groups.locked().open.remove(&self.group);
     }
 }
 

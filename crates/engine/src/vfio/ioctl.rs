@@ -3,7 +3,7 @@
 //! below `minsz` is `EINVAL`, and only `min(argsz, struct)` bytes go back.
 
 use super::irqs::IrqData;
-use super::{DeviceFile, SharedContext};
+use super::{DeviceFile, VfioFds};
 use crate::context::Caller;
 use crate::dispatch::Arg;
 use crate::errno::{Errno, Result};
@@ -38,18 +38,17 @@ fn write_head<T: IntoBytes + zerocopy::Immutable>(
 
 impl DeviceFile {
     /// One ioctl on the device file (Linux `vfio_device_fops_unl_ioctl`).
-    /// `iommufd_of` turns a descriptor number of the caller into the context
-    /// it opens: `EBADF` for no descriptor, `EBADFD` for one that is not an
-    /// iommufd (Linux `iommufd_ctx_from_fd`). Unknown requests are `ENOTTY`.
+    /// `fds` finds what the caller's descriptor numbers open. Unknown
+    /// requests are `ENOTTY`.
     pub fn ioctl(
         &mut self,
         caller: &Caller<'_>,
         request: u32,
         mut arg: Arg<'_>,
-        iommufd_of: &dyn Fn(i32) -> Result<SharedContext>,
+        fds: &dyn VfioFds,
     ) -> Result<i64> {
         if request == VFIO_DEVICE_BIND_IOMMUFD {
-            return self.ioctl_bind(caller, &mut arg, iommufd_of).map(|()| 0);
+            return self.ioctl_bind(caller, &mut arg, fds).map(|()| 0);
         }
         if !self.bound() {
             return Err(Errno::EINVAL);
@@ -72,6 +71,8 @@ impl DeviceFile {
                 function.reset();
                 Ok(())
             }
+            VFIO_DEVICE_GET_PCI_HOT_RESET_INFO => self.ioctl_hot_reset_info(caller, &mut arg),
+            VFIO_DEVICE_PCI_HOT_RESET => self.ioctl_hot_reset(caller, &arg, fds),
             _ => Err(Errno::ENOTTY),
         }
         .map(|()| 0)
@@ -81,7 +82,7 @@ impl DeviceFile {
         &mut self,
         caller: &Caller<'_>,
         arg: &mut Arg<'_>,
-        iommufd_of: &dyn Fn(i32) -> Result<SharedContext>,
+        fds: &dyn VfioFds,
     ) -> Result<()> {
         let minsz = offset_of!(VfioDeviceBindIommufd, out_devid) + 4;
         let size = size_of::<VfioDeviceBindIommufd>();
@@ -114,7 +115,7 @@ impl DeviceFile {
             // A VF token given to a function that is neither PF nor VF.
             return Err(Errno::EINVAL);
         }
-        let ctx = iommufd_of(bind.iommufd)?;
+        let ctx = fds.iommufd(bind.iommufd)?;
         let (dev_id, _) = self.bind(ctx)?;
         if let Err(e) = arg.write(
             caller,

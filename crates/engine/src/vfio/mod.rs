@@ -17,6 +17,7 @@
 mod device_file;
 mod function;
 mod group;
+mod hot_reset;
 mod ioctl;
 mod irqs;
 
@@ -40,10 +41,28 @@ pub type SharedContext = Arc<Mutex<Context>>;
 /// The machine's emulated PCI functions, by machine device.
 #[derive(Debug, Default)]
 pub struct VfioHost {
-    functions: BTreeMap<DeviceId, Arc<Mutex<Function>>>,
+    host: Arc<HostState>,
+}
+
+/// What every VFIO file of the machine shares: the functions (fixed once
+/// the host is made) and how their groups are in use.
+#[derive(Debug, Default)]
+pub(crate) struct HostState {
+    pub functions: BTreeMap<DeviceId, Arc<Mutex<Function>>>,
     /// Which groups are held open and which have device files bound
     /// through `/dev/vfio/devices`: the two ways in exclude each other.
-    groups: Arc<Mutex<GroupUse>>,
+    pub groups: Mutex<GroupUse>,
+}
+
+/// How a VFIO ioctl finds what the caller's descriptor numbers open (the
+/// transport knows its callers' descriptors).
+pub trait VfioFds {
+    /// The iommufd context `fd` opens: `EBADF` for no descriptor, `EBADFD`
+    /// for one that is not an iommufd (Linux `iommufd_ctx_from_fd`).
+    fn iommufd(&self, fd: i32) -> Result<SharedContext>;
+    /// The group whose file `fd` is: `EBADF` for no descriptor, `EINVAL`
+    /// for one that is no VFIO group file (Linux `vfio_file_is_group`).
+    fn vfio_group(&self, fd: i32) -> Result<GroupId>;
 }
 
 /// How the machine's groups are in use through VFIO. Invariant: a group is
@@ -68,26 +87,28 @@ impl VfioHost {
             }
         }
         Ok(VfioHost {
-            functions,
-            groups: Arc::default(),
+            host: Arc::new(HostState {
+                functions,
+                groups: Mutex::default(),
+            }),
         })
     }
 
     /// The function behind machine device `dev`.
     pub fn function(&self, dev: DeviceId) -> Option<Arc<Mutex<Function>>> {
-        self.functions.get(&dev).cloned()
+        self.host.functions.get(&dev).cloned()
     }
 
     /// Machine devices that are PCI functions, in order.
     pub fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
-        self.functions.keys().copied()
+        self.host.functions.keys().copied()
     }
 
     /// Opens machine device `dev` as a device file (`ENODEV` if it is no
     /// PCI function).
     pub fn open(&self, dev: DeviceId) -> Result<DeviceFile> {
         let function = self.function(dev).ok_or(Errno::ENODEV)?;
-        Ok(DeviceFile::new(function, self.groups.clone()))
+        Ok(DeviceFile::new(function, self.host.clone()))
     }
 
     /// Opens group `group`'s file (`/dev/vfio/<n>`): `ENODEV` when no
@@ -107,7 +128,7 @@ impl VfioHost {
         if members.is_empty() {
             return Err(Errno::ENODEV);
         }
-        let mut use_ = self.groups.locked();
+        let mut use_ = self.host.groups.locked();
         if use_.open.contains(&group) || use_.cdev_bound.get(&group).is_some_and(|&n| n > 0) {
             return Err(Errno::EBUSY);
         }
@@ -117,7 +138,7 @@ impl VfioHost {
             group,
             members,
             shared.clone(),
-            self.groups.clone(),
+            self.host.clone(),
         ))
     }
 }
