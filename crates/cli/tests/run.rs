@@ -44,6 +44,10 @@ fn c_program_passes_every_check(name: &str) {
         "{name}: {stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{name}: {stdout}");
+    // A failing program's directory stays, to run it again by hand.
+    if let Some(dir) = exe.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// One test per C program, so that one failing program does not hide the
