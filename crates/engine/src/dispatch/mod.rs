@@ -73,6 +73,23 @@ impl Arg<'_> {
         }
     }
 
+    /// Checks that the argument's bytes from `start` to `end` are all zero
+    /// (`E2BIG` if not): the tail of an extensible struct past what this ABI
+    /// knows, read in bounded pieces.
+    pub(crate) fn check_zero_tail(&self, caller: &Caller<'_>, start: u64, end: u64) -> Result<()> {
+        let mut piece = [0u8; TAIL_PIECE];
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(TAIL_PIECE as u64) as usize;
+            self.read(caller, at, &mut piece[..n])?;
+            if piece[..n].iter().any(|&b| b != 0) {
+                return Err(Errno::E2BIG);
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     pub(crate) fn value(&self) -> u64 {
         match self {
             Arg::User(v) => *v,
@@ -115,7 +132,7 @@ impl Ucmd<'_, '_> {
 }
 
 /// Bytes read per step when checking a long zero tail.
-const TAIL_CHUNK: usize = 4096;
+const TAIL_PIECE: usize = 4096;
 
 impl Context {
     /// Runs ioctl `request` with `arg`, as `/dev/iommu` would. Returns the
@@ -152,16 +169,7 @@ impl Context {
             buf.resize(info.size, 0);
             arg.read(caller, 0, &mut buf[..copy])?;
         }
-        let mut offset = info.size;
-        let mut chunk = [0u8; TAIL_CHUNK];
-        while offset < user_size as usize {
-            let n = (user_size as usize - offset).min(TAIL_CHUNK);
-            arg.read(caller, offset as u64, &mut chunk[..n])?;
-            if chunk[..n].iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
-            offset += n;
-        }
+        arg.check_zero_tail(caller, info.size as u64, u64::from(user_size))?;
         let mut ucmd = Ucmd {
             caller,
             arg,

@@ -12,9 +12,6 @@ use softiommu_uapi::vfio::*;
 use std::mem::{offset_of, size_of};
 use zerocopy::{FromBytes, IntoBytes};
 
-/// How many bytes a tail check reads at once.
-const TAIL_PIECE: usize = 256;
-
 /// Reads the first `minsz` bytes of a `T` from the argument.
 fn read_head<T: FromBytes + IntoBytes>(
     caller: &Caller<'_>,
@@ -92,16 +89,7 @@ impl DeviceFile {
         }
         // copy_struct_from_user: zero-extended, a longer tail must be zero.
         let bind: VfioDeviceBindIommufd = read_head(caller, arg, (argsz as usize).min(size))?;
-        let mut at = size as u64;
-        let mut piece = [0u8; TAIL_PIECE];
-        while at < u64::from(argsz) {
-            let n = (u64::from(argsz) - at).min(TAIL_PIECE as u64) as usize;
-            arg.read(caller, at, &mut piece[..n])?;
-            if piece[..n].iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
-            at += n as u64;
-        }
+        arg.check_zero_tail(caller, size as u64, u64::from(argsz))?;
         if bind.iommufd < 0 || bind.flags & !VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {
             return Err(Errno::EINVAL);
         }
