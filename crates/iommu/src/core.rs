@@ -198,6 +198,19 @@ impl IommuCore {
     /// selftest's mock devices arrive this way), in an unplugged device's
     /// slot when there is one.
     pub fn add_device(&mut self, iommu: IommuId, name: &str) -> Result<DeviceId, Errno> {
+        self.add_function(iommu, name, None, Vec::new())
+    }
+
+    /// Adds a device as [`add_device`](Self::add_device) does, with its PCI
+    /// function and reserved regions (an SR-IOV virtual function arrives
+    /// this way when its PF enables it).
+    pub fn add_function(
+        &mut self,
+        iommu: IommuId,
+        name: &str,
+        pci: Option<softiommu_pci::FunctionSpec>,
+        reserved: Vec<crate::driver::ReservedRegion>,
+    ) -> Result<DeviceId, Errno> {
         self.topo
             .iommus
             .get(iommu.0 as usize)
@@ -215,8 +228,8 @@ impl IommuCore {
             name: name.into(),
             group,
             kernel_driver: None,
-            reserved: Vec::new(),
-            pci: None,
+            reserved,
+            pci,
         };
         if let Some(dev) = self.unplugged.pop() {
             let group = self.topo.devices[dev.0 as usize].group;
@@ -264,7 +277,10 @@ impl IommuCore {
         if let Some(b) = blocking {
             self.domains.remove(&b);
         }
-        self.topo.devices[dev.0 as usize].name.clear();
+        let slot = &mut self.topo.devices[dev.0 as usize];
+        slot.name.clear();
+        slot.pci = None;
+        slot.reserved.clear();
         self.topo.groups[g.0 as usize].devices.clear();
         self.unplugged.push(dev);
         Ok(())

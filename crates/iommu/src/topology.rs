@@ -104,6 +104,37 @@ impl std::error::Error for TopologyError {}
 /// An Intel gigabit Ethernet port as the built-in machine has them: 128 KiB
 /// of registers in BAR 0, the MSI-X table and PBA in a 16 KiB BAR 3, MSI,
 /// INTA, PCI Express. `revision` tells the ports of one device apart.
+/// An SR-IOV network port (Intel 82599-like): up to 8 VFs from routing
+/// offset 0x80 in steps of 2, so VF 0 of 0000:04:00.0 is 0000:04:10.0, as
+/// on the real part; each VF has two 16 KiB BARs and 3 MSI-X vectors.
+fn sriov_port() -> FunctionSpec {
+    use softiommu_pci::{BarKind, BarSpec, MsixSpec, SriovSpec};
+    let bar = |index| BarSpec {
+        index,
+        size: 16 << 10,
+        kind: BarKind::Mem64 {
+            prefetchable: false,
+        },
+    };
+    FunctionSpec {
+        sriov: Some(SriovSpec {
+            total_vfs: 8,
+            vf_device: 0x10ed,
+            first_vf_offset: 0x80,
+            vf_stride: 2,
+            vf_bars: vec![bar(0), bar(3)],
+            vf_msix: Some(MsixSpec {
+                vectors: 3,
+                table_bar: 3,
+                table_offset: 0,
+                pba_bar: 3,
+                pba_offset: 0x2000,
+            }),
+        }),
+        ..ethernet_port(0x10fb, 1)
+    }
+}
+
 fn ethernet_port(device: u16, revision: u8) -> FunctionSpec {
     use softiommu_pci::{BarKind, BarSpec, MsixSpec, PciIds};
     FunctionSpec {
@@ -322,6 +353,7 @@ impl Topology {
                 .group("dmar0", &["0000:02:00.0"])?
                 .group("dmar1", &["0000:03:00.0"])?
                 .group("mock0", &["mock:0"])?
+                .group("dmar0", &["0000:04:00.0"])?
                 .kernel_driver("0000:03:00.0", "nvme")?;
             for (dev, function) in [
                 ("0000:01:00.0", ethernet_port(0x10c9, 0)),
@@ -329,6 +361,7 @@ impl Topology {
                 ("0000:01:00.2", ethernet_port(0x10c9, 2)),
                 ("0000:02:00.0", ethernet_port(0x1533, 0)),
                 ("0000:03:00.0", nvme_drive()),
+                ("0000:04:00.0", sriov_port()),
             ] {
                 b = b.pci(dev, function)?;
             }
@@ -338,6 +371,7 @@ impl Topology {
                 "0000:01:00.2",
                 "0000:02:00.0",
                 "0000:03:00.0",
+                "0000:04:00.0",
             ] {
                 b = b.reserved(dev, X86_MSI)?;
             }

@@ -19,9 +19,15 @@ fn every_pci_device_of_the_built_in_machine_is_a_function() {
             "0000:01:00.1",
             "0000:01:00.2",
             "0000:02:00.0",
-            "0000:03:00.0"
+            "0000:03:00.0",
+            "0000:04:00.0"
         ]
     );
+    // The SR-IOV port: its VFs are not there until enabled.
+    let pf = topo.device(topo.device_by_name("0000:04:00.0").unwrap());
+    let sriov = pf.pci.as_ref().unwrap().sriov.as_ref().unwrap();
+    assert_eq!((sriov.total_vfs, sriov.vf_device), (8, 0x10ed));
+    assert!(topo.device_by_name("0000:04:10.0").is_none());
     // The selftest's mock device is no PCI function.
     let mock = topo.device_by_name("mock:0").unwrap();
     assert!(topo.device(mock).pci.is_none());

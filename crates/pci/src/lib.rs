@@ -74,10 +74,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod address;
 pub mod layout;
 pub mod regs;
 mod space;
 mod spec;
 
+pub use address::Address;
 pub use space::{ConfigError, ConfigSpace, MsiState, MsixState};
 pub use spec::{BarKind, BarSpec, FunctionSpec, MsixSpec, PciIds, SpecError, SriovSpec};

@@ -427,6 +427,27 @@ impl ConfigSpace {
         Ok(())
     }
 
+    /// Enables `n` VFs as Linux's `sriov_enable` does: NumVFs, then VF
+    /// Enable and VF Memory Space Enable in SR-IOV control. `n == 0`
+    /// disables them (control cleared, NumVFs 0).
+    pub fn set_sriov_enabled(&mut self, n: u16) -> Result<(), ConfigError> {
+        let base = self.offsets.sriov.ok_or(ConfigError::NoSriov)?;
+        let control =
+            self.u16_at(base + SRIOV_CTRL) & !(SRIOV_CTRL_VF_ENABLE | SRIOV_CTRL_VF_MEMORY);
+        if n == 0 {
+            self.set_u16(base + SRIOV_CTRL, control);
+            self.set_u16(base + SRIOV_NUM_VFS, 0);
+            return Ok(());
+        }
+        self.set_u16(base + SRIOV_CTRL, control);
+        self.set_sriov_num_vfs(n)?;
+        self.set_u16(
+            base + SRIOV_CTRL,
+            control | SRIOV_CTRL_VF_ENABLE | SRIOV_CTRL_VF_MEMORY,
+        );
+        Ok(())
+    }
+
     /// Bits of each byte a config write may set or clear: `(writable,
     /// write-1-to-clear)` for byte `offset`, `None` past the end. What is in
     /// neither is read-only to software.

@@ -110,6 +110,30 @@ pub struct SriovSpec {
     /// are per VF; VF `n`'s window is `n * size` past the programmed address.
     #[serde(default)]
     pub vf_bars: Vec<BarSpec>,
+    /// The MSI-X capability of each VF (its table and PBA in VF BARs).
+    #[serde(default)]
+    pub vf_msix: Option<MsixSpec>,
+}
+
+impl SriovSpec {
+    /// What each VF of PF `pf` is: the PF's identity with the VF device
+    /// ID, the VF BARs, MSI-X if the VFs have it, PCI Express; no INTx, no
+    /// MSI and no SR-IOV of its own (VFs have none).
+    pub fn vf_function(&self, pf: &FunctionSpec) -> FunctionSpec {
+        FunctionSpec {
+            ids: PciIds {
+                device: self.vf_device,
+                ..pf.ids
+            },
+            bars: self.vf_bars.clone(),
+            msi_vectors: 0,
+            msix: self.vf_msix,
+            pcie: true,
+            sriov: None,
+            acs: false,
+            interrupt_pin: 0,
+        }
+    }
 }
 
 /// Everything needed to build a function's configuration space.
@@ -353,5 +377,9 @@ fn validate_sriov(sriov: &SriovSpec) -> Result<(), SpecError> {
     if let Some(io) = sriov.vf_bars.iter().find(|b| !b.kind.is_memory()) {
         return Err(SpecError::VfIoBar { index: io.index });
     }
-    validate_bars(&sriov.vf_bars)
+    validate_bars(&sriov.vf_bars)?;
+    if let Some(msix) = &sriov.vf_msix {
+        validate_msix(msix, &sriov.vf_bars)?;
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@
 //! This crate is the project's FFI boundary: all of its `unsafe` lives in
 //! its `sys` module.
 
+mod attributes;
 mod paths;
 #[allow(unsafe_code)]
 mod sys;
@@ -187,7 +188,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
 /// the inherited channel belongs to the parent and is left alone).
 fn call(call: Call) -> Option<Reply> {
     let pid = std::process::id() as i32;
-    CHANNEL.with(|cell| {
+    let on_thread_channel = CHANNEL.try_with(|cell| {
         let mut slot = cell.0.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.pid != pid) {
             if let Some(old) = slot.take() {
@@ -210,7 +211,21 @@ fn call(call: Call) -> Option<Reply> {
             *slot = None;
         }
         reply
-    })
+    });
+    match on_thread_channel {
+        Ok(reply) => reply,
+        // The thread's channel is gone (its thread-local storage was torn
+        // down, as in an `atexit` handler): one channel for this call.
+        Err(_) => {
+            let mut chan = connect_channel(pid)?;
+            let reply = match &chan.page {
+                Some(page) => shared_exchange(&chan.stream, page.get(), &call),
+                None => exchange(&mut chan.stream, &call),
+            };
+            sys::forget_stream(chan.stream);
+            reply
+        }
+    }
 }
 
 /// What a path under `/dev/vfio` opens: a device file (by minor) or a
@@ -248,6 +263,25 @@ fn sysfs_redirect(path: &CStr) -> Option<std::ffi::CString> {
         });
     }
     Some(shadow)
+}
+
+/// A `write` of `data` to the sysfs attribute at `path`: the count taken,
+/// or a negative errno (`EIO` when no server answers).
+fn attribute_write(path: &str, data: &[u8]) -> i64 {
+    let mut message = Vec::with_capacity(path.len() + 1 + data.len());
+    message.extend_from_slice(path.as_bytes());
+    message.push(0);
+    message.extend_from_slice(data);
+    match call(Call {
+        op: CALL_ATTRIBUTE_WRITE,
+        arg: message.as_ptr() as u64,
+        len: message.len() as u64,
+        ..Default::default()
+    }) {
+        Some(r) if r.errno == 0 => r.result,
+        Some(r) => -i64::from(r.errno),
+        None => -i64::from(libc::EIO),
+    }
 }
 
 /// A `pread` (`write` false) or `pwrite` of a VFIO device file: the count,

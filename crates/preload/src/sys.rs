@@ -7,9 +7,9 @@
 //! while it is set every hook goes straight to the real function.
 
 use crate::{
-    context_closed, context_ioctl, context_kind, context_mmap, context_of, eventq_read_plan,
-    is_dev_iommu, open_served, socket_path, status_pid, status_with_pins, sysfs_redirect,
-    vfio_path, vfio_rw, Kind,
+    attribute_write, attributes, context_closed, context_ioctl, context_kind, context_mmap,
+    context_of, eventq_read_plan, is_dev_iommu, open_served, socket_path, status_pid,
+    status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -26,6 +26,7 @@ type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
+type WriteFn = unsafe extern "C" fn(c_int, *const c_void, usize) -> isize;
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t) -> isize;
 type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, usize, libc::off_t) -> isize;
@@ -59,6 +60,7 @@ struct Real {
     fopen: FopenFn,
     fopen64: FopenFn,
     read: ReadFn,
+    write: WriteFn,
     pread: PreadFn,
     pread64: PreadFn,
     pwrite: PwriteFn,
@@ -117,6 +119,7 @@ fn real() -> &'static Real {
                 fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
                 fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
                 read: std::mem::transmute::<*mut c_void, ReadFn>(next_symbol(c"read")),
+                write: std::mem::transmute::<*mut c_void, WriteFn>(next_symbol(c"write")),
                 pread: std::mem::transmute::<*mut c_void, PreadFn>(next_symbol(c"pread")),
                 pread64: std::mem::transmute::<*mut c_void, PreadFn>(next_symbol(c"pread64")),
                 pwrite: std::mem::transmute::<*mut c_void, PwriteFn>(next_symbol(c"pwrite")),
@@ -475,6 +478,29 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     }
     // SAFETY: the caller passes open(2)'s path argument, a C string.
     let path = unsafe { CStr::from_ptr(path) };
+    if let Some(text) = path
+        .to_str()
+        .ok()
+        .filter(|t| t.starts_with("/sys/") && flags & libc::O_ACCMODE != libc::O_RDONLY)
+    {
+        let shadow = guarded(|| sysfs_redirect(path)).flatten()?;
+        // sysfs refuses to open an attribute without a store for writing,
+        // root included.
+        if !attributes::is_attribute_write(text, flags) {
+            set_errno(libc::EACCES);
+            return Some(-1);
+        }
+        // The session's file stays as the server wrote it: writes go to the
+        // server, so nothing may truncate or create it here.
+        let keep = flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND);
+        // SAFETY: a C string the shim made; the caller's flags, less the ones
+        // that would change the session's file.
+        let fd = unsafe { (real().open)(shadow.as_ptr(), keep, 0) };
+        if fd >= 0 {
+            let _ = guarded(|| attributes::track(fd, text));
+        }
+        return Some(fd);
+    }
     if flags & libc::O_ACCMODE == libc::O_RDONLY && status_pid(path.to_bytes()).is_some() {
         return guarded(|| status_with_pins(path, flags & libc::O_CLOEXEC != 0)).flatten();
     }
@@ -668,6 +694,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     })
     .flatten();
     let _ = guarded(|| untrack_eventq_fd(fd));
+    let _ = guarded(|| attributes::untrack(fd));
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
     if let Some(ino) = ino {
@@ -851,6 +878,34 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
     // SAFETY: the caller's descriptor and buffer, with a count no larger
     // than the caller's.
     unsafe { (real().read)(fd, buf, count) }
+}
+
+/// # Safety
+/// As `write(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> isize {
+    if let Some(path) = guarded(|| attributes::path_of(fd)).flatten() {
+        if buf.is_null() && count > 0 {
+            set_errno(libc::EFAULT);
+            return -1;
+        }
+        // A sysfs store sees at most a page.
+        let count = count.min(4096);
+        let data: &[u8] = if count == 0 {
+            &[]
+        } else {
+            // SAFETY: write(2)'s contract: `buf` holds `count` readable bytes.
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), count) }
+        };
+        let r = guarded(|| attribute_write(&path, data)).unwrap_or(-i64::from(libc::EIO));
+        if r < 0 {
+            set_errno((-r) as c_int);
+            return -1;
+        }
+        return r as isize;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().write)(fd, buf, count) }
 }
 
 /// `Some(result)` when `fd` is a VFIO device file: its region bytes go

@@ -79,6 +79,10 @@ pub const CALL_PWRITE: u32 = 8;
 /// length): the server writes the file's current contents first, as the
 /// kernel makes them at each open.
 pub const CALL_REFRESH_VIEW: u32 = 9;
+/// The program writes a sysfs attribute the server acts on (`arg`: the
+/// address of the path, a NUL, then the bytes written; `len`: the whole
+/// length). The result is the count taken.
+pub const CALL_ATTRIBUTE_WRITE: u32 = 10;
 
 /// First packet on a new connection.
 #[repr(C)]

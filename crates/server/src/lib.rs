@@ -754,6 +754,24 @@ impl Channel {
                     })
                     .map(|()| 0)
             }
+            CALL_ATTRIBUTE_WRITE => {
+                // A path and a page of data at most, read from the caller.
+                let len = call.len.min(2 * 4096) as usize;
+                let mut message = vec![0u8; len];
+                self.mem.read(call.arg, &mut message).and_then(|()| {
+                    let nul = message.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
+                    let path = std::str::from_utf8(&message[..nul]).map_err(|_| Errno::EINVAL)?;
+                    let dir = state.session.as_ref().ok_or(Errno::EACCES)?;
+                    sysfs::write_attribute(
+                        dir,
+                        state.engine.shared(),
+                        state.engine.vfio(),
+                        path,
+                        &message[nul + 1..],
+                    )
+                    .map(|n| n as i64)
+                })
+            }
             CALL_IS_CONTEXT => Ok(i64::from(
                 lock(&state.contexts).contains_key(&call.ino)
                     || lock(&state.vfio_files).contains_key(&call.ino),

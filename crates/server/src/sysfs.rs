@@ -12,12 +12,18 @@
 //! sys/bus/pci/devices/<bdf>/iommu_group -> ../../../../kernel/iommu_groups/<n>
 //! sys/bus/pci/devices/<bdf>/driver -> ../../../../bus/pci/drivers/<driver>
 //! sys/bus/pci/devices/<bdf>/vfio-dev/vfio<m>/dev          "<major>:<m>"
+//! sys/bus/pci/devices/<bdf>/sriov_{totalvfs,numvfs,offset,stride,vf_device}   a PF's
+//! sys/bus/pci/devices/<bdf>/virtfn<n> -> ../<vf bdf>     a PF's enabled VFs
+//! sys/bus/pci/devices/<bdf>/physfn -> ../<pf bdf>        a VF's PF
 //! sys/kernel/iommu_groups/<n>/devices/<bdf> -> ../../../../bus/pci/devices/<bdf>
 //! ```
 //!
 //! Every function is bound to vfio-pci unless the topology gives it a
-//! kernel driver; the tree is written once, when the server starts, but
-//! for the files whose contents change, which are rewritten each time a
+//! kernel driver (VFs too: they inherit their PF's). Attributes are
+//! read-only but `sriov_numvfs`, whose writes the shim sends to
+//! [`write_attribute`]: VFs and their entries appear and go as Linux's
+//! do. The tree is written when the server starts, but for the files whose
+//! contents change, which are rewritten each time a
 //! program opens them ([`refresh`]): `config` (the whole space, as root
 //! reads it, with the values the function's user has written) and, on a
 //! machine with Intel IOMMUs, the driver's debugfs view of each function
@@ -28,7 +34,8 @@
 //! ```
 
 use softiommu_engine::pages::EngineState;
-use softiommu_engine::vfio::{intel_translation_struct, VfioHost};
+use softiommu_engine::vfio::{intel_translation_struct, SriovChange, SriovRole, VfioHost};
+use softiommu_engine::Errno;
 use softiommu_iommu::{DeviceId, Topology};
 use std::io;
 use std::os::unix::fs::symlink;
@@ -139,6 +146,7 @@ pub fn write(root: &Path, shared: &EngineState, host: &VfioHost) -> io::Result<(
         let core = shared.iommu.lock().unwrap_or_else(|e| e.into_inner());
         write_tree(root, core.topology(), host)?;
         host.devices()
+            .into_iter()
             .map(|d| (d, core.topology().device(d).name.clone()))
             .collect()
     };
@@ -153,59 +161,176 @@ pub fn write(root: &Path, shared: &EngineState, host: &VfioHost) -> io::Result<(
 /// Writes the tree under `root` (which becomes `root/sys/...`).
 pub fn write_tree(root: &Path, topology: &Topology, host: &VfioHost) -> io::Result<()> {
     let sys = root.join("sys");
-    let devices = sys.join("bus/pci/devices");
-    let drivers = sys.join("bus/pci/drivers");
-    let groups = sys.join("kernel/iommu_groups");
-    std::fs::create_dir_all(&devices)?;
-    std::fs::create_dir_all(drivers.join("vfio-pci"))?;
-    std::fs::create_dir_all(&groups)?;
-    for (minor, dev) in host.devices().enumerate() {
-        let spec = topology.device(dev);
-        let Some(pci) = &spec.pci else { continue };
-        let dir = devices.join(&spec.name);
-        std::fs::create_dir_all(&dir)?;
-        let ids = &pci.ids;
-        for (name, value) in [
-            ("vendor", format!("0x{:04x}\n", ids.vendor)),
-            ("device", format!("0x{:04x}\n", ids.device)),
-            (
-                "subsystem_vendor",
-                format!("0x{:04x}\n", ids.subsystem_vendor),
-            ),
-            (
-                "subsystem_device",
-                format!("0x{:04x}\n", ids.subsystem_device),
-            ),
-            ("class", format!("0x{:06x}\n", ids.class)),
-            ("revision", format!("0x{:02x}\n", ids.revision)),
-        ] {
-            std::fs::write(dir.join(name), value)?;
-        }
-        symlink("../../../../bus/pci", dir.join("subsystem"))?;
-        let group = spec.group.0;
-        symlink(
-            format!("../../../../kernel/iommu_groups/{group}"),
-            dir.join("iommu_group"),
-        )?;
-        let driver = spec.kernel_driver.as_deref().unwrap_or("vfio-pci");
-        std::fs::create_dir_all(drivers.join(driver))?;
-        symlink(
-            format!("../../../../bus/pci/drivers/{driver}"),
-            dir.join("driver"),
-        )?;
-        if spec.kernel_driver.is_none() {
-            let cdev = dir.join(format!("vfio-dev/vfio{minor}"));
-            std::fs::create_dir_all(&cdev)?;
-            std::fs::write(cdev.join("dev"), format!("{VFIO_CDEV_MAJOR}:{minor}\n"))?;
-        }
-        let members = groups.join(format!("{group}/devices"));
-        std::fs::create_dir_all(&members)?;
-        symlink(
-            format!("../../../../bus/pci/devices/{}", spec.name),
-            members.join(&spec.name),
-        )?;
+    std::fs::create_dir_all(sys.join("bus/pci/devices"))?;
+    std::fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci"))?;
+    std::fs::create_dir_all(sys.join("kernel/iommu_groups"))?;
+    for dev in host.devices() {
+        write_function(root, topology, host, dev)?;
     }
     Ok(())
+}
+
+/// Writes function `dev`'s directory, its group's entry and, for a VF, the
+/// links between it and its PF.
+fn write_function(
+    root: &Path,
+    topology: &Topology,
+    host: &VfioHost,
+    dev: DeviceId,
+) -> io::Result<()> {
+    let sys = root.join("sys");
+    let devices = sys.join("bus/pci/devices");
+    let drivers = sys.join("bus/pci/drivers");
+    let spec = topology.device(dev);
+    let (Some(pci), Some(function)) = (&spec.pci, host.function(dev)) else {
+        return Ok(());
+    };
+    let (minor, physfn) = {
+        let f = function.lock().unwrap_or_else(|e| e.into_inner());
+        let physfn = match &f.sriov {
+            SriovRole::Vf { pf, .. } => Some(topology.device(*pf).name.clone()),
+            _ => None,
+        };
+        (f.minor, physfn)
+    };
+    let dir = devices.join(&spec.name);
+    std::fs::create_dir_all(&dir)?;
+    let ids = &pci.ids;
+    let mut attributes = vec![
+        ("vendor", format!("0x{:04x}\n", ids.vendor)),
+        ("device", format!("0x{:04x}\n", ids.device)),
+        (
+            "subsystem_vendor",
+            format!("0x{:04x}\n", ids.subsystem_vendor),
+        ),
+        (
+            "subsystem_device",
+            format!("0x{:04x}\n", ids.subsystem_device),
+        ),
+        ("class", format!("0x{:06x}\n", ids.class)),
+        ("revision", format!("0x{:02x}\n", ids.revision)),
+    ];
+    if let Some(sriov) = &pci.sriov {
+        attributes.extend([
+            ("sriov_totalvfs", format!("{}\n", sriov.total_vfs)),
+            ("sriov_offset", format!("{}\n", sriov.first_vf_offset)),
+            ("sriov_stride", format!("{}\n", sriov.vf_stride)),
+            ("sriov_vf_device", format!("{:x}\n", sriov.vf_device)),
+        ]);
+    }
+    for (name, value) in attributes {
+        write_read_only(&dir.join(name), value.as_bytes())?;
+    }
+    if let Some((_, num)) = host.sriov_counts(dev) {
+        write_num_vfs(&dir, num)?;
+    }
+    symlink("../../../../bus/pci", dir.join("subsystem"))?;
+    let group = spec.group.0;
+    symlink(
+        format!("../../../../kernel/iommu_groups/{group}"),
+        dir.join("iommu_group"),
+    )?;
+    let driver = spec.kernel_driver.as_deref().unwrap_or("vfio-pci");
+    std::fs::create_dir_all(drivers.join(driver))?;
+    symlink(
+        format!("../../../../bus/pci/drivers/{driver}"),
+        dir.join("driver"),
+    )?;
+    if spec.kernel_driver.is_none() {
+        let cdev = dir.join(format!("vfio-dev/vfio{minor}"));
+        std::fs::create_dir_all(&cdev)?;
+        write_read_only(
+            &cdev.join("dev"),
+            format!("{VFIO_CDEV_MAJOR}:{minor}\n").as_bytes(),
+        )?;
+    }
+    let members = sys.join(format!("kernel/iommu_groups/{group}/devices"));
+    std::fs::create_dir_all(&members)?;
+    symlink(
+        format!("../../../../bus/pci/devices/{}", spec.name),
+        members.join(&spec.name),
+    )?;
+    if let Some(pf) = physfn {
+        symlink(format!("../{pf}"), dir.join("physfn"))?;
+    }
+    Ok(())
+}
+
+/// Writes an attribute the program may only read (a write is `EACCES`
+/// for an unprivileged program, as sysfs's mode 0444 makes it).
+fn write_read_only(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+}
+
+/// Rewrites a PF's `sriov_numvfs` (mode 0644: the one attribute here a
+/// program writes, through the server).
+fn write_num_vfs(dir: &Path, num: u16) -> io::Result<()> {
+    replace_file(&dir.join("sriov_numvfs"), format!("{num}\n").as_bytes())
+}
+
+/// A write of `data` to the attribute at `path` (as the program spelt it)
+/// on behalf of a program: `sriov_numvfs` of a PF creates or removes VFs
+/// and their entries; other attributes here cannot be written (`EACCES`).
+/// Returns the bytes taken.
+pub fn write_attribute(
+    root: &Path,
+    shared: &EngineState,
+    host: &VfioHost,
+    path: &str,
+    data: &[u8],
+) -> Result<usize, Errno> {
+    let dir = path
+        .strip_prefix("/sys/")
+        .and_then(|p| p.strip_suffix("/sriov_numvfs"))
+        .ok_or(Errno::EACCES)?;
+    let bdf = dir.rsplit('/').next().unwrap_or_default();
+    let dev = shared
+        .iommu
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .topology()
+        .device_by_name(bdf)
+        .ok_or(Errno::ENOENT)?;
+    // One attribute write at a time, so that the tree follows the changes
+    // in the order they happened.
+    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let change = host.write_sriov_numvfs(shared, dev, data)?;
+    apply_sriov_change(root, shared, host, dev, &change).map_err(|_| Errno::EIO)?;
+    Ok(data.len())
+}
+
+/// Brings the tree in line with PF `pf`'s new VFs: their entries and
+/// `virtfn<n>` links appear or go, and `sriov_numvfs` shows the count.
+fn apply_sriov_change(
+    root: &Path,
+    shared: &EngineState,
+    host: &VfioHost,
+    pf: DeviceId,
+    change: &SriovChange,
+) -> io::Result<()> {
+    let sys = root.join("sys");
+    let devices = sys.join("bus/pci/devices");
+    let core = shared.iommu.lock().unwrap_or_else(|e| e.into_inner());
+    let topology = core.topology().clone();
+    drop(core);
+    let pf_dir = devices.join(&topology.device(pf).name);
+    for (index, gone) in change.removed.iter().enumerate() {
+        let _ = std::fs::remove_file(pf_dir.join(format!("virtfn{index}")));
+        std::fs::remove_dir_all(devices.join(&gone.name))?;
+        std::fs::remove_dir_all(sys.join(format!("kernel/iommu_groups/{}", gone.group.0)))?;
+    }
+    for (index, &vf) in change.added.iter().enumerate() {
+        write_function(root, &topology, host, vf)?;
+        symlink(
+            format!("../{}", topology.device(vf).name),
+            pf_dir.join(format!("virtfn{index}")),
+        )?;
+    }
+    let num = host.sriov_counts(pf).map_or(0, |(_, n)| n);
+    write_num_vfs(&pf_dir, num)
 }
 
 #[cfg(test)]
@@ -285,7 +410,7 @@ mod tests {
         assert_eq!(bytes[..4], [0x86, 0x80, 0x33, 0x15]);
         assert_eq!(bytes[4] & 0x6, 0, "memory and bus master off after reset");
 
-        let dev = engine.vfio().devices().find(|&d| {
+        let dev = engine.vfio().devices().into_iter().find(|&d| {
             let function = engine.vfio().function(d).unwrap();
             let id = function.lock().unwrap().config.spec().ids.device;
             id == 0x1533

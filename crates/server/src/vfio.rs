@@ -76,10 +76,10 @@ impl State {
         lock(&self.vfio_files).get(&ino).cloned()
     }
 
-    /// The machine device behind `/dev/vfio/devices/vfio<minor>`: the
-    /// `minor`-th PCI function, if VFIO has it (a kernel driver's is not).
+    /// The machine device behind `/dev/vfio/devices/vfio<minor>`, if VFIO
+    /// has it (a kernel driver's function is not).
     fn vfio_cdev(&self, minor: u32) -> Option<DeviceId> {
-        let dev = self.engine.vfio().devices().nth(minor as usize)?;
+        let dev = self.engine.vfio().device_by_minor(minor)?;
         let core = lock(&self.engine.shared().iommu);
         core.topology()
             .device(dev)

@@ -13,6 +13,7 @@ impl Errno {
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const E2BIG: Errno = Errno(libc::E2BIG);
     pub const EBADF: Errno = Errno(libc::EBADF);
+    pub const EACCES: Errno = Errno(libc::EACCES);
     pub const ENOMEM: Errno = Errno(libc::ENOMEM);
     pub const EFAULT: Errno = Errno(libc::EFAULT);
     pub const EBUSY: Errno = Errno(libc::EBUSY);
@@ -38,6 +39,7 @@ impl Errno {
             libc::ENXIO => "ENXIO",
             libc::E2BIG => "E2BIG",
             libc::EBADF => "EBADF",
+            libc::EACCES => "EACCES",
             libc::ENOMEM => "ENOMEM",
             libc::EFAULT => "EFAULT",
             libc::EBUSY => "EBUSY",
@@ -47,6 +49,7 @@ impl Errno {
             libc::ENOTTY => "ENOTTY",
             libc::ENOSPC => "ENOSPC",
             libc::EOVERFLOW => "EOVERFLOW",
+            libc::ERANGE => "ERANGE",
             libc::EOPNOTSUPP => "EOPNOTSUPP",
             libc::EADDRINUSE => "EADDRINUSE",
             libc::EMSGSIZE => "EMSGSIZE",

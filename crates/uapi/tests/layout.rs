@@ -457,11 +457,36 @@ fn vfio_structs_match_the_bindings() {
         (VFIO_DEVICE_RESET, 11),
         (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, 12),
         (VFIO_DEVICE_PCI_HOT_RESET, 13),
+        (VFIO_DEVICE_FEATURE, 17),
         (VFIO_DEVICE_BIND_IOMMUFD, 18),
         (VFIO_DEVICE_ATTACH_IOMMUFD_PT, 19),
         (VFIO_DEVICE_DETACH_IOMMUFD_PT, 20),
     ] {
         assert_eq!(request, (u32::from(b';') << 8) | (100 + n));
+    }
+    for (ours, theirs) in [
+        (VFIO_DEVICE_FEATURE_MASK, v::VFIO_DEVICE_FEATURE_MASK),
+        (VFIO_DEVICE_FEATURE_GET, v::VFIO_DEVICE_FEATURE_GET),
+        (VFIO_DEVICE_FEATURE_SET, v::VFIO_DEVICE_FEATURE_SET),
+        (VFIO_DEVICE_FEATURE_PROBE, v::VFIO_DEVICE_FEATURE_PROBE),
+        (
+            VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+            v::VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+        ),
+        (
+            VFIO_DEVICE_FEATURE_MIGRATION,
+            v::VFIO_DEVICE_FEATURE_MIGRATION,
+        ),
+        (
+            VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+            v::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+        ),
+        (
+            VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+            v::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+        ),
+    ] {
+        assert_eq!(ours, theirs);
     }
     assert_eq!(v::VFIO_API_VERSION as i64, VFIO_API_VERSION);
     assert_eq!(u64::from(v::VFIO_TYPE1_IOMMU), VFIO_TYPE1_IOMMU);

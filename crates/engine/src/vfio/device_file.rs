@@ -32,27 +32,70 @@ struct Binding {
     attached: bool,
     /// PASIDs this file attached (Linux keeps them in `vdev->pasids`).
     pasids: BTreeSet<u32>,
+    /// For a VF: its PF's token, whose users this binding counts in.
+    vf_user: Option<Arc<Mutex<super::VfToken>>>,
+}
+
+impl Binding {
+    fn new(ctx: SharedContext, dev_id: u32, attached: bool, function: &Function) -> Self {
+        let vf_user = function.sriov.vf_token().cloned();
+        if let Some(token) = &vf_user {
+            token.locked().users += 1;
+        }
+        Binding {
+            ctx,
+            dev_id,
+            attached,
+            pasids: BTreeSet::new(),
+            vf_user,
+        }
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        if let Some(token) = &self.vf_user {
+            token.locked().users -= 1;
+        }
+    }
 }
 
 impl DeviceFile {
-    pub(super) fn new(function: Arc<Mutex<Function>>, host: Arc<HostState>) -> Self {
-        DeviceFile {
+    /// An unbound file on `function`: `ENODEV` for a VF its PF removed.
+    pub(super) fn new(function: Arc<Mutex<Function>>, host: Arc<HostState>) -> Result<Self> {
+        {
+            let mut f = function.locked();
+            if f.removed {
+                return Err(Errno::ENODEV);
+            }
+            f.open_files += 1;
+        }
+        Ok(DeviceFile {
             function,
             binding: None,
             via_group: false,
             host,
-        }
+        })
     }
 
     /// A file opened through its group: bound to the container's context
     /// and attached to its compatibility IOAS (`ENODEV` when the container
-    /// has none, as Linux's `iommufd_vfio_compat_ioas_get_id`).
+    /// has none, as Linux's `iommufd_vfio_compat_ioas_get_id`). `token` is
+    /// the VF token the name carried, checked first.
     pub(super) fn open_via_group(
         function: Arc<Mutex<Function>>,
         host: Arc<HostState>,
         ctx: SharedContext,
+        token: Option<&[u8; 16]>,
     ) -> Result<Self> {
-        let dev = function.locked().dev;
+        let dev = {
+            let f = function.locked();
+            if f.removed {
+                return Err(Errno::ENODEV);
+            }
+            f.sriov.match_token(token)?;
+            f.dev
+        };
         let dev_id = {
             let mut c = ctx.locked();
             let ioas = c.compat_ioas()?;
@@ -63,14 +106,11 @@ impl DeviceFile {
             }
             dev_id
         };
+        let binding = Binding::new(ctx, dev_id, true, &function.locked());
+        function.locked().open_files += 1;
         Ok(DeviceFile {
             function,
-            binding: Some(Binding {
-                ctx,
-                dev_id,
-                attached: true,
-                pasids: BTreeSet::new(),
-            }),
+            binding: Some(binding),
             via_group: true,
             host,
         })
@@ -121,12 +161,7 @@ impl DeviceFile {
                 return Err(e);
             }
         };
-        self.binding = Some(Binding {
-            ctx,
-            dev_id,
-            attached: false,
-            pasids: BTreeSet::new(),
-        });
+        self.binding = Some(Binding::new(ctx, dev_id, false, &self.function.locked()));
         Ok((dev_id, affected))
     }
 
@@ -221,6 +256,7 @@ impl DeviceFile {
     /// `EINVAL` unbound, for an unknown region or past its end.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.binding.as_ref().ok_or(Errno::EINVAL)?;
+        self.wake();
         let (index, at) = split_offset(offset);
         let function = self.function.locked();
         match index {
@@ -236,6 +272,7 @@ impl DeviceFile {
     /// Writes region bytes at file offset `offset`, as [`read`](Self::read).
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize> {
         self.binding.as_ref().ok_or(Errno::EINVAL)?;
+        self.wake();
         let (index, at) = split_offset(offset);
         let mut function = self.function.locked();
         match index {
@@ -261,6 +298,7 @@ impl DeviceFile {
 impl Drop for DeviceFile {
     fn drop(&mut self) {
         self.release();
+        self.function.locked().open_files -= 1;
     }
 }
 

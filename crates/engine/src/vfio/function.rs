@@ -49,13 +49,36 @@ pub struct Function {
     bars: Vec<Option<Arc<MemFile>>>,
     /// Interrupt wiring.
     pub irqs: Irqs,
+    /// Its device node's minor number (`/dev/vfio/devices/vfio<minor>`),
+    /// unique among the machine's functions while it exists.
+    pub minor: u32,
+    /// Its part in SR-IOV: PF, VF or neither.
+    pub sriov: super::SriovRole,
+    /// Device files open on it (cdev or group), which keep a VF from
+    /// being removed (Linux's registration references).
+    pub open_files: u32,
+    /// A VF its PF removed: the machine no longer has it, so it opens no
+    /// more files.
+    pub removed: bool,
+    /// Runtime low-power state a user asked for
+    /// (`VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY*`).
+    pub low_power: Option<LowPower>,
+}
+
+/// A device the user let enter low power: any access through the device
+/// file wakes it, signalling the wake-up eventfd if one was given
+/// (Linux's `pm_wake_eventfd_ctx`).
+#[derive(Debug)]
+pub struct LowPower {
+    /// The eventfd of `LOW_POWER_ENTRY_WITH_WAKEUP`.
+    pub wakeup: Option<Arc<dyn EventSignal>>,
 }
 
 impl Function {
     /// A function as `spec` describes it, freshly reset.
     /// `EINVAL` for a spec the PCI model refuses or a BAR larger than
     /// [`MAX_BAR_MEMORY`].
-    pub fn new(dev: DeviceId, group: GroupId, spec: &FunctionSpec) -> Result<Self> {
+    pub fn new(dev: DeviceId, group: GroupId, spec: &FunctionSpec, minor: u32) -> Result<Self> {
         if spec.bars.iter().any(|b| b.size > MAX_BAR_MEMORY) {
             return Err(Errno::EINVAL);
         }
@@ -72,6 +95,11 @@ impl Function {
             config,
             bars,
             irqs: Irqs::default(),
+            minor,
+            sriov: super::SriovRole::None,
+            open_files: 0,
+            removed: false,
+            low_power: None,
         };
         function.irqs.triggers = (0..VFIO_PCI_NUM_IRQS)
             .map(|i| vec![None; function.irq_count(i) as usize])
@@ -132,6 +160,11 @@ impl Function {
     /// interrupt wiring is the program's and stays.
     pub fn reset(&mut self) {
         self.config.reset();
+        // Linux restores the SR-IOV state a reset clears
+        // (`pci_restore_iov_state`): the VFs stay.
+        if let super::SriovRole::Pf { vfs, .. } = &self.sriov {
+            let _ = self.config.set_sriov_enabled(vfs.len() as u16);
+        }
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
     }
@@ -139,6 +172,7 @@ impl Function {
     /// Drops every eventfd and clears INTx masking: vfio-pci turns the
     /// function's interrupts off when its last user closes it.
     pub fn reset_irqs(&mut self) {
+        self.low_power = None;
         for vectors in &mut self.irqs.triggers {
             vectors.iter_mut().for_each(|t| *t = None);
         }

@@ -131,34 +131,91 @@ impl GroupFile {
     }
 
     /// `VFIO_GROUP_GET_DEVICE_FD`: the device named by the string at the
-    /// argument (`ENODEV` for none of this group's; a `vf_token=` suffix is
-    /// `EINVAL` for a function that is neither PF nor VF), opened bound and
-    /// attached; `EINVAL` without a container.
+    /// argument, opened bound and attached. The name may be followed by
+    /// options as vfio-pci's `match` reads them: spaces, then at most one
+    /// `vf_token=<uuid>` (anything else, or a malformed UUID, is
+    /// `EINVAL`; a name followed by anything but a space names nothing).
+    /// `ENODEV` for no function of this group; the VF token rules of
+    /// [`SriovRole::match_token`](super::SriovRole::match_token); then
+    /// `EINVAL` without a container.
     fn get_device_fd(&self, caller: &Caller<'_>, arg: &Arg<'_>) -> Result<DeviceFile> {
-        let name = read_string(caller, arg)?;
-        let (name, token) = match name.split_once(' ') {
-            Some((n, rest)) => (n, Some(rest.trim())),
-            None => (name.as_str(), None),
-        };
-        let function = {
-            let core = self.shared.iommu.locked();
-            let dev = core.topology().device_by_name(name).ok_or(Errno::ENODEV)?;
-            self.members
-                .iter()
-                .find(|f| f.locked().dev == dev)
-                .cloned()
-                .ok_or(Errno::ENODEV)?
-        };
-        if let Some(token) = token {
-            return Err(if token.starts_with("vf_token=") {
-                Errno::EINVAL
-            } else {
-                Errno::ENODEV
-            });
+        let text = read_string(caller, arg)?;
+        let mut found = None;
+        for function in &self.members {
+            let name = {
+                let f = function.locked();
+                self.shared
+                    .iommu
+                    .locked()
+                    .topology()
+                    .device(f.dev)
+                    .name
+                    .clone()
+            };
+            if let Some(options) = match_name(&text, &name) {
+                let token = parse_options(options)?;
+                function.locked().sriov.match_token(token.as_ref())?;
+                found = Some((function.clone(), token));
+                break;
+            }
         }
+        let (function, token) = found.ok_or(Errno::ENODEV)?;
         let ctx = self.container.clone().ok_or(Errno::EINVAL)?;
-        DeviceFile::open_via_group(function, self.host.clone(), ctx)
+        DeviceFile::open_via_group(function, self.host.clone(), ctx, token.as_ref())
     }
+}
+
+/// The options after `name` in `text` when `text` names it: `Some("")` for
+/// the bare name, the rest after a space, `None` for another name.
+fn match_name<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(name)?;
+    if rest.is_empty() || rest.starts_with(' ') {
+        Some(rest)
+    } else {
+        None
+    }
+}
+
+/// The VF token among `options` (Linux `vfio_pci_core_match`).
+fn parse_options(options: &str) -> Result<Option<[u8; 16]>> {
+    const KEY: &str = "vf_token=";
+    const UUID_LEN: usize = 36;
+    let mut token = None;
+    let mut rest = options;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            return Ok(token);
+        }
+        match rest.strip_prefix(KEY) {
+            Some(value) if token.is_none() => {
+                let uuid = value.get(..UUID_LEN).ok_or(Errno::EINVAL)?;
+                token = Some(parse_uuid(uuid).ok_or(Errno::EINVAL)?);
+                rest = &value[UUID_LEN..];
+            }
+            _ => return Err(Errno::EINVAL),
+        }
+    }
+}
+
+/// A UUID in its 36-character text form, bytes in text order (Linux
+/// `uuid_parse`).
+pub(super) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    let digits: Vec<u8> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![8, 13, 18, 23].contains(i))
+        .map(|(_, &b)| (b as char).to_digit(16).map(|d| d as u8))
+        .collect::<Option<_>>()?;
+    let mut uuid = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        uuid[i] = pair[0] << 4 | pair[1];
+    }
+    Some(uuid)
 }
 
 impl Drop for GroupFile {

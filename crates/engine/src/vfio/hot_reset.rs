@@ -210,13 +210,7 @@ impl DeviceFile {
         // Held throughout, so that ownership cannot change before the reset.
         let functions = scope
             .iter()
-            .map(|a| {
-                self.host
-                    .functions
-                    .get(&a.dev)
-                    .cloned()
-                    .ok_or(Errno::EINVAL)
-            })
+            .map(|a| self.host.function(a.dev).ok_or(Errno::EINVAL))
             .collect::<Result<Vec<_>>>()?;
         let mut locked: Vec<_> = functions.iter().map(|f| f.locked()).collect();
         {

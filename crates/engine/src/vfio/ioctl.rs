@@ -50,6 +50,7 @@ impl DeviceFile {
         if !self.bound() {
             return Err(Errno::EINVAL);
         }
+        self.wake();
         match request {
             // The cdev-only ioctls; a group's device file does not know them.
             VFIO_DEVICE_ATTACH_IOMMUFD_PT if !self.via_group() => {
@@ -70,6 +71,7 @@ impl DeviceFile {
             }
             VFIO_DEVICE_GET_PCI_HOT_RESET_INFO => self.ioctl_hot_reset_info(caller, &mut arg),
             VFIO_DEVICE_PCI_HOT_RESET => self.ioctl_hot_reset(caller, &arg, fds),
+            VFIO_DEVICE_FEATURE => self.ioctl_feature(caller, &arg),
             _ => Err(Errno::ENOTTY),
         }
         .map(|()| 0)
@@ -97,12 +99,14 @@ impl DeviceFile {
         if self.via_group() || self.bound() {
             return Err(Errno::EINVAL);
         }
-        if bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {
+        let token = if bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {
             let mut uuid = [0u8; 16];
             caller.mem.read(bind.token_uuid_ptr, &mut uuid)?;
-            // A VF token given to a function that is neither PF nor VF.
-            return Err(Errno::EINVAL);
-        }
+            Some(uuid)
+        } else {
+            None
+        };
+        self.function().locked().sriov.match_token(token.as_ref())?;
         let ctx = fds.iommufd(bind.iommufd)?;
         let (dev_id, _) = self.bind(ctx)?;
         if let Err(e) = arg.write(

@@ -11,20 +11,25 @@
 //!   `VFIO_DEVICE_BIND_IOMMUFD` (everything else is `EINVAL`); bound, it
 //!   holds a device object in one iommufd context until it is closed.
 //!
-//! Lock order: a function's lock before any context's lock; the host's map
-//! of functions is never locked while either is held.
+//! Lock order: the host's group use, then functions (several in address
+//! order), then a context, then the IOMMU core. The host's map of
+//! functions and a VF token's lock are leaves: held only to look up or
+//! change an entry, never while taking another lock.
 
 mod device_file;
+mod feature;
 mod function;
 mod group;
 mod hot_reset;
 mod ioctl;
 mod irqs;
+mod sriov;
 
 pub use device_file::DeviceFile;
 pub use function::{Function, IrqTrigger, Irqs, MAX_BAR_MEMORY};
 pub use group::{GroupFile, GroupReply};
 pub use irqs::IrqData;
+pub use sriov::{RemovedVf, SriovChange, SriovRole, VfToken};
 
 use crate::context::Context;
 use crate::errno::{Errno, Result};
@@ -44,14 +49,50 @@ pub struct VfioHost {
     host: Arc<HostState>,
 }
 
-/// What every VFIO file of the machine shares: the functions (fixed once
-/// the host is made) and how their groups are in use.
+/// What every VFIO file of the machine shares: the functions and how their
+/// groups are in use.
 #[derive(Debug, Default)]
 pub(crate) struct HostState {
-    pub functions: BTreeMap<DeviceId, Arc<Mutex<Function>>>,
+    /// The functions. Changes only when a PF enables or disables its VFs.
+    /// A leaf lock (see the module's lock order).
+    pub functions: Mutex<Functions>,
     /// Which groups are held open and which have device files bound
     /// through `/dev/vfio/devices`: the two ways in exclude each other.
     pub groups: Mutex<GroupUse>,
+}
+
+impl HostState {
+    /// The function behind machine device `dev`.
+    pub fn function(&self, dev: DeviceId) -> Option<Arc<Mutex<Function>>> {
+        self.functions.locked().by_dev.get(&dev).cloned()
+    }
+}
+
+/// The machine's functions. Invariant: `minors` maps each function's
+/// `minor` to its device and nothing else.
+#[derive(Debug, Default)]
+pub(crate) struct Functions {
+    pub by_dev: BTreeMap<DeviceId, Arc<Mutex<Function>>>,
+    pub minors: BTreeMap<u32, DeviceId>,
+}
+
+impl Functions {
+    /// Adds `function` under `dev` with minor `minor`.
+    pub fn insert(&mut self, dev: DeviceId, minor: u32, function: Function) {
+        self.by_dev.insert(dev, Arc::new(Mutex::new(function)));
+        self.minors.insert(minor, dev);
+    }
+
+    /// Removes `dev`'s function.
+    pub fn remove(&mut self, dev: DeviceId) {
+        self.by_dev.remove(&dev);
+        self.minors.retain(|_, d| *d != dev);
+    }
+
+    /// The lowest minor number no function has (Linux's IDA).
+    pub fn free_minor(&self) -> u32 {
+        (0..).find(|m| !self.minors.contains_key(m)).unwrap_or(0)
+    }
 }
 
 /// How a VFIO ioctl finds what the caller's descriptor numbers open (the
@@ -76,19 +117,22 @@ pub(crate) struct GroupUse {
 }
 
 impl VfioHost {
-    /// A function for every device of `topology` that has a PCI description.
+    /// A function for every device of `topology` that has a PCI description,
+    /// numbered (`/dev/vfio/devices/vfio<minor>`) in device order.
     pub fn new(topology: &Topology) -> Result<Self> {
-        let mut functions = BTreeMap::new();
+        let mut functions = Functions::default();
         for (i, dev) in topology.devices.iter().enumerate() {
             if let Some(spec) = &dev.pci {
                 let id = DeviceId(i as u32);
-                let function = Function::new(id, dev.group, spec)?;
-                functions.insert(id, Arc::new(Mutex::new(function)));
+                let minor = functions.by_dev.len() as u32;
+                let mut function = Function::new(id, dev.group, spec, minor)?;
+                function.sriov = SriovRole::for_spec(spec);
+                functions.insert(id, minor, function);
             }
         }
         Ok(VfioHost {
             host: Arc::new(HostState {
-                functions,
+                functions: Mutex::new(functions),
                 groups: Mutex::default(),
             }),
         })
@@ -96,19 +140,30 @@ impl VfioHost {
 
     /// The function behind machine device `dev`.
     pub fn function(&self, dev: DeviceId) -> Option<Arc<Mutex<Function>>> {
-        self.host.functions.get(&dev).cloned()
+        self.host.function(dev)
     }
 
-    /// Machine devices that are PCI functions, in order.
-    pub fn devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
-        self.host.functions.keys().copied()
+    /// Machine devices that are PCI functions now, in order.
+    pub fn devices(&self) -> Vec<DeviceId> {
+        self.host
+            .functions
+            .locked()
+            .by_dev
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// The machine device whose device node is `vfio<minor>`.
+    pub fn device_by_minor(&self, minor: u32) -> Option<DeviceId> {
+        self.host.functions.locked().minors.get(&minor).copied()
     }
 
     /// Opens machine device `dev` as a device file (`ENODEV` if it is no
     /// PCI function).
     pub fn open(&self, dev: DeviceId) -> Result<DeviceFile> {
         let function = self.function(dev).ok_or(Errno::ENODEV)?;
-        Ok(DeviceFile::new(function, self.host.clone()))
+        DeviceFile::new(function, self.host.clone())
     }
 
     /// Opens group `group`'s file (`/dev/vfio/<n>`): `ENODEV` when no
@@ -131,6 +186,11 @@ impl VfioHost {
         let mut use_ = self.host.groups.locked();
         if use_.open.contains(&group) || use_.cdev_bound.get(&group).is_some_and(|&n| n > 0) {
             return Err(Errno::EBUSY);
+        }
+        // A VF its PF removed meanwhile is gone (checked with the group use
+        // held, as the removal does).
+        if members.iter().any(|f| f.locked().removed) {
+            return Err(Errno::ENODEV);
         }
         use_.open.insert(group);
         drop(use_);

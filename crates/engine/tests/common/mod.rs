@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod vfio;
 
 use softiommu_engine::memory::{AddressSpace, SimFiles, SimMemory};
 use softiommu_engine::ops::hwpt::HwptSpec;

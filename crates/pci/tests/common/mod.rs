@@ -61,6 +61,7 @@ pub fn full_spec() -> FunctionSpec {
                 size: 0x2000,
                 kind: BarKind::Mem64 { prefetchable: true },
             }],
+            vf_msix: None,
         }),
         acs: true,
         interrupt_pin: 1,

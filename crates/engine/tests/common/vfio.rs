@@ -1,0 +1,218 @@
+//! The built-in machine's VFIO functions driven through device and group
+//! files, with a simulated caller: the helpers VFIO tests share.
+
+use softiommu_engine::memory::{AddressSpace, CallerFiles, EventSignal, FileBacking, SimMemory};
+use softiommu_engine::pages::EngineState;
+use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds, VfioHost};
+use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
+use softiommu_iommu::{DeviceState, DomainKind, GroupId, Topology};
+use softiommu_uapi::vfio::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use zerocopy::IntoBytes;
+
+/// The iommufd descriptor number the resolver knows, and one that is open
+/// but no iommufd.
+pub const IOMMUFD: i32 = 3;
+pub const NOT_IOMMUFD: i32 = 4;
+
+/// An eventfd that counts its signals.
+#[derive(Debug, Default)]
+pub struct Counter(pub AtomicU64);
+
+impl EventSignal for Counter {
+    fn signal(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The caller's descriptors: eventfds from 10 up.
+#[derive(Debug, Default)]
+pub struct Eventfds(pub BTreeMap<i32, Arc<Counter>>);
+
+impl CallerFiles for Eventfds {
+    fn resolve(&self, _fd: i32) -> Result<Arc<dyn FileBacking>, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn eventfd(&self, fd: i32) -> Result<Arc<dyn EventSignal>, Errno> {
+        match self.0.get(&fd) {
+            Some(c) => Ok(c.clone()),
+            None if fd == NOT_IOMMUFD => Err(Errno::EINVAL),
+            None => Err(Errno::EBADF),
+        }
+    }
+}
+
+/// Descriptor numbers of group files: `GROUP_FDS + n` is group `n`'s.
+pub const GROUP_FDS: i32 = 20;
+
+/// What the caller's descriptor numbers open for a device file's ioctl.
+pub struct Fds(pub SharedContext);
+
+impl VfioFds for Fds {
+    fn iommufd(&self, fd: i32) -> Result<SharedContext, Errno> {
+        match fd {
+            IOMMUFD => Ok(self.0.clone()),
+            NOT_IOMMUFD => Err(Errno::EBADFD),
+            _ => Err(Errno::EBADF),
+        }
+    }
+    fn vfio_group(&self, fd: i32) -> Result<GroupId, Errno> {
+        match fd {
+            GROUP_FDS..30 => Ok(GroupId((fd - GROUP_FDS) as u32)),
+            IOMMUFD | NOT_IOMMUFD => Err(Errno::EINVAL),
+            _ => Err(Errno::EBADF),
+        }
+    }
+}
+
+pub struct Machine {
+    pub host: VfioHost,
+    pub shared: Arc<EngineState>,
+    pub ctx: SharedContext,
+    pub mem: Arc<dyn AddressSpace>,
+    pub files: Eventfds,
+}
+
+impl Machine {
+    pub fn new() -> Self {
+        Self::with(Topology::default_machine())
+    }
+
+    pub fn with(topology: Topology) -> Self {
+        let host = VfioHost::new(&topology).unwrap();
+        let shared = Arc::new(EngineState::with_topology(topology));
+        let ctx = Arc::new(Mutex::new(Context::new(shared.clone())));
+        let sim = Arc::new(SimMemory::new());
+        sim.map(0x10000, 0x10000, true);
+        let mut files = Eventfds::default();
+        for fd in 10..16 {
+            files.0.insert(fd, Arc::new(Counter::default()));
+        }
+        Machine {
+            host,
+            shared,
+            ctx,
+            mem: sim,
+            files,
+        }
+    }
+
+    pub fn open(&self, name: &str) -> DeviceFile {
+        let dev = self.dev(name);
+        self.host.open(dev).unwrap()
+    }
+
+    pub fn dev(&self, name: &str) -> softiommu_iommu::DeviceId {
+        self.shared
+            .iommu
+            .lock()
+            .unwrap()
+            .topology()
+            .device_by_name(name)
+            .unwrap()
+    }
+
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            mem: &self.mem,
+            files: &self.files,
+            creds: Credentials::default(),
+        }
+    }
+
+    /// An ioctl with `bytes` as its argument.
+    pub fn ioctl(
+        &self,
+        file: &mut DeviceFile,
+        request: u32,
+        bytes: &mut [u8],
+    ) -> Result<i64, Errno> {
+        let fds = Fds(self.ctx.clone());
+        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &fds)
+    }
+
+    pub fn bind(&self, file: &mut DeviceFile) -> Result<u32, Errno> {
+        let mut bind = VfioDeviceBindIommufd {
+            argsz: 24,
+            iommufd: IOMMUFD,
+            ..Default::default()
+        };
+        self.ioctl(file, VFIO_DEVICE_BIND_IOMMUFD, bind.as_mut_bytes())?;
+        Ok(bind.out_devid)
+    }
+
+    pub fn attach(&self, file: &mut DeviceFile, pt_id: u32) -> Result<u32, Errno> {
+        let mut attach = VfioDeviceAttachIommufdPt {
+            argsz: 16,
+            pt_id,
+            ..Default::default()
+        };
+        self.ioctl(file, VFIO_DEVICE_ATTACH_IOMMUFD_PT, attach.as_mut_bytes())?;
+        Ok(attach.pt_id)
+    }
+
+    /// Whether a context holds the device, and what its group translates
+    /// through.
+    pub fn state(&self, name: &str) -> (bool, &'static str) {
+        let dev = self.dev(name);
+        let core = self.shared.iommu.lock().unwrap();
+        let claimed = matches!(core.device_state(dev), DeviceState::Claimed(_));
+        let domain = match core.domain(core.device_domain(dev)).map(|d| &d.kind) {
+            Some(DomainKind::Default) => "default",
+            Some(DomainKind::Blocking) => "blocking",
+            Some(DomainKind::Paging { .. }) => "paging",
+            _ => "other",
+        };
+        (claimed, domain)
+    }
+
+    pub fn group(&self, group: u32) -> Result<GroupFile, Errno> {
+        self.host.open_group(&self.shared, GroupId(group))
+    }
+
+    /// A group ioctl with `bytes` as its argument.
+    pub fn group_ioctl(
+        &self,
+        file: &mut GroupFile,
+        request: u32,
+        bytes: &mut [u8],
+    ) -> Result<GroupReply, Errno> {
+        let ctx = self.ctx.clone();
+        let resolve = move |fd: i32| match fd {
+            IOMMUFD => Ok(ctx.clone()),
+            NOT_IOMMUFD => Err(Errno::EBADFD),
+            _ => Err(Errno::EBADF),
+        };
+        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &resolve)
+    }
+
+    pub fn status(&self, file: &mut GroupFile) -> u32 {
+        let mut status = VfioGroupStatus { argsz: 8, flags: 0 };
+        self.group_ioctl(file, VFIO_GROUP_GET_STATUS, status.as_mut_bytes())
+            .unwrap();
+        status.flags
+    }
+
+    pub fn counter(&self, fd: i32) -> u64 {
+        self.files.0[&fd].0.load(Ordering::SeqCst)
+    }
+}
+
+pub fn set_irqs(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Vec<u8> {
+    let hdr = VfioIrqSet {
+        argsz: (20 + data.len()) as u32,
+        flags,
+        index,
+        start,
+        count,
+    };
+    let mut bytes = hdr.as_bytes().to_vec();
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+pub fn fds(list: &[i32]) -> Vec<u8> {
+    list.iter().flat_map(|fd| fd.to_ne_bytes()).collect()
+}
