@@ -79,6 +79,7 @@ c_programs!(
     veventq,
     viommu_mmap,
     vfio_device,
+    vfio_kvm,
     vfio_sriov,
     vm_pin,
 );

@@ -20,6 +20,7 @@
 //! its `sys` module.
 
 mod attributes;
+mod kvm;
 mod paths;
 #[allow(unsafe_code)]
 mod sys;
@@ -367,7 +368,7 @@ fn context_of(fd: i32) -> Option<u64> {
                 arg: 0,
                 ..Default::default()
             })?;
-            let k = if reply.errno == 0 && reply.result == 1 {
+            let k = if reply.errno == 0 && reply.result >= 1 {
                 Kind::Context
             } else {
                 Kind::NotOurs
@@ -377,6 +378,19 @@ fn context_of(fd: i32) -> Option<u64> {
         }
     };
     (kind == Kind::Context).then_some(ino)
+}
+
+/// Whether `fd` is a VFIO device or group file the server serves.
+fn is_vfio_file(fd: i32) -> bool {
+    let Some(ino) = context_of(fd) else {
+        return false;
+    };
+    call(Call {
+        op: CALL_IS_CONTEXT,
+        ino,
+        ..Default::default()
+    })
+    .is_some_and(|r| r.errno == 0 && r.result == 2)
 }
 
 /// Runs an ioctl on a context: the return value, or a negative errno.

@@ -8,8 +8,8 @@
 
 use crate::{
     attribute_write, attributes, context_closed, context_ioctl, context_kind, context_mmap,
-    context_of, eventq_read_plan, is_dev_iommu, open_served, socket_path, status_pid,
-    status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
+    context_of, eventq_read_plan, is_dev_iommu, is_vfio_file, kvm, open_served, socket_path,
+    status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
 };
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -676,11 +676,60 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
         })
     })
     .flatten();
-    match served {
-        Some(r) => r,
-        // SAFETY: not a context: forwarding the caller's arguments unchanged.
-        None => unsafe { (real().ioctl)(fd, request, arg) },
+    if let Some(r) = served {
+        return r;
     }
+    if request == kvm::KVM_SET_DEVICE_ATTR {
+        if let Some(r) = guarded(|| kvm_vfio_file(fd, arg as u64)).flatten() {
+            return r;
+        }
+    }
+    // SAFETY: not a context: forwarding the caller's arguments unchanged.
+    unsafe { (real().ioctl)(fd, request, arg) }
+}
+
+/// Reads `buf.len()` bytes of this process's memory at `addr`, without
+/// faulting on a bad pointer (as the kernel's `copy_from_user`).
+fn read_own(addr: u64, buf: &mut [u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` is our own buffer of that length; the kernel checks
+    // `remote` and fails the call instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    n == buf.len() as isize
+}
+
+/// `Some(result)` when `KVM_SET_DEVICE_ATTR` on `fd` adds or deletes a
+/// served VFIO file on KVM's VFIO pseudo device (see [`kvm`]).
+fn kvm_vfio_file(fd: c_int, arg: u64) -> Option<c_int> {
+    let mut raw = [0u8; std::mem::size_of::<kvm::KvmDeviceAttr>()];
+    if !read_own(arg, &mut raw) {
+        return None;
+    }
+    let attr = <kvm::KvmDeviceAttr as zerocopy::FromBytes>::read_from_bytes(&raw).ok()?;
+    let verb = kvm::FileVerb::of(&attr)?;
+    let mut file = [0u8; 4];
+    if !read_own(attr.addr, &mut file) {
+        return None;
+    }
+    let file = c_int::from_ne_bytes(file);
+    if !is_vfio_file(file) || !kvm::is_kvm_vfio(fd) {
+        return None;
+    }
+    let ino = side_inode(file)?;
+    Some(match kvm::apply(fd, ino, verb) {
+        Ok(()) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    })
 }
 
 /// # Safety
@@ -695,6 +744,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     .flatten();
     let _ = guarded(|| untrack_eventq_fd(fd));
     let _ = guarded(|| attributes::untrack(fd));
+    let _ = guarded(|| kvm::forget(fd));
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
     if let Some(ino) = ino {

@@ -54,8 +54,8 @@ pub const CALL_IOCTL: u32 = 1;
 /// the last reference, the server releases what stands behind it before
 /// replying.
 pub const CALL_CLOSED: u32 = 2;
-/// Whether a socket inode names a file the server serves (a context, or a
-/// VFIO device or group file): `result` 1 when it does.
+/// Whether a socket inode names a file the server serves: `result` 1 for a
+/// context, 2 for a VFIO device or group file, 0 for neither.
 pub const CALL_IS_CONTEXT: u32 = 3;
 /// `mmap(2)` of a context or a VFIO device file: `arg` is the offset, `len`,
 /// `prot` and `flags` as the program passed them. The reply carries a

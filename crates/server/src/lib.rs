@@ -772,10 +772,13 @@ impl Channel {
                     .map(|n| n as i64)
                 })
             }
-            CALL_IS_CONTEXT => Ok(i64::from(
-                lock(&state.contexts).contains_key(&call.ino)
-                    || lock(&state.vfio_files).contains_key(&call.ino),
-            )),
+            CALL_IS_CONTEXT => Ok(if lock(&state.contexts).contains_key(&call.ino) {
+                1
+            } else if lock(&state.vfio_files).contains_key(&call.ino) {
+                2
+            } else {
+                0
+            }),
             CALL_EVENTQ_READ => {
                 let side = lock(&state.side_files).get(&call.ino).cloned();
                 let plan = side.and_then(|side| {
