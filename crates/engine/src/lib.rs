@@ -30,7 +30,8 @@
 //! 8. [`ops`]: operations on objects (`impl Context`).
 //! 9. [`dispatch`]: ioctl decoding with Linux's rules (`impl Context`).
 //! 10. [`vfio`]: emulated PCI functions as VFIO device files.
-//! 11. [`api`], [`inspect`]: the typed face and the report.
+//! 11. [`devices`]: device models behind functions (I/OAT).
+//! 12. [`api`], [`inspect`]: the typed face and the report.
 
 #![warn(missing_docs)]
 
@@ -54,6 +55,7 @@ pub mod ops;
 
 pub mod dispatch;
 
+pub mod devices;
 pub mod vfio;
 
 pub mod api;

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["ops"],
     &["dispatch"],
     &["vfio"],
+    &["devices"],
     &["api", "inspect"],
 ];
 

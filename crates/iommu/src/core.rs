@@ -230,6 +230,7 @@ impl IommuCore {
             kernel_driver: None,
             reserved,
             pci,
+            model: None,
         };
         if let Some(dev) = self.unplugged.pop() {
             let group = self.topo.devices[dev.0 as usize].group;
@@ -280,6 +281,7 @@ impl IommuCore {
         let slot = &mut self.topo.devices[dev.0 as usize];
         slot.name.clear();
         slot.pci = None;
+        slot.model = None;
         slot.reserved.clear();
         self.topo.groups[g.0 as usize].devices.clear();
         self.unplugged.push(dev);

@@ -15,6 +15,8 @@
 //! kernel_driver = "e1000e"   # bound at start
 //! reserved = [{ start = 0xfee00000, length = 0x100000, type = "msi" }]
 //!
+//! model = "ioat"             # optional: a device model (see DEVICE_MODELS)
+//!
 //! [device.pci]               # a PCI function, reachable through VFIO
 //! ids = { vendor = 0x8086, device = 0x1533, class = 0x020000 }
 //! bars = [{ index = 0, size = 0x20000, kind = { type = "mem32" } }]
@@ -69,7 +71,17 @@ pub struct DeviceSpec {
     pub reserved: Vec<ReservedRegion>,
     /// Its PCI function, when it is one: what VFIO presents of it.
     pub pci: Option<FunctionSpec>,
+    /// The device model that gives the function behaviour (`"ioat"`), by
+    /// name; `None` for a function whose BARs are plain memory.
+    pub model: Option<String>,
 }
+
+/// Makes the PCI function a device model stands for.
+pub type PresetFn = fn() -> FunctionSpec;
+
+/// The device models a topology may name, with the PCI function each
+/// stands for when the topology describes none.
+pub const DEVICE_MODELS: &[(&str, PresetFn)] = &[("ioat", softiommu_pci::presets::ioat_skx)];
 
 /// The whole machine. Invariant: every group names an existing IOMMU, every
 /// device is in exactly one group, names are unique.
@@ -249,6 +261,7 @@ impl TopologyBuilder {
                 kernel_driver: None,
                 reserved: Vec::new(),
                 pci: None,
+                model: None,
             });
         }
         self.topo.groups.push(GroupSpec {
@@ -277,6 +290,25 @@ impl TopologyBuilder {
         spec.validate()
             .map_err(|e| TopologyError(format!("PCI function {device}: {e}")))?;
         self.topo.devices[d.0 as usize].pci = Some(spec);
+        Ok(self)
+    }
+
+    /// Gives `device` the device model `model` (one of [`DEVICE_MODELS`]),
+    /// and that model's PCI function when it has none yet.
+    pub fn model(mut self, device: &str, model: &str) -> Result<Self, TopologyError> {
+        let d = self
+            .topo
+            .device_by_name(device)
+            .ok_or_else(|| TopologyError(format!("no device named {device}")))?;
+        let (_, preset) = DEVICE_MODELS
+            .iter()
+            .find(|(name, _)| *name == model)
+            .ok_or_else(|| TopologyError(format!("unknown device model {model}")))?;
+        let spec = &mut self.topo.devices[d.0 as usize];
+        spec.model = Some(model.into());
+        if spec.pci.is_none() {
+            spec.pci = Some(preset());
+        }
         Ok(self)
     }
 
@@ -329,6 +361,7 @@ struct FileDevice {
     #[serde(default)]
     reserved: Vec<ReservedRegion>,
     pci: Option<FunctionSpec>,
+    model: Option<String>,
 }
 
 impl Topology {
@@ -354,6 +387,7 @@ impl Topology {
                 .group("dmar1", &["0000:03:00.0"])?
                 .group("mock0", &["mock:0"])?
                 .group("dmar0", &["0000:04:00.0"])?
+                .group("dmar1", &["0000:00:04.0"])?
                 .kernel_driver("0000:03:00.0", "nvme")?;
             for (dev, function) in [
                 ("0000:01:00.0", ethernet_port(0x10c9, 0)),
@@ -372,9 +406,11 @@ impl Topology {
                 "0000:02:00.0",
                 "0000:03:00.0",
                 "0000:04:00.0",
+                "0000:00:04.0",
             ] {
                 b = b.reserved(dev, X86_MSI)?;
             }
+            b = b.model("0000:00:04.0", "ioat")?;
             Ok(b.build())
         };
         build().unwrap_or_default()
@@ -402,6 +438,9 @@ impl Topology {
             }
             if let Some(spec) = d.pci {
                 b = b.pci(&d.name, spec)?;
+            }
+            if let Some(model) = &d.model {
+                b = b.model(&d.name, model)?;
             }
             for r in d.reserved {
                 if r.length == 0 || r.start.checked_add(r.length - 1).is_none() {

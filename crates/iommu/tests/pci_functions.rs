@@ -20,9 +20,14 @@ fn every_pci_device_of_the_built_in_machine_is_a_function() {
             "0000:01:00.2",
             "0000:02:00.0",
             "0000:03:00.0",
-            "0000:04:00.0"
+            "0000:04:00.0",
+            "0000:00:04.0"
         ]
     );
+    // The I/OAT channel: its model's function.
+    let ioat = topo.device(topo.device_by_name("0000:00:04.0").unwrap());
+    assert_eq!(ioat.model.as_deref(), Some("ioat"));
+    assert_eq!(ioat.pci.as_ref().unwrap().ids.device, 0x2021);
     // The SR-IOV port: its VFs are not there until enabled.
     let pf = topo.device(topo.device_by_name("0000:04:00.0").unwrap());
     let sriov = pf.pci.as_ref().unwrap().sriov.as_ref().unwrap();

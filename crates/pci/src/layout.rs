@@ -113,6 +113,15 @@ impl Image {
         image.bars(BAR0, &spec.bars);
         image.capabilities(spec);
         image.extended_capabilities(spec);
+        for r in &spec.device_registers {
+            image.set(
+                usize::from(r.offset),
+                usize::from(r.width),
+                r.value,
+                r.writable,
+                r.write_1_to_clear,
+            );
+        }
         image
     }
 

@@ -76,10 +76,13 @@
 
 mod address;
 pub mod layout;
+pub mod presets;
 pub mod regs;
 mod space;
 mod spec;
 
 pub use address::Address;
 pub use space::{ConfigError, ConfigSpace, MsiState, MsixState};
-pub use spec::{BarKind, BarSpec, FunctionSpec, MsixSpec, PciIds, SpecError, SriovSpec};
+pub use spec::{
+    BarKind, BarSpec, DeviceRegister, FunctionSpec, MsixSpec, PciIds, SpecError, SriovSpec,
+};

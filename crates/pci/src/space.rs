@@ -448,6 +448,14 @@ impl ConfigSpace {
         Ok(())
     }
 
+    /// Sets bytes at `offset` as the device does (error status bits, for
+    /// one), whatever software may write there. `OutOfRange` past the end.
+    pub fn set_by_device(&mut self, offset: u64, data: &[u8]) -> Result<(), ConfigError> {
+        let range = self.range(offset, data.len())?;
+        self.bytes[range].copy_from_slice(data);
+        Ok(())
+    }
+
     /// Bits of each byte a config write may set or clear: `(writable,
     /// write-1-to-clear)` for byte `offset`, `None` past the end. What is in
     /// neither is read-only to software.

@@ -132,6 +132,7 @@ impl SriovSpec {
             sriov: None,
             acs: false,
             interrupt_pin: 0,
+            device_registers: Vec::new(),
         }
     }
 }
@@ -165,6 +166,31 @@ pub struct FunctionSpec {
     /// Legacy interrupt pin: 0 none, 1..=4 INTA..INTD.
     #[serde(default)]
     pub interrupt_pin: u8,
+    /// Device-specific registers in configuration space, outside every
+    /// capability (vfio-pci passes such bytes straight to the device).
+    #[serde(default)]
+    pub device_registers: Vec<DeviceRegister>,
+}
+
+/// A device-specific configuration register: its place, power-on value and
+/// which bits software writes or clears by writing 1; the device model sets
+/// the rest (error status bits, for one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRegister {
+    /// Offset in configuration space, aligned to `width`.
+    pub offset: u16,
+    /// 1, 2 or 4 bytes.
+    pub width: u8,
+    /// Power-on value.
+    #[serde(default)]
+    pub value: u32,
+    /// Bits a write stores.
+    #[serde(default)]
+    pub writable: u32,
+    /// Bits a written 1 clears; none of them in `writable`.
+    #[serde(default)]
+    pub write_1_to_clear: u32,
 }
 
 /// Why a [`FunctionSpec`] cannot be built.
@@ -256,6 +282,11 @@ pub enum SpecError {
     /// The last VF's routing-ID distance does not fit in 16 bits.
     #[error("the last VF's routing-ID offset overflows 16 bits")]
     VfRoutingOverflow,
+    /// A device register is misaligned, of a bad width, past the end of
+    /// configuration space, inside a capability or the header, or has a bit
+    /// both writable and write-1-to-clear.
+    #[error("device register at {0:#x} is misplaced or malformed")]
+    DeviceRegister(u16),
 }
 
 impl FunctionSpec {
@@ -279,6 +310,9 @@ impl FunctionSpec {
         }
         if self.interrupt_pin > 4 {
             return Err(SpecError::InterruptPin(self.interrupt_pin));
+        }
+        for r in &self.device_registers {
+            self.validate_device_register(r)?;
         }
         if let Some(sriov) = &self.sriov {
             if !self.pcie {
@@ -356,6 +390,42 @@ fn validate_msix(msix: &MsixSpec, bars: &[BarSpec]) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+impl FunctionSpec {
+    /// Device registers live past the capabilities: from 0xc0 (the PCI
+    /// Express capability ends before it) in the first 256 bytes, and past
+    /// the extended capabilities above 0x100.
+    fn validate_device_register(&self, r: &DeviceRegister) -> Result<(), SpecError> {
+        let bad = SpecError::DeviceRegister(r.offset);
+        let (offset, width) = (usize::from(r.offset), usize::from(r.width));
+        let len = if self.pcie { 4096 } else { 256 };
+        if !matches!(width, 1 | 2 | 4) || offset % width != 0 || offset + width > len {
+            return Err(bad);
+        }
+        let mask = if width == 4 {
+            !0
+        } else {
+            (1u32 << (8 * width)) - 1
+        };
+        if r.writable & r.write_1_to_clear != 0
+            || (r.value | r.writable | r.write_1_to_clear) & !mask != 0
+        {
+            return Err(bad);
+        }
+        let ext_end = 0x100
+            + if self.sriov.is_some() {
+                regs::SRIOV_CAP_LEN
+            } else {
+                0
+            }
+            + if self.acs { regs::ACS_CAP_LEN } else { 0 };
+        let in_ext_caps = offset < ext_end && offset + width > 0x100;
+        if offset < 0xc0 || in_ext_caps || (offset >= 0x100 && ext_end == 0x100 && offset < 0x104) {
+            return Err(bad);
+        }
+        Ok(())
+    }
 }
 
 /// Checks VF counts, routing and VF BARs.

@@ -17,7 +17,7 @@
 //! library untouched, errno preserved.
 //!
 //! This crate is the project's FFI boundary: all of its `unsafe` lives in
-//! its `sys` module.
+//! its `sys` module (with `sys::trap`, the register-store trap).
 
 mod attributes;
 mod kvm;
@@ -411,7 +411,17 @@ fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
 /// Asks for the memory behind the region at `offset` of a context or a
 /// VFIO device file: its descriptor and the offset in it to map at, or a
 /// positive errno.
-fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Result<(i32, u64), i32> {
+/// A mapping's memory: the descriptor, the offset in it, and the part of
+/// the mapping whose stores trap (`(offset, length)` from its start).
+type MappedRegion = (i32, u64, (u32, u32));
+
+fn context_mmap(
+    ino: u64,
+    offset: u64,
+    len: u64,
+    prot: i32,
+    flags: i32,
+) -> Result<MappedRegion, i32> {
     match call(Call {
         op: CALL_MMAP,
         request: 0,
@@ -422,7 +432,7 @@ fn context_mmap(ino: u64, offset: u64, len: u64, prot: i32, flags: i32) -> Resul
         flags: flags as u32,
         ..Default::default()
     }) {
-        Some(r) if r.errno == 0 => Ok((r.result as i32, r.extra)),
+        Some(r) if r.errno == 0 => Ok((r.result as i32, r.extra, (r.trap_start, r.trap_len))),
         Some(r) => Err(r.errno),
         None => Err(libc::EIO),
     }

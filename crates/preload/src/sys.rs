@@ -11,6 +11,9 @@ use crate::{
     context_of, eventq_read_plan, is_dev_iommu, is_vfio_file, kvm, open_served, socket_path,
     status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
 };
+#[path = "trap.rs"]
+pub(crate) mod trap;
+
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, usize) -> isize;
+type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t) -> isize;
 type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, usize, libc::off_t) -> isize;
@@ -57,6 +61,7 @@ struct Real {
     close: CloseFn,
     mmap: MmapFn,
     mmap64: MmapFn,
+    munmap: MunmapFn,
     fopen: FopenFn,
     fopen64: FopenFn,
     read: ReadFn,
@@ -116,6 +121,7 @@ fn real() -> &'static Real {
                 close: std::mem::transmute::<*mut c_void, CloseFn>(next_symbol(c"close")),
                 mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
+                munmap: std::mem::transmute::<*mut c_void, MunmapFn>(next_symbol(c"munmap")),
                 fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
                 fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
                 read: std::mem::transmute::<*mut c_void, ReadFn>(next_symbol(c"read")),
@@ -779,12 +785,21 @@ unsafe fn intercept_mmap(
         let ino = context_of(fd)?;
         Some(
             match context_mmap(ino, offset as u64, len as u64, prot, flags) {
-                Ok((memory, at)) => {
+                Ok((memory, at, (trap_start, trap_len))) => {
                     // SAFETY: the caller's arguments under mmap(2)'s contract,
                     // with the region's memory in place of the context.
                     let mapped = unsafe { map(addr, len, prot, flags, memory, at as libc::off_t) };
                     let saved = errno();
                     close_fd(memory);
+                    if mapped != libc::MAP_FAILED && trap_len > 0 && prot & libc::PROT_WRITE != 0 {
+                        // A device model's registers: stores must reach it.
+                        trap::trap(
+                            mapped as usize + trap_start as usize,
+                            trap_len as usize,
+                            ino,
+                            offset as u64 + u64::from(trap_start),
+                        );
+                    }
                     set_errno(saved);
                     mapped
                 }
@@ -928,6 +943,18 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
     // SAFETY: the caller's descriptor and buffer, with a count no larger
     // than the caller's.
     unsafe { (real().read)(fd, buf, count) }
+}
+
+/// # Safety
+/// As `munmap(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let rc = unsafe { (real().munmap)(addr, len) };
+    if rc == 0 {
+        trap::forget(addr as usize, len);
+    }
+    rc
 }
 
 /// # Safety

@@ -148,6 +148,13 @@ pub struct Reply {
     pub fd_addr: u64,
     /// A second result, for calls that have one.
     pub extra: u64,
+    /// For `CALL_MMAP` of a device file: the page-aligned part of the
+    /// mapping, from `trap_start` bytes in for `trap_len` bytes, whose
+    /// stores must reach the device model as register writes (the shim maps
+    /// it read-only and turns each faulting store into a `pwrite`).
+    pub trap_start: u32,
+    /// See `trap_start`; 0 for none.
+    pub trap_len: u32,
 }
 
 /// In a reply through the shared page: a descriptor follows on the socket,

@@ -683,6 +683,7 @@ impl Channel {
         // Whether `region_fd` is a VFIO file the server serves.
         let mut served_fd = false;
         let mut extra = 0;
+        let mut trap = (0u32, 0u32);
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
@@ -804,9 +805,10 @@ impl Channel {
                 .vfio_file(call.ino)
                 .ok_or(Errno::EBADF)
                 .and_then(|h| state.vfio_mmap(&h, call.arg, call.len, call.flags))
-                .map(|(fd, at)| {
+                .map(|(fd, at, t)| {
                     region_fd = Some(fd);
                     extra = at;
+                    trap = t;
                     0
                 }),
             CALL_MMAP => {
@@ -828,6 +830,8 @@ impl Channel {
             Ok(result) => Reply {
                 result,
                 extra,
+                trap_start: trap.0,
+                trap_len: trap.1,
                 ..Reply::default()
             },
             Err(e) => Reply {

@@ -197,7 +197,7 @@ impl State {
         offset: u64,
         len: u64,
         flags: u32,
-    ) -> Result<(OwnedFd, u64), Errno> {
+    ) -> Result<(OwnedFd, u64, (u32, u32)), Errno> {
         let file = lock(&h.file);
         let VfioFile::Device(d) = &*file else {
             return Err(Errno::ENODEV);
@@ -225,8 +225,33 @@ impl State {
             .fd()
             .try_clone_to_owned()
             .map_err(|_| Errno::ENOMEM)?;
-        Ok((fd, start))
+        Ok((
+            fd,
+            start,
+            trap_in_mapping(function.trapped(index), start, len),
+        ))
     }
+}
+
+/// The pages of a mapping of `[start, start + len)` of a BAR that hold
+/// the model's `trapped` bytes, relative to the mapping's start: `(offset,
+/// length)`, `(0, 0)` for none.
+fn trap_in_mapping(trapped: std::ops::Range<u64>, start: u64, len: u64) -> (u32, u32) {
+    const PAGE: u64 = 4096;
+    let first = (trapped.start & !(PAGE - 1)).max(start);
+    let end = trapped
+        .end
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(start + len);
+    if trapped.is_empty() || first >= end {
+        return (0, 0);
+    }
+    let offset = first - start;
+    // A mapping starts on a page; keep the trapped part whole pages of it.
+    let offset = offset & !(PAGE - 1);
+    let length = (end - start - offset).div_ceil(PAGE) * PAGE;
+    (offset as u32, length as u32)
 }
 
 /// Serves a VFIO file a program opened: the hello named it; the reply says

@@ -76,7 +76,8 @@ impl Engine {
     /// [`vfio`](Self::vfio); [`try_with_topology`](Self::try_with_topology)
     /// says so instead.
     pub fn with_topology(topology: softiommu_iommu::Topology) -> Self {
-        let vfio = crate::vfio::VfioHost::new(&topology).unwrap_or_default();
+        let vfio = crate::vfio::VfioHost::with_models(&topology, &crate::devices::model_for)
+            .unwrap_or_default();
         Engine {
             shared: Arc::new(EngineState::with_topology(topology)),
             vfio: Arc::new(vfio),
@@ -86,7 +87,7 @@ impl Engine {
     /// An engine for a machine of the given topology; `EINVAL` when one of
     /// its PCI functions cannot be emulated.
     pub fn try_with_topology(topology: softiommu_iommu::Topology) -> Result<Self> {
-        let vfio = crate::vfio::VfioHost::new(&topology)
+        let vfio = crate::vfio::VfioHost::with_models(&topology, &crate::devices::model_for)
             .map_err(|e| Error::new(e, "building the PCI functions"))?;
         Ok(Engine {
             shared: Arc::new(EngineState::with_topology(topology)),

@@ -97,7 +97,11 @@ fn covered_by(maps: &[Mapping], addr: u64, len: u64, write: bool) -> Result<()> 
         if m.hi <= next || m.lo > next {
             continue;
         }
-        if !m.readable || (write && !m.writable) {
+        // A BAR's register pages may be mapped read-only by the shim, which
+        // traps the program's stores to them; as device memory they are
+        // writable all the same.
+        let writable = m.writable || (m.device && m.shared);
+        if !m.readable || (write && !writable) {
             return Err(Errno::EFAULT);
         }
         if m.hi > last {

@@ -106,14 +106,21 @@ impl DeviceFile {
             }
             dev_id
         };
-        let binding = Binding::new(ctx, dev_id, true, &function.locked());
-        function.locked().open_files += 1;
-        Ok(DeviceFile {
+        let binding = Binding::new(ctx.clone(), dev_id, true, &function.locked());
+        {
+            let mut f = function.locked();
+            f.open_files += 1;
+            f.dma_port = Some((ctx, dev_id));
+        }
+        let file = DeviceFile {
             function,
             binding: Some(binding),
             via_group: true,
             host,
-        })
+        };
+        // On failure the file drops, which unbinds it.
+        super::model::start_runner(&file.function)?;
+        Ok(file)
     }
 
     /// Opened through a group file rather than the device's cdev.
@@ -161,7 +168,15 @@ impl DeviceFile {
                 return Err(e);
             }
         };
-        self.binding = Some(Binding::new(ctx, dev_id, false, &self.function.locked()));
+        {
+            let mut f = self.function.locked();
+            self.binding = Some(Binding::new(ctx.clone(), dev_id, false, &f));
+            f.dma_port = Some((ctx, dev_id));
+        }
+        if let Err(e) = super::model::start_runner(&self.function) {
+            self.release();
+            return Err(e);
+        }
         Ok((dev_id, affected))
     }
 
@@ -220,6 +235,8 @@ impl DeviceFile {
     /// nothing.
     pub fn release(&mut self) {
         if let Some(b) = self.binding.take() {
+            // The device's DMA stops before its device object goes.
+            self.function.locked().dma_port = None;
             let mut ctx = b.ctx.locked();
             for &pasid in &b.pasids {
                 let _ = ctx.pasid_detach(b.dev_id, pasid);
@@ -276,9 +293,13 @@ impl DeviceFile {
         let (index, at) = split_offset(offset);
         let mut function = self.function.locked();
         match index {
-            0..=5 => function.bar_write(index, at, data)?,
+            0..=5 => function.region_write(index, at, data)?,
             VFIO_PCI_CONFIG_REGION_INDEX => {
-                function.config.write(at, data).map_err(|_| Errno::EINVAL)?
+                function.config.write(at, data).map_err(|_| Errno::EINVAL)?;
+                // A write that reset the function (FLR) resets its model too.
+                if function.config.resets() != function.model_resets {
+                    function.reset_model();
+                }
             }
             _ => return Err(Errno::EINVAL),
         }

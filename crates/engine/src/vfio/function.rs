@@ -63,6 +63,16 @@ pub struct Function {
     /// Runtime low-power state a user asked for
     /// (`VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY*`).
     pub low_power: Option<LowPower>,
+    /// The device model behind the registers, if any (taken out while it
+    /// runs a step).
+    pub(crate) model: Option<Box<dyn super::DeviceModel>>,
+    /// The configuration-space reset count the model last saw.
+    pub(crate) model_resets: u64,
+    /// A runner thread is stepping the model.
+    pub(crate) model_running: bool,
+    /// Where the function's DMA goes: the context a device file bound it
+    /// to and its device object there. Cleared before the unbind.
+    pub(crate) dma_port: Option<(super::SharedContext, u32)>,
 }
 
 /// A device the user let enter low power: any access through the device
@@ -100,6 +110,10 @@ impl Function {
             open_files: 0,
             removed: false,
             low_power: None,
+            model: None,
+            model_resets: 0,
+            model_running: false,
+            dma_port: None,
         };
         function.irqs.triggers = (0..VFIO_PCI_NUM_IRQS)
             .map(|i| vec![None; function.irq_count(i) as usize])
@@ -165,6 +179,7 @@ impl Function {
         if let super::SriovRole::Pf { vfs, .. } = &self.sriov {
             let _ = self.config.set_sriov_enabled(vfs.len() as u16);
         }
+        self.reset_model();
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
     }

@@ -23,12 +23,14 @@ mod group;
 mod hot_reset;
 mod ioctl;
 mod irqs;
+mod model;
 mod sriov;
 
 pub use device_file::DeviceFile;
 pub use function::{Function, IrqTrigger, Irqs, MAX_BAR_MEMORY};
 pub use group::{GroupFile, GroupReply};
 pub use irqs::IrqData;
+pub use model::{DeviceModel, DmaFailure, MAX_IDLE_SLEEP};
 pub use sriov::{RemovedVf, SriovChange, SriovRole, VfToken};
 
 use crate::context::Context;
@@ -38,6 +40,10 @@ use crate::sync::Locked;
 use softiommu_iommu::{DeviceId, GroupId, Topology};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+
+/// Makes the device model a topology names (`None` for a name it does not
+/// know).
+pub type ModelFactory = dyn Fn(&str) -> Option<Box<dyn DeviceModel>>;
 
 /// A context as a transport shares it between its descriptors and the
 /// device files bound to it.
@@ -118,8 +124,20 @@ pub(crate) struct GroupUse {
 
 impl VfioHost {
     /// A function for every device of `topology` that has a PCI description,
-    /// numbered (`/dev/vfio/devices/vfio<minor>`) in device order.
+    /// numbered (`/dev/vfio/devices/vfio<minor>`) in device order, with
+    /// plain memory behind every BAR.
     pub fn new(topology: &Topology) -> Result<Self> {
+        Self::build(topology, None)
+    }
+
+    /// As [`new`](Self::new), with the device model `models` makes for each
+    /// model name a device gives in the topology (`EINVAL` for a name it
+    /// does not know).
+    pub fn with_models(topology: &Topology, models: &ModelFactory) -> Result<Self> {
+        Self::build(topology, Some(models))
+    }
+
+    fn build(topology: &Topology, models: Option<&ModelFactory>) -> Result<Self> {
         let mut functions = Functions::default();
         for (i, dev) in topology.devices.iter().enumerate() {
             if let Some(spec) = &dev.pci {
@@ -127,6 +145,9 @@ impl VfioHost {
                 let minor = functions.by_dev.len() as u32;
                 let mut function = Function::new(id, dev.group, spec, minor)?;
                 function.sriov = SriovRole::for_spec(spec);
+                if let (Some(name), Some(models)) = (&dev.model, models) {
+                    function.install_model(models(name).ok_or(Errno::EINVAL)?);
+                }
                 functions.insert(id, minor, function);
             }
         }

@@ -65,6 +65,7 @@ pub fn full_spec() -> FunctionSpec {
         }),
         acs: true,
         interrupt_pin: 1,
+        device_registers: Vec::new(),
     }
 }
 

@@ -1,0 +1,17 @@
+//! Device models behind VFIO functions: real devices' registers and
+//! behaviour, so that unmodified user-space drivers written for the
+//! hardware drive them, and every DMA they make goes through the IOMMU
+//! domain their function is attached to (see [`crate::vfio::DeviceModel`]
+//! for how a model runs).
+
+pub mod ioat;
+
+use crate::vfio::DeviceModel;
+
+/// The model a topology names `name` (`softiommu_iommu::DEVICE_MODELS`).
+pub fn model_for(name: &str) -> Option<Box<dyn DeviceModel>> {
+    match name {
+        "ioat" => Some(Box::new(ioat::Ioat::new())),
+        _ => None,
+    }
+}
