@@ -72,6 +72,8 @@ pub struct Machine {
     pub shared: Arc<EngineState>,
     pub ctx: SharedContext,
     pub mem: Arc<dyn AddressSpace>,
+    /// The same memory, to map more of it.
+    pub sim: Arc<SimMemory>,
     pub files: Eventfds,
 }
 
@@ -81,7 +83,7 @@ impl Machine {
     }
 
     pub fn with(topology: Topology) -> Self {
-        let host = VfioHost::new(&topology).unwrap();
+        let host = VfioHost::with_models(&topology, &softiommu_engine::devices::model_for).unwrap();
         let shared = Arc::new(EngineState::with_topology(topology));
         let ctx = Arc::new(Mutex::new(Context::new(shared.clone())));
         let sim = Arc::new(SimMemory::new());
@@ -94,7 +96,8 @@ impl Machine {
             host,
             shared,
             ctx,
-            mem: sim,
+            mem: sim.clone(),
+            sim,
             files,
         }
     }
