@@ -1,8 +1,12 @@
 //! `softiommu`: Linux's iommufd and IOMMU core in user space.
 //!
-//! - `softiommu demo` (the default): a built-in scenario that drives the engine
-//!   through the raw ioctl interface, as a program using `/dev/iommu` would, and
-//!   prints what the IO address spaces hold.
+//! - `softiommu demo` (the default): a user-space driver copies a buffer with
+//!   the built-in machine's emulated I/OAT DMA engine through VFIO and
+//!   iommufd, then unmaps the source and shows the device halt on the
+//!   translation fault.
+//! - `softiommu ioas-demo`: drives the engine through the raw ioctl
+//!   interface, as a program using `/dev/iommu` would, and prints what the IO
+//!   address spaces hold.
 //! - `softiommu run -- CMD [ARGS]`: runs an unmodified program with
 //!   `/dev/iommu` served by softiommu; exits with the program's status.
 
@@ -18,6 +22,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod driver_demo;
 mod run;
 use std::sync::Arc;
 
@@ -34,8 +39,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the built-in scenario and print what each IOAS holds (the default).
+    /// A user-space driver copies with the emulated I/OAT DMA engine through
+    /// VFIO and iommufd, then faults on an unmapped source (the default).
     Demo,
+    /// Run a scenario through raw iommufd ioctls and print what each IOAS holds.
+    IoasDemo,
     /// Run a program with /dev/iommu served by softiommu.
     Run {
         /// Machine description (TOML); the built-in machine otherwise.
@@ -68,7 +76,14 @@ fn load_topology(path: Option<&Path>) -> Result<Topology, Box<dyn std::error::Er
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => match demo() {
+        Command::Demo => match driver_demo::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("softiommu: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::IoasDemo => match demo() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("softiommu: {e}");

@@ -14,6 +14,11 @@ fn c_sources() -> PathBuf {
 
 /// Compiles `tests/c/<name>.c` into a fresh directory.
 fn build_c(name: &str) -> PathBuf {
+    build_c_at(&c_sources().join(format!("{name}.c")), name)
+}
+
+/// Compiles the C program `source` into a fresh directory, as `name`.
+fn build_c_at(source: &Path, name: &str) -> PathBuf {
     let out = std::env::temp_dir().join(format!("softiommu-ctest-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
     let exe = out.join(name);
@@ -21,7 +26,7 @@ fn build_c(name: &str) -> PathBuf {
     let status = Command::new(cc)
         .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O1", "-o"])
         .arg(&exe)
-        .arg(c_sources().join(format!("{name}.c")))
+        .arg(source)
         .status()
         .expect("the C compiler runs");
     assert!(status.success(), "compiling {name}.c");
@@ -141,8 +146,45 @@ fn programs_that_do_not_use_dev_iommu_are_untouched() {
 }
 
 #[test]
-fn the_demo_prints_the_ioas() {
+fn the_main_job_copies_with_the_device_then_shows_the_fault() {
     let out = softiommu().output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("0000:00:04.0: Intel I/OAT"), "{stdout}");
+    assert!(
+        stdout.contains("channel DONE, destination holds the source's bytes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("channel HALTED, CHANERR 0x1 (source address error)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("destination untouched: true"), "{stdout}");
+}
+
+#[test]
+fn the_ioat_example_drives_the_device_by_hand() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ioat_copy.c");
+    let exe = build_c_at(&source, "ioat_copy");
+    let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("copy: channel DONE, destination holds the source's bytes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("channel HALTED, CHANERR 0x1, destination untouched"),
+        "{stdout}"
+    );
+    if let Some(dir) = exe.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn the_ioas_demo_prints_the_ioas() {
+    let out = softiommu().arg("ioas-demo").output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("IOMMU_IOAS_MAP"), "{stdout}");

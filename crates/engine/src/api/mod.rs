@@ -30,8 +30,10 @@ use std::sync::Arc;
 /// Result of the typed API.
 pub type Result<T> = std::result::Result<T, Error>;
 
+mod device;
 mod ids;
 
+pub use device::VfioDevice;
 pub use ids::{DevId, HwptId, IoasId, ObjectId, PtId};
 
 /// One mapping of an IOAS, as `inspect` shows it.
