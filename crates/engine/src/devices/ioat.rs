@@ -107,6 +107,8 @@ pub mod chanerr {
 
 /// A descriptor's size.
 pub const DESCRIPTOR_LEN: usize = 64;
+/// The bytes moved per read-then-write step of a copy.
+const COPY_PIECE: usize = 256 << 10;
 const CTL_INT_EN: u32 = 1 << 0;
 const CTL_COMPL_WRITE: u32 = 1 << 3;
 const CTL_NULL: u32 = 1 << 5;
@@ -253,16 +255,26 @@ impl Ioat {
             if size == 0 || u64::from(size) > 1 << XFERCAP_LOG2 {
                 return self.halt(io, chanerr::LENGTH, chanctrl, chancmp);
             }
+            // The engine moves data in pieces small enough to stay in the
+            // CPU's cache between the read and the write, as the channel
+            // moves it in bursts: a fault in a later piece leaves the
+            // earlier ones written, as on hardware.
             let len = size as usize;
-            if self.buffer.len() < len {
-                self.buffer.resize(len, 0);
+            let piece = len.min(COPY_PIECE);
+            if self.buffer.len() < piece {
+                self.buffer.resize(piece, 0);
             }
-            let buf = &mut self.buffer[..len];
-            if io.dma_read(src, buf).is_err() {
-                return self.halt(io, chanerr::SRC_ADDR, chanctrl, chancmp);
-            }
-            if io.dma_write(dst, buf).is_err() {
-                return self.halt(io, chanerr::DEST_ADDR, chanctrl, chancmp);
+            let mut done = 0;
+            while done < len {
+                let n = piece.min(len - done);
+                let buf = &mut self.buffer[..n];
+                if io.dma_read(src.wrapping_add(done as u64), buf).is_err() {
+                    return self.halt(io, chanerr::SRC_ADDR, chanctrl, chancmp);
+                }
+                if io.dma_write(dst.wrapping_add(done as u64), buf).is_err() {
+                    return self.halt(io, chanerr::DEST_ADDR, chanctrl, chancmp);
+                }
+                done += n;
             }
         }
         self.completed = at;
@@ -308,6 +320,10 @@ impl DeviceModel for Ioat {
         io.bar_write(bar, offset, data)?;
         self.step(io);
         Ok(())
+    }
+
+    fn pending(&self) -> bool {
+        self.status == status::ACTIVE
     }
 
     fn reset(&mut self, io: &mut Function) {

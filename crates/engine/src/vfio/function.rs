@@ -70,6 +70,8 @@ pub struct Function {
     pub(crate) model_resets: u64,
     /// A runner thread is stepping the model.
     pub(crate) model_running: bool,
+    /// That thread, to wake when a write leaves work pending.
+    pub(crate) runner: Option<std::thread::Thread>,
     /// Where the function's DMA goes: the context a device file bound it
     /// to and its device object there. Cleared before the unbind.
     pub(crate) dma_port: Option<(super::SharedContext, u32)>,
@@ -113,6 +115,7 @@ impl Function {
             model: None,
             model_resets: 0,
             model_running: false,
+            runner: None,
             dma_port: None,
         };
         function.irqs.triggers = (0..VFIO_PCI_NUM_IRQS)

@@ -2,14 +2,17 @@
 //!
 //! A program drives a device with plain loads and stores to the BARs it
 //! mapped, which the server cannot trap; so a model *observes* its
-//! registers. While a file is open on the function a runner thread calls
-//! [`DeviceModel::step`] with the function locked; the model reads the
-//! registers from BAR memory, acts (DMA through the function's domain,
-//! interrupts through the program's eventfds) and writes status back. The
-//! runner polls at once while the model reports work, spins briefly after
-//! the last work, then sleeps in growing steps up to [`MAX_IDLE_SLEEP`], so
-//! an idle device costs next to nothing and a busy one answers within
-//! microseconds.
+//! registers. Register writes that reach the server (a `pwrite`, or a
+//! store the shim traps) go to [`DeviceModel::write`], which acts at once;
+//! and while a file is open on the function a runner thread calls
+//! [`DeviceModel::step`] with the function locked, for the work a write
+//! leaves pending (the rest of a descriptor chain) and for stores it never
+//! saw. The model reads the registers from BAR memory, acts (DMA through
+//! the function's domain, interrupts through the program's eventfds) and
+//! writes status back. The runner steps at once while the model reports
+//! work, spins briefly after the last work, then sleeps in growing steps up
+//! to [`MAX_IDLE_SLEEP`] — a write that leaves work pending wakes it — so
+//! an idle device costs next to nothing.
 //!
 //! The function lock is held for one step only: the program's own accesses
 //! through the device file (`pread`, `pwrite`, ioctls) wait at most one
@@ -26,10 +29,10 @@ use std::time::{Duration, Instant};
 
 /// The longest the runner sleeps between looks at an idle device: the
 /// worst-case delay from a doorbell to the model noticing it.
-pub const MAX_IDLE_SLEEP: Duration = Duration::from_millis(1);
+pub const MAX_IDLE_SLEEP: Duration = Duration::from_millis(100);
 /// How long the runner keeps looking without sleeping after the model last
 /// had work.
-const SPIN_WINDOW: Duration = Duration::from_micros(200);
+const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
 /// The behaviour of one function.
 pub trait DeviceModel: Send + Debug {
@@ -55,6 +58,12 @@ pub trait DeviceModel: Send + Debug {
         io.bar_write(bar, offset, data)?;
         self.step(io);
         Ok(())
+    }
+
+    /// Whether work is left that the runner should do without waiting for
+    /// another write (a chain in progress).
+    fn pending(&self) -> bool {
+        false
     }
 }
 
@@ -129,6 +138,11 @@ impl Function {
         match self.model.take() {
             Some(mut model) => {
                 let outcome = model.write(self, index, offset, data);
+                if model.pending() {
+                    if let Some(runner) = &self.runner {
+                        runner.unpark();
+                    }
+                }
                 self.model = Some(model);
                 outcome
             }
@@ -179,6 +193,9 @@ pub(crate) fn start_runner(function: &Arc<Mutex<Function>>) -> Result<()> {
 }
 
 fn run(function: Weak<Mutex<Function>>) {
+    if let Some(f) = function.upgrade() {
+        f.locked().runner = Some(std::thread::current());
+    }
     let mut last_work = Instant::now();
     let mut sleep = Duration::from_micros(20);
     loop {
@@ -189,6 +206,7 @@ fn run(function: Weak<Mutex<Function>>) {
             let mut f = f.locked();
             if f.open_files == 0 {
                 f.model_running = false;
+                f.runner = None;
                 return;
             }
             f.step_model()
@@ -200,7 +218,7 @@ fn run(function: Weak<Mutex<Function>>) {
         } else if last_work.elapsed() < SPIN_WINDOW {
             std::thread::yield_now();
         } else {
-            std::thread::sleep(sleep);
+            std::thread::park_timeout(sleep);
             sleep = (sleep * 2).min(MAX_IDLE_SLEEP);
         }
     }
