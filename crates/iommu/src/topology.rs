@@ -81,7 +81,10 @@ pub type PresetFn = fn() -> FunctionSpec;
 
 /// The device models a topology may name, with the PCI function each
 /// stands for when the topology describes none.
-pub const DEVICE_MODELS: &[(&str, PresetFn)] = &[("ioat", softiommu_pci::presets::ioat_skx)];
+pub const DEVICE_MODELS: &[(&str, PresetFn)] = &[
+    ("ioat", softiommu_pci::presets::ioat_skx),
+    ("dsa", softiommu_pci::presets::dsa_spr),
+];
 
 /// The whole machine. Invariant: every group names an existing IOMMU, every
 /// device is in exactly one group, names are unique.
@@ -388,6 +391,7 @@ impl Topology {
                 .group("mock0", &["mock:0"])?
                 .group("dmar0", &["0000:04:00.0"])?
                 .group("dmar1", &["0000:00:04.0"])?
+                .group("dmar1", &["0000:6a:01.0"])?
                 .kernel_driver("0000:03:00.0", "nvme")?;
             for (dev, function) in [
                 ("0000:01:00.0", ethernet_port(0x10c9, 0)),
@@ -407,10 +411,12 @@ impl Topology {
                 "0000:03:00.0",
                 "0000:04:00.0",
                 "0000:00:04.0",
+                "0000:6a:01.0",
             ] {
                 b = b.reserved(dev, X86_MSI)?;
             }
             b = b.model("0000:00:04.0", "ioat")?;
+            b = b.model("0000:6a:01.0", "dsa")?;
             Ok(b.build())
         };
         build().unwrap_or_default()

@@ -21,9 +21,13 @@ fn every_pci_device_of_the_built_in_machine_is_a_function() {
             "0000:02:00.0",
             "0000:03:00.0",
             "0000:04:00.0",
-            "0000:00:04.0"
+            "0000:00:04.0",
+            "0000:6a:01.0"
         ]
     );
+    let dsa = topo.device(topo.device_by_name("0000:6a:01.0").unwrap());
+    assert_eq!(dsa.model.as_deref(), Some("dsa"));
+    assert_eq!(dsa.pci.as_ref().unwrap().ids.device, 0x0b25);
     // The I/OAT channel: its model's function.
     let ioat = topo.device(topo.device_by_name("0000:00:04.0").unwrap());
     assert_eq!(ioat.model.as_deref(), Some("ioat"));

@@ -67,6 +67,50 @@ pub fn ioat_skx() -> FunctionSpec {
     }
 }
 
+/// Intel's Data Streaming Accelerator on Sapphire Rapids (8086:0b25):
+/// BAR 0 with the device registers and configuration tables (its MSI-X
+/// table and PBA at 0x2000 and 0x3000), BAR 2 with the work-queue portals,
+/// and two MSI-X vectors (0 for device events, 1 for completions).
+pub fn dsa_spr() -> FunctionSpec {
+    FunctionSpec {
+        ids: PciIds {
+            vendor: 0x8086,
+            device: 0x0b25,
+            subsystem_vendor: 0x8086,
+            subsystem_device: 0x0000,
+            class: 0x08_80_00,
+            revision: 0x01,
+        },
+        bars: vec![
+            BarSpec {
+                index: 0,
+                size: 64 << 10,
+                kind: BarKind::Mem64 {
+                    prefetchable: false,
+                },
+            },
+            BarSpec {
+                index: 2,
+                size: 128 << 10,
+                kind: BarKind::Mem64 { prefetchable: true },
+            },
+        ],
+        msi_vectors: 0,
+        msix: Some(MsixSpec {
+            vectors: 2,
+            table_bar: 0,
+            table_offset: 0x2000,
+            pba_bar: 0,
+            pba_offset: 0x3000,
+        }),
+        pcie: true,
+        sriov: None,
+        acs: false,
+        interrupt_pin: 0,
+        device_registers: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +132,7 @@ mod tests {
         space.read(mask, &mut v).unwrap();
         assert_eq!(u32::from_le_bytes(v), 0xff);
         // A register inside a capability is refused.
+        dsa_spr().validate().unwrap();
         let mut bad = ioat_skx();
         bad.device_registers[0].offset = 0x84;
         assert!(bad.validate().is_err());

@@ -7,9 +7,12 @@
 //! plain loads of the shared BAR memory the model keeps current, and a
 //! store faults. The `SIGSEGV` handler here decodes the faulting
 //! instruction (x86-64 `mov` stores of 1, 2, 4 or 8 bytes from a register
-//! or an immediate, and `movnti`), sends the write to the server as a
-//! `pwrite` of the device file at that register, and resumes after the
-//! instruction. Any other fault goes to the handler the program had, or
+//! or an immediate, `movnti`, and `movdir64b`, the 64-byte store DSA
+//! portals take), sends the write to the server as a `pwrite` of the device
+//! file at that register, and resumes after the instruction. A CPU without
+//! `movdir64b` raises `SIGILL` for it instead; the `SIGILL` handler does the
+//! same when its destination is a trapped portal, so such drivers run on
+//! any x86-64. Any other fault goes to the handler the program had, or
 //! kills it as the fault would have.
 //!
 //! On other architectures nothing is trapped: the model sees stores only
@@ -40,8 +43,9 @@ const FREE: Slot = Slot {
 };
 static TRAPS: [Slot; SLOTS] = [FREE; SLOTS];
 
-/// The handler the program had before ours.
+/// The handlers the program had before ours (`SIGSEGV`, `SIGILL`).
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+static PREVIOUS_ILL: OnceLock<libc::sigaction> = OnceLock::new();
 
 /// Whether this architecture's stores can be decoded.
 pub(crate) const SUPPORTED: bool = cfg!(target_arch = "x86_64");
@@ -111,6 +115,10 @@ fn install_handler() -> bool {
                 return false;
             }
             let _ = PREVIOUS.set(old);
+            let mut old_ill: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGILL, &ours, &mut old_ill) == 0 {
+                let _ = PREVIOUS_ILL.set(old_ill);
+            }
         }
         true
     })
@@ -123,11 +131,15 @@ pub(crate) struct Store {
     pub width: usize,
     pub value: u64,
     pub len: usize,
+    /// `movdir64b`: the address of the 64 bytes stored, and where they go
+    /// (the value of the register naming it).
+    pub block: Option<(u64, u64)>,
 }
 
-/// Decodes an x86-64 store at the start of `code`, reading register `n`
-/// (0 rax … 15 r15) through `reg`. `None` for anything else.
-pub(crate) fn decode(code: &[u8], reg: impl Fn(usize) -> u64) -> Option<Store> {
+/// Decodes an x86-64 store at the start of `code` (the instruction at
+/// `rip`), reading register `n` (0 rax … 15 r15) through `reg`. `None` for
+/// anything else.
+pub(crate) fn decode(code: &[u8], rip: u64, reg: impl Fn(usize) -> u64) -> Option<Store> {
     let mut i = 0;
     let mut opsize16 = false;
     let mut rex = 0u8;
@@ -146,6 +158,9 @@ pub(crate) fn decode(code: &[u8], reg: impl Fn(usize) -> u64) -> Option<Store> {
         }
     }
     let (w, r) = (rex & 8 != 0, rex & 4 != 0);
+    if opsize16 && code.get(i..i + 3) == Some(&[0x0f, 0x38, 0xf8][..]) {
+        return movdir64b(code, i + 3, rex, rip, &reg);
+    }
     let width = if w {
         8
     } else if opsize16 {
@@ -218,6 +233,75 @@ pub(crate) fn decode(code: &[u8], reg: impl Fn(usize) -> u64) -> Option<Store> {
         width,
         value: value & mask,
         len: i,
+        block: None,
+    })
+}
+
+/// A 32-bit displacement at `code[i..]`, sign-extended.
+fn disp32(code: &[u8], i: usize) -> Option<u64> {
+    let d = code.get(i..i + 4)?;
+    Some(i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64 as u64)
+}
+
+/// `movdir64b reg, m512` from its ModRM at `code[i]`: the source's
+/// effective address and the destination register's value.
+fn movdir64b(
+    code: &[u8],
+    mut i: usize,
+    rex: u8,
+    rip: u64,
+    reg: &impl Fn(usize) -> u64,
+) -> Option<Store> {
+    let (rex_r, rex_x, rex_b) = (rex & 4 != 0, rex & 2 != 0, rex & 1 != 0);
+    let ext = |n: u8, extend: bool| usize::from(n) + if extend { 8 } else { 0 };
+    let modrm = *code.get(i)?;
+    i += 1;
+    let (md, regf, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
+    if md == 3 {
+        return None;
+    }
+    let dst = reg(ext(regf, rex_r));
+    let mut ea = 0u64;
+    let mut rip_relative = false;
+    if rm == 4 {
+        let sib = *code.get(i)?;
+        i += 1;
+        let (scale, index, base) = (sib >> 6, (sib >> 3) & 7, sib & 7);
+        if index != 4 || rex_x {
+            ea = reg(ext(index, rex_x)) << scale;
+        }
+        if base == 5 && md == 0 {
+            ea = ea.wrapping_add(disp32(code, i)?);
+            i += 4;
+        } else {
+            ea = ea.wrapping_add(reg(ext(base, rex_b)));
+        }
+    } else if rm == 5 && md == 0 {
+        rip_relative = true;
+        ea = disp32(code, i)?;
+        i += 4;
+    } else {
+        ea = reg(ext(rm, rex_b));
+    }
+    match md {
+        1 => {
+            ea = ea.wrapping_add(*code.get(i)? as i8 as i64 as u64);
+            i += 1;
+        }
+        2 => {
+            ea = ea.wrapping_add(disp32(code, i)?);
+            i += 4;
+        }
+        _ => {}
+    }
+    if rip_relative {
+        ea = ea.wrapping_add(rip + i as u64);
+    }
+    Some(Store {
+        width: 64,
+        value: 0,
+        len: i,
+        block: Some((ea, dst)),
     })
 }
 
@@ -236,40 +320,26 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         let uc = ctx.cast::<libc::ucontext_t>();
         let gregs = &mut (*uc).uc_mcontext.gregs;
         let addr = (*info).si_addr() as usize;
-        let write_fault = gregs[libc::REG_ERR as usize] & 2 != 0;
-        if write_fault {
-            if let Some((ino, offset)) = lookup(addr) {
-                let rip = gregs[libc::REG_RIP as usize] as usize;
-                let code = std::slice::from_raw_parts(rip as *const u8, 15);
-                const GREG: [i32; 16] = [
-                    libc::REG_RAX,
-                    libc::REG_RCX,
-                    libc::REG_RDX,
-                    libc::REG_RBX,
-                    libc::REG_RSP,
-                    libc::REG_RBP,
-                    libc::REG_RSI,
-                    libc::REG_RDI,
-                    libc::REG_R8,
-                    libc::REG_R9,
-                    libc::REG_R10,
-                    libc::REG_R11,
-                    libc::REG_R12,
-                    libc::REG_R13,
-                    libc::REG_R14,
-                    libc::REG_R15,
-                ];
-                let snapshot = *gregs;
-                let reg = |n: usize| snapshot[GREG[n] as usize] as u64;
-                if let Some(store) = decode(code, reg) {
+        let illegal = sig == libc::SIGILL;
+        if illegal || gregs[libc::REG_ERR as usize] & 2 != 0 {
+            let rip = gregs[libc::REG_RIP as usize] as u64;
+            let code = std::slice::from_raw_parts(rip as *const u8, 15);
+            let snapshot = *gregs;
+            let reg = |n: usize| snapshot[GREG[n] as usize] as u64;
+            if let Some(store) = decode(code, rip, reg) {
+                // SIGILL: only a movdir64b whose destination is trapped.
+                let target = match store.block {
+                    Some((_, dst)) if illegal => Some(dst as usize),
+                    _ if illegal => None,
+                    _ => Some(addr),
+                };
+                if let Some((ino, offset)) = target.and_then(lookup) {
                     let bytes = store.value.to_le_bytes();
-                    let _ = crate::vfio_rw(
-                        ino,
-                        bytes.as_ptr() as u64,
-                        store.width as u64,
-                        offset,
-                        true,
-                    );
+                    let source = match store.block {
+                        Some((src, _)) => src,
+                        None => bytes.as_ptr() as u64,
+                    };
+                    let _ = crate::vfio_rw(ino, source, store.width as u64, offset, true);
                     gregs[libc::REG_RIP as usize] += store.len as i64;
                     return;
                 }
@@ -278,6 +348,27 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         chain(sig, info, ctx);
     }
 }
+
+/// The ucontext register of x86-64 register number `n` (rax, rcx, ...).
+#[cfg(target_arch = "x86_64")]
+const GREG: [i32; 16] = [
+    libc::REG_RAX,
+    libc::REG_RCX,
+    libc::REG_RDX,
+    libc::REG_RBX,
+    libc::REG_RSP,
+    libc::REG_RBP,
+    libc::REG_RSI,
+    libc::REG_RDI,
+    libc::REG_R8,
+    libc::REG_R9,
+    libc::REG_R10,
+    libc::REG_R11,
+    libc::REG_R12,
+    libc::REG_R13,
+    libc::REG_R14,
+    libc::REG_R15,
+];
 
 #[cfg(not(target_arch = "x86_64"))]
 extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
@@ -292,7 +383,12 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
 /// # Safety
 /// The arguments of a signal handler invocation.
 unsafe fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    let Some(old) = PREVIOUS.get() else {
+    let previous = if sig == libc::SIGILL {
+        &PREVIOUS_ILL
+    } else {
+        &PREVIOUS
+    };
+    let Some(old) = previous.get() else {
         return;
     };
     let handler = old.sa_sigaction;
@@ -329,50 +425,70 @@ mod tests {
     fn the_stores_drivers_compile_to_decode() {
         // mov %al,(%rdi)            88 07
         assert_eq!(
-            decode(&[0x88, 0x07], regs),
+            decode(&[0x88, 0x07], 0, regs),
             Some(Store {
                 width: 1,
                 value: 0xaa,
-                len: 2
+                len: 2,
+                block: None
             })
         );
         // mov %ah,(%rdi): the high byte of rax.
-        assert_eq!(decode(&[0x88, 0x27], regs).unwrap().value, 0x00);
+        assert_eq!(decode(&[0x88, 0x27], 0, regs).unwrap().value, 0x00);
         // mov %ax,0x86(%rdx)        66 89 82 86 00 00 00
         assert_eq!(
-            decode(&[0x66, 0x89, 0x82, 0x86, 0, 0, 0], regs),
+            decode(&[0x66, 0x89, 0x82, 0x86, 0, 0, 0], 0, regs),
             Some(Store {
                 width: 2,
                 value: 0x00aa,
-                len: 7
+                len: 7,
+                block: None
             })
         );
         // mov %ecx,0x8(%rax)        89 48 08
-        let s = decode(&[0x89, 0x48, 0x08], regs).unwrap();
+        let s = decode(&[0x89, 0x48, 0x08], 0, regs).unwrap();
         assert_eq!((s.width, s.value, s.len), (4, 0x1aa, 3));
         // mov %r9,0x10(%rax,%rbx,1) 4c 89 4c 18 10
-        let s = decode(&[0x4c, 0x89, 0x4c, 0x18, 0x10], regs).unwrap();
+        let s = decode(&[0x4c, 0x89, 0x4c, 0x18, 0x10], 0, regs).unwrap();
         assert_eq!((s.width, s.value, s.len), (8, regs(9), 5));
         // movb $0x20,0x84(%rdi)     c6 87 84 00 00 00 20
         assert_eq!(
-            decode(&[0xc6, 0x87, 0x84, 0, 0, 0, 0x20], regs),
+            decode(&[0xc6, 0x87, 0x84, 0, 0, 0, 0x20], 0, regs),
             Some(Store {
                 width: 1,
                 value: 0x20,
-                len: 7
+                len: 7,
+                block: None
             })
         );
         // movq $-1,(%rax)           48 c7 00 ff ff ff ff
-        let s = decode(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], regs).unwrap();
+        let s = decode(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], 0, regs).unwrap();
         assert_eq!((s.width, s.value, s.len), (8, !0, 7));
         // mov %eax,0x0(%rip)        89 05 00 00 00 00
-        assert_eq!(decode(&[0x89, 0x05, 0, 0, 0, 0], regs).unwrap().len, 6);
+        assert_eq!(decode(&[0x89, 0x05, 0, 0, 0, 0], 0, regs).unwrap().len, 6);
         // movnti %rax,(%rdi)        48 0f c3 07
-        assert_eq!(decode(&[0x48, 0x0f, 0xc3, 0x07], regs).unwrap().width, 8);
+        assert_eq!(decode(&[0x48, 0x0f, 0xc3, 0x07], 0, regs).unwrap().width, 8);
+        // movdir64b %(rdx),%rax        66 0f 38 f8 02
+        let s = decode(&[0x66, 0x0f, 0x38, 0xf8, 0x02], 0, regs).unwrap();
+        assert_eq!((s.width, s.len, s.block), (64, 5, Some((regs(2), regs(0)))));
+        // movdir64b 0x10(%rdx),%rax    66 0f 38 f8 42 10
+        let s = decode(&[0x66, 0x0f, 0x38, 0xf8, 0x42, 0x10], 0, regs).unwrap();
+        assert_eq!((s.len, s.block), (6, Some((regs(2) + 0x10, regs(0)))));
+        // movdir64b 0x10(%rip),%r9     66 44 0f 38 f8 0d 10 00 00 00
+        let s = decode(
+            &[0x66, 0x44, 0x0f, 0x38, 0xf8, 0x0d, 0x10, 0, 0, 0],
+            0x1000,
+            regs,
+        )
+        .unwrap();
+        assert_eq!((s.len, s.block), (10, Some((0x1000 + 10 + 0x10, regs(9)))));
+        // movdir64b (%rax,%rbx,4),%rcx 66 0f 38 f8 0c 98
+        let s = decode(&[0x66, 0x0f, 0x38, 0xf8, 0x0c, 0x98], 0, regs).unwrap();
+        assert_eq!(s.block, Some((regs(0) + (regs(3) << 2), regs(1))));
         // Loads, register moves and vector stores are not ours.
-        assert_eq!(decode(&[0x8b, 0x07], regs), None);
-        assert_eq!(decode(&[0x89, 0xc7], regs), None);
-        assert_eq!(decode(&[0x0f, 0x11, 0x07], regs), None);
-        assert_eq!(decode(&[], regs), None);
+        assert_eq!(decode(&[0x8b, 0x07], 0, regs), None);
+        assert_eq!(decode(&[0x89, 0xc7], 0, regs), None);
+        assert_eq!(decode(&[0x0f, 0x11, 0x07], 0, regs), None);
+        assert_eq!(decode(&[], 0, regs), None);
     }
 }

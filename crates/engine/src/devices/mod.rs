@@ -1,9 +1,10 @@
-//! Device models behind VFIO functions: real devices' registers and
+//! Device models behind VFIO functions (Intel I/OAT and DSA): real devices' registers and
 //! behaviour, so that unmodified user-space drivers written for the
 //! hardware drive them, and every DMA they make goes through the IOMMU
 //! domain their function is attached to (see [`crate::vfio::DeviceModel`]
 //! for how a model runs).
 
+pub mod dsa;
 pub mod ioat;
 
 use crate::vfio::DeviceModel;
@@ -12,6 +13,7 @@ use crate::vfio::DeviceModel;
 pub fn model_for(name: &str) -> Option<Box<dyn DeviceModel>> {
     match name {
         "ioat" => Some(Box::new(ioat::Ioat::new())),
+        "dsa" => Some(Box::new(dsa::Dsa::new())),
         _ => None,
     }
 }

@@ -73,8 +73,12 @@ pub enum DmaFailure {
     /// Bus mastering is off in the command register, or no program has the
     /// function bound to an IOMMU context.
     NoBus,
-    /// The IOMMU did not translate the access (or refused its permission).
-    Translation,
+    /// The IOMMU did not translate the access at `iova` (or refused its
+    /// permission).
+    Translation {
+        /// The first IOVA of the access that failed.
+        iova: u64,
+    },
 }
 
 impl Function {
@@ -98,7 +102,7 @@ impl Function {
         let outcome = ctx.locked().device_dma(*dev_id, iova, buf, write);
         match outcome {
             Ok(()) => Ok(()),
-            Err(DmaError::Fault(_)) => Err(DmaFailure::Translation),
+            Err(DmaError::Fault(f)) => Err(DmaFailure::Translation { iova: f.iova }),
             Err(DmaError::Errno(_)) => Err(DmaFailure::NoBus),
         }
     }
