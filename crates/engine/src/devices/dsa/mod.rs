@@ -16,7 +16,7 @@
 //! What it cannot report there — a completion record it cannot write, a
 //! descriptor the WQ cannot take — goes to SWERR, as on hardware.
 
-mod exec;
+pub mod exec;
 
 use crate::errno::Result;
 use crate::vfio::{DeviceModel, Function};
@@ -364,7 +364,8 @@ impl DeviceModel for Dsa {
                 let v = read_u64(io, reg::SWERR) & !(clear & 3);
                 write_u64(io, reg::SWERR, v);
                 if v & 1 == 0 {
-                    let _ = io.bar_write(0, reg::SWERR + 8, &[0u8; 24]);
+                    // Acknowledged: the record is gone.
+                    let _ = io.bar_write(0, reg::SWERR, &[0u8; 32]);
                 }
                 return Ok(());
             }
