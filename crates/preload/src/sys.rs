@@ -40,6 +40,8 @@ type AccessFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type StatFn = unsafe extern "C" fn(*const c_char, *mut libc::stat) -> c_int;
 type Stat64Fn = unsafe extern "C" fn(*const c_char, *mut libc::stat64) -> c_int;
 type Fstatat64Fn = unsafe extern "C" fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+type StatxFn = unsafe extern "C" fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
+type FstatatFn = unsafe extern "C" fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
 type ReadlinkatFn = unsafe extern "C" fn(c_int, *const c_char, *mut c_char, usize) -> isize;
 type RealpathFn = unsafe extern "C" fn(*const c_char, *mut c_char) -> *mut c_char;
 type PreadChkFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t, usize) -> isize;
@@ -78,6 +80,8 @@ struct Real {
     stat64: Stat64Fn,
     lstat64: Stat64Fn,
     fstatat64: Fstatat64Fn,
+    fstatat: FstatatFn,
+    statx: StatxFn,
     readlinkat: ReadlinkatFn,
     realpath: RealpathFn,
     pread_chk: PreadChkFn,
@@ -140,6 +144,8 @@ fn real() -> &'static Real {
                 fstatat64: std::mem::transmute::<*mut c_void, Fstatat64Fn>(next_symbol(
                     c"fstatat64",
                 )),
+                fstatat: std::mem::transmute::<*mut c_void, FstatatFn>(next_symbol(c"fstatat")),
+                statx: std::mem::transmute::<*mut c_void, StatxFn>(next_symbol(c"statx")),
                 readlinkat: std::mem::transmute::<*mut c_void, ReadlinkatFn>(next_symbol(
                     c"readlinkat",
                 )),
@@ -1104,6 +1110,8 @@ shadowed_path_hook!(lstat(@path, buf: *mut libc::stat) -> c_int);
 shadowed_path_hook!(stat64(@path, buf: *mut libc::stat64) -> c_int);
 shadowed_path_hook!(lstat64(@path, buf: *mut libc::stat64) -> c_int);
 shadowed_path_hook!(fstatat64(dirfd: c_int, @path, buf: *mut libc::stat64, flags: c_int) -> c_int);
+shadowed_path_hook!(fstatat(dirfd: c_int, @path, buf: *mut libc::stat, flags: c_int) -> c_int);
+shadowed_path_hook!(statx(dirfd: c_int, @path, flags: c_int, mask: c_uint, buf: *mut libc::statx) -> c_int);
 
 /// `pread`/`pwrite` forms: a VFIO device file's region bytes go through the
 /// server, every other descriptor to the C library unchanged.

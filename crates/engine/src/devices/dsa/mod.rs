@@ -347,6 +347,9 @@ impl DeviceModel for Dsa {
                 let mut d = [0u8; 64];
                 d.copy_from_slice(data);
                 self.submit(io, d);
+                // The engine starts at once: a lone descriptor is done
+                // before the store returns; the runner takes the rest.
+                self.step(io);
                 return Ok(());
             }
             // The portal takes whole descriptors only.
