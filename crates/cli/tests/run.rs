@@ -83,6 +83,7 @@ c_programs!(
     pasid,
     veventq,
     viommu_mmap,
+    device_stores,
     vfio_device,
     vfio_kvm,
     vfio_sriov,

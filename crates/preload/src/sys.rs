@@ -31,6 +31,9 @@ type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, usize) -> isize;
 type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, usize, libc::off_t) -> isize;
 type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, usize, libc::off_t) -> isize;
@@ -64,6 +67,8 @@ struct Real {
     mmap: MmapFn,
     mmap64: MmapFn,
     munmap: MunmapFn,
+    sigaction: SigactionFn,
+    signal: SignalFn,
     fopen: FopenFn,
     fopen64: FopenFn,
     read: ReadFn,
@@ -126,6 +131,10 @@ fn real() -> &'static Real {
                 mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
                 munmap: std::mem::transmute::<*mut c_void, MunmapFn>(next_symbol(c"munmap")),
+                sigaction: std::mem::transmute::<*mut c_void, SigactionFn>(next_symbol(
+                    c"sigaction",
+                )),
+                signal: std::mem::transmute::<*mut c_void, SignalFn>(next_symbol(c"signal")),
                 fopen: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen")),
                 fopen64: std::mem::transmute::<*mut c_void, FopenFn>(next_symbol(c"fopen64")),
                 read: std::mem::transmute::<*mut c_void, ReadFn>(next_symbol(c"read")),
@@ -949,6 +958,43 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
     // SAFETY: the caller's descriptor and buffer, with a count no larger
     // than the caller's.
     unsafe { (real().read)(fd, buf, count) }
+}
+
+/// # Safety
+/// As `sigaction(2)`. While stores to device registers are trapped, the
+/// shim keeps `SIGSEGV` and `SIGILL`; the program's handlers for them are
+/// remembered and called for every fault that is not a register store.
+#[no_mangle]
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    oldact: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: `act` is null or a valid sigaction under the call's contract.
+    let new = unsafe { act.as_ref() }.map(|a| (a.sa_sigaction, a.sa_flags));
+    if let Some((handler, flags)) = trap::program_sets_handler(sig, new) {
+        // SAFETY: `oldact` is null or writable under the call's contract.
+        if let Some(old) = unsafe { oldact.as_mut() } {
+            // SAFETY: a zeroed sigaction is valid.
+            *old = unsafe { std::mem::zeroed() };
+            old.sa_sigaction = handler;
+            old.sa_flags = flags;
+        }
+        return 0;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().sigaction)(sig, act, oldact) }
+}
+
+/// # Safety
+/// As `signal(2)`; see [`sigaction`].
+#[no_mangle]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    if let Some((old, _)) = trap::program_sets_handler(sig, Some((handler, 0))) {
+        return old;
+    }
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { (real().signal)(sig, handler) }
 }
 
 /// # Safety

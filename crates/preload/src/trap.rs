@@ -19,7 +19,7 @@
 //! by watching memory.
 
 use libc::{c_int, c_void};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// One trapped range: `[start, start + len)` of the program's address space
@@ -43,9 +43,57 @@ const FREE: Slot = Slot {
 };
 static TRAPS: [Slot; SLOTS] = [FREE; SLOTS];
 
-/// The handlers the program had before ours (`SIGSEGV`, `SIGILL`).
-static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
-static PREVIOUS_ILL: OnceLock<libc::sigaction> = OnceLock::new();
+/// The program's own handler of a signal we keep for ourselves: its
+/// address (or `SIG_DFL`/`SIG_IGN`) and `sa_flags`. Atomics, since the
+/// signal handler reads them.
+struct Saved {
+    handler: AtomicUsize,
+    flags: AtomicI32,
+}
+
+/// The program's `SIGSEGV` and `SIGILL` handlers: the ones it had when the
+/// trap was installed, then whatever it sets later (its `sigaction` and
+/// `signal` calls for them land here while ours stays installed).
+static PREVIOUS: Saved = Saved {
+    handler: AtomicUsize::new(0),
+    flags: AtomicI32::new(0),
+};
+static PREVIOUS_ILL: Saved = Saved {
+    handler: AtomicUsize::new(0),
+    flags: AtomicI32::new(0),
+};
+/// Whether our handlers are installed.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+fn saved(sig: c_int) -> Option<&'static Saved> {
+    match sig {
+        libc::SIGSEGV => Some(&PREVIOUS),
+        libc::SIGILL => Some(&PREVIOUS_ILL),
+        _ => None,
+    }
+}
+
+/// The program setting its handler of `sig`: `Some(previous handler and
+/// flags)` when the trap keeps that signal (the new handler is remembered
+/// for faults that are not ours), `None` to let the C library do it.
+pub(crate) fn program_sets_handler(
+    sig: c_int,
+    handler: Option<(usize, c_int)>,
+) -> Option<(usize, c_int)> {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return None;
+    }
+    let saved = saved(sig)?;
+    let old = (
+        saved.handler.load(Ordering::Acquire),
+        saved.flags.load(Ordering::Acquire),
+    );
+    if let Some((h, f)) = handler {
+        saved.flags.store(f, Ordering::Release);
+        saved.handler.store(h, Ordering::Release);
+    }
+    Some(old)
+}
 
 /// Whether this architecture's stores can be decoded.
 pub(crate) const SUPPORTED: bool = cfg!(target_arch = "x86_64");
@@ -101,25 +149,25 @@ fn lookup(addr: usize) -> Option<(u64, u64)> {
 }
 
 fn install_handler() -> bool {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
-    *INSTALLED.get_or_init(|| {
-        // SAFETY: a zeroed sigaction is a valid value to fill; sigaction
-        // reads `ours` and writes `old`, both live for the call.
+    static ONCE: OnceLock<bool> = OnceLock::new();
+    *ONCE.get_or_init(|| {
+        // SAFETY: a zeroed sigaction is a valid value to fill; the real
+        // sigaction reads `ours` and writes `old`, both live for the call.
         unsafe {
             let mut ours: libc::sigaction = std::mem::zeroed();
             ours.sa_sigaction = on_segv as *const () as usize;
             ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut ours.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGSEGV, &ours, &mut old) != 0 {
-                return false;
-            }
-            let _ = PREVIOUS.set(old);
-            let mut old_ill: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGILL, &ours, &mut old_ill) == 0 {
-                let _ = PREVIOUS_ILL.set(old_ill);
+            for (sig, saved) in [(libc::SIGSEGV, &PREVIOUS), (libc::SIGILL, &PREVIOUS_ILL)] {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if (super::real().sigaction)(sig, &ours, &mut old) != 0 {
+                    return false;
+                }
+                saved.flags.store(old.sa_flags, Ordering::Release);
+                saved.handler.store(old.sa_sigaction, Ordering::Release);
             }
         }
+        INSTALLED.store(true, Ordering::Release);
         true
     })
 }
@@ -383,25 +431,22 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
 /// # Safety
 /// The arguments of a signal handler invocation.
 unsafe fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    let previous = if sig == libc::SIGILL {
-        &PREVIOUS_ILL
-    } else {
-        &PREVIOUS
-    };
-    let Some(old) = previous.get() else {
+    let Some(saved) = saved(sig) else {
         return;
     };
-    let handler = old.sa_sigaction;
+    let handler = saved.handler.load(Ordering::Acquire);
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+        // SAFETY: a zeroed sigaction with SIG_DFL is valid; the real
+        // sigaction, not the shim's, so that the default really returns.
         unsafe {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            (super::real().sigaction)(sig, &dfl, std::ptr::null_mut());
         }
+        INSTALLED.store(false, Ordering::Release);
         return;
     }
-    if old.sa_flags & libc::SA_SIGINFO != 0 {
+    if saved.flags.load(Ordering::Acquire) & libc::SA_SIGINFO != 0 {
         // SAFETY: the program installed this SA_SIGINFO handler.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
             unsafe { std::mem::transmute(handler) };

@@ -218,6 +218,7 @@ fn write_function(
             ("sriov_vf_device", format!("{:x}\n", sriov.vf_device)),
         ]);
     }
+    attributes.push(("resource", resources(dev, pci)));
     for (name, value) in attributes {
         write_read_only(&dir.join(name), value.as_bytes())?;
     }
@@ -254,6 +255,75 @@ fn write_function(
         symlink(format!("../{pf}"), dir.join("physfn"))?;
     }
     Ok(())
+}
+
+/// The `resource` attribute: for each of the six BARs, the ROM and the six
+/// SR-IOV BARs, `start end flags` as Linux's `resource_show` prints them.
+/// The machine has no host addresses, so each function gets a window of
+/// its own (4 GiB per device from 0x380000000000) with its BARs laid out
+/// at their natural alignment; absent resources read all zeros.
+fn resources(dev: DeviceId, pci: &softiommu_pci::FunctionSpec) -> String {
+    use softiommu_pci::{BarKind, BarSpec};
+    const IORESOURCE_IO: u64 = 0x100;
+    const IORESOURCE_MEM: u64 = 0x200;
+    const IORESOURCE_PREFETCH: u64 = 0x2000;
+    const IORESOURCE_SIZEALIGN: u64 = 0x40000;
+    const IORESOURCE_MEM_64: u64 = 0x100000;
+    let mut next = 0x3800_0000_0000u64 + u64::from(dev.0) * (1 << 32);
+    let mut line = |bar: Option<&BarSpec>, count: u64| match bar {
+        None => format!("0x{:016x} 0x{:016x} 0x{:016x}\n", 0, 0, 0),
+        Some(b) => {
+            let size = b.size * count;
+            let start = next.next_multiple_of(b.size);
+            next = start + size;
+            let flags = match b.kind {
+                BarKind::Io => IORESOURCE_IO | IORESOURCE_SIZEALIGN | 0x1,
+                BarKind::Mem32 { prefetchable } => {
+                    IORESOURCE_MEM
+                        | IORESOURCE_SIZEALIGN
+                        | if prefetchable {
+                            IORESOURCE_PREFETCH | 0x8
+                        } else {
+                            0
+                        }
+                }
+                BarKind::Mem64 { prefetchable } => {
+                    IORESOURCE_MEM
+                        | IORESOURCE_MEM_64
+                        | IORESOURCE_SIZEALIGN
+                        | 0x4
+                        | if prefetchable {
+                            IORESOURCE_PREFETCH | 0x8
+                        } else {
+                            0
+                        }
+                }
+            };
+            format!(
+                "0x{:016x} 0x{:016x} 0x{:016x}\n",
+                start,
+                start + size - 1,
+                flags
+            )
+        }
+    };
+    let find = |bars: &[BarSpec], i: u8| bars.iter().find(|b| b.index == i).copied();
+    let mut out = String::new();
+    for i in 0..6 {
+        out += &line(find(&pci.bars, i).as_ref(), 1);
+    }
+    out += &line(None, 0);
+    for i in 0..6 {
+        let vf = pci
+            .sriov
+            .as_ref()
+            .and_then(|s| find(&s.vf_bars, i).map(|b| (b, u64::from(s.total_vfs))));
+        out += &match vf {
+            Some((b, n)) => line(Some(&b), n),
+            None => line(None, 0),
+        };
+    }
+    out
 }
 
 /// Writes an attribute the program may only read (a write is `EACCES`
@@ -359,6 +429,22 @@ mod tests {
         let driver = std::fs::read_link(dev.join("driver")).unwrap();
         assert_eq!(driver.file_name().unwrap(), "vfio-pci");
         assert!(dev.join("subsystem/devices/0000:02:00.0").exists());
+        // resource: 13 lines of start, end and flags; BAR 0 is 128 KiB of
+        // 32-bit memory, BAR 1 absent.
+        let resource = std::fs::read_to_string(dev.join("resource")).unwrap();
+        let lines: Vec<Vec<u64>> = resource
+            .lines()
+            .map(|l| {
+                l.split(' ')
+                    .map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(lines.len(), 13);
+        assert_eq!(lines[0][1] - lines[0][0] + 1, 128 << 10);
+        assert_eq!(lines[0][0] % (128 << 10), 0);
+        assert_eq!(lines[0][2] & 0x200, 0x200, "memory");
+        assert_eq!(lines[1], [0, 0, 0]);
         let cdevs: Vec<String> = std::fs::read_dir(dev.join("vfio-dev"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
