@@ -8,7 +8,7 @@ use common::vfio::*;
 use softiommu_engine::devices::dsa::exec::{comp, op, SWERR_DROPPED};
 use softiommu_engine::devices::dsa::{cmdsts, reg, TOTAL_WQ_SIZE};
 use softiommu_engine::vfio::DeviceFile;
-use softiommu_engine::{MapArgs, Prot};
+use softiommu_engine::Prot;
 use softiommu_iommu::{DriverInfo, Topology};
 use softiommu_uapi::vfio::*;
 use std::time::{Duration, Instant};
@@ -40,31 +40,7 @@ impl Rig {
     /// vector 1 wired, reset — not yet configured or enabled.
     fn bare(topology: Topology) -> Rig {
         let m = Machine::with(topology);
-        m.sim.map(MEM, MEM_LEN, true);
-        let mut file = m.open(BDF);
-        m.bind(&mut file).unwrap();
-        let ioas = m.ctx.lock().unwrap().ioas_alloc().unwrap();
-        let args = MapArgs {
-            iova: Some(MEM),
-            length: MEM_LEN,
-            prot: Prot::READ_WRITE,
-        };
-        m.ctx
-            .lock()
-            .unwrap()
-            .ioas_map(&m.caller(), ioas, MEM, args)
-            .unwrap();
-        m.attach(&mut file, ioas).unwrap();
-        let config = region(VFIO_PCI_CONFIG_REGION_INDEX);
-        file.write(config + 4, &0x6u16.to_le_bytes()).unwrap();
-        let mut irq = set_irqs(
-            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-            VFIO_PCI_MSIX_IRQ_INDEX,
-            1,
-            1,
-            &MSI_EVENTFD.to_ne_bytes(),
-        );
-        m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut irq).unwrap();
+        let (file, _) = m.driven(BDF, &[(MEM, MEM_LEN, Prot::READ_WRITE)], 1, MSI_EVENTFD);
         let rig = Rig { m, file };
         assert_eq!(rig.command(5, 0), 0, "reset");
         rig

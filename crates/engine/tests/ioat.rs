@@ -8,7 +8,7 @@ mod common;
 use common::vfio::*;
 use softiommu_engine::devices::ioat::{chanerr, status, DESCRIPTOR_LEN, XFERCAP_LOG2};
 use softiommu_engine::vfio::DeviceFile;
-use softiommu_engine::{MapArgs, Prot};
+use softiommu_engine::Prot;
 use softiommu_iommu::{DriverInfo, Topology};
 use softiommu_pci::presets::IOAT_CHANERR_INT;
 use softiommu_uapi::vfio::*;
@@ -64,34 +64,8 @@ impl Rig {
     /// on, its MSI-X vector wired to an eventfd, and reset.
     fn with(topology: Topology) -> Rig {
         let m = Machine::with(topology);
-        m.sim.map(MEM, MEM_LEN, true);
-        m.sim.map(RO, 0x1000, false);
-        let mut file = m.open(BDF);
-        m.bind(&mut file).unwrap();
-        let ioas = m.ctx.lock().unwrap().ioas_alloc().unwrap();
-        for (va, len, prot) in [(MEM, MEM_LEN, Prot::READ_WRITE), (RO, 0x1000, Prot::READ)] {
-            let args = MapArgs {
-                iova: Some(va),
-                length: len,
-                prot,
-            };
-            m.ctx
-                .lock()
-                .unwrap()
-                .ioas_map(&m.caller(), ioas, va, args)
-                .unwrap();
-        }
-        m.attach(&mut file, ioas).unwrap();
-        let config = region(VFIO_PCI_CONFIG_REGION_INDEX);
-        file.write(config + 4, &0x6u16.to_le_bytes()).unwrap();
-        let mut irq = set_irqs(
-            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-            VFIO_PCI_MSIX_IRQ_INDEX,
-            0,
-            1,
-            &MSI_EVENTFD.to_ne_bytes(),
-        );
-        m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut irq).unwrap();
+        let regions = [(MEM, MEM_LEN, Prot::READ_WRITE), (RO, 0x1000, Prot::READ)];
+        let (file, ioas) = m.driven(BDF, &regions, 0, MSI_EVENTFD);
         let rig = Rig { m, file, ioas };
         rig.write(INTRCTRL, &[0x08]);
         rig.reset();

@@ -4,7 +4,7 @@
 use softiommu_engine::memory::{AddressSpace, CallerFiles, EventSignal, FileBacking, SimMemory};
 use softiommu_engine::pages::EngineState;
 use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds, VfioHost};
-use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
+use softiommu_engine::{Arg, Caller, Context, Credentials, Errno, MapArgs, Prot};
 use softiommu_iommu::{DeviceState, DomainKind, GroupId, Topology};
 use softiommu_uapi::vfio::*;
 use std::collections::BTreeMap;
@@ -218,4 +218,49 @@ pub fn set_irqs(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> 
 
 pub fn fds(list: &[i32]) -> Vec<u8> {
     list.iter().flat_map(|fd| fd.to_ne_bytes()).collect()
+}
+
+impl Machine {
+    /// A function driven as a user-space driver sets it up: `bdf` opened and
+    /// bound, an IOAS mapping each `(address, length, prot)` of the
+    /// caller's memory at the same IOVA (mapped in the simulated memory
+    /// first), attached, bus mastering on, and MSI-X vector `vector` wired
+    /// to eventfd `eventfd`. Returns the file and the IOAS.
+    pub fn driven(
+        &self,
+        bdf: &str,
+        regions: &[(u64, u64, Prot)],
+        vector: u32,
+        eventfd: i32,
+    ) -> (DeviceFile, u32) {
+        let mut file = self.open(bdf);
+        self.bind(&mut file).unwrap();
+        let ioas = self.ctx.lock().unwrap().ioas_alloc().unwrap();
+        for &(va, length, prot) in regions {
+            self.sim.map(va, length, prot.write);
+            let args = MapArgs {
+                iova: Some(va),
+                length,
+                prot,
+            };
+            self.ctx
+                .lock()
+                .unwrap()
+                .ioas_map(&self.caller(), ioas, va, args)
+                .unwrap();
+        }
+        self.attach(&mut file, ioas).unwrap();
+        let config = u64::from(VFIO_PCI_CONFIG_REGION_INDEX) << VFIO_PCI_OFFSET_SHIFT;
+        file.write(config + 4, &0x6u16.to_le_bytes()).unwrap();
+        let mut irq = set_irqs(
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            VFIO_PCI_MSIX_IRQ_INDEX,
+            vector,
+            1,
+            &eventfd.to_ne_bytes(),
+        );
+        self.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut irq)
+            .unwrap();
+        (file, ioas)
+    }
 }
