@@ -143,7 +143,7 @@ impl Dsa {
     pub(super) fn run_one(&mut self, io: &mut Function) {
         if let Some(mut batch) = self.batch.take() {
             if batch.next < batch.desc.size {
-                let at = batch.desc.src + u64::from(batch.next) * 64;
+                let at = batch.desc.src.wrapping_add(u64::from(batch.next) * 64);
                 let mut raw = [0u8; 64];
                 if io.dma_read(at, &mut raw).is_err() {
                     let outcome = Outcome {
