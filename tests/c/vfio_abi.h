@@ -38,7 +38,9 @@
 #define T_REGION_MMAP (1u << 2)
 #define T_IRQ_DATA_NONE (1u << 0)
 #define T_IRQ_DATA_EVENTFD (1u << 2)
+#define T_IRQ_ACTION_UNMASK (1u << 4)
 #define T_IRQ_ACTION_TRIGGER (1u << 5)
+#define T_INTX_IRQ 0
 #define T_CONFIG_REGION 7
 #define T_MSIX_IRQ 2
 #define T_REGION_OFFSET(i) ((uint64_t)(i) << 40)

@@ -138,6 +138,30 @@ static void regions_irqs_and_reset(int dev)
 	CHECK(FAILS(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, &fire), EINVAL),
 	      "a vector past the count is EINVAL");
 	close(efd);
+
+	/* INTx with an unmask eventfd, as KVM's resampler gives it (what a
+	 * signal on it does is checked in the engine's tests, where the device
+	 * raises INTx). One interrupt type at a time: MSI-X off first. */
+	struct t_irq_set off = { .argsz = sizeof(off),
+				 .flags = T_IRQ_DATA_NONE | T_IRQ_ACTION_TRIGGER,
+				 .index = T_MSIX_IRQ, .start = 0, .count = 0 };
+	CHECK(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, &off) == 0, "MSI-X off");
+	int intx = eventfd(0, 0), resample = eventfd(0, 0);
+	*set = (struct t_irq_set){ .argsz = sizeof(raw),
+				   .flags = T_IRQ_DATA_EVENTFD | T_IRQ_ACTION_TRIGGER,
+				   .index = T_INTX_IRQ, .start = 0, .count = 1 };
+	set->data[0] = intx;
+	CHECK(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, set) == 0, "SET_IRQS gives INTx an eventfd");
+	set->flags = T_IRQ_DATA_EVENTFD | T_IRQ_ACTION_UNMASK;
+	set->data[0] = dev;
+	CHECK(FAILS(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, set), EINVAL),
+	      "an unmask 'eventfd' that is no eventfd is EINVAL");
+	set->data[0] = resample;
+	CHECK(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, set) == 0, "an unmask eventfd is taken");
+	set->data[0] = -1;
+	CHECK(ioctl(dev, T_VFIO_DEVICE_SET_IRQS, set) == 0, "and -1 removes it");
+	close(intx);
+	close(resample);
 	CHECK(ioctl(dev, T_VFIO_DEVICE_RESET) == 0, "RESET");
 }
 

@@ -474,6 +474,49 @@ fn intx_masks_itself_when_it_fires_until_unmasked() {
     m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut unmask)
         .unwrap();
     assert_eq!(m.counter(13), 2, "the pending level fires at unmask");
+
+    // An unmask eventfd (KVM's resampler signals it) unmasks INTx, and
+    // the level still pending fires again.
+    let mut irqfd = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[14]),
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut irqfd)
+        .unwrap();
+    assert!(!raise(&file), "still masked from the last fire");
+    softiommu_engine::memory::EventSignal::signal(m.files.0[&14].as_ref());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while m.counter(13) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unmask eventfd unmasks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // A descriptor that is no eventfd is refused; -1 removes the eventfd.
+    let mut bad = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[99]),
+    );
+    assert_eq!(
+        m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut bad),
+        Err(Errno::EBADF)
+    );
+    let mut off = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[-1]),
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut off).unwrap();
+    assert!(file.function().lock().unwrap().irqs.intx_unmask.is_none());
 }
 
 #[test]

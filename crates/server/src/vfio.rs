@@ -320,6 +320,17 @@ impl EventSignal for Eventfd {
     fn signal(&self) {
         let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
     }
+
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0) {
+            return false;
+        }
+        let mut count = [0u8; 8];
+        matches!(rustix::io::read(&self.0, &mut count), Ok(8))
+    }
 }
 
 /// The eventfd behind descriptor `fd` of process `pid`: `EBADF` for no

@@ -120,6 +120,14 @@ pub trait FileBacking: Send + Sync + Debug {
 pub trait EventSignal: Send + Sync + Debug {
     /// Signals once.
     fn signal(&self);
+
+    /// Waits up to `timeout` for the eventfd to be signalled and takes its
+    /// count; whether it was. The default never sees a signal (for
+    /// eventfds the engine only writes).
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        false
+    }
 }
 
 /// The caller's descriptors, as the engine sees them: turns a descriptor into

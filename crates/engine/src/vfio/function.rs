@@ -28,6 +28,27 @@ pub struct Irqs {
     pub intx_masked: bool,
     /// Signals raised while masked, delivered at unmask.
     pub intx_pending: bool,
+    /// The INTx unmask eventfd (Linux's irqfd for INTx): signalling it
+    /// unmasks INTx, as KVM's resampler does. Watched by a thread of its
+    /// own once `started`.
+    pub intx_unmask: Option<UnmaskWatch>,
+}
+
+/// An INTx unmask eventfd and the stop flag of the thread that watches it.
+#[derive(Debug)]
+pub struct UnmaskWatch {
+    /// The eventfd the program gave.
+    pub eventfd: Arc<dyn EventSignal>,
+    /// Set to end the watching thread.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// A thread watches it.
+    pub started: bool,
+}
+
+impl Drop for UnmaskWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// A trigger taken by `signal_irq`: the eventfd the program set, if any.
@@ -191,6 +212,7 @@ impl Function {
     /// function's interrupts off when its last user closes it.
     pub fn reset_irqs(&mut self) {
         self.low_power = None;
+        self.irqs.intx_unmask = None;
         for vectors in &mut self.irqs.triggers {
             vectors.iter_mut().for_each(|t| *t = None);
         }

@@ -299,6 +299,9 @@ impl DeviceFile {
             _ => IrqData::Eventfd(&fds),
         };
         let action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-        function.set_irqs(caller.files, action, hdr.index, hdr.start, hdr.count, data)
+        function.set_irqs(caller.files, action, hdr.index, hdr.start, hdr.count, data)?;
+        drop(function);
+        super::irqs::watch_unmask(self.function());
+        Ok(())
     }
 }

@@ -3,8 +3,9 @@
 //! eventfd of each vector, INTx masking, and loopback triggers
 //! (`DATA_NONE` / `DATA_BOOL` fire the vectors, as tests use them).
 //!
-//! Deviation: an INTx unmask eventfd (Linux's irqfd) is not modelled;
-//! setting one answers `EOPNOTSUPP`.
+//! An INTx unmask eventfd (`ACTION_UNMASK` with `DATA_EVENTFD`, which KVM's
+//! resampler signals) unmasks INTx whenever it is signalled, watched by a
+//! thread of its own (see [`watch_unmask`]); -1 removes it.
 
 use super::Function;
 use crate::errno::{Errno, Result};
@@ -47,7 +48,7 @@ impl Function {
                 self.intx_mask(start, count, data)
             }
             (VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_UNMASK) => {
-                self.intx_unmask(start, count, data)
+                self.intx_unmask(files, start, count, data)
             }
             (VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER) => {
                 self.intx_trigger(files, start, count, data)
@@ -77,26 +78,43 @@ impl Function {
         Ok(())
     }
 
-    fn intx_unmask(&mut self, start: u32, count: u32, data: IrqData<'_>) -> Result<()> {
+    fn intx_unmask(
+        &mut self,
+        files: &dyn CallerFiles,
+        start: u32,
+        count: u32,
+        data: IrqData<'_>,
+    ) -> Result<()> {
         if self.irqs.active != Some(VFIO_PCI_INTX_IRQ_INDEX) || start != 0 || count != 1 {
             return Err(Errno::EINVAL);
         }
         let unmask = match data {
             IrqData::None => true,
             IrqData::Bool(b) => b.first().is_some_and(|&v| v != 0),
-            IrqData::Eventfd(fds) if fds.first().is_some_and(|&fd| fd >= 0) => {
-                return Err(Errno::EOPNOTSUPP)
+            IrqData::Eventfd(fds) => {
+                self.irqs.intx_unmask = match fds.first() {
+                    Some(&fd) if fd >= 0 => Some(super::function::UnmaskWatch {
+                        eventfd: files.eventfd(fd)?,
+                        stop: Arc::default(),
+                        started: false,
+                    }),
+                    _ => None,
+                };
+                false
             }
-            IrqData::Eventfd(_) => false,
         };
         if unmask {
-            self.irqs.intx_masked = false;
-            // A level interrupt still asserted fires again at once.
-            if std::mem::take(&mut self.irqs.intx_pending) {
-                self.signal_irq(VFIO_PCI_INTX_IRQ_INDEX, 0);
-            }
+            self.unmask_intx();
         }
         Ok(())
+    }
+
+    /// Unmasks INTx; a level interrupt still asserted fires again at once.
+    pub fn unmask_intx(&mut self) {
+        self.irqs.intx_masked = false;
+        if std::mem::take(&mut self.irqs.intx_pending) {
+            self.signal_irq(VFIO_PCI_INTX_IRQ_INDEX, 0);
+        }
     }
 
     fn intx_trigger(
@@ -249,6 +267,7 @@ impl Function {
         }
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
+        self.irqs.intx_unmask = None;
     }
 
     /// Signals a vector's eventfd, if set (a loopback trigger).
@@ -271,4 +290,39 @@ fn eventfd_of(files: &dyn CallerFiles, fd: i32) -> Result<Option<Arc<dyn EventSi
         fd if fd >= 0 => files.eventfd(fd).map(Some),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// Starts the thread that watches `function`'s new INTx unmask eventfd, if
+/// it has one not yet watched: each signal unmasks INTx. The thread ends
+/// when the eventfd is replaced or removed, or the function goes.
+pub(crate) fn watch_unmask(function: &Arc<std::sync::Mutex<Function>>) {
+    use crate::sync::Locked;
+    use std::sync::atomic::Ordering;
+    let (eventfd, stop) = {
+        let mut f = function.locked();
+        match f.irqs.intx_unmask.as_mut() {
+            Some(w) if !w.started => {
+                w.started = true;
+                (w.eventfd.clone(), w.stop.clone())
+            }
+            _ => return,
+        }
+    };
+    let weak = Arc::downgrade(function);
+    let _ = std::thread::Builder::new()
+        .name("softiommu-irqfd".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                if eventfd.wait(std::time::Duration::from_millis(50)) {
+                    let Some(f) = weak.upgrade() else { return };
+                    let mut f = f.locked();
+                    if !stop.load(Ordering::Acquire) {
+                        f.unmask_intx();
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            }
+        });
 }

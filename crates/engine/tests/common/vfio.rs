@@ -19,11 +19,27 @@ pub const NOT_IOMMUFD: i32 = 4;
 
 /// An eventfd that counts its signals.
 #[derive(Debug, Default)]
-pub struct Counter(pub AtomicU64);
+pub struct Counter(pub AtomicU64, pub AtomicU64);
 
 impl EventSignal for Counter {
     fn signal(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// As an eventfd's read: takes the signals not taken yet.
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (signalled, taken) = (self.0.load(Ordering::SeqCst), self.1.load(Ordering::SeqCst));
+            if signalled > taken {
+                self.1.store(signalled, Ordering::SeqCst);
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 }
 
