@@ -924,3 +924,71 @@ fn a_hot_reset_needs_every_function_on_the_bus_owned() {
     );
     assert_eq!(hot_reset(&m, &mut root, 0, &[]), Err(Errno::ENODEV));
 }
+
+#[test]
+fn msi_and_msix_enable_read_as_set_irqs_left_them() {
+    use softiommu_pci::layout::{MSIX_OFFSET, MSI_OFFSET};
+    let m = Machine::new();
+    let mut file = m.open("0000:02:00.0");
+    m.bind(&mut file).unwrap();
+    let config = |at: usize| (u64::from(VFIO_PCI_CONFIG_REGION_INDEX) << 40) + at as u64 + 2;
+    let control = |file: &DeviceFile, at: usize| {
+        let mut b = [0u8; 2];
+        file.read(config(at), &mut b).unwrap();
+        u16::from_le_bytes(b)
+    };
+    // A config write cannot enable either.
+    file.write(config(MSIX_OFFSET), &0x8000u16.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        control(&file, MSIX_OFFSET) & 0x8000,
+        0,
+        "MSI-X control is the host's"
+    );
+    file.write(config(MSI_OFFSET), &1u16.to_le_bytes()).unwrap();
+    assert_eq!(
+        control(&file, MSI_OFFSET) & 1,
+        0,
+        "MSI is enabled by SET_IRQS"
+    );
+    // SET_IRQS enables MSI-X: it reads enabled until disabled.
+    let mut on = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[10]),
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut on).unwrap();
+    assert_ne!(control(&file, MSIX_OFFSET) & 0x8000, 0);
+    file.write(config(MSIX_OFFSET), &0u16.to_le_bytes())
+        .unwrap();
+    assert_ne!(
+        control(&file, MSIX_OFFSET) & 0x8000,
+        0,
+        "not by a config write"
+    );
+    let mut reset = [];
+    m.ioctl(&mut file, VFIO_DEVICE_RESET, &mut reset).unwrap();
+    assert_ne!(control(&file, MSIX_OFFSET) & 0x8000, 0, "a reset keeps it");
+    let mut off = set_irqs(
+        VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        0,
+        0,
+        &[],
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut off).unwrap();
+    assert_eq!(control(&file, MSIX_OFFSET) & 0x8000, 0);
+    // With MSI active, its enable bit may be written.
+    let mut msi = set_irqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        0,
+        1,
+        &fds(&[10]),
+    );
+    m.ioctl(&mut file, VFIO_DEVICE_SET_IRQS, &mut msi).unwrap();
+    file.write(config(MSI_OFFSET), &1u16.to_le_bytes()).unwrap();
+    assert_eq!(control(&file, MSI_OFFSET) & 1, 1);
+}

@@ -295,7 +295,7 @@ impl DeviceFile {
         match index {
             0..=5 => function.region_write(index, at, data)?,
             VFIO_PCI_CONFIG_REGION_INDEX => {
-                function.config.write(at, data).map_err(|_| Errno::EINVAL)?;
+                function.config_write(at, data)?;
                 // A write that reset the function (FLR) resets its model too.
                 if function.config.resets() != function.model_resets {
                     function.reset_model();

@@ -203,6 +203,8 @@ impl Function {
         if let super::SriovRole::Pf { vfs, .. } = &self.sriov {
             let _ = self.config.set_sriov_enabled(vfs.len() as u16);
         }
+        // As Linux's reset restores MSI-X state: the interrupts stay on.
+        self.sync_msix_enable();
         self.reset_model();
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
@@ -219,6 +221,55 @@ impl Function {
         self.irqs.active = None;
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
+        self.sync_msix_enable();
+    }
+
+    /// A configuration write from the program, as vfio-pci filters it: MSI
+    /// Enable only while MSI is the active interrupt type (it is enabled by
+    /// `SET_IRQS`, not by config writes), and the MSI-X control register
+    /// not at all — it reads as the host set it, enabled while MSI-X is
+    /// active ([`sync_msix_enable`](Self::sync_msix_enable)).
+    pub fn config_write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        use softiommu_pci::layout::{MSIX_OFFSET, MSI_OFFSET};
+        use softiommu_pci::regs::{MSIX_CONTROL, MSI_CONTROL, MSI_CONTROL_ENABLE};
+        let msix_control = (MSIX_OFFSET + MSIX_CONTROL) as u64;
+        let mut saved = [0u8; 2];
+        let has_msix = self.config.msix().is_some();
+        if has_msix {
+            self.config
+                .read(msix_control, &mut saved)
+                .map_err(|_| Errno::EINVAL)?;
+        }
+        self.config.write(offset, data).map_err(|_| Errno::EINVAL)?;
+        if has_msix {
+            let _ = self.config.set_by_device(msix_control, &saved);
+        }
+        if self.config.msi().is_some() && self.irqs.active != Some(VFIO_PCI_MSI_IRQ_INDEX) {
+            let at = (MSI_OFFSET + MSI_CONTROL) as u64;
+            let mut control = [0u8; 2];
+            let _ = self.config.read(at, &mut control);
+            let control = u16::from_le_bytes(control) & !MSI_CONTROL_ENABLE;
+            let _ = self.config.set_by_device(at, &control.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// MSI-X Enable reads as the host sets it: on while MSI-X is the
+    /// active interrupt type.
+    pub fn sync_msix_enable(&mut self) {
+        use softiommu_pci::layout::MSIX_OFFSET;
+        use softiommu_pci::regs::{MSIX_CONTROL, MSIX_CONTROL_ENABLE};
+        if self.config.msix().is_none() {
+            return;
+        }
+        let at = (MSIX_OFFSET + MSIX_CONTROL) as u64;
+        let mut control = [0u8; 2];
+        let _ = self.config.read(at, &mut control);
+        let mut control = u16::from_le_bytes(control) & !MSIX_CONTROL_ENABLE;
+        if self.irqs.active == Some(VFIO_PCI_MSIX_IRQ_INDEX) {
+            control |= MSIX_CONTROL_ENABLE;
+        }
+        let _ = self.config.set_by_device(at, &control.to_le_bytes());
     }
 
     /// Reads BAR `index` at `offset` (`EINVAL` past its end or for an absent

@@ -300,6 +300,7 @@ impl DeviceFile {
         };
         let action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
         function.set_irqs(caller.files, action, hdr.index, hdr.start, hdr.count, data)?;
+        function.sync_msix_enable();
         drop(function);
         super::irqs::watch_unmask(self.function());
         Ok(())
