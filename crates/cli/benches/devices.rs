@@ -7,51 +7,20 @@
 //!
 //! Run: `cargo bench -p softiommu --bench devices`
 
+mod common;
+
+use common::{build_timer, timed};
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-fn build_timer() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/c/device_ops.c");
-    let exe = std::env::temp_dir().join(format!("softiommu-bench-devices-{}", std::process::id()));
-    let status = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("cc runs");
-    assert!(status.success(), "compiling {}", src.display());
-    exe
-}
-
-fn timed(timer: &Path, what: &str, iters: u64) -> Duration {
-    let out = Command::new(env!("CARGO_BIN_EXE_softiommu"))
-        .arg("run")
-        .arg("--")
-        .arg(timer)
-        .arg(what)
-        .arg(iters.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ns: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    Duration::from_nanos(ns)
-}
 
 fn devices(c: &mut Criterion) {
-    let timer = build_timer();
+    let timer = build_timer("device_ops");
     let mut g = c.benchmark_group("devices");
     g.sample_size(20);
     g.bench_function("ioat_doorbell_to_done_64B_through_the_shim", |b| {
-        b.iter_custom(|iters| timed(&timer, "doorbell", iters))
+        b.iter_custom(|iters| timed(&timer, None, &["doorbell".into(), iters.to_string()]))
     });
     g.bench_function("ioat_copy_1M_through_the_shim", |b| {
-        b.iter_custom(|iters| timed(&timer, "copy1m", iters))
+        b.iter_custom(|iters| timed(&timer, None, &["copy1m".into(), iters.to_string()]))
     });
     g.finish();
 }

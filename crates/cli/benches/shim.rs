@@ -8,46 +8,14 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use softiommu_engine::api::Engine;
 use softiommu_engine::Prot;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-fn build_timer() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/c/map_unmap.c");
-    let exe =
-        std::env::temp_dir().join(format!("softiommu-bench-map-unmap-{}", std::process::id()));
-    let status = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("cc runs");
-    assert!(status.success(), "compiling {}", src.display());
-    exe
-}
+mod common;
 
 fn shim_round_trip(c: &mut Criterion) {
-    let timer = build_timer();
-    let softiommu = env!("CARGO_BIN_EXE_softiommu");
+    let timer = common::build_timer("map_unmap");
     let mut g = c.benchmark_group("map_unmap_4k_pair");
     g.sample_size(20);
     g.bench_function("through_the_shim", |b| {
-        b.iter_custom(|iters| {
-            let out = Command::new(softiommu)
-                .arg("run")
-                .arg("--")
-                .arg(&timer)
-                .arg(iters.to_string())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let ns: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-            Duration::from_nanos(ns)
-        })
+        b.iter_custom(|iters| common::timed(&timer, None, &[iters.to_string()]))
     });
     let engine = Engine::new();
     let mut fd = engine.open();

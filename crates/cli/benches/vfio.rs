@@ -7,47 +7,20 @@
 //!
 //! Run: `cargo bench -p softiommu --bench vfio`
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+mod common;
 
-fn build_timer() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/c/vfio_ops.c");
-    let exe = std::env::temp_dir().join(format!("softiommu-bench-vfio-{}", std::process::id()));
-    let status = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("cc runs");
-    assert!(status.success(), "compiling {}", src.display());
-    exe
-}
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::path::Path;
+use std::time::Duration;
 
 /// Runs the timer under `softiommu run` on the eight-function machine.
 fn timed(timer: &Path, args: &[String]) -> Duration {
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vfio8.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_softiommu"))
-        .arg("run")
-        .arg("--topology")
-        .arg(topology)
-        .arg("--")
-        .arg(timer)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ns: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    Duration::from_nanos(ns)
+    common::timed(timer, Some(&topology), args)
 }
 
 fn vfio(c: &mut Criterion) {
-    let timer = build_timer();
+    let timer = common::build_timer("vfio_ops");
     let mut g = c.benchmark_group("vfio");
     g.sample_size(20);
     g.bench_function("config_dword_pread", |b| {
