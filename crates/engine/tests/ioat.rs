@@ -459,3 +459,125 @@ fn device_writes_set_dirty_bits_and_reads_do_not() {
     );
     assert!(!dirty.contains(&SRC), "reads do not dirty");
 }
+
+#[test]
+fn dma_through_a_nested_hwpt_and_its_stale_stage1_iotlb() {
+    use softiommu_engine::memory::user_copy::Payload;
+    use softiommu_engine::ops::hwpt::HwptSpec;
+    use softiommu_engine::Arg;
+    use softiommu_iommu::domain::PagingFlags;
+    use softiommu_uapi::ioctl::IOMMU_HWPT_INVALIDATE;
+    use softiommu_uapi::iommufd::{IommuHwptInvalidate, IOMMU_HWPT_DATA_VTD_S1};
+    use zerocopy::IntoBytes;
+    // Guest memory: 1 MiB of the caller's at GPA 0; the guest's stage-1
+    // x86-64 table at GPA 0 maps three pages at guest IOVA 0x4000_0000.
+    const GIOVA: u64 = 0x4000_0000;
+    const DESC_GPA: u64 = 0x10000;
+    let m = Machine::new();
+    m.sim.map(MEM, 1 << 20, true);
+    let mut file = m.open(BDF);
+    m.bind(&mut file).unwrap();
+    let dev_id = file.dev_id().unwrap();
+    let ioas = m.ctx.lock().unwrap().ioas_alloc().unwrap();
+    let args = softiommu_engine::MapArgs {
+        iova: Some(0),
+        length: 1 << 20,
+        prot: Prot::READ_WRITE,
+    };
+    m.ctx
+        .lock()
+        .unwrap()
+        .ioas_map(&m.caller(), ioas, MEM, args)
+        .unwrap();
+    let flags = PagingFlags {
+        dirty_tracking: false,
+        nest_parent: true,
+    };
+    let parent = m
+        .ctx
+        .lock()
+        .unwrap()
+        .hwpt_alloc(dev_id, HwptSpec::paging(ioas, flags))
+        .unwrap();
+    let guest = m.mem.clone();
+    let put = |gpa: u64, v: u64| guest.write(MEM + gpa, &v.to_le_bytes()).unwrap();
+    const P_RW_U: u64 = 0x7;
+    put(8 * ((GIOVA >> 39) & 511), 0x1000 | P_RW_U);
+    put(0x1000 + 8 * ((GIOVA >> 30) & 511), 0x2000 | P_RW_U);
+    put(0x2000 + 8 * ((GIOVA >> 21) & 511), 0x3000 | P_RW_U);
+    for page in 0..3u64 {
+        let pte = 0x3000 + 8 * (((GIOVA >> 12) + page) & 511);
+        put(pte, (DESC_GPA + page * 0x1000) | P_RW_U);
+    }
+    // struct iommu_hwpt_vtd_s1: flags, pgtbl_addr (GPA 0), addr_width.
+    let mut data = vec![0u8; 16];
+    data.extend_from_slice(&48u32.to_ne_bytes());
+    data.extend_from_slice(&0u32.to_ne_bytes());
+    let nested = m
+        .ctx
+        .lock()
+        .unwrap()
+        .hwpt_alloc(
+            dev_id,
+            HwptSpec::Nested {
+                parent,
+                data_type: IOMMU_HWPT_DATA_VTD_S1,
+                payload: Payload::Bytes(&data),
+            },
+        )
+        .unwrap();
+    m.attach(&mut file, nested).unwrap();
+    let config = region(VFIO_PCI_CONFIG_REGION_INDEX);
+    file.write(config + 4, &0x6u16.to_le_bytes()).unwrap();
+    let r = Rig { m, file, ioas: 0 };
+    r.reset();
+    // The descriptor, source and destination, by guest IOVA.
+    let (src, dst) = (GIOVA + 0x1000, GIOVA + 0x2000);
+    let mut d = [0u8; DESCRIPTOR_LEN];
+    d[0..4].copy_from_slice(&256u32.to_le_bytes());
+    d[8..16].copy_from_slice(&src.to_le_bytes());
+    d[16..24].copy_from_slice(&dst.to_le_bytes());
+    d[24..32].copy_from_slice(&GIOVA.to_le_bytes());
+    r.m.mem.write(MEM + DESC_GPA, &d).unwrap();
+    r.m.mem
+        .write(MEM + DESC_GPA + 0x1000, &[b'n'; 256])
+        .unwrap();
+    r.start(GIOVA, REARM, 1);
+    assert_eq!(r.wait() & 7, status::DONE);
+    assert_eq!(r.bytes(MEM + DESC_GPA + 0x2000, 256), vec![b'n'; 256]);
+    // The guest unmaps the source in its stage 1 without invalidating: the
+    // stage-1 IOTLB still holds it, and the copy still reads it.
+    put(0x3000 + 8 * (((GIOVA >> 12) + 1) & 511), 0);
+    r.write(CHANCMD, &[CMD_SUSPEND]);
+    r.start(GIOVA, REARM, 1);
+    assert_eq!(r.wait() & 7, status::DONE, "stale but cached");
+    // IOMMU_HWPT_INVALIDATE of that page: now the read faults.
+    const ENTRY: u64 = MEM + 0xf0000;
+    let mut entry = Vec::new();
+    entry.extend_from_slice(&src.to_ne_bytes());
+    entry.extend_from_slice(&1u64.to_ne_bytes());
+    entry.extend_from_slice(&[0u8; 8]);
+    r.m.mem.write(ENTRY, &entry).unwrap();
+    let mut cmd = IommuHwptInvalidate {
+        size: 32,
+        hwpt_id: nested,
+        data_uptr: ENTRY,
+        data_type: 0,
+        entry_len: 24,
+        entry_num: 1,
+        ..Default::default()
+    };
+    r.m.ctx
+        .lock()
+        .unwrap()
+        .ioctl(
+            &r.m.caller(),
+            IOMMU_HWPT_INVALIDATE,
+            Arg::Bytes(cmd.as_mut_bytes()),
+        )
+        .unwrap();
+    r.write(CHANCMD, &[CMD_SUSPEND]);
+    r.start(GIOVA, REARM, 1);
+    assert_eq!(r.wait() & 7, status::HALTED);
+    assert_eq!(r.chanerr(), chanerr::SRC_ADDR);
+}
