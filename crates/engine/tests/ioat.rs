@@ -581,3 +581,54 @@ fn dma_through_a_nested_hwpt_and_its_stale_stage1_iotlb() {
     assert_eq!(r.wait() & 7, status::HALTED);
     assert_eq!(r.chanerr(), chanerr::SRC_ADDR);
 }
+
+#[test]
+fn a_translation_fault_reaches_the_hwpts_fault_queue() {
+    use softiommu_engine::memory::CallerFiles;
+    use softiommu_engine::Arg;
+    use softiommu_uapi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC};
+    use softiommu_uapi::iommufd::{
+        IommuFaultAlloc, IommuHwptAlloc, IommuHwptPgfault, IOMMU_HWPT_FAULT_ID_VALID,
+    };
+    use zerocopy::{FromBytes, IntoBytes};
+    let mut r = Rig::new();
+    let caller = r.m.caller();
+    let mut alloc = IommuFaultAlloc {
+        size: 16,
+        ..Default::default()
+    };
+    r.m.ctx
+        .lock()
+        .unwrap()
+        .ioctl(
+            &caller,
+            IOMMU_FAULT_QUEUE_ALLOC,
+            Arg::Bytes(alloc.as_mut_bytes()),
+        )
+        .unwrap();
+    let inode = r.m.files.inode_of(alloc.out_fault_fd as i32).unwrap();
+    let mut hwpt = IommuHwptAlloc {
+        size: 48,
+        flags: IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: r.file.dev_id().unwrap(),
+        pt_id: r.ioas,
+        fault_id: alloc.out_fault_id,
+        ..Default::default()
+    };
+    r.m.ctx
+        .lock()
+        .unwrap()
+        .ioctl(&caller, IOMMU_HWPT_ALLOC, Arg::Bytes(hwpt.as_mut_bytes()))
+        .unwrap();
+    r.m.attach(&mut r.file, hwpt.out_hwpt_id).unwrap();
+    r.descriptor(DESC, 0x1000, 0, UNMAPPED + 0x10, DST, DESC);
+    r.start(DESC, REARM, 1);
+    assert_eq!(r.wait() & 7, status::HALTED, "the channel halts");
+    assert_eq!(r.chanerr(), chanerr::SRC_ADDR);
+    // And the IOMMU raised a page request for the faulting page.
+    let out = r.m.ctx.lock().unwrap().take_side_output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, inode);
+    let record = IommuHwptPgfault::read_from_bytes(&out[0].1).unwrap();
+    assert_eq!(record.addr, UNMAPPED, "the page of the source read");
+}

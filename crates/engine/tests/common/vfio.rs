@@ -43,9 +43,13 @@ impl EventSignal for Counter {
     }
 }
 
-/// The caller's descriptors: eventfds from 10 up.
+/// The caller's descriptors: eventfds from 10 up, and side files (a fault
+/// queue's) as the simulated caller makes them.
 #[derive(Debug, Default)]
-pub struct Eventfds(pub BTreeMap<i32, Arc<Counter>>);
+pub struct Eventfds(
+    pub BTreeMap<i32, Arc<Counter>>,
+    pub softiommu_engine::memory::SimFiles,
+);
 
 impl CallerFiles for Eventfds {
     fn resolve(&self, _fd: i32) -> Result<Arc<dyn FileBacking>, Errno> {
@@ -57,6 +61,12 @@ impl CallerFiles for Eventfds {
             None if fd == NOT_IOMMUFD => Err(Errno::EINVAL),
             None => Err(Errno::EBADF),
         }
+    }
+    fn create_side_file(&self, fd_addr: u64) -> Result<(Option<i32>, u64), Errno> {
+        self.1.create_side_file(fd_addr)
+    }
+    fn inode_of(&self, fd: i32) -> Result<u64, Errno> {
+        self.1.inode_of(fd)
     }
 }
 
