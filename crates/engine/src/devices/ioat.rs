@@ -151,10 +151,7 @@ impl Default for Ioat {
 
 /// A channel register at offset `at` of the registers read this step.
 fn field(regs: &[u8; reg::CHANNEL_LEN], at: usize, width: usize) -> u64 {
-    regs[at..at + width]
-        .iter()
-        .rev()
-        .fold(0, |v, &b| v << 8 | u64::from(b))
+    super::le(&regs[at..at + width])
 }
 
 fn write_channel(io: &Function, at: usize, bytes: &[u8]) {
@@ -244,10 +241,9 @@ impl Ioat {
             return self.halt(io, fetch_error, chanctrl, chancmp);
         }
         write_channel(io, reg::CDAR, &at.to_le_bytes());
-        let word = |o: usize| u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
-        let quad = |o: usize| u64::from(word(o)) | u64::from(word(o + 4)) << 32;
-        let (size, ctl) = (word(0), word(4));
-        let (src, dst, next) = (quad(8), quad(16), quad(24));
+        let num = |o: usize, n: usize| super::le(&d[o..o + n]);
+        let (size, ctl) = (num(0, 4) as u32, num(4, 4) as u32);
+        let (src, dst, next) = (num(8, 8), num(16, 8), num(24, 8));
         if ctl & CTL_NULL == 0 {
             if ctl >> 24 != OP_COPY {
                 return self.halt(io, chanerr::CONTROL, chanctrl, chancmp);

@@ -9,6 +9,12 @@ pub mod ioat;
 
 use crate::vfio::DeviceModel;
 
+/// The little-endian number in `bytes` (at most 8 of them), as registers
+/// and descriptors hold them.
+pub(crate) fn le(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
+}
+
 /// The model a topology names `name` (`softiommu_iommu::DEVICE_MODELS`).
 pub fn model_for(name: &str) -> Option<Box<dyn DeviceModel>> {
     match name {

@@ -89,7 +89,8 @@ impl Function {
     }
 
     /// The device writes `data` at `iova` (dirty bits set while tracking is
-    /// on). `data` is copied first: the engine's DMA path works in place.
+    /// on). Mutable only because the engine's DMA path takes one buffer
+    /// for both directions; `data` is not changed.
     pub fn dma_write(&self, iova: u64, data: &mut [u8]) -> std::result::Result<(), DmaFailure> {
         self.dma(iova, data, true)
     }
@@ -110,14 +111,6 @@ impl Function {
     /// Raises MSI-X vector `vector` (the eventfd the program set, if any).
     pub fn raise_msix(&mut self, vector: u32) -> bool {
         self.signal_irq(VFIO_PCI_MSIX_IRQ_INDEX, vector)
-    }
-
-    /// Reads a little-endian `u32` of BAR `bar` at `offset` (0 when the
-    /// BAR cannot be read there).
-    pub fn bar_u32(&self, bar: u32, offset: u64) -> u32 {
-        let mut b = [0u8; 4];
-        let _ = self.bar_read(bar, offset, &mut b);
-        u32::from_le_bytes(b)
     }
 
     /// Runs one step of the model, if the function has one; resets it

@@ -90,8 +90,8 @@ struct Desc {
 
 impl Desc {
     fn parse(d: &[u8; 64]) -> Desc {
-        let u32_at = |o: usize| u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
-        let u64_at = |o: usize| u64::from(u32_at(o)) | u64::from(u32_at(o + 4)) << 32;
+        let u32_at = |o: usize| super::le(&d[o..o + 4]) as u32;
+        let u64_at = |o: usize| super::le(&d[o..o + 8]);
         let word = u32_at(4);
         Desc {
             flags: word & 0xff_ffff,

@@ -18,6 +18,7 @@
 
 pub mod exec;
 
+use super::le;
 use crate::errno::Result;
 use crate::vfio::{DeviceModel, Function};
 use std::collections::VecDeque;
@@ -121,10 +122,6 @@ pub struct Dsa {
     batch: Option<exec::Batch>,
     /// Copy buffer.
     buffer: Vec<u8>,
-}
-
-fn le(data: &[u8]) -> u64 {
-    data.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
 }
 
 fn read_u64(io: &Function, offset: u64) -> u64 {
