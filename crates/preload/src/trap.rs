@@ -64,6 +64,9 @@ static PREVIOUS_ILL: Saved = Saved {
 };
 /// Whether our handlers are installed.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Whether a range was ever trapped: `munmap`, which every program calls,
+/// skips the table until then.
+static ANY_TRAP: AtomicBool = AtomicBool::new(false);
 
 fn saved(sig: c_int) -> Option<&'static Saved> {
     match sig {
@@ -118,12 +121,18 @@ pub(crate) fn trap(addr: usize, len: usize, ino: u64, offset: u64) -> bool {
     // SAFETY: the range is a mapping the shim just made for the program;
     // dropping its write permission changes no memory.
     let ok = unsafe { libc::mprotect(addr as *mut c_void, len, libc::PROT_READ) } == 0;
+    if ok {
+        ANY_TRAP.store(true, Ordering::Release);
+    }
     slot.len.store(if ok { len } else { 0 }, Ordering::Release);
     ok
 }
 
 /// Forgets traps inside `[addr, addr + len)` (the program unmapped it).
 pub(crate) fn forget(addr: usize, len: usize) {
+    if !ANY_TRAP.load(Ordering::Acquire) {
+        return;
+    }
     for slot in &TRAPS {
         let slot_len = slot.len.load(Ordering::Acquire);
         if slot_len == 0 || slot_len == usize::MAX {
