@@ -26,10 +26,6 @@ const RCR: u32 = 0x08;
 const RCI: u32 = 0x10;
 const MSI_EVENTFD: i32 = 11;
 
-fn region(index: u32) -> u64 {
-    u64::from(index) << VFIO_PCI_OFFSET_SHIFT
-}
-
 struct Rig {
     m: Machine,
     file: DeviceFile,
@@ -64,9 +60,7 @@ impl Rig {
     }
 
     fn read_u64(&self, offset: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.file.read(region(0) + offset, &mut b).unwrap();
-        u64::from_le_bytes(b)
+        read_u64(&self.file, 0, offset)
     }
 
     /// Issues a command; CMDSTS's error byte.

@@ -54,10 +54,6 @@ struct Rig {
     ioas: u32,
 }
 
-fn region(index: u32) -> u64 {
-    u64::from(index) << VFIO_PCI_OFFSET_SHIFT
-}
-
 impl Rig {
     /// The channel of `topology`'s I/OAT function bound, attached to an
     /// IOAS that maps [`MEM`] read-write and [`RO`] read-only, bus master
@@ -81,9 +77,7 @@ impl Rig {
     }
 
     fn read_u64(&self, offset: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.file.read(region(0) + offset, &mut b).unwrap();
-        u64::from_le_bytes(b)
+        read_u64(&self.file, 0, offset)
     }
 
     fn chanerr(&self) -> u32 {
@@ -366,9 +360,7 @@ fn reset_and_suspend_stop_a_busy_channel() {
     assert_eq!(r.wait() & 7, status::DONE);
     let mut file = r.file;
     r.m.ioctl(&mut file, VFIO_DEVICE_RESET, &mut []).unwrap();
-    let mut b = [0u8; 8];
-    file.read(region(0) + CHANSTS, &mut b).unwrap();
-    assert_eq!(u64::from_le_bytes(b) & 7, status::HALTED);
+    assert_eq!(read_u64(&file, 0, CHANSTS) & 7, status::HALTED);
 }
 
 #[test]

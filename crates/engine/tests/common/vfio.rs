@@ -276,7 +276,7 @@ impl Machine {
                 .unwrap();
         }
         self.attach(&mut file, ioas).unwrap();
-        let config = u64::from(VFIO_PCI_CONFIG_REGION_INDEX) << VFIO_PCI_OFFSET_SHIFT;
+        let config = region(VFIO_PCI_CONFIG_REGION_INDEX);
         file.write(config + 4, &0x6u16.to_le_bytes()).unwrap();
         let mut irq = set_irqs(
             VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -289,4 +289,17 @@ impl Machine {
             .unwrap();
         (file, ioas)
     }
+}
+
+/// The file offset of region `index` (a BAR, or configuration space).
+pub fn region(index: u32) -> u64 {
+    u64::from(index) << VFIO_PCI_OFFSET_SHIFT
+}
+
+/// The little-endian `u64` of region `index` at `offset`, read through the
+/// device file.
+pub fn read_u64(file: &DeviceFile, index: u32, offset: u64) -> u64 {
+    let mut b = [0u8; 8];
+    file.read(region(index) + offset, &mut b).unwrap();
+    u64::from_le_bytes(b)
 }
