@@ -26,6 +26,18 @@ const DMACOUNT: u64 = 0x86;
 const CHANSTS: u64 = 0x88;
 const CHAINADDR: u64 = 0x90;
 
+/// A machine of one function, `bdf` with device model `model`, alone
+/// behind an AMD v1 IOMMU.
+fn alone_behind_amd_v1(bdf: &str, model: &str) -> Topology {
+    Topology::builder()
+        .iommu("amd0", DriverInfo::amd_v1())
+        .group("amd0", &[bdf])
+        .unwrap()
+        .model(bdf, model)
+        .unwrap()
+        .build()
+}
+
 fn aligned(memory: &mut [u8], len: usize) -> &mut [u8] {
     let at = memory.as_ptr().align_offset(PAGE);
     &mut memory[at..at + len]
@@ -43,14 +55,7 @@ impl Channel {
     /// The I/OAT function alone behind an AMD v1 IOMMU, with 1 MiB source
     /// and destination buffers mapped.
     fn amd_v1() -> Channel {
-        let topology = Topology::builder()
-            .iommu("amd0", DriverInfo::amd_v1())
-            .group("amd0", &[BDF])
-            .unwrap()
-            .model(BDF, "ioat")
-            .unwrap()
-            .build();
-        let engine = Engine::with_topology(topology);
+        let engine = Engine::with_topology(alone_behind_amd_v1(BDF, "ioat"));
         let mut dev = engine.open_device(BDF).unwrap();
         let ioas = dev.alloc_ioas().unwrap();
         let mut desc = vec![0u8; 2 * PAGE];
@@ -184,14 +189,7 @@ const CR_IOVA: u64 = DESC_IOVA;
 
 impl Dsa {
     fn amd_v1() -> Dsa {
-        let topology = Topology::builder()
-            .iommu("amd0", DriverInfo::amd_v1())
-            .group("amd0", &[DSA_BDF])
-            .unwrap()
-            .model(DSA_BDF, "dsa")
-            .unwrap()
-            .build();
-        let engine = Engine::with_topology(topology);
+        let engine = Engine::with_topology(alone_behind_amd_v1(DSA_BDF, "dsa"));
         let mut dev = engine.open_device(DSA_BDF).unwrap();
         let ioas = dev.alloc_ioas().unwrap();
         let mut memory = vec![0u8; 2 * PAGE];

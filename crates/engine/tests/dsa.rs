@@ -9,7 +9,7 @@ use softiommu_engine::devices::dsa::exec::{comp, op, SWERR_DROPPED};
 use softiommu_engine::devices::dsa::{cmdsts, reg, TOTAL_WQ_SIZE};
 use softiommu_engine::vfio::DeviceFile;
 use softiommu_engine::Prot;
-use softiommu_iommu::{DriverInfo, Topology};
+use softiommu_iommu::Topology;
 use softiommu_uapi::vfio::*;
 use std::time::{Duration, Instant};
 
@@ -359,14 +359,7 @@ fn what_a_record_cannot_carry_goes_to_swerr() {
 #[test]
 fn dsa_dma_goes_through_every_page_table_format() {
     for driver in ["amd_v1", "intel_vtd", "arm_smmuv3"] {
-        let topology = Topology::builder()
-            .iommu("iommu0", DriverInfo::by_name(driver).unwrap())
-            .group("iommu0", &[BDF])
-            .unwrap()
-            .model(BDF, "dsa")
-            .unwrap()
-            .build();
-        let r = Rig::with(topology);
+        let r = Rig::with(alone_behind(driver, BDF, "dsa"));
         r.m.mem.write(SRC, &[3u8; 4096]).unwrap();
         r.submit(&Rig::descriptor(
             op::MEMMOVE,

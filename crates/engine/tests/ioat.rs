@@ -9,7 +9,7 @@ use common::vfio::*;
 use softiommu_engine::devices::ioat::{chanerr, status, DESCRIPTOR_LEN, XFERCAP_LOG2};
 use softiommu_engine::vfio::DeviceFile;
 use softiommu_engine::Prot;
-use softiommu_iommu::{DriverInfo, Topology};
+use softiommu_iommu::Topology;
 use softiommu_pci::presets::IOAT_CHANERR_INT;
 use softiommu_uapi::vfio::*;
 use std::time::{Duration, Instant};
@@ -366,14 +366,7 @@ fn reset_and_suspend_stop_a_busy_channel() {
 #[test]
 fn dma_goes_through_every_page_table_format() {
     for driver in ["amd_v1", "intel_vtd", "arm_smmuv3"] {
-        let topology = Topology::builder()
-            .iommu("iommu0", DriverInfo::by_name(driver).unwrap())
-            .group("iommu0", &[BDF])
-            .unwrap()
-            .model(BDF, "ioat")
-            .unwrap()
-            .build();
-        let r = Rig::with(topology);
+        let r = Rig::with(alone_behind(driver, BDF, "ioat"));
         let len = 0x3000;
         r.fill(SRC, b'q', len);
         r.descriptor(DESC, len as u32, 0, SRC, DST, DESC);

@@ -303,3 +303,18 @@ pub fn read_u64(file: &DeviceFile, index: u32, offset: u64) -> u64 {
     file.read(region(index) + offset, &mut b).unwrap();
     u64::from_le_bytes(b)
 }
+
+/// A machine of one function, `bdf` with device model `model`, alone in a
+/// group behind an IOMMU of driver `driver` (`amd_v1`, `intel_vtd`, ...).
+pub fn alone_behind(driver: &str, bdf: &str, model: &str) -> Topology {
+    Topology::builder()
+        .iommu(
+            "iommu0",
+            softiommu_iommu::DriverInfo::by_name(driver).unwrap(),
+        )
+        .group("iommu0", &[bdf])
+        .unwrap()
+        .model(bdf, model)
+        .unwrap()
+        .build()
+}
