@@ -81,6 +81,7 @@ c_programs!(
     last_close,
     mock_domain,
     pasid,
+    pid_reuse,
     veventq,
     viommu_mmap,
     device_stores,

@@ -80,7 +80,9 @@ fn pooled_channel(pid: i32) -> Option<Channel> {
             return Some(chan);
         }
         sys::forget_stream(chan.stream);
-        drop(chan.page);
+        if let Some(page) = chan.page {
+            page.forget_in_child();
+        }
     }
     None
 }
@@ -196,7 +198,9 @@ fn call(call: Call) -> Option<Reply> {
                 // The parent's channel: drop this process's copies of its
                 // socket and page; the parent's stay as they are.
                 sys::forget_stream(old.stream);
-                drop(old.page);
+                if let Some(page) = old.page {
+                    page.forget_in_child();
+                }
             }
             *slot = Some(match pooled_channel(pid) {
                 Some(chan) => chan,
@@ -326,7 +330,9 @@ fn open_served(path: String, kind: u32, index: u32, flags: i32) -> i32 {
         index,
         reserved: 0,
     };
-    if stream.write_all(hello.as_bytes()).is_err() {
+    // The socket goes with the hello: the server names the file by its
+    // inode only once it has seen that this process holds it.
+    if !sys::send_with_fd(stream.as_raw_fd(), hello.as_bytes(), stream.as_raw_fd()) {
         return -libc::EIO;
     }
     let mut ack = Reply::default();

@@ -235,7 +235,22 @@ impl SharedPage {
         }
         .ok()?;
         let page = std::ptr::NonNull::new(ptr.cast())?;
-        Some((SharedPage { page }, memory))
+        let page = SharedPage { page };
+        // A forked child does not get the page: calls posted on it act for
+        // the process that made the channel, and a child must not act for
+        // its parent. (Its socket is inherited, but carries no calls.)
+        // SAFETY: advice on the range just mapped, which changes nothing
+        // in this process.
+        unsafe { rustix::mm::madvise(ptr, SHARED_PAGE_SIZE, rustix::mm::Advice::LinuxDontFork) }
+            .ok()?;
+        Some((page, memory))
+    }
+
+    /// Lets go of the parent's page in a forked child, where it is not
+    /// mapped (see `create`): unmapping its range could remove whatever
+    /// the child has mapped there since.
+    pub(crate) fn forget_in_child(self) {
+        std::mem::forget(self);
     }
 
     pub(crate) fn get(&self) -> &softiommu_proto::SharedCall {

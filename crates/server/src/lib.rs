@@ -7,7 +7,9 @@
 //! context; never two contexts at once.
 
 use softiommu_engine::api::Engine;
-use softiommu_engine::memory::{AddressSpace, CallerFiles, FileBacking, ProcFiles, ProcessMemory};
+use softiommu_engine::memory::{
+    AddressSpace, CallerFiles, FileBacking, ProcFiles, ProcessHandle, ProcessMemory,
+};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_proto::*;
 use std::collections::HashMap;
@@ -17,7 +19,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 mod sys;
 pub mod sysfs;
@@ -153,7 +155,9 @@ struct State {
     side_files: Mutex<HashMap<u64, Arc<SideFile>>>,
     /// One address space per process, so pins of one process's pages are counted
     /// together across its contexts.
-    spaces: Mutex<HashMap<i32, Arc<dyn AddressSpace>>>,
+    /// Entries of processes that have exited are dropped when a channel is
+    /// made: their pids may be handed to other processes.
+    spaces: Mutex<HashMap<i32, Arc<ProcessMemory>>>,
     /// The memory behind regions mapped through a context's descriptor, by
     /// the engine's region id, with the context's inode. Made at the first
     /// mapping; dropped with the context (a mapping keeps its own reference).
@@ -191,10 +195,15 @@ fn remove_entry<T>(table: &Mutex<HashMap<u64, Arc<T>>>, ino: u64, entry: &Arc<T>
 }
 
 impl State {
-    fn space(&self, pid: i32) -> Arc<dyn AddressSpace> {
-        lock(&self.spaces)
-            .entry(pid)
-            .or_insert_with(|| Arc::new(ProcessMemory::of(nix::unistd::Pid::from_raw(pid))))
+    /// The address space of `process`, shared by all its channels. An entry
+    /// under its pid whose process is still alive is its own: two live
+    /// processes never share a pid.
+    fn space(&self, process: &Arc<ProcessHandle>) -> Arc<ProcessMemory> {
+        let mut spaces = lock(&self.spaces);
+        spaces.retain(|_, space| !space.process().exited());
+        spaces
+            .entry(process.pid().as_raw())
+            .or_insert_with(|| Arc::new(ProcessMemory::of(process.clone())))
             .clone()
     }
 
@@ -254,6 +263,11 @@ impl State {
         remove_entry(&self.contexts, ino, &h);
     }
 
+    /// Whether a context or VFIO file is served under `ino`.
+    fn serves(&self, ino: u64) -> bool {
+        lock(&self.contexts).contains_key(&ino) || lock(&self.vfio_files).contains_key(&ino)
+    }
+
     /// A descriptor of the memory behind a context's region, made and filled
     /// with its first contents on first use.
     fn region_memory(
@@ -280,13 +294,13 @@ impl State {
     }
 }
 
-/// Whether process `pid` maps the memory file `fd`.
-fn process_maps(pid: i32, fd: &std::os::fd::OwnedFd) -> bool {
+/// Whether `process` maps the memory file `fd`.
+fn process_maps(process: &ProcessHandle, fd: &std::os::fd::OwnedFd) -> bool {
     let Ok(stat) = rustix::fs::fstat(fd) else {
         return false;
     };
     let inode = stat.st_ino.to_string();
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let maps = process.read_to_string("maps").unwrap_or_default();
     maps.lines().any(|line| {
         let mut fields = line.split_whitespace();
         fields.nth(4) == Some(inode.as_str()) && line.contains(REGION_NAME)
@@ -315,6 +329,10 @@ impl Server {
     /// Listens at `path`, serving `engine`'s machine.
     pub fn bind_with(path: &Path, engine: Engine) -> std::io::Result<Server> {
         let listener = UnixListener::bind(path)?;
+        // Every connection hands the receiver its sender's credentials, so
+        // a call channel can tell its owner from a forked child.
+        nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::PassCred, &true)
+            .map_err(std::io::Error::from)?;
         let state = Arc::new(State {
             engine,
             contexts: Mutex::new(HashMap::new()),
@@ -361,8 +379,37 @@ impl Server {
     }
 }
 
-fn read_packet<T: FromBytes + IntoBytes>(stream: &mut UnixStream, out: &mut T) -> bool {
-    stream.read_exact(out.as_mut_bytes()).is_ok()
+/// Reads one call packet, every byte of which `pid` must have sent: the
+/// listener passes credentials (`SO_PASSCRED`), and a forked child writing
+/// on its parent's inherited channel shows its own pid, which the kernel
+/// fills in and the child cannot forge.
+fn read_call(stream: &UnixStream, out: &mut Call, pid: i32) -> bool {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+    let bytes = out.as_mut_bytes();
+    let mut got = 0;
+    while got < bytes.len() {
+        let mut control = nix::cmsg_space!(UnixCredentials);
+        let mut iov = [std::io::IoSliceMut::new(&mut bytes[got..])];
+        let Ok(msg) = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::empty(),
+        ) else {
+            return false;
+        };
+        if msg.bytes == 0 {
+            return false;
+        }
+        let from_owner = msg.cmsgs().is_ok_and(|mut c| {
+            c.any(|c| matches!(c, ControlMessageOwned::ScmCredentials(cred) if cred.pid() == pid))
+        });
+        if !from_owner {
+            return false;
+        }
+        got += msg.bytes;
+    }
+    true
 }
 
 fn serve_connection(state: Arc<State>, stream: UnixStream) {
@@ -380,11 +427,26 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
     if hello.magic != MAGIC {
         return;
     }
+    let mut hello = hello;
     match (hello.kind, fd) {
-        (HELLO_CONTEXT, None) => serve_context(state, stream, hello.ino, false),
-        (HELLO_VFIO_CONTAINER, None) => serve_context(state, stream, hello.ino, true),
-        (HELLO_VFIO_DEVICE | HELLO_VFIO_GROUP, None) => {
-            vfio::serve_vfio_open(state, stream, &hello)
+        (
+            HELLO_CONTEXT | HELLO_VFIO_CONTAINER | HELLO_VFIO_DEVICE | HELLO_VFIO_GROUP,
+            Some(end),
+        ) => {
+            // The file is named by the inode of the program's end, which the
+            // program proves it holds by sending it.
+            let Some(ino) = program_end_inode(&stream, end) else {
+                return;
+            };
+            if hello.ino != ino || state.serves(ino) {
+                return;
+            }
+            hello.ino = ino;
+            match hello.kind {
+                HELLO_CONTEXT => serve_context(state, stream, ino, false),
+                HELLO_VFIO_CONTAINER => serve_context(state, stream, ino, true),
+                _ => vfio::serve_vfio_open(state, stream, &hello),
+            }
         }
         (HELLO_CALL, None) => serve_calls(state, stream),
         (HELLO_CALL_SHARED, Some(fd)) => {
@@ -394,6 +456,31 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
         }
         _ => {}
     }
+}
+
+/// The inode of `end`, the program's end of the connection `stream`, which
+/// came with the hello; `None` unless `end` really is this connection's
+/// other end (bytes written into it arrive here) and nothing else is queued.
+fn program_end_inode(stream: &UnixStream, end: std::os::fd::OwnedFd) -> Option<u64> {
+    let ino = rustix::fs::fstat(&end).ok()?.st_ino;
+    let mut nonce = [0u8; 16];
+    rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty()).ok()?;
+    if rustix::io::write(&end, &nonce).ok()? != nonce.len() {
+        return None;
+    }
+    // Our hold on the program's end must not outlive the check: the file
+    // is released when the program's last descriptor of it closes.
+    drop(end);
+    // A write into a connected stream socket lands in its peer's queue
+    // before it returns: anything but the nonce, there and then, fails.
+    let mut echoed = [0u8; 16];
+    let got = nix::sys::socket::recv(
+        stream.as_raw_fd(),
+        &mut echoed,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    (got == echoed.len() && echoed == nonce).then_some(ino)
 }
 
 fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container: bool) {
@@ -425,8 +512,8 @@ fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container
 }
 
 /// Credentials of a process, from `/proc`.
-fn credentials(pid: i32) -> Credentials {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+fn credentials(process: &ProcessHandle) -> Credentials {
+    let status = process.read_to_string("status").unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -440,7 +527,7 @@ fn credentials(pid: i32) -> Credentials {
         .and_then(|v| v.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(u32::MAX);
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let limits = process.read_to_string("limits").unwrap_or_default();
     let memlock = limits
         .lines()
         .find(|l| l.starts_with("Max locked memory"))
@@ -467,7 +554,7 @@ fn credentials(pid: i32) -> Credentials {
 /// holds the side file a call creates until the reply carries it.
 #[derive(Debug)]
 struct CallFiles {
-    pid: i32,
+    process: Arc<ProcessHandle>,
     proc: ProcFiles,
     pending: Mutex<Option<PendingFile>>,
     /// For counting what the program has not read of its event files.
@@ -538,7 +625,7 @@ impl CallerFiles for CallFiles {
         let regions = lock(&self.state.regions);
         regions
             .get(&region_id)
-            .is_some_and(|(_, fd)| process_maps(self.pid, fd))
+            .is_some_and(|(_, fd)| process_maps(&self.process, fd))
     }
 
     fn unread_bytes(&self, inode: u64) -> Option<u64> {
@@ -550,16 +637,15 @@ impl CallerFiles for CallFiles {
         &self,
         fd: i32,
     ) -> softiommu_engine::Result<Arc<dyn softiommu_engine::memory::EventSignal>> {
-        vfio::take_eventfd(self.pid, fd)
+        vfio::take_eventfd(&self.process, fd)
     }
 
     fn inode_of(&self, fd: i32) -> softiommu_engine::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
         if fd < 0 {
             return Err(Errno::EBADFD);
         }
-        std::fs::metadata(format!("/proc/{}/fd/{fd}", self.pid))
-            .map(|m| m.ino())
+        self.process
+            .inode(&format!("fd/{fd}"))
             .map_err(|_| Errno::EBADFD)
     }
 }
@@ -611,17 +697,19 @@ impl Channel {
     fn of(state: &Arc<State>, stream: &UnixStream) -> Option<Channel> {
         let peer = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
             .ok()?;
-        let pid = peer.pid();
+        // The process is named by its pidfd from the connection, never by
+        // pid alone (see `ProcessHandle`).
+        let process = ProcessHandle::bind(peer.pid(), sys::peer_pidfd(stream)?).ok()?;
         Some(Channel {
             state: state.clone(),
-            mem: state.space(pid),
+            mem: state.space(&process),
             files: CallFiles {
-                pid,
-                proc: ProcFiles::of(nix::unistd::Pid::from_raw(pid)),
+                process: process.clone(),
+                proc: ProcFiles::of(process.clone()),
                 pending: Mutex::new(None),
                 state: state.clone(),
             },
-            creds: credentials(pid),
+            creds: credentials(&process),
             held: Mutex::new(std::collections::HashSet::new()),
         })
     }
@@ -637,15 +725,11 @@ impl Channel {
         // The program's end is a socket, or a pipe for an event queue.
         let socket = format!("socket:[{ino}]");
         let pipe = format!("pipe:[{ino}]");
-        let found = std::fs::read_dir(format!("/proc/{}/fd", self.files.pid))
-            .map(|dir| {
-                dir.filter_map(|e| e.ok()).any(|e| {
-                    std::fs::read_link(e.path()).is_ok_and(|l| {
-                        l.as_os_str() == socket.as_str() || l.as_os_str() == pipe.as_str()
-                    })
-                })
-            })
-            .unwrap_or(false);
+        let found = self
+            .files
+            .process
+            .descriptors()
+            .is_ok_and(|links| links.iter().any(|(_, l)| *l == socket || *l == pipe));
         if found {
             lock(&self.held).insert(ino);
         }
@@ -794,7 +878,10 @@ impl Channel {
                 }
             }
             CALL_PROC_STATUS => {
-                let space = lock(&state.spaces).get(&(call.arg as i32)).cloned();
+                let space = lock(&state.spaces)
+                    .get(&(call.arg as i32))
+                    .filter(|s| !s.process().exited())
+                    .cloned();
                 let counters = space.map_or_else(Default::default, |s| {
                     state.engine.shared().accounting.mm(s.id())
                 });
@@ -878,12 +965,13 @@ impl Channel {
 }
 
 /// Serves calls sent as packets on the channel's socket.
-fn serve_calls(state: Arc<State>, mut stream: UnixStream) {
+fn serve_calls(state: Arc<State>, stream: UnixStream) {
     let Some(channel) = Channel::of(&state, &stream) else {
         return;
     };
+    let pid = channel.files.process.pid().as_raw();
     let mut call = Call::default();
-    while read_packet(&mut stream, &mut call) {
+    while read_call(&stream, &mut call, pid) {
         let answer = channel.handle(&call);
         if !send_reply(&stream, &answer.reply, answer.attached.as_ref()) {
             break;

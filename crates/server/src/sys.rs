@@ -1,7 +1,7 @@
 //! The server's one `unsafe` module: mapping a program's call page and
 //! viewing it as a [`SharedCall`] (whose protocol lives in
 //! `softiommu-proto`), and taking ownership of a descriptor received with a
-//! hello.
+//! hello, and asking a socket for its peer's pidfd.
 
 #![allow(unsafe_code)]
 
@@ -73,7 +73,9 @@ pub(crate) fn read_hello(stream: &UnixStream) -> Option<(Hello, Option<OwnedFd>)
     let mut got = 0;
     let mut fd = None;
     while got < std::mem::size_of::<Hello>() {
-        let mut control = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        // Room for the sender's credentials too: the listener passes them.
+        let mut control =
+            nix::cmsg_space!([std::os::fd::RawFd; 1], nix::sys::socket::UnixCredentials);
         let mut iov = [std::io::IoSliceMut::new(&mut hello.as_mut_bytes()[got..])];
         let msg = nix::sys::socket::recvmsg::<()>(
             stream.as_raw_fd(),
@@ -98,4 +100,28 @@ pub(crate) fn read_hello(stream: &UnixStream) -> Option<(Hello, Option<OwnedFd>)
         }
     }
     Some((hello, fd))
+}
+
+/// A pidfd of the process at the other end of `stream`, as it was when it
+/// connected (`SO_PEERPIDFD`): unlike its pid, this can never come to name
+/// another process.
+pub(crate) fn peer_pidfd(stream: &UnixStream) -> Option<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` and `len` are valid for writes of the sizes given, as
+    // getsockopt(2) requires for an int option.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just installed `fd` in this process for us alone.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

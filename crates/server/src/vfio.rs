@@ -5,7 +5,7 @@
 
 use super::{lock, remove_entry, CallFiles, State};
 use softiommu_engine::memory::CallerFiles;
-use softiommu_engine::memory::EventSignal;
+use softiommu_engine::memory::{EventSignal, ProcessHandle};
 use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Errno};
 use softiommu_iommu::{DeviceId, GroupId};
@@ -333,13 +333,15 @@ impl EventSignal for Eventfd {
     }
 }
 
-/// The eventfd behind descriptor `fd` of process `pid`: `EBADF` for no
+/// The eventfd behind descriptor `fd` of `process`: `EBADF` for no
 /// descriptor, `EINVAL` for one that is no eventfd.
-pub(crate) fn take_eventfd(pid: i32, fd: i32) -> Result<Arc<dyn EventSignal>, Errno> {
-    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
-    let pid = Pid::from_raw(pid).ok_or(Errno::EBADF)?;
-    let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|_| Errno::EBADF)?;
-    let theirs = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()).map_err(|_| Errno::EBADF)?;
+pub(crate) fn take_eventfd(
+    process: &ProcessHandle,
+    fd: i32,
+) -> Result<Arc<dyn EventSignal>, Errno> {
+    use rustix::process::{pidfd_getfd, PidfdGetfdFlags};
+    let pidfd = process.pidfd().ok_or(Errno::EBADF)?;
+    let theirs = pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).map_err(|_| Errno::EBADF)?;
     let link = std::fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&theirs.as_fd())

@@ -194,11 +194,13 @@ impl CallerFiles for NoFiles {
     }
 }
 
+mod handle;
 mod memfd;
 mod process;
 mod sim;
 pub mod user_copy;
 
+pub use handle::ProcessHandle;
 pub use memfd::MemFile;
 pub use process::{OsFile, ProcFiles, ProcessMemory};
 pub use sim::{SimFile, SimFiles, SimMemory};

@@ -1,5 +1,6 @@
-//! A real process's memory and files, reached through `process_vm_readv` /
-//! `process_vm_writev` and `/proc/<pid>`.
+//! A real process's memory and files, reached through a handle bound to
+//! the process (see [`ProcessHandle`]): `process_vm_readv` /
+//! `process_vm_writev` for memory, `/proc/<pid>` opened once for the rest.
 
 use super::*;
 use crate::errno::{Errno, Result};
@@ -10,33 +11,62 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 /// A real process's memory, read and written with `process_vm_readv` /
-/// `process_vm_writev`, so a bad pointer is `EFAULT` and never a crash.
+/// `process_vm_writev`, so a bad pointer is `EFAULT` and never a crash, and
+/// page protections hold as they do for the kernel's own user copies.
+/// (`/proc/<pid>/mem` would be bound to the address space, but it writes
+/// through read-only pages, as a debugger's pokes do.)
 #[derive(Debug)]
 pub struct ProcessMemory {
     id: u64,
-    pid: nix::unistd::Pid,
+    process: Arc<ProcessHandle>,
 }
 
 impl ProcessMemory {
     /// The calling process itself (the library path).
     pub fn current() -> Self {
-        Self::of(nix::unistd::getpid())
+        Self::of(ProcessHandle::current())
     }
 
-    /// Another process (the server path); needs ptrace access to it.
-    pub fn of(pid: nix::unistd::Pid) -> Self {
+    /// A process the server acts for; needs ptrace access to it.
+    pub fn of(process: Arc<ProcessHandle>) -> Self {
         ProcessMemory {
             id: new_space_id(),
-            pid,
+            process,
         }
+    }
+
+    /// The process this memory belongs to.
+    pub fn process(&self) -> &Arc<ProcessHandle> {
+        &self.process
     }
 
     /// The process's mappings, read once from `/proc/<pid>/maps`;
     /// `EFAULT` once the process is gone.
     fn mappings(&self) -> Result<Vec<Mapping>> {
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
+        let maps = self
+            .process
+            .read_to_string("maps")
             .map_err(|_| Errno::EFAULT)?;
         Ok(maps.lines().filter_map(Mapping::parse).collect())
+    }
+
+    /// A copy with `process_vm_*`, which names the process by pid. It is
+    /// bracketed by the handle's liveness: alive before and after means the
+    /// pid was this process's throughout. A process that has exited is
+    /// `EFAULT` (its pid may be another's by now); one that exits during
+    /// the copy fails it too, and a write could then have reached another
+    /// process only if the pid had been freed and handed out again, a full
+    /// turn of the kernel's cyclic pid allocator, before the exit watcher
+    /// woke (see [`ProcessHandle::exited`]).
+    fn copy_by_pid(&self, copy: impl FnOnce() -> nix::Result<usize>, len: usize) -> Result<()> {
+        if self.process.exited() {
+            return Err(Errno::EFAULT);
+        }
+        let n = copy().map_err(|_| Errno::EFAULT)?;
+        if n != len || self.process.exited() {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
     }
 }
 
@@ -150,35 +180,30 @@ impl AddressSpace for ProcessMemory {
         if buf.is_empty() {
             return Ok(());
         }
+        let base = usize::try_from(addr).map_err(|_| Errno::EFAULT)?;
         let len = buf.len();
-        let remote = [nix::sys::uio::RemoteIoVec {
-            base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?,
+        let remote = [nix::sys::uio::RemoteIoVec { base, len }];
+        let pid = self.process.pid();
+        self.copy_by_pid(
+            || nix::sys::uio::process_vm_readv(pid, &mut [IoSliceMut::new(buf)], &remote),
             len,
-        }];
-        let n = nix::sys::uio::process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)
-            .map_err(|_| Errno::EFAULT)?;
-        if n == len {
-            Ok(())
-        } else {
-            Err(Errno::EFAULT)
-        }
+        )
     }
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
+        let base = usize::try_from(addr).map_err(|_| Errno::EFAULT)?;
         let remote = [nix::sys::uio::RemoteIoVec {
-            base: usize::try_from(addr).map_err(|_| Errno::EFAULT)?,
+            base,
             len: buf.len(),
         }];
-        let n = nix::sys::uio::process_vm_writev(self.pid, &[std::io::IoSlice::new(buf)], &remote)
-            .map_err(|_| Errno::EFAULT)?;
-        if n == buf.len() {
-            Ok(())
-        } else {
-            Err(Errno::EFAULT)
-        }
+        let pid = self.process.pid();
+        self.copy_by_pid(
+            || nix::sys::uio::process_vm_writev(pid, &[std::io::IoSlice::new(buf)], &remote),
+            buf.len(),
+        )
     }
 
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
@@ -205,7 +230,7 @@ impl AddressSpace for ProcessMemory {
 
     fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {
         use std::os::unix::fs::MetadataExt;
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).ok()?;
+        let maps = self.process.read_to_string("maps").ok()?;
         let range = maps.lines().find_map(|line| {
             let (range, rest) = line.split_once(' ')?;
             let (lo, hi) = range.split_once('-')?;
@@ -216,11 +241,9 @@ impl AddressSpace for ProcessMemory {
             (lo <= addr && addr < hi && rest.as_bytes().get(3) == Some(&b's'))
                 .then(|| range.to_owned())
         })?;
-        let path = format!("/proc/{}/map_files/{range}", self.pid);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = self
+            .process
+            .open(&format!("map_files/{range}"), true)
             .ok()?;
         let meta = file.metadata().ok()?;
         Some(Arc::new(OsFile {
@@ -267,19 +290,19 @@ impl FileBacking for OsFile {
 /// Resolves a process's descriptors through `/proc/<pid>/fd`.
 #[derive(Debug)]
 pub struct ProcFiles {
-    pid: nix::unistd::Pid,
+    process: Arc<ProcessHandle>,
 }
 
 impl ProcFiles {
     /// Descriptors of this process.
     pub fn current() -> Self {
         ProcFiles {
-            pid: nix::unistd::getpid(),
+            process: ProcessHandle::current(),
         }
     }
-    /// Descriptors of process `pid`.
-    pub fn of(pid: nix::unistd::Pid) -> Self {
-        ProcFiles { pid }
+    /// Descriptors of `process`.
+    pub fn of(process: Arc<ProcessHandle>) -> Self {
+        ProcFiles { process }
     }
 }
 
@@ -290,7 +313,9 @@ impl CallerFiles for ProcFiles {
         }
         // The access mode of the caller's descriptor decides writability, as
         // FMODE_WRITE does in Linux; the flags are octal in fdinfo.
-        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", self.pid, fd))
+        let info = self
+            .process
+            .read_to_string(&format!("fdinfo/{fd}"))
             .map_err(|_| Errno::EBADF)?;
         let flags = info
             .lines()
@@ -298,11 +323,9 @@ impl CallerFiles for ProcFiles {
             .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
             .ok_or(Errno::EBADF)?;
         let writable = flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
-        let path = format!("/proc/{}/fd/{}", self.pid, fd);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
+        let file = self
+            .process
+            .open(&format!("fd/{fd}"), writable)
             .map_err(|_| Errno::EBADF)?;
         let meta = file.metadata().map_err(|_| Errno::EBADF)?;
         // One identity per inode, so two descriptors of one memfd share pins.
