@@ -75,6 +75,7 @@ macro_rules! c_programs {
 c_programs!(
     access,
     dirty_nested,
+    fail_nth,
     fault_queue,
     foreign_context,
     ioas_basic,

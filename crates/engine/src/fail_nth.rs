@@ -4,6 +4,12 @@
 //! call, run an operation, and check that it unwound to exactly the state it
 //! started from. Sweeping n = 1, 2, … until the operation succeeds visits
 //! every failure point.
+//!
+//! Two counters: the engine's own ([`FailNth::fail_nth`], shared by every
+//! context, for the library's tests) and a task's (the thread's
+//! [`set_task_fail_nth`]), which is what Linux's `/proc/<pid>/task/<tid>/
+//! fail-nth` arms. The server serves each program thread's calls on one
+//! thread of its own, so the program's per-task counter is that thread's.
 
 use crate::errno::{Errno, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,9 +45,20 @@ impl FailNth {
         self.state.calls.load(Ordering::Relaxed)
     }
 
-    /// The hook: `Err(ENOMEM)` when this is the armed call.
+    /// The hook: `Err(ENOMEM)` when this is the armed call. A task's
+    /// armed counter counts first, as Linux's `should_fail` consults
+    /// `current->fail_nth` before anything else.
     pub fn check(&self) -> Result<()> {
         self.state.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(hit) = TASK_COUNTDOWN.with(|c| {
+            let left = c.get();
+            (left != 0).then(|| {
+                c.set(left - 1);
+                left == 1
+            })
+        }) {
+            return if hit { Err(Errno::ENOMEM) } else { Ok(()) };
+        }
         let hit = self
             .state
             .countdown
@@ -60,4 +77,22 @@ impl FailNth {
             Ok(())
         }
     }
+}
+
+thread_local! {
+    /// The calling task's countdown: hook calls left before the failing
+    /// one; 0 = disarmed (a new task starts disarmed, as in Linux).
+    static TASK_COUNTDOWN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Arms this thread's counter: the `n`-th hook call it makes from now on
+/// fails (n ≥ 1); `n = 0` disarms.
+pub fn set_task_fail_nth(n: u64) {
+    TASK_COUNTDOWN.with(|c| c.set(n));
+}
+
+/// What is left of this thread's counter: 0 once the armed call failed
+/// (or when it was never armed).
+pub fn task_fail_nth() -> u64 {
+    TASK_COUNTDOWN.with(std::cell::Cell::get)
 }

@@ -20,6 +20,7 @@
 //! its `sys` module (with `sys::trap`, the register-store trap).
 
 mod attributes;
+mod fail_nth;
 mod kvm;
 mod paths;
 #[allow(unsafe_code)]
@@ -48,6 +49,10 @@ struct Channel {
     pid: i32,
     stream: UnixStream,
     page: Option<sys::SharedPage>,
+    /// Whether the thread touched its fail-nth counter, which the server
+    /// keeps with the channel: such a channel is not handed to another
+    /// thread, which must start with its own counter at 0.
+    fail_nth_used: bool,
 }
 
 /// A thread's channel. When the thread exits its channel goes to the
@@ -59,7 +64,9 @@ struct ChannelSlot(RefCell<Option<Channel>>);
 impl Drop for ChannelSlot {
     fn drop(&mut self) {
         if let Some(chan) = self.0.get_mut().take() {
-            if chan.pid == std::process::id() as i32 {
+            if chan.fail_nth_used {
+                drop(chan);
+            } else if chan.pid == std::process::id() as i32 {
                 POOL.lock().unwrap_or_else(|e| e.into_inner()).push(chan);
             } else {
                 sys::forget_stream(chan.stream);
@@ -169,6 +176,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
                 pid,
                 stream,
                 page: Some(page),
+                fail_nth_used: false,
             });
         }
         return None;
@@ -184,6 +192,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
         pid,
         stream,
         page: None,
+        fail_nth_used: false,
     })
 }
 
@@ -208,6 +217,7 @@ fn call(call: Call) -> Option<Reply> {
             });
         }
         let chan = slot.as_mut()?;
+        chan.fail_nth_used |= call.op == CALL_FAIL_NTH;
         let reply = match &chan.page {
             Some(page) => shared_exchange(&chan.stream, page.get(), &call),
             None => exchange(&mut chan.stream, &call),
@@ -538,4 +548,19 @@ fn context_closed(ino: u64) {
         arg: 0,
         ..Default::default()
     });
+}
+
+/// Reads (`None`) or sets this thread's fail-nth counter, which the server
+/// keeps (see the `fail_nth` module); its value after.
+fn fail_nth_call(set: Option<u64>) -> Result<u64, libc::c_int> {
+    match call(Call {
+        op: CALL_FAIL_NTH,
+        arg: set.unwrap_or(0),
+        flags: u32::from(set.is_some()),
+        ..Default::default()
+    }) {
+        Some(r) if r.errno == 0 => Ok(r.result.max(0) as u64),
+        Some(r) => Err(r.errno),
+        None => Err(libc::EIO),
+    }
 }

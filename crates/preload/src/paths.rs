@@ -16,8 +16,33 @@ const SHADOWED: [&str; 3] = [
     "/sys/kernel/debug/iommu/",
 ];
 
+/// debugfs, whose fault-injection directories (`failslab`,
+/// `fail_page_alloc`, …) the session provides as plain files: the engine's
+/// failure points are armed through a task's fail-nth file alone, and the
+/// knobs are there so that tests that set them up find them.
+const DEBUGFS: &str = "/sys/kernel/debug";
+
+/// Whether `path` is under one of debugfs's fault-injection directories.
+pub fn is_fault_injection_knob(path: &str) -> bool {
+    path.strip_prefix(DEBUGFS)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| rest.starts_with("fail"))
+}
+
 /// The session's copy of `path`, when the session has the entry it names.
 pub fn redirect(path: &str, session: &Path) -> Option<String> {
+    // debugfs's root and its fault-injection directories, once the session
+    // offers them (a listing of the root then shows the session's debugfs).
+    let session_debugfs = format!("{}{DEBUGFS}", session.display());
+    if Path::new(&session_debugfs).join("failslab").is_dir()
+        && (path.trim_end_matches('/') == DEBUGFS || is_fault_injection_knob(path))
+    {
+        let entry = path[DEBUGFS.len()..].trim_start_matches('/');
+        let entry = entry.split('/').next().unwrap_or("");
+        if entry.is_empty() || Path::new(&session_debugfs).join(entry).exists() {
+            return Some(format!("{}{path}", session.display()));
+        }
+    }
     for prefix in SHADOWED {
         let Some(rest) = path.strip_prefix(prefix) else {
             continue;
@@ -56,6 +81,12 @@ mod tests {
         assert_eq!(r("/sys/bus/pci/devices/"), None);
         assert_eq!(r("/sys/bus/pci/devices/../x"), None);
         assert_eq!(r("/proc/self/status"), None);
+        assert_eq!(r("/sys/kernel/debug/"), None, "no fault injection offered");
+        std::fs::create_dir_all(root.join("sys/kernel/debug/failslab")).unwrap();
+        assert!(r("/sys/kernel/debug/").is_some());
+        assert!(r("/sys/kernel/debug/failslab/verbose").is_some());
+        assert_eq!(r("/sys/kernel/debug/fail_futex/verbose"), None);
+        assert_eq!(r("/sys/kernel/debug/tracing"), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -8,8 +8,8 @@
 
 use crate::{
     attribute_write, attributes, context_closed, context_ioctl, context_kind, context_mmap,
-    context_of, eventq_read_plan, is_dev_iommu, is_vfio_file, kvm, open_served, socket_path,
-    status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
+    context_of, eventq_read_plan, fail_nth, is_dev_iommu, is_vfio_file, kvm, open_served, paths,
+    socket_path, status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
 };
 #[path = "trap.rs"]
 pub(crate) mod trap;
@@ -514,12 +514,36 @@ unsafe fn intercept_open(path: *const c_char, flags: c_int) -> Option<c_int> {
     }
     // SAFETY: the caller passes open(2)'s path argument, a C string.
     let path = unsafe { CStr::from_ptr(path) };
+    if guarded(|| fail_nth::is_own(path.to_bytes())).unwrap_or(false) {
+        let memfd_flags = if flags & libc::O_CLOEXEC != 0 {
+            rustix::fs::MemfdFlags::CLOEXEC
+        } else {
+            rustix::fs::MemfdFlags::empty()
+        };
+        return guarded(|| match rustix::fs::memfd_create("fail-nth", memfd_flags) {
+            Ok(fd) => {
+                let fd = fd.into_raw_fd();
+                fail_nth::track(fd);
+                fd
+            }
+            Err(e) => {
+                set_errno(e.raw_os_error());
+                -1
+            }
+        });
+    }
     if let Some(text) = path
         .to_str()
         .ok()
         .filter(|t| t.starts_with("/sys/") && flags & libc::O_ACCMODE != libc::O_RDONLY)
     {
         let shadow = guarded(|| sysfs_redirect(path)).flatten()?;
+        if paths::is_fault_injection_knob(text) {
+            // Plain files the program may set (they arm nothing).
+            let keep = flags & !(libc::O_CREAT | libc::O_TRUNC);
+            // SAFETY: a C string the shim made; the caller's flags.
+            return Some(unsafe { (real().open)(shadow.as_ptr(), keep, 0) });
+        }
         // sysfs refuses to open an attribute without a store for writing,
         // root included.
         if !attributes::is_attribute_write(text, flags) {
@@ -780,6 +804,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     .flatten();
     let _ = guarded(|| untrack_eventq_fd(fd));
     let _ = guarded(|| attributes::untrack(fd));
+    let _ = guarded(|| fail_nth::untrack(fd));
     let _ = guarded(|| kvm::forget(fd));
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
@@ -943,6 +968,23 @@ pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *m
 /// As `read(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
+    if guarded(|| fail_nth::is_tracked(fd)).unwrap_or(false) {
+        // The memfd's offset is the file position.
+        let position = rustix::fs::seek(
+            // SAFETY: `fd` is open (tracked until its close) for this call.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            rustix::fs::SeekFrom::Current(0),
+        )
+        .unwrap_or(0);
+        // SAFETY: read(2)'s contract: `buf` holds `count` writable bytes.
+        let r = unsafe { fail_nth_rw(buf as u64, count, position as libc::off_t, false) };
+        if r > 0 {
+            // SAFETY: as above.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::fs::seek(fd, rustix::fs::SeekFrom::Current(r as i64));
+        }
+        return r;
+    }
     // A vEVENTQ's file hands out whole records only, as Linux's does: ask
     // the server how many bytes that is, then read exactly those. A number
     // that no longer names a vEVENTQ (closed behind the shim's back and
@@ -1028,6 +1070,10 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
 /// As `write(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> isize {
+    if guarded(|| fail_nth::is_tracked(fd)).unwrap_or(false) {
+        // SAFETY: write(2)'s contract: `buf` holds `count` readable bytes.
+        return unsafe { fail_nth_rw(buf as u64, count, 0, true) };
+    }
     if let Some(path) = guarded(|| attributes::path_of(fd)).flatten() {
         if buf.is_null() && count > 0 {
             set_errno(libc::EFAULT);
@@ -1052,6 +1098,40 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> i
     unsafe { (real().write)(fd, buf, count) }
 }
 
+/// A read or write of a fail-nth file (see the `fail_nth` module): the
+/// count, or -1 with errno set.
+///
+/// # Safety
+/// `buf` must hold `count` bytes, writable for a read.
+unsafe fn fail_nth_rw(buf: u64, count: usize, offset: libc::off_t, write: bool) -> isize {
+    if buf == 0 && count > 0 {
+        set_errno(libc::EFAULT);
+        return -1;
+    }
+    let r = guarded(|| {
+        if count == 0 {
+            return Ok(0);
+        }
+        if write {
+            // SAFETY: the caller's `count` readable bytes at `buf`.
+            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, count) };
+            fail_nth::write(data)
+        } else {
+            // SAFETY: the caller's `count` writable bytes at `buf`.
+            let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) };
+            fail_nth::read(data, u64::try_from(offset).unwrap_or(0))
+        }
+    })
+    .unwrap_or(Err(libc::EIO));
+    match r {
+        Ok(n) => n as isize,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
 /// `Some(result)` when `fd` is a VFIO device file: its region bytes go
 /// through the server.
 fn intercept_rw(
@@ -1061,6 +1141,14 @@ fn intercept_rw(
     offset: libc::off_t,
     write: bool,
 ) -> Option<isize> {
+    if guarded(|| fail_nth::is_tracked(fd)).unwrap_or(false) {
+        if offset < 0 {
+            set_errno(libc::EINVAL);
+            return Some(-1);
+        }
+        // SAFETY: pread/pwrite's contract: `buf` holds `count` bytes.
+        return Some(unsafe { fail_nth_rw(buf, count, offset, write) });
+    }
     guarded(|| {
         let ino = context_of(fd)?;
         let r = vfio_rw(ino, buf, count as u64, offset as u64, write);

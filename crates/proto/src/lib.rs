@@ -83,6 +83,10 @@ pub const CALL_REFRESH_VIEW: u32 = 9;
 /// address of the path, a NUL, then the bytes written; `len`: the whole
 /// length). The result is the count taken.
 pub const CALL_ATTRIBUTE_WRITE: u32 = 10;
+/// The calling thread's fault-injection counter, which Linux shows as
+/// `/proc/<pid>/task/<tid>/fail-nth` (`flags` 1: set it to `arg` first).
+/// The result is its value.
+pub const CALL_FAIL_NTH: u32 = 11;
 
 /// First packet on a new connection.
 #[repr(C)]

@@ -877,6 +877,13 @@ impl Channel {
                     None => Err(Errno::EBADF),
                 }
             }
+            CALL_FAIL_NTH => {
+                use softiommu_engine::fail_nth;
+                if call.flags == 1 {
+                    fail_nth::set_task_fail_nth(call.arg);
+                }
+                Ok(fail_nth::task_fail_nth() as i64)
+            }
             CALL_PROC_STATUS => {
                 let space = lock(&state.spaces)
                     .get(&(call.arg as i32))

@@ -155,7 +155,48 @@ pub fn write(root: &Path, shared: &EngineState, host: &VfioHost) -> io::Result<(
     for (dev, bdf) in &devices {
         write_config(root, host, *dev, bdf)?;
     }
-    write_debugfs(root, shared, &devices)
+    write_debugfs(root, shared, &devices)?;
+    write_fault_injection(root)
+}
+
+/// debugfs's fault-injection directories, with the knobs Linux gives them
+/// at their defaults. They are plain files and arm nothing: the engine's
+/// failure points are reached through a task's `fail-nth` file (see the
+/// shim's `fail_nth` module), which needs no knob set.
+fn write_fault_injection(root: &Path) -> io::Result<()> {
+    const COMMON: [(&str, &str); 8] = [
+        ("probability", "0\n"),
+        ("interval", "1\n"),
+        ("times", "1\n"),
+        ("space", "0\n"),
+        ("verbose", "2\n"),
+        ("verbose_ratelimit_interval_ms", "0\n"),
+        ("verbose_ratelimit_burst", "0\n"),
+        ("task-filter", "N\n"),
+    ];
+    let debugfs = root.join("sys/kernel/debug");
+    for (dir, own) in [
+        (
+            "failslab",
+            &[("ignore-gfp-wait", "Y\n"), ("cache-filter", "N\n")][..],
+        ),
+        (
+            "fail_page_alloc",
+            &[
+                ("ignore-gfp-wait", "Y\n"),
+                ("ignore-gfp-highmem", "Y\n"),
+                ("min-order", "1\n"),
+            ][..],
+        ),
+        ("fail_usercopy", &[][..]),
+    ] {
+        let dir = debugfs.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        for (name, value) in COMMON.iter().chain(own) {
+            std::fs::write(dir.join(name), value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the tree under `root` (which becomes `root/sys/...`).
