@@ -9,6 +9,7 @@
 //!   address spaces hold.
 //! - `softiommu run -- CMD [ARGS]`: runs an unmodified program with
 //!   `/dev/iommu` served by softiommu; exits with the program's status.
+//! - `softiommu serve --socket PATH`: the server alone (what `run` starts).
 
 use clap::{Parser, Subcommand};
 use softiommu_engine::api::{Engine, IoasId, Iommufd};
@@ -52,6 +53,22 @@ enum Command {
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
+    },
+    /// Serve /dev/iommu and VFIO on a socket until SIGTERM; a program finds
+    /// it through SOFTIOMMU_SOCKET with the shim preloaded (`softiommu run`
+    /// starts one of these for each program).
+    Serve {
+        /// The socket to listen on; its directory holds the session's views
+        /// (sysfs, debugfs).
+        #[arg(long)]
+        socket: PathBuf,
+        /// Machine description (TOML); the built-in machine otherwise.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// The supervising `softiommu run`: the server exits with it and
+        /// removes the socket's directory.
+        #[arg(long, hide = true)]
+        supervisor: Option<i32>,
     },
     /// Show each device's group, holder and domain, which IOAS feeds that
     /// domain, and the mappings, after a scenario.
@@ -99,12 +116,26 @@ fn main() -> ExitCode {
         },
         Command::Run { topology, command } => match load_topology(topology.as_deref())
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|t| run::run(t, &command))
+            .and_then(|_| run::run(topology.as_deref(), &command))
         {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("softiommu run: {e}");
                 ExitCode::from(127)
+            }
+        },
+        Command::Serve {
+            socket,
+            topology,
+            supervisor,
+        } => match load_topology(topology.as_deref())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|t| run::serve(t, &socket, supervisor))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("softiommu serve: {e}");
+                ExitCode::FAILURE
             }
         },
     }

@@ -83,6 +83,7 @@ c_programs!(
     mock_domain,
     pasid,
     pid_reuse,
+    server_death,
     veventq,
     viommu_mmap,
     device_stores,
