@@ -65,9 +65,10 @@ pub struct Function {
     spec: FunctionSpec,
     /// Its configuration space as vfio-pci presents it.
     pub config: ConfigSpace,
-    /// Memory behind each BAR, by BAR index (`None` for an absent BAR and
-    /// the upper half of a 64-bit BAR).
-    bars: Vec<Option<Arc<MemFile>>>,
+    /// Memory behind each BAR, by BAR index, made at the first access (a
+    /// machine has many functions a program never touches); never made for
+    /// an absent BAR or the upper half of a 64-bit one.
+    bars: [std::sync::OnceLock<Arc<MemFile>>; 6],
     /// Interrupt wiring.
     pub irqs: Irqs,
     /// Its device node's minor number (`/dev/vfio/devices/vfio<minor>`),
@@ -116,11 +117,7 @@ impl Function {
             return Err(Errno::EINVAL);
         }
         let config = ConfigSpace::new(spec).map_err(|_| Errno::EINVAL)?;
-        let mut bars: Vec<Option<Arc<MemFile>>> = vec![None; 6];
-        for bar in &spec.bars {
-            let name = format!("softiommu-bar{}", bar.index);
-            bars[usize::from(bar.index)] = Some(Arc::new(MemFile::new(&name, bar.size)?));
-        }
+        let bars = Default::default();
         let mut function = Function {
             dev,
             group,
@@ -159,9 +156,20 @@ impl Function {
             .map_or(0, |b| b.size)
     }
 
-    /// The memory behind BAR `index`, which a transport maps for a program.
+    /// The memory behind BAR `index`, which a transport maps for a program;
+    /// made now if this is the first access. `None` for an absent BAR, or
+    /// when no memory could be made.
     pub fn bar_memory(&self, index: u32) -> Option<&Arc<MemFile>> {
-        self.bars.get(index as usize)?.as_ref()
+        let size = self.bar_size(index);
+        let cell = self.bars.get(index as usize).filter(|_| size != 0)?;
+        if let Some(memory) = cell.get() {
+            return Some(memory);
+        }
+        let name = format!("softiommu-bar{index}");
+        let memory = Arc::new(MemFile::new(&name, size).ok()?);
+        // Another thread may have made it meanwhile: theirs stays.
+        let _ = cell.set(memory);
+        cell.get()
     }
 
     /// How many vectors IRQ index `index` has (vfio-pci's
