@@ -361,7 +361,15 @@ impl Server {
     }
 
     /// Accepts and serves connections until the listener fails.
+    ///
+    /// SIGPIPE is blocked on this thread and so on every thread it starts:
+    /// a program that closes its end while the server writes costs that
+    /// write an `EPIPE`, never the process (which may be a host that did
+    /// not ignore SIGPIPE, as Rust's `main` does).
     pub fn serve(self) {
+        let mut pipe = nix::sys::signal::SigSet::empty();
+        pipe.add(nix::sys::signal::Signal::SIGPIPE);
+        let _ = pipe.thread_block();
         for stream in self.listener.incoming() {
             let Ok(stream) = stream else { break };
             // Past the limit a connection is closed at once: the program
