@@ -262,6 +262,12 @@ pub fn serve(
             return Ok(());
         }
     }
+    // Every context, VFIO file and side file costs the server a descriptor:
+    // take what the hard limit allows (the server's own limits bound them).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
     let server = Server::bind_with(
         socket,
         softiommu_engine::api::Engine::with_topology(topology),

@@ -37,7 +37,13 @@ fn build_c_at(source: &Path, name: &str) -> PathBuf {
 /// it exits 0, fails no check and ends with its "0 failed" line.
 fn c_program_passes_every_check(name: &str) {
     let exe = build_c(name);
-    let out = softiommu().arg("run").arg("--").arg(&exe).output().unwrap();
+    let out = softiommu()
+        .envs(server_env(name).iter().copied())
+        .arg("run")
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -52,6 +58,19 @@ fn c_program_passes_every_check(name: &str) {
     // A failing program's directory stays, to run it again by hand.
     if let Some(dir) = exe.parent() {
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// What a C program needs in the server's environment.
+fn server_env(name: &str) -> &'static [(&'static str, &'static str)] {
+    match name {
+        // Small limits, so that reaching them takes a moment.
+        "limits" => &[
+            ("SOFTIOMMU_MAX_SIDE_FILES", "16"),
+            ("SOFTIOMMU_MAX_CONNECTIONS", "64"),
+            ("SOFTIOMMU_HELLO_TIMEOUT_MS", "300"),
+        ],
+        _ => &[],
     }
 }
 
@@ -80,6 +99,7 @@ c_programs!(
     foreign_context,
     ioas_basic,
     last_close,
+    limits,
     mock_domain,
     pasid,
     pid_reuse,

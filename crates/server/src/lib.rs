@@ -167,8 +167,9 @@ struct State {
     /// The session directory (beside the socket), where the sysfs and
     /// debugfs views live.
     session: Option<PathBuf>,
-    /// Connections being served (at most [`MAX_CONNECTIONS`]).
+    /// Connections being served (at most `limits.max_connections`).
     connections: std::sync::atomic::AtomicUsize,
+    limits: Limits,
 }
 
 /// How long a new connection may take to send its hello.
@@ -177,6 +178,53 @@ pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// The most connections (contexts, VFIO files and call channels, each
 /// served by a thread) the server keeps at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// The most side files (accesses, fault queues, vEVENTQs, dma-bufs) the
+/// server keeps at once, each a descriptor and a watching thread; past it
+/// a call that would make one fails with `EMFILE`.
+pub const MAX_SIDE_FILES: usize = 8192;
+
+/// What the server bounds (see docs/design.md, "Trust"). The defaults are
+/// the constants above; `SOFTIOMMU_HELLO_TIMEOUT_MS`,
+/// `SOFTIOMMU_MAX_CONNECTIONS` and `SOFTIOMMU_MAX_SIDE_FILES` in the
+/// server's environment lower or raise them (tests use small ones).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a new connection may take to send its hello.
+    pub hello_timeout: std::time::Duration,
+    /// The most connections served at once.
+    pub max_connections: usize,
+    /// The most side files kept at once.
+    pub max_side_files: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hello_timeout: HELLO_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_side_files: MAX_SIDE_FILES,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, with what the environment sets.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok()?.parse::<u64>().ok();
+        let mut limits = Limits::default();
+        if let Some(ms) = var("SOFTIOMMU_HELLO_TIMEOUT_MS").filter(|&ms| ms > 0) {
+            limits.hello_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(n) = var("SOFTIOMMU_MAX_CONNECTIONS") {
+            limits.max_connections = n as usize;
+        }
+        if let Some(n) = var("SOFTIOMMU_MAX_SIDE_FILES") {
+            limits.max_side_files = n as usize;
+        }
+        limits
+    }
+}
 
 /// The name of region memory, which `/proc/<pid>/maps` shows.
 const REGION_NAME: &str = "softiommu-region";
@@ -342,6 +390,7 @@ impl Server {
             vfio_files: Mutex::new(HashMap::new()),
             session: path.parent().map(Path::to_owned),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            limits: Limits::from_env(),
         });
         // What programs read in sysfs about the machine's PCI functions,
         // beside the socket (the shim finds it there).
@@ -374,17 +423,38 @@ impl Server {
             let Ok(stream) = stream else { break };
             // Past the limit a connection is closed at once: the program
             // sees EIO rather than the server running out of threads.
-            if self.state.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let max = self.state.limits.max_connections;
+            if self.state.connections.fetch_add(1, Ordering::Relaxed) >= max {
                 self.state.connections.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
             let state = self.state.clone();
-            std::thread::spawn(move || {
+            let spawned = spawn_server_thread(move || {
                 serve_connection(state.clone(), stream);
                 state.connections.fetch_sub(1, Ordering::Relaxed);
             });
+            if spawned.is_err() {
+                // No thread to be had: the connection is closed (the program
+                // sees EIO) and the server goes on.
+                self.state.connections.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+/// The stack of a server thread: calls run the engine, which needs far
+/// less than the default 2 MiB, and a smaller stack lets more connections
+/// fit in the memory map.
+const SERVER_THREAD_STACK: usize = 512 << 10;
+
+/// Starts a server thread; an error (no memory, no room in the memory map)
+/// is returned, never a panic.
+pub(crate) fn spawn_server_thread(
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .stack_size(SERVER_THREAD_STACK)
+        .spawn(f)
 }
 
 /// Reads one call packet, every byte of which `pid` must have sent: the
@@ -423,7 +493,10 @@ fn read_call(stream: &UnixStream, out: &mut Call, pid: i32) -> bool {
 fn serve_connection(state: Arc<State>, stream: UnixStream) {
     // A connection that says nothing is closed: the shim sends its hello
     // right after connecting.
-    if stream.set_read_timeout(Some(HELLO_TIMEOUT)).is_err() {
+    if stream
+        .set_read_timeout(Some(state.limits.hello_timeout))
+        .is_err()
+    {
         return;
     }
     let Some((hello, fd)) = sys::read_hello(&stream) else {
@@ -591,6 +664,11 @@ impl CallFiles {
         server_end: ServerEnd,
         fd_addr: u64,
     ) -> softiommu_engine::Result<(Option<i32>, u64)> {
+        // Each side file costs the server a descriptor and a thread: past
+        // the limit a new one is refused as a full descriptor table is.
+        if lock(&self.state.side_files).len() >= self.state.limits.max_side_files {
+            return Err(Errno(libc::EMFILE));
+        }
         let inode = nix::sys::stat::fstat(program_end.as_raw_fd())
             .map_err(|_| Errno::ENOMEM)?
             .st_ino;
@@ -1052,7 +1130,10 @@ fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, end: ServerEnd, inode
         backlog: Mutex::new(Vec::new()),
     });
     lock(&state.side_files).insert(inode, side.clone());
-    std::thread::spawn(move || {
+    let watcher_state = state.clone();
+    let watched = side.clone();
+    let spawned = spawn_server_thread(move || {
+        let (state, side) = (watcher_state, watched);
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         loop {
@@ -1084,6 +1165,11 @@ fn watch_side_file(state: Arc<State>, hosted: Arc<Hosted>, end: ServerEnd, inode
         }
         state.release_side_file(inode);
     });
+    if spawned.is_err() {
+        // Nothing could watch it: released now (the program's end reads
+        // end-of-file), rather than kept forever.
+        state.release_side_file(inode);
+    }
 }
 
 /// Writes what the engine queued for side files during a call.

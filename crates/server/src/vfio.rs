@@ -154,10 +154,14 @@ impl State {
         });
         lock(&self.vfio_files).insert(ino, hosted);
         let state = self.clone();
-        std::thread::spawn(move || {
+        let spawned = super::spawn_server_thread(move || {
             wait_for_eof(watch);
             state.release_vfio(ino);
         });
+        if spawned.is_err() {
+            self.release_vfio(ino);
+            return Err(Errno::ENOMEM);
+        }
         Ok(program_end.into())
     }
 

@@ -1,0 +1,98 @@
+/* The server's limits hold and cost nothing but the one call: run with
+ * SOFTIOMMU_MAX_SIDE_FILES=16, SOFTIOMMU_MAX_CONNECTIONS=64 and
+ * SOFTIOMMU_HELLO_TIMEOUT_MS=300 (the test harness sets them).
+ * - The 17th access fails with EMFILE, as a full descriptor table does;
+ *   closing one makes room again.
+ * - Connections past the limit are closed at once; a connection that says
+ *   nothing is closed after the hello timeout; then a program opens
+ *   /dev/iommu as before. (The trust issue's fourth finding.)
+ * SPDX-License-Identifier: Apache-2.0 OR MIT */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "softiommu_abi.h"
+#include "check.h"
+#include "ops.h"
+
+static int connect_server(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	const char *path = getenv("SOFTIOMMU_SOCKET");
+	if (!path)
+		return -1;
+	strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr))) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* Whether the server closed `s` within `ms` milliseconds. */
+static int closed_within(int s, int ms)
+{
+	struct pollfd p = { .fd = s, .events = POLLIN };
+	char byte;
+	return poll(&p, 1, ms) == 1 && read(s, &byte, 1) == 0;
+}
+
+static int new_access(int fd, uint32_t ioas)
+{
+	struct test_cmd c = { .size = sizeof(c), .op = TEST_OP_CREATE_ACCESS, .id = ioas };
+	if (ioctl(fd, IOMMU_TEST_CMD, &c))
+		return -1;
+	return c.create_access.out_access_fd;
+}
+
+int main(void)
+{
+	int max_side = atoi(getenv("SOFTIOMMU_MAX_SIDE_FILES") ? getenv("SOFTIOMMU_MAX_SIDE_FILES") : "0");
+	int max_conn = atoi(getenv("SOFTIOMMU_MAX_CONNECTIONS") ? getenv("SOFTIOMMU_MAX_CONNECTIONS") : "0");
+	CHECK(max_side == 16 && max_conn == 64, "run with the test's limits");
+
+	uint32_t ioas;
+	int fd = open_with_ioas(&ioas, NULL);
+	int access[16], made = 0;
+	while (made < 16 && (access[made] = new_access(fd, ioas)) >= 0)
+		made++;
+	CHECK(made == 16, "16 accesses are made");
+	CHECK(new_access(fd, ioas) == -1 && errno == EMFILE, "the 17th is EMFILE");
+	CHECK(close(access[0]) == 0 && (access[0] = new_access(fd, ioas)) >= 0, "closing one makes room");
+	for (int i = 0; i < made; i++)
+		close(access[i]);
+
+	/* Idle connections: with ours and the context's, fill the limit. */
+	int idle[80], n = 0;
+	while (n < 80 && (idle[n] = connect_server()) >= 0)
+		n++;
+	usleep(100 * 1000); /* well inside the hello timeout */
+	int refused = 0;
+	for (int i = 0; i < n; i++)
+		refused += closed_within(idle[i], 0);
+	printf("# %d connections, %d refused at once\n", n, refused);
+	CHECK(n == 80 && refused > 0 && refused < n, "connections past the limit are closed at once");
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int timed_out = 0;
+	for (int i = 0; i < n; i++)
+		timed_out += closed_within(idle[i], 2000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK(timed_out == n && secs < 2.0, "and silent ones after the hello timeout");
+	for (int i = 0; i < n; i++)
+		close(idle[i]);
+	int again = open("/dev/iommu", O_RDWR);
+	CHECK(again >= 0 && ioas_alloc(again) == 1, "then /dev/iommu opens as before");
+	close(again);
+	CHECK(ioas_alloc(fd) > 0, "and the first context still works");
+	close(fd);
+	return finish();
+}
