@@ -90,6 +90,11 @@ pub struct IommuCore {
     groups: Vec<GroupState>,
     devices: Vec<DeviceState>,
     domains: BTreeMap<DomainId, Domain>,
+    /// How many groups translate through each domain, plus how many nested
+    /// domains sit on it; absent for none. Kept by `set_group_domain`,
+    /// group creation and removal, `alloc_nested` and `free_domain`, so a
+    /// free asks one map, not every group and domain.
+    uses: BTreeMap<DomainId, u32>,
     next_domain: u64,
     /// Slots of hot-unplugged devices, each with the group it had alone;
     /// [`add_device`](IommuCore::add_device) reuses them, so plugging and
@@ -113,12 +118,14 @@ impl IommuCore {
             groups: Vec::new(),
             devices: Vec::new(),
             domains: BTreeMap::new(),
+            uses: BTreeMap::new(),
             next_domain: 1,
             unplugged: Vec::new(),
         };
         for g in 0..core.topo.groups.len() {
             let iommu = core.topo.groups[g].iommu;
             let default_domain = core.insert_domain(iommu, DomainKind::Default);
+            core.use_domain(default_domain);
             core.groups.push(GroupState {
                 owner: None,
                 owner_cnt: 0,
@@ -140,6 +147,19 @@ impl IommuCore {
     /// The machine: IOMMU instances, groups and devices.
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    fn use_domain(&mut self, id: DomainId) {
+        *self.uses.entry(id).or_insert(0) += 1;
+    }
+
+    fn unuse_domain(&mut self, id: DomainId) {
+        if let Some(n) = self.uses.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.uses.remove(&id);
+            }
+        }
     }
 
     fn insert_domain(&mut self, iommu: IommuId, kind: DomainKind) -> DomainId {
@@ -176,6 +196,8 @@ impl IommuCore {
             return Affected::default();
         }
         self.gs_mut(g).domain = to;
+        self.unuse_domain(from);
+        self.use_domain(to);
         Affected {
             changes: vec![Change {
                 group: g,
@@ -216,6 +238,7 @@ impl IommuCore {
             .get(iommu.0 as usize)
             .ok_or(Errno::ENODEV)?;
         let default_domain = self.insert_domain(iommu, DomainKind::Default);
+        self.use_domain(default_domain);
         let state = GroupState {
             owner: None,
             owner_cnt: 0,
@@ -275,6 +298,7 @@ impl IommuCore {
         }
         let (default_domain, blocking) = (gs.default_domain, gs.blocking_domain);
         self.domains.remove(&default_domain);
+        self.uses.remove(&default_domain);
         if let Some(b) = blocking {
             self.domains.remove(&b);
         }
@@ -507,6 +531,7 @@ impl IommuCore {
             _ => return Err(Errno::EINVAL),
         }
         let iommu = p.iommu;
+        self.use_domain(parent);
         Ok(self.insert_domain(iommu, DomainKind::Nested { parent, data_type }))
     }
 
@@ -537,15 +562,27 @@ impl IommuCore {
         if matches!(d.kind, DomainKind::Default | DomainKind::Blocking) {
             return Err(Errno::EINVAL);
         }
-        if !self.groups_using(id).is_empty()
-            || self
-                .domains
-                .values()
-                .any(|x| matches!(x.kind, DomainKind::Nested { parent, .. } if parent == id))
-        {
+        let in_use = self.uses.contains_key(&id);
+        // Debug builds (the tests) check the count against a full scan.
+        debug_assert_eq!(
+            in_use,
+            !self.groups_using(id).is_empty()
+                || self
+                    .domains
+                    .values()
+                    .any(|x| matches!(x.kind, DomainKind::Nested { parent, .. } if parent == id)),
+            "use count of {id:?} disagrees with the groups and domains"
+        );
+        if in_use {
             return Err(Errno::EBUSY);
         }
-        self.domains.remove(&id);
+        if let Some(Domain {
+            kind: DomainKind::Nested { parent, .. },
+            ..
+        }) = self.domains.remove(&id)
+        {
+            self.unuse_domain(parent);
+        }
         Ok(())
     }
 
