@@ -5,7 +5,6 @@
  * whose command line is `softiommu serve --socket $SOFTIOMMU_SOCKET ...`.
  * SPDX-License-Identifier: Apache-2.0 OR MIT */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,38 +15,7 @@
 #include "softiommu_abi.h"
 #include "check.h"
 #include "ops.h"
-
-/* The server's pid, from its command line, or -1. */
-static pid_t server_pid(void)
-{
-	const char *socket = getenv("SOFTIOMMU_SOCKET");
-	DIR *proc = opendir("/proc");
-	struct dirent *e;
-	pid_t found = -1;
-	while (socket && proc && (e = readdir(proc))) {
-		char path[300], cmd[4096];
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		int f = open(path, O_RDONLY);
-		if (f < 0)
-			continue;
-		ssize_t n = read(f, cmd, sizeof(cmd) - 1);
-		close(f);
-		if (n <= 0)
-			continue;
-		cmd[n] = 0;
-		/* Arguments are NUL-separated: look for "serve" then the socket. */
-		int serve = 0, ours = 0;
-		for (char *a = cmd; a < cmd + n; a += strlen(a) + 1) {
-			serve |= !strcmp(a, "serve");
-			ours |= serve && !strcmp(a, socket);
-		}
-		if (ours)
-			found = atoi(e->d_name);
-	}
-	if (proc)
-		closedir(proc);
-	return found;
-}
+#include "server.h"
 
 int main(void)
 {

@@ -104,6 +104,7 @@ c_programs!(
     pasid,
     pid_reuse,
     server_death,
+    soak,
     veventq,
     viommu_mmap,
     device_stores,
