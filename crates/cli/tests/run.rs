@@ -93,6 +93,7 @@ macro_rules! c_programs {
 
 c_programs!(
     access,
+    bad_pointers,
     dirty_nested,
     fail_nth,
     fault_queue,

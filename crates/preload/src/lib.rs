@@ -115,10 +115,65 @@ fn exchange<T: IntoBytes + zerocopy::Immutable>(stream: &mut UnixStream, msg: &T
     Some(take_descriptor(reply, fd))
 }
 
-/// A call through the shared page (see `SharedCall` for the protocol).
-fn shared_exchange(stream: &UnixStream, page: &SharedCall, call: &Call) -> Option<Reply> {
-    let seq = page.publish_call(call);
-    let reply = page.wait_for_reply(seq, || !sys::peer_gone(stream.as_raw_fd()))?;
+/// An ioctl's argument struct, copied from the program at `user` into
+/// `bytes` (and kept as `original`) to travel in the call page: the server
+/// then never reads the program's memory for it, and only what the call
+/// changed is written back.
+struct Staging<'a> {
+    user: u64,
+    original: &'a [u8],
+    bytes: &'a mut [u8],
+}
+
+impl Staging<'_> {
+    /// Writes back each run of bytes the call changed; false if the
+    /// program's struct cannot be written (`EFAULT`, as a failed
+    /// `copy_to_user`).
+    fn copy_back(&self) -> bool {
+        let mut at = 0;
+        let n = self.bytes.len();
+        while at < n {
+            if self.bytes[at] == self.original[at] {
+                at += 1;
+                continue;
+            }
+            let start = at;
+            while at < n && self.bytes[at] != self.original[at] {
+                at += 1;
+            }
+            if !sys::write_program(self.user + start as u64, &self.bytes[start..at]) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A call through the shared page (see `SharedCall` for the protocol), with
+/// its argument struct staged in the page when there is one.
+fn shared_exchange(
+    stream: &UnixStream,
+    page: &SharedCall,
+    call: &Call,
+    staging: Option<&mut Staging<'_>>,
+) -> Option<Reply> {
+    let mut call = *call;
+    if let Some(st) = staging.as_deref() {
+        page.store_payload(st.bytes);
+        call.len = st.bytes.len() as u64;
+    }
+    let seq = page.publish_call(&call);
+    let mut reply = page.wait_for_reply(seq, || !sys::peer_gone(stream.as_raw_fd()))?;
+    if let Some(st) = staging {
+        page.load_payload(st.bytes);
+        if !st.copy_back() && reply.errno == 0 {
+            // As Linux when the response cannot be copied out: EFAULT, and
+            // a descriptor the call made is not installed.
+            reply.result = -1;
+            reply.errno = libc::EFAULT;
+            reply.fd_addr = 0;
+        }
+    }
     let fd = if reply.reserved & REPLY_FD_FOLLOWS != 0 {
         let mut carrier = Reply::default();
         sys::recv_with_fd(stream.as_raw_fd(), carrier.as_mut_bytes())?
@@ -199,6 +254,13 @@ fn connect_channel(pid: i32) -> Option<Channel> {
 /// Sends `call` on this thread's channel, making one if needed (after `fork`
 /// the inherited channel belongs to the parent and is left alone).
 fn call(call: Call) -> Option<Reply> {
+    call_staged(call, None)
+}
+
+/// [`call`], with an argument struct to stage in the call page (used only
+/// where the channel has one; otherwise the server reads the program's
+/// memory as for any call).
+fn call_staged(call: Call, mut staging: Option<&mut Staging<'_>>) -> Option<Reply> {
     let pid = std::process::id() as i32;
     let on_thread_channel = CHANNEL.try_with(|cell| {
         let mut slot = cell.0.borrow_mut();
@@ -219,7 +281,7 @@ fn call(call: Call) -> Option<Reply> {
         let chan = slot.as_mut()?;
         chan.fail_nth_used |= call.op == CALL_FAIL_NTH;
         let reply = match &chan.page {
-            Some(page) => shared_exchange(&chan.stream, page.get(), &call),
+            Some(page) => shared_exchange(&chan.stream, page.get(), &call, staging.as_deref_mut()),
             None => exchange(&mut chan.stream, &call),
         };
         if reply.is_none() {
@@ -234,7 +296,7 @@ fn call(call: Call) -> Option<Reply> {
         Err(_) => {
             let mut chan = connect_channel(pid)?;
             let reply = match &chan.page {
-                Some(page) => shared_exchange(&chan.stream, page.get(), &call),
+                Some(page) => shared_exchange(&chan.stream, page.get(), &call, staging),
                 None => exchange(&mut chan.stream, &call),
             };
             sys::forget_stream(chan.stream);
@@ -409,15 +471,61 @@ fn is_vfio_file(fd: i32) -> bool {
     .is_some_and(|r| r.errno == 0 && r.result == 2)
 }
 
+/// The size of the argument struct of iommufd command `request` at `arg`
+/// (its first `u32`), when it can be staged in the call page. iommufd's
+/// commands are `_IO(';', 0x80 + n)`; VFIO's, on the same type, sit below
+/// 0x80 and are not staged.
+fn stageable_size(request: u64, arg: u64) -> Option<usize> {
+    let iommufd = request >> 16 == 0 && (request >> 8) & 0xff == 0x3b && request & 0xff >= 0x80;
+    if !iommufd || arg == 0 {
+        return None;
+    }
+    let mut size = [0u8; 4];
+    if !sys::read_program(&mut size, arg) {
+        return None;
+    }
+    let size = u32::from_le_bytes(size) as usize;
+    (8..=STAGE_MAX).contains(&size).then_some(size)
+}
+
+/// The largest struct the shim stages: every iommufd command's fits, and
+/// its buffers stay small enough that clearing them costs nothing. (The
+/// page takes up to `PAYLOAD_MAX`.)
+const STAGE_MAX: usize = 256;
+
 /// Runs an ioctl on a context: the return value, or a negative errno.
 fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
-    match call(Call {
+    let call_ = Call {
         op: CALL_IOCTL,
         request: request as u32,
         ino,
         arg,
         ..Default::default()
-    }) {
+    };
+    // The struct travels in the call page when it can be read and written
+    // here (written with its own bytes: the server's response must not be
+    // the first write to learn it is read-only, after the call took
+    // effect). Otherwise the server reads and writes it itself and
+    // answers as Linux would (EFAULT, the call undone).
+    let mut original = [0u8; STAGE_MAX];
+    let mut bytes = [0u8; STAGE_MAX];
+    let staged = stageable_size(request, arg)
+        .filter(|&n| {
+            sys::read_program(&mut original[..n], arg) && sys::write_program(arg, &original[..n])
+        })
+        .inspect(|&n| bytes[..n].copy_from_slice(&original[..n]));
+    let reply = match staged {
+        Some(n) => call_staged(
+            call_,
+            Some(&mut Staging {
+                user: arg,
+                original: &original[..n],
+                bytes: &mut bytes[..n],
+            }),
+        ),
+        None => call(call_),
+    };
+    match reply {
         Some(r) if r.errno == 0 => r.result,
         Some(r) => -i64::from(r.errno),
         None => -i64::from(libc::EIO),

@@ -13,6 +13,8 @@ use crate::{
 };
 #[path = "trap.rs"]
 pub(crate) mod trap;
+#[path = "user_copy.rs"]
+pub(crate) mod user_copy;
 
 use libc::{c_char, c_int, c_uint, c_ulong, c_void};
 use std::cell::Cell;
@@ -474,6 +476,24 @@ pub(crate) fn store_fd(addr: u64, fd: c_int) {
     // this process, moments ago during this very ioctl: it is mapped and
     // writable, and the program is blocked in the ioctl.
     unsafe { std::ptr::write_unaligned(addr as *mut u32, fd as u32) };
+}
+
+/// Copies the program's bytes at `src` (an ioctl argument it passed) into
+/// `dst`: false when they cannot be read (then nothing is known of them,
+/// and the caller lets the server read them and answer as Linux would).
+pub(crate) fn read_program(dst: &mut [u8], src: u64) -> bool {
+    // SAFETY: `dst` is our own buffer; `src` is memory the program handed
+    // to ioctl(2) for reading, and a fault reading it is caught.
+    unsafe { user_copy::copy(dst.as_mut_ptr(), src as *const u8, dst.len()) }
+}
+
+/// Writes `src` to the program's memory at `dst` (the argument struct it
+/// passed to this ioctl): false when it cannot be written (`EFAULT`).
+pub(crate) fn write_program(dst: u64, src: &[u8]) -> bool {
+    // SAFETY: `dst` is inside the argument struct the program passed to
+    // the ioctl it is blocked in, which the kernel would write the same
+    // way; a fault writing it is caught.
+    unsafe { user_copy::copy(dst as *mut u8, src.as_ptr(), src.len()) }
 }
 
 /// Closes a descriptor through the real `close`.

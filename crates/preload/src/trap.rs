@@ -17,6 +17,9 @@
 //!
 //! On other architectures nothing is trapped: the model sees stores only
 //! by watching memory.
+//!
+//! The same handler (for `SIGBUS` too) first resumes a fault inside the
+//! shim's copy of a program's argument struct (see `user_copy`).
 
 use libc::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -62,6 +65,10 @@ static PREVIOUS_ILL: Saved = Saved {
     handler: AtomicUsize::new(0),
     flags: AtomicI32::new(0),
 };
+static PREVIOUS_BUS: Saved = Saved {
+    handler: AtomicUsize::new(0),
+    flags: AtomicI32::new(0),
+};
 /// Whether our handlers are installed.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// Whether a range was ever trapped: `munmap`, which every program calls,
@@ -72,6 +79,7 @@ fn saved(sig: c_int) -> Option<&'static Saved> {
     match sig {
         libc::SIGSEGV => Some(&PREVIOUS),
         libc::SIGILL => Some(&PREVIOUS_ILL),
+        libc::SIGBUS => Some(&PREVIOUS_BUS),
         _ => None,
     }
 }
@@ -167,7 +175,11 @@ fn install_handler() -> bool {
             ours.sa_sigaction = on_segv as *const () as usize;
             ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut ours.sa_mask);
-            for (sig, saved) in [(libc::SIGSEGV, &PREVIOUS), (libc::SIGILL, &PREVIOUS_ILL)] {
+            for (sig, saved) in [
+                (libc::SIGSEGV, &PREVIOUS),
+                (libc::SIGILL, &PREVIOUS_ILL),
+                (libc::SIGBUS, &PREVIOUS_BUS),
+            ] {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 if (super::real().sigaction)(sig, &ours, &mut old) != 0 {
                     return false;
@@ -179,6 +191,12 @@ fn install_handler() -> bool {
         INSTALLED.store(true, Ordering::Release);
         true
     })
+}
+
+/// Whether the fault handler is in place (installing it now if it never
+/// was): a fault in the shim's user copy is then caught.
+pub(crate) fn fault_handler_ready() -> bool {
+    SUPPORTED && install_handler() && INSTALLED.load(Ordering::Acquire)
 }
 
 /// A decoded store: its width in bytes, the value, and the instruction's
@@ -376,8 +394,16 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     unsafe {
         let uc = ctx.cast::<libc::ucontext_t>();
         let gregs = &mut (*uc).uc_mcontext.gregs;
+        if let Some(resume) = super::user_copy::fixup(gregs[libc::REG_RIP as usize] as u64) {
+            gregs[libc::REG_RIP as usize] = resume as i64;
+            return;
+        }
         let addr = (*info).si_addr() as usize;
         let illegal = sig == libc::SIGILL;
+        if sig == libc::SIGBUS {
+            chain(sig, info, ctx);
+            return;
+        }
         if illegal || gregs[libc::REG_ERR as usize] & 2 != 0 {
             let rip = gregs[libc::REG_RIP as usize] as u64;
             let code = std::slice::from_raw_parts(rip as *const u8, 15);

@@ -122,7 +122,11 @@ pub struct Call {
     /// The ioctl argument (a pointer in the caller, or an integer).
     pub arg: u64,
     /// For `CALL_MMAP`: the mapping's length; for reads and writes, their
-    /// byte count.
+    /// byte count; for `CALL_IOCTL` through a call page, how many bytes of
+    /// the argument struct (read from `arg`) the program staged in the
+    /// page's payload: the server then works on those and leaves them
+    /// there for the program to copy back what changed (0: none staged,
+    /// the server reads `arg` itself).
     pub len: u64,
     /// For `CALL_MMAP`: the mapping's protection (`PROT_*`).
     pub prot: u32,

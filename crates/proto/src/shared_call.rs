@@ -54,7 +54,7 @@ const SLEEP_SLICE_TS: rustix::thread::futex::Timespec = rustix::thread::futex::T
 /// atomic words, so neither side needs more than a shared reference to the
 /// page, and any bit pattern is a valid page.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedCall {
     call_seq: AtomicU32,
     reply_seq: AtomicU32,
@@ -62,10 +62,33 @@ pub struct SharedCall {
     program_sleeping: AtomicU32,
     call: [AtomicU64; CALL_WORDS],
     reply: [AtomicU64; REPLY_WORDS],
+    /// An ioctl's argument struct, staged by the program (a call's `len`
+    /// says how many bytes) and as the server left it after the call.
+    payload: [AtomicU64; PAYLOAD_WORDS],
+}
+
+impl Default for SharedCall {
+    /// A zeroed page, as a fresh memfd maps.
+    fn default() -> Self {
+        SharedCall {
+            call_seq: AtomicU32::new(0),
+            reply_seq: AtomicU32::new(0),
+            server_sleeping: AtomicU32::new(0),
+            program_sleeping: AtomicU32::new(0),
+            call: std::array::from_fn(|_| AtomicU64::new(0)),
+            reply: std::array::from_fn(|_| AtomicU64::new(0)),
+            payload: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 const CALL_WORDS: usize = std::mem::size_of::<Call>() / 8;
 const REPLY_WORDS: usize = std::mem::size_of::<Reply>() / 8;
+const HEADER_BYTES: usize = 16 + 8 * (CALL_WORDS + REPLY_WORDS);
+const PAYLOAD_WORDS: usize = (SHARED_PAGE_SIZE - HEADER_BYTES) / 8;
+
+/// The largest argument struct a call can stage in the page.
+pub const PAYLOAD_MAX: usize = PAYLOAD_WORDS * 8;
 const _: () = assert!(std::mem::size_of::<Call>() % 8 == 0);
 const _: () = assert!(std::mem::size_of::<Reply>() % 8 == 0);
 const _: () = assert!(std::mem::size_of::<SharedCall>() <= SHARED_PAGE_SIZE);
@@ -200,6 +223,27 @@ impl SharedCall {
             alive,
         )?;
         Some((seq, load_words(&self.call)))
+    }
+
+    /// Writes `bytes` (at most [`PAYLOAD_MAX`]) to the payload: the
+    /// program before it publishes a call, the server before it publishes
+    /// the reply.
+    pub fn store_payload(&self, bytes: &[u8]) {
+        for (word, chunk) in self.payload.iter().zip(bytes.chunks(8)) {
+            let mut raw = [0u8; 8];
+            raw[..chunk.len()].copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the payload's first `out.len()` bytes (at most
+    /// [`PAYLOAD_MAX`]): the server after a call arrived, the program after
+    /// its reply.
+    pub fn load_payload(&self, out: &mut [u8]) {
+        for (word, chunk) in self.payload.iter().zip(out.chunks_mut(8)) {
+            let raw = word.load(Ordering::Relaxed).to_ne_bytes();
+            chunk.copy_from_slice(&raw[..chunk.len()]);
+        }
     }
 
     /// Server side: writes `reply` and hands it to the program as the

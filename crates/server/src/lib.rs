@@ -822,7 +822,10 @@ impl Channel {
         found
     }
 
-    fn handle(&self, call: &Call) -> Answer {
+    /// Answers `call`. `staged` is the argument struct the program copied
+    /// into its call page (see `Call::len`), which an ioctl on a context
+    /// then reads and writes instead of the program's memory.
+    fn handle(&self, call: &Call, staged: Option<&mut [u8]>) -> Answer {
         let state = &self.state;
         // Calls on a file act only for a process that holds it (a close
         // call comes after the close, and only ever releases a file whose
@@ -866,7 +869,14 @@ impl Channel {
                         };
                         let (result, output) = {
                             let mut ctx = lock(&h.context);
-                            let result = ctx.ioctl(&caller, call.request, Arg::User(call.arg));
+                            let arg = match staged {
+                                Some(bytes) => Arg::Staged {
+                                    bytes,
+                                    user: call.arg,
+                                },
+                                None => Arg::User(call.arg),
+                            };
+                            let result = ctx.ioctl(&caller, call.request, arg);
                             (result, ctx.take_side_output())
                         };
                         deliver_side_output(state, output);
@@ -1065,7 +1075,7 @@ fn serve_calls(state: Arc<State>, stream: UnixStream) {
     let pid = channel.files.process.pid().as_raw();
     let mut call = Call::default();
     while read_call(&stream, &mut call, pid) {
-        let answer = channel.handle(&call);
+        let answer = channel.handle(&call, None);
         if !send_reply(&stream, &answer.reply, answer.attached.as_ref()) {
             break;
         }
@@ -1085,7 +1095,19 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
     let mut last = 0;
     while let Some((seq, call)) = shared.wait_for_call(last, || !peer_gone(&stream)) {
         last = seq;
-        let mut answer = channel.handle(&call);
+        // The argument struct the program staged, if any: read before the
+        // call (and before any lock), left in the page after it.
+        let staged_len = usize::try_from(call.len)
+            .ok()
+            .filter(|&n| call.op == CALL_IOCTL && (1..=PAYLOAD_MAX).contains(&n));
+        let mut staged = vec![0u8; staged_len.unwrap_or(0)];
+        if let Some(n) = staged_len {
+            shared.load_payload(&mut staged[..n]);
+        }
+        let mut answer = channel.handle(&call, staged_len.map(|n| &mut staged[..n]));
+        if let Some(n) = staged_len {
+            shared.store_payload(&staged[..n]);
+        }
         // The descriptor goes first, so that it is there when the program
         // sees the reply.
         if let Some(fd) = &answer.attached {

@@ -37,6 +37,17 @@ pub enum Arg<'b> {
     /// The argument struct's bytes. For integer-argument ioctls the integer is
     /// read from the first 8 bytes (little-endian).
     Bytes(&'b mut [u8]),
+    /// The argument struct's bytes as the caller copied them from `user`,
+    /// its address in the caller's memory: the call reads and writes the
+    /// bytes (the caller copies back what changed), and names `user` where
+    /// it must give an address inside the struct (where a transport writes
+    /// a new descriptor's number).
+    Staged {
+        /// The struct's bytes.
+        bytes: &'b mut [u8],
+        /// Where they came from.
+        user: u64,
+    },
 }
 
 impl Arg<'_> {
@@ -45,7 +56,7 @@ impl Arg<'_> {
             Arg::User(ptr) => caller
                 .mem
                 .read(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
-            Arg::Bytes(bytes) => {
+            Arg::Bytes(bytes) | Arg::Staged { bytes, .. } => {
                 let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
                 let src = bytes
                     .get(start..start.checked_add(buf.len()).ok_or(Errno::EFAULT)?)
@@ -61,7 +72,7 @@ impl Arg<'_> {
             Arg::User(ptr) => caller
                 .mem
                 .write(ptr.checked_add(offset).ok_or(Errno::EFAULT)?, buf),
-            Arg::Bytes(bytes) => {
+            Arg::Bytes(bytes) | Arg::Staged { bytes, .. } => {
                 let start = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
                 let end = start.checked_add(buf.len()).ok_or(Errno::EFAULT)?;
                 bytes
@@ -90,10 +101,20 @@ impl Arg<'_> {
         Ok(())
     }
 
+    /// The address of byte `offset` of the struct in the caller's memory,
+    /// where a transport writes a descriptor the engine could not; 0 when
+    /// the struct has no address (bytes handed over by a library caller).
+    pub(crate) fn user_address(&self, offset: u64) -> u64 {
+        match self {
+            Arg::User(ptr) | Arg::Staged { user: ptr, .. } => ptr.wrapping_add(offset),
+            Arg::Bytes(_) => 0,
+        }
+    }
+
     pub(crate) fn value(&self) -> u64 {
         match self {
             Arg::User(v) => *v,
-            Arg::Bytes(bytes) => {
+            Arg::Bytes(bytes) | Arg::Staged { bytes, .. } => {
                 let mut raw = [0u8; 8];
                 let n = bytes.len().min(8);
                 raw[..n].copy_from_slice(&bytes[..n]);

@@ -162,10 +162,7 @@ impl Context {
                 }
                 let needs_pin = p.flags & t::MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0;
                 // Where the transport writes the descriptor if the engine cannot.
-                let fd_addr = match u.arg {
-                    Arg::User(ptr) => ptr.wrapping_add(16),
-                    Arg::Bytes(_) => 0,
-                };
+                let fd_addr = u.arg.user_address(16);
                 let caller = u.caller;
                 let (fd, inode) = self.create_access(caller, cmd.id, needs_pin, fd_addr)?;
                 p.out_access_fd = fd.map_or(u32::MAX, |f| f as u32);

@@ -10,10 +10,7 @@ impl Context {
             return Err(Errno::EOPNOTSUPP);
         }
         // Where the transport writes the descriptor if the engine cannot.
-        let fd_addr = match u.arg {
-            Arg::User(ptr) => ptr.wrapping_add(12),
-            Arg::Bytes(_) => 0,
-        };
+        let fd_addr = u.arg.user_address(12);
         let caller = u.caller;
         let (id, fd, inode) = self.fault_queue_alloc(caller, fd_addr)?;
         cmd.out_fault_id = id;
@@ -69,10 +66,7 @@ impl Context {
         }
         self.lookup_viommu(cmd.viommu_id)?;
         // Where the transport writes the descriptor if the engine cannot.
-        let fd_addr = match u.arg {
-            Arg::User(ptr) => ptr.wrapping_add(24),
-            Arg::Bytes(_) => 0,
-        };
+        let fd_addr = u.arg.user_address(24);
         let caller = u.caller;
         let (id, fd, inode) = self.veventq_alloc(
             caller,
