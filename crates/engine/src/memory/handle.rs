@@ -2,11 +2,9 @@
 //! a later process may be given.
 
 use crate::errno::{Errno, Result};
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 
 /// A process the engine acts for. For another process (the server path),
 /// `/proc/<pid>` is opened while the process is known to be alive: lookups
@@ -20,11 +18,6 @@ pub struct ProcessHandle {
     dir: Option<OwnedFd>,
     /// A pidfd of the process; `None` for this process.
     pidfd: Option<OwnedFd>,
-    /// Set by the [`ExitWatch`] thread as soon as the process exits, so
-    /// that a copy can check liveness without a system call.
-    exited: Arc<AtomicBool>,
-    /// The handle's key in the [`ExitWatch`], if it is watched.
-    watch_key: Option<u64>,
 }
 
 impl ProcessHandle {
@@ -34,8 +27,6 @@ impl ProcessHandle {
             pid: nix::unistd::getpid(),
             dir: None,
             pidfd: None,
-            exited: Arc::new(AtomicBool::new(false)),
-            watch_key: None,
         })
     }
 
@@ -50,18 +41,14 @@ impl ProcessHandle {
             rustix::fs::Mode::empty(),
         )
         .map_err(|_| Errno(libc::ESRCH))?;
-        let exited = Arc::new(AtomicBool::new(false));
-        let watch_key = ExitWatch::get().and_then(|w| w.add(&pidfd, &exited));
         let handle = ProcessHandle {
             pid: nix::unistd::Pid::from_raw(pid),
             dir: Some(dir),
             pidfd: Some(pidfd),
-            exited,
-            watch_key,
         };
         // Alive now and alive when the pidfd was made: the pid was never
         // free in between, so the directory opened is this process's.
-        if handle.poll_exited() {
+        if handle.exited() {
             return Err(Errno(libc::ESRCH));
         }
         Ok(Arc::new(handle))
@@ -93,17 +80,10 @@ impl ProcessHandle {
         self.dir.is_none()
     }
 
-    /// Whether the process has exited (a zombie counts as exited): what
-    /// the exit watcher has seen, or, where there is no watcher, the pidfd.
+    /// Whether the process has exited (a zombie counts as exited), as its
+    /// pidfd says now: one `poll`, so that a check made right before a copy
+    /// sees an exit that happened right before it.
     pub fn exited(&self) -> bool {
-        if self.watch_key.is_some() {
-            return self.exited.load(Ordering::Acquire);
-        }
-        self.poll_exited()
-    }
-
-    /// Whether the pidfd says the process has exited.
-    fn poll_exited(&self) -> bool {
         let Some(pidfd) = &self.pidfd else {
             return false;
         };
@@ -181,95 +161,5 @@ impl ProcessHandle {
             ),
         }
         .map_err(|_| Errno(libc::ESRCH))
-    }
-}
-
-impl Drop for ProcessHandle {
-    fn drop(&mut self) {
-        if let (Some(key), Some(watch)) = (self.watch_key, ExitWatch::get()) {
-            watch.forget(key);
-        }
-    }
-}
-
-/// One thread that waits on the pidfds of every bound process and marks
-/// each exited as soon as it exits. A copy by pid checks the mark before
-/// and after: for the pid to reach another process in between, it would
-/// have to be freed and handed out again (a full turn of the kernel's
-/// cyclic pid allocator) before this thread wakes.
-struct ExitWatch {
-    epoll: OwnedFd,
-    next_key: AtomicU64,
-    /// The marks of watched processes by key. Lock order: a leaf.
-    marks: Mutex<HashMap<u64, Weak<AtomicBool>>>,
-}
-
-impl ExitWatch {
-    /// The process-wide watcher, started on first use; `None` if epoll is
-    /// unavailable (then every check polls the pidfd).
-    fn get() -> Option<&'static ExitWatch> {
-        static WATCH: OnceLock<Option<&'static ExitWatch>> = OnceLock::new();
-        *WATCH.get_or_init(|| {
-            let epoll =
-                rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).ok()?;
-            let watch: &'static ExitWatch = Box::leak(Box::new(ExitWatch {
-                epoll,
-                next_key: AtomicU64::new(1),
-                marks: Mutex::new(HashMap::new()),
-            }));
-            std::thread::Builder::new()
-                .name("softiommu-exit-watch".into())
-                .spawn(move || watch.run())
-                .ok()?;
-            Some(watch)
-        })
-    }
-
-    fn add(&self, pidfd: &OwnedFd, mark: &Arc<AtomicBool>) -> Option<u64> {
-        use rustix::event::epoll;
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(key, Arc::downgrade(mark));
-        let added = epoll::add(
-            &self.epoll,
-            pidfd,
-            epoll::EventData::new_u64(key),
-            epoll::EventFlags::IN | epoll::EventFlags::ONESHOT,
-        );
-        if added.is_err() {
-            self.forget(key);
-            return None;
-        }
-        Some(key)
-    }
-
-    fn forget(&self, key: u64) {
-        // The epoll entry goes when the pidfd is closed.
-        self.lock().remove(&key);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<AtomicBool>>> {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn run(&self) {
-        use rustix::event::epoll;
-        let mut events = Vec::with_capacity(64);
-        loop {
-            events.clear();
-            match epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                None,
-            ) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return,
-            }
-            for event in &events {
-                let key = event.data.u64();
-                if let Some(mark) = self.lock().get(&key).and_then(Weak::upgrade) {
-                    mark.store(true, Ordering::Release);
-                }
-            }
-        }
     }
 }

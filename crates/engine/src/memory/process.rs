@@ -51,13 +51,13 @@ impl ProcessMemory {
     }
 
     /// A copy with `process_vm_*`, which names the process by pid. It is
-    /// bracketed by the handle's liveness: alive before and after means the
-    /// pid was this process's throughout. A process that has exited is
-    /// `EFAULT` (its pid may be another's by now); one that exits during
-    /// the copy fails it too, and a write could then have reached another
-    /// process only if the pid had been freed and handed out again, a full
-    /// turn of the kernel's cyclic pid allocator, before the exit watcher
-    /// woke (see [`ProcessHandle::exited`]).
+    /// bracketed by the pidfd's word: alive before and after means the pid
+    /// was this process's throughout. A process that has exited is `EFAULT`
+    /// (its pid may be another's by now); one that exits during the copy
+    /// fails it too, and a write could then have reached another process
+    /// only if the pid had been freed and given out again within this one
+    /// system call: a full turn of the kernel's cyclic pid allocator, or a
+    /// process choosing its pid, which takes `CAP_SYS_ADMIN`.
     fn copy_by_pid(&self, copy: impl FnOnce() -> nix::Result<usize>, len: usize) -> Result<()> {
         if self.process.exited() {
             return Err(Errno::EFAULT);
