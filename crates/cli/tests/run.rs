@@ -106,6 +106,7 @@ c_programs!(
     pid_reuse,
     server_death,
     soak,
+    uffd_stall,
     veventq,
     viommu_mmap,
     device_stores,
