@@ -11,7 +11,6 @@
 //! shared by all inputs, so state an input leaves behind shows up too.
 
 use crate::Input;
-use softiommu_engine::api::Engine;
 use softiommu_engine::memory::{AddressSpace, SimFile, SimFiles, SimMemory};
 use softiommu_engine::{Arg, Caller, Context, Credentials};
 use softiommu_uapi::ioctl::*;
@@ -80,17 +79,9 @@ pub fn files() -> SimFiles {
     files
 }
 
-/// One engine for every input: closing an input's contexts must leave it
-/// as it was (what the checks at the end look at), and making a machine
-/// costs more than most inputs.
-fn engine() -> &'static Engine {
-    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(Engine::new)
-}
-
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
-    let engine = engine();
+    let engine = crate::engine();
     let flags = input.byte().unwrap_or(0);
     let sim = memory(input.blob());
     let mem: Arc<dyn AddressSpace> = sim.clone();

@@ -20,6 +20,15 @@ pub mod ioctls;
 pub mod protocol;
 pub mod vfio;
 
+/// One engine for every input of a target: closing an input's contexts and
+/// files must leave it as it was (what the `ioctls` checks at the end look
+/// at; a device file's first open resets its function, as vfio-pci's
+/// does), and making a machine costs more than most inputs.
+pub fn engine() -> &'static softiommu_engine::api::Engine {
+    static ENGINE: std::sync::OnceLock<softiommu_engine::api::Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(softiommu_engine::api::Engine::new)
+}
+
 /// The input, read from the front.
 pub struct Input<'a> {
     data: &'a [u8],

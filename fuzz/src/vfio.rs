@@ -13,7 +13,6 @@
 
 use crate::ioctls::{files, memory, ARGS, DATA, DATA_LEN, REQUESTS};
 use crate::Input;
-use softiommu_engine::api::Engine;
 use softiommu_engine::memory::{AddressSpace, SimFiles};
 use softiommu_engine::vfio::{DeviceFile, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
@@ -69,16 +68,9 @@ fn lock(ctx: &SharedContext) -> std::sync::MutexGuard<'_, Context> {
     ctx.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One engine for every input, as in the `ioctls` target: a device file's
-/// first open resets its function, as vfio-pci's does.
-fn engine() -> &'static Engine {
-    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(Engine::new)
-}
-
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
-    let engine = engine();
+    let engine = crate::engine();
     let flags = input.byte().unwrap_or(0);
     let sim = memory(input.blob());
     let mem: Arc<dyn AddressSpace> = sim.clone();

@@ -17,6 +17,7 @@
 #include "softiommu_abi.h"
 #include "check.h"
 #include "ops.h"
+#include "server.h"
 
 /* The wire protocol's packets (crates/proto): a hello, a call, a reply. */
 struct hello { uint32_t magic, kind; uint64_t ino; uint32_t index, reserved; };
@@ -33,13 +34,8 @@ struct reply { int64_t result; int32_t err; uint32_t reserved; uint64_t fd_addr,
  * EBADF and the context is not even reported to exist. */
 static int foreign_child(uint64_t ino)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	const char *path = getenv("SOFTIOMMU_SOCKET");
-	if (!path)
-		return 10;
-	strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
-	int s = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr)))
+	int s = connect_server();
+	if (s < 0)
 		return 11;
 	struct hello h = { .magic = MAGIC, .kind = HELLO_CALL };
 	if (write(s, &h, sizeof(h)) != sizeof(h))
@@ -55,20 +51,6 @@ static int foreign_child(uint64_t ino)
 	if (write(s, &q, sizeof(q)) != sizeof(q) || read(s, &r, sizeof(r)) != sizeof(r))
 		return 15;
 	return r.result == 0 ? 0 : 16;
-}
-
-/* A connection to the server, or -1. */
-static int connect_server(void)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	const char *path = getenv("SOFTIOMMU_SOCKET");
-	if (!path)
-		return -1;
-	strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
-	int s = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr)))
-		return -1;
-	return s;
 }
 
 /* Sends `len` bytes with descriptor `fd` attached. */

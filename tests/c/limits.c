@@ -19,22 +19,7 @@
 #include "softiommu_abi.h"
 #include "check.h"
 #include "ops.h"
-
-static int connect_server(void)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	const char *path = getenv("SOFTIOMMU_SOCKET");
-	if (!path)
-		return -1;
-	strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
-	int s = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr))) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	return s;
-}
+#include "server.h"
 
 /* Whether the server closed `s` within `ms` milliseconds. */
 static int closed_within(int s, int ms)

@@ -1,5 +1,6 @@
-/* The server process behind this program's session: found by its command
- * line, `softiommu serve --socket $SOFTIOMMU_SOCKET ...`.
+/* The server behind this program's session: a raw connection to its socket,
+ * and its process, found by its command line
+ * (`softiommu serve --socket $SOFTIOMMU_SOCKET ...`).
  * SPDX-License-Identifier: Apache-2.0 OR MIT */
 #ifndef SOFTIOMMU_SERVER_H
 #define SOFTIOMMU_SERVER_H
@@ -9,7 +10,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+/* A raw connection to the server (no hello sent yet), or -1. */
+static inline int connect_server(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	const char *path = getenv("SOFTIOMMU_SOCKET");
+	if (!path)
+		return -1;
+	strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr))) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	return s;
+}
 
 /* The server's pid, from its command line, or -1. */
 static inline pid_t server_pid(void)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, lowest layer first; modules on one line share a layer.
 const LAYERS: &[&[&str]] = &[
-    &["errno", "fail_nth", "sync"],
+    &["errno", "fail_nth", "sync", "text"],
     &["memory"],
     &["pages"],
     &["ioas"],

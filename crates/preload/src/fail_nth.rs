@@ -81,49 +81,16 @@ pub(crate) fn read(buf: &mut [u8], offset: u64) -> Result<usize, c_int> {
     Ok(len)
 }
 
-/// A write: an unsigned int as `kstrtouint` reads it (base 0: `0x` hex,
-/// a leading `0` octal; one trailing newline), `EINVAL` for anything
-/// else and `ERANGE` past `u32`. The whole count is taken.
+/// A write: the text goes to the server, which reads it as the kernel's
+/// `kstrtouint` does (`EINVAL`, `ERANGE`); the whole count is taken.
 pub(crate) fn write(data: &[u8]) -> Result<usize, c_int> {
-    let n = parse_uint(data)?;
-    crate::fail_nth_call(Some(u64::from(n)))?;
+    crate::fail_nth_call(Some(data))?;
     Ok(data.len())
-}
-
-fn parse_uint(data: &[u8]) -> Result<u32, c_int> {
-    let text = std::str::from_utf8(data).map_err(|_| libc::EINVAL)?;
-    let text = text.strip_suffix('\n').unwrap_or(text);
-    let (digits, radix) =
-        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-            (hex, 16)
-        } else if text.len() > 1 && text.starts_with('0') {
-            (&text[1..], 8)
-        } else {
-            (text, 10)
-        };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(libc::EINVAL);
-    }
-    u32::from_str_radix(digits, radix).map_err(|_| libc::ERANGE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn writes_parse_as_kstrtouint() {
-        assert_eq!(parse_uint(b"7"), Ok(7));
-        assert_eq!(parse_uint(b"12\n"), Ok(12));
-        assert_eq!(parse_uint(b"0x1f"), Ok(31));
-        assert_eq!(parse_uint(b"010"), Ok(8));
-        assert_eq!(parse_uint(b"0"), Ok(0));
-        assert_eq!(parse_uint(b""), Err(libc::EINVAL));
-        assert_eq!(parse_uint(b"-1"), Err(libc::EINVAL));
-        assert_eq!(parse_uint(b"1 "), Err(libc::EINVAL));
-        assert_eq!(parse_uint(b"09"), Err(libc::EINVAL));
-        assert_eq!(parse_uint(b"4294967296"), Err(libc::ERANGE));
-    }
 
     #[test]
     fn only_the_calling_threads_file_is_its_own() {

@@ -658,13 +658,15 @@ fn context_closed(ino: u64) {
     });
 }
 
-/// Reads (`None`) or sets this thread's fail-nth counter, which the server
-/// keeps (see the `fail_nth` module); its value after.
-fn fail_nth_call(set: Option<u64>) -> Result<u64, libc::c_int> {
+/// Reads (`None`) this thread's fail-nth counter, which the server keeps
+/// (see the `fail_nth` module), or writes the text given to it; its value
+/// after.
+fn fail_nth_call(write: Option<&[u8]>) -> Result<u64, libc::c_int> {
     match call(Call {
         op: CALL_FAIL_NTH,
-        arg: set.unwrap_or(0),
-        flags: u32::from(set.is_some()),
+        arg: write.map_or(0, |text| text.as_ptr() as u64),
+        len: write.map_or(0, |text| text.len() as u64),
+        flags: u32::from(write.is_some()),
         ..Default::default()
     }) {
         Some(r) if r.errno == 0 => Ok(r.result.max(0) as u64),

@@ -84,8 +84,9 @@ pub const CALL_REFRESH_VIEW: u32 = 9;
 /// length). The result is the count taken.
 pub const CALL_ATTRIBUTE_WRITE: u32 = 10;
 /// The calling thread's fault-injection counter, which Linux shows as
-/// `/proc/<pid>/task/<tid>/fail-nth` (`flags` 1: set it to `arg` first).
-/// The result is its value.
+/// `/proc/<pid>/task/<tid>/fail-nth`. `flags` 1: a write of the `len`
+/// bytes of text at `arg` sets it first (`EINVAL`/`ERANGE` as the kernel's
+/// `kstrtouint`). The result is its value.
 pub const CALL_FAIL_NTH: u32 = 11;
 
 /// First packet on a new connection.

@@ -975,10 +975,22 @@ impl Channel {
             }
             CALL_FAIL_NTH => {
                 use softiommu_engine::fail_nth;
-                if call.flags == 1 {
-                    fail_nth::set_task_fail_nth(call.arg);
+                // What a write of the file stores; the kernel's buffer
+                // holds a page at most.
+                let set = (call.flags == 1).then(|| {
+                    let mut text = vec![0u8; call.len.min(4096) as usize];
+                    self.mem.read(call.arg, &mut text)?;
+                    softiommu_engine::text::parse_unsigned(&text, u64::from(u32::MAX))
+                });
+                match set.transpose() {
+                    Ok(n) => {
+                        if let Some(n) = n {
+                            fail_nth::set_task_fail_nth(n);
+                        }
+                        Ok(fail_nth::task_fail_nth() as i64)
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok(fail_nth::task_fail_nth() as i64)
             }
             CALL_PROC_STATUS => {
                 let space = lock(&state.spaces)

@@ -320,25 +320,9 @@ fn disable(host: &HostState, shared: &EngineState, pf: &mut Function) -> Result<
     })
 }
 
-/// Linux's `kstrtou16(text, 0)`: decimal, `0x` hex or leading-`0` octal,
-/// one trailing newline allowed.
+/// Linux's `kstrtou16(text, 0)`.
 fn parse_u16(text: &[u8]) -> Result<u16> {
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let text = std::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let (digits, radix) =
-        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-            (hex, 16)
-        } else if text.len() > 1 && text.starts_with('0') {
-            (&text[1..], 8)
-        } else {
-            (text, 10)
-        };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(Errno::EINVAL);
-    }
-    let value = u64::from_str_radix(digits, radix).map_err(|_| Errno::ERANGE)?;
-    u16::try_from(value).map_err(|_| Errno::ERANGE)
+    crate::text::parse_unsigned(text, u64::from(u16::MAX)).map(|v| v as u16)
 }
 
 /// A version-4 UUID from the process's random hasher keys.
