@@ -68,7 +68,8 @@ fn server_env(name: &str) -> &'static [(&'static str, &'static str)] {
         "limits" => &[
             ("SOFTIOMMU_MAX_SIDE_FILES", "16"),
             ("SOFTIOMMU_MAX_CONNECTIONS", "64"),
-            ("SOFTIOMMU_HELLO_TIMEOUT_MS", "300"),
+            ("SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS", "40"),
+            ("SOFTIOMMU_HELLO_TIMEOUT_MS", "2000"),
         ],
         _ => &[],
     }

@@ -169,6 +169,9 @@ struct State {
     session: Option<PathBuf>,
     /// Connections being served (at most `limits.max_connections`).
     connections: std::sync::atomic::AtomicUsize,
+    /// Connections being served per connecting process (by its pid at
+    /// connect time; entries leave at zero). A leaf lock.
+    connections_by_process: Mutex<HashMap<i32, usize>>,
     limits: Limits,
 }
 
@@ -179,6 +182,11 @@ pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// served by a thread) the server keeps at once.
 pub const MAX_CONNECTIONS: usize = 4096;
 
+/// The most connections one process keeps at once (its contexts, VFIO
+/// files and call channels; a program's descriptor limit is 1024 by
+/// default), so that one runaway program cannot take them all.
+pub const MAX_CONNECTIONS_PER_PROCESS: usize = 1024;
+
 /// The most side files (accesses, fault queues, vEVENTQs, dma-bufs) the
 /// server keeps at once, each a descriptor and a watching thread; past it
 /// a call that would make one fails with `EMFILE`.
@@ -186,7 +194,8 @@ pub const MAX_SIDE_FILES: usize = 8192;
 
 /// What the server bounds (see docs/design.md, "Trust"). The defaults are
 /// the constants above; `SOFTIOMMU_HELLO_TIMEOUT_MS`,
-/// `SOFTIOMMU_MAX_CONNECTIONS` and `SOFTIOMMU_MAX_SIDE_FILES` in the
+/// `SOFTIOMMU_MAX_CONNECTIONS`, `SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS` and
+/// `SOFTIOMMU_MAX_SIDE_FILES` in the
 /// server's environment lower or raise them (tests use small ones).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -194,6 +203,8 @@ pub struct Limits {
     pub hello_timeout: std::time::Duration,
     /// The most connections served at once.
     pub max_connections: usize,
+    /// The most connections of one process served at once.
+    pub max_connections_per_process: usize,
     /// The most side files kept at once.
     pub max_side_files: usize,
 }
@@ -203,6 +214,7 @@ impl Default for Limits {
         Limits {
             hello_timeout: HELLO_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_process: MAX_CONNECTIONS_PER_PROCESS,
             max_side_files: MAX_SIDE_FILES,
         }
     }
@@ -218,6 +230,9 @@ impl Limits {
         }
         if let Some(n) = var("SOFTIOMMU_MAX_CONNECTIONS") {
             limits.max_connections = n as usize;
+        }
+        if let Some(n) = var("SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS") {
+            limits.max_connections_per_process = n as usize;
         }
         if let Some(n) = var("SOFTIOMMU_MAX_SIDE_FILES") {
             limits.max_side_files = n as usize;
@@ -311,6 +326,31 @@ impl State {
         remove_entry(&self.contexts, ino, &h);
     }
 
+    /// Counts a new connection against its process's share; `None` (and
+    /// nothing counted) when the process has its share already or cannot
+    /// be told.
+    fn admit_process(&self, stream: &UnixStream) -> Option<i32> {
+        let peer = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+            .ok()?;
+        let mut counts = lock(&self.connections_by_process);
+        let count = counts.entry(peer.pid()).or_insert(0);
+        if *count >= self.limits.max_connections_per_process {
+            return None;
+        }
+        *count += 1;
+        Some(peer.pid())
+    }
+
+    fn release_process(&self, pid: i32) {
+        let mut counts = lock(&self.connections_by_process);
+        if let Some(count) = counts.get_mut(&pid) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&pid);
+            }
+        }
+    }
+
     /// Whether a context or VFIO file is served under `ino`.
     fn serves(&self, ino: u64) -> bool {
         lock(&self.contexts).contains_key(&ino) || lock(&self.vfio_files).contains_key(&ino)
@@ -390,6 +430,7 @@ impl Server {
             vfio_files: Mutex::new(HashMap::new()),
             session: path.parent().map(Path::to_owned),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            connections_by_process: Mutex::new(HashMap::new()),
             limits: Limits::from_env(),
         });
         // What programs read in sysfs about the machine's PCI functions,
@@ -428,14 +469,22 @@ impl Server {
                 self.state.connections.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
+            // One process may not take every connection: past its share
+            // its new ones are closed too, and other programs still connect.
+            let Some(pid) = self.state.admit_process(&stream) else {
+                self.state.connections.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            };
             let state = self.state.clone();
             let spawned = spawn_server_thread(move || {
                 serve_connection(state.clone(), stream);
+                state.release_process(pid);
                 state.connections.fetch_sub(1, Ordering::Relaxed);
             });
             if spawned.is_err() {
                 // No thread to be had: the connection is closed (the program
                 // sees EIO) and the server goes on.
+                self.state.release_process(pid);
                 self.state.connections.fetch_sub(1, Ordering::Relaxed);
             }
         }
