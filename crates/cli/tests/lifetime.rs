@@ -52,25 +52,32 @@ fn kill(pid: u32, signal: &str) {
     assert!(ok, "kill {signal} {pid}");
 }
 
-#[test]
-fn a_signal_sent_to_run_reaches_the_program() {
-    let tmp = private_tmp("signal");
+/// Starts `softiommu run -- sh -c script` with sessions under `tmp`,
+/// stdin and stderr piped, and returns it with the first line the script
+/// printed (which says it is ready).
+fn run_script(tmp: &Path, script: &str) -> (std::process::Child, String) {
     let mut run = softiommu()
-        .env("TMPDIR", &tmp)
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
-        ])
+        .env("TMPDIR", tmp)
+        .args(["run", "--", "sh", "-c", script])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(run.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (run, line)
+}
+
+#[test]
+fn a_signal_sent_to_run_reaches_the_program() {
+    let tmp = private_tmp("signal");
+    let (mut run, line) = run_script(
+        &tmp,
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+    );
     assert_eq!(line, "ready\n");
     kill(run.id(), "-TERM");
     let status = run.wait().unwrap();
@@ -97,18 +104,7 @@ fn a_dead_servers_program_is_still_reported() {
     // The server is killed while the program runs; the program then exits
     // 3: softiommu run says what happened and exits 3.
     let tmp = private_tmp("death");
-    let mut run = softiommu()
-        .env("TMPDIR", &tmp)
-        .args(["run", "--", "sh", "-c", "echo ready; read line; exit 3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(run.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut run, _) = run_script(&tmp, "echo ready; read line; exit 3");
     let server = server_in(&tmp).expect("the server runs");
     kill(server, "-KILL");
     // Reaped: softiommu run has seen it end while the program runs.
@@ -127,16 +123,7 @@ fn a_dead_servers_program_is_still_reported() {
 #[test]
 fn killing_run_leaves_no_session_behind() {
     let tmp = private_tmp("sigkill");
-    let mut run = softiommu()
-        .env("TMPDIR", &tmp)
-        .args(["run", "--", "sh", "-c", "echo $$; exec sleep 30"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(run.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut run, line) = run_script(&tmp, "echo $$; exec sleep 30");
     let program: u32 = line.trim().parse().unwrap();
     assert_eq!(sessions_in(&tmp).len(), 1);
     run.kill().unwrap();
