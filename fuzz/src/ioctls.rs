@@ -79,13 +79,38 @@ pub fn files() -> SimFiles {
     files
 }
 
+/// What every engine-level input starts from: a flags byte, then the
+/// simulated memory (its argument region filled from the input) and files.
+pub struct World {
+    pub flags: u8,
+    pub sim: Arc<SimMemory>,
+    pub mem: Arc<dyn AddressSpace>,
+    pub files: SimFiles,
+}
+
+impl World {
+    /// Reads the flags byte and the argument region's bytes from `input`.
+    pub fn new(input: &mut Input<'_>) -> World {
+        let flags = input.byte().unwrap_or(0);
+        let sim = memory(input.blob());
+        World {
+            flags,
+            mem: sim.clone(),
+            sim,
+            files: files(),
+        }
+    }
+}
+
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let engine = crate::engine();
-    let flags = input.byte().unwrap_or(0);
-    let sim = memory(input.blob());
-    let mem: Arc<dyn AddressSpace> = sim.clone();
-    let files = files();
+    let World {
+        flags,
+        sim,
+        mem,
+        files,
+    } = World::new(&mut input);
     let creds = Credentials {
         uid: 1000,
         cap_ipc_lock: flags & 1 != 0,

@@ -11,9 +11,8 @@
 //! file and open it again. The device models run on their own threads:
 //! the target ends by closing everything, which must stop them.
 
-use crate::ioctls::{files, memory, ARGS, DATA, DATA_LEN, REQUESTS};
+use crate::ioctls::{World, ARGS, DATA, DATA_LEN, REQUESTS};
 use crate::Input;
-use softiommu_engine::memory::{AddressSpace, SimFiles};
 use softiommu_engine::vfio::{DeviceFile, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_iommu::GroupId;
@@ -71,10 +70,12 @@ fn lock(ctx: &SharedContext) -> std::sync::MutexGuard<'_, Context> {
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let engine = crate::engine();
-    let flags = input.byte().unwrap_or(0);
-    let sim = memory(input.blob());
-    let mem: Arc<dyn AddressSpace> = sim.clone();
-    let files: SimFiles = files();
+    let World {
+        flags,
+        sim,
+        mem,
+        files,
+    } = World::new(&mut input);
     let caller = Caller {
         mem: &mem,
         files: &files,
