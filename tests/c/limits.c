@@ -1,9 +1,13 @@
 /* The server's limits hold and cost nothing but the one call: run with
  * SOFTIOMMU_MAX_SIDE_FILES=16, SOFTIOMMU_MAX_CONNECTIONS=64,
- * SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS=40 and
- * SOFTIOMMU_HELLO_TIMEOUT_MS=2000 (the test harness sets them).
+ * SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS=40, SOFTIOMMU_HELLO_TIMEOUT_MS=2000,
+ * SOFTIOMMU_MAX_OBJECTS_PER_CONTEXT=32 and SOFTIOMMU_MAX_RANGES_PER_CONTEXT=64
+ * (the test harness sets them).
  * - The 17th access fails with EMFILE, as a full descriptor table does;
  *   closing one makes room again.
+ * - A context holds 32 objects and 64 IOVA ranges; past them a call fails
+ *   with ENOMEM (where Linux's memory cgroup would refuse the allocation)
+ *   and changes nothing; another context has room of its own.
  * - Connections past the process's share are closed at once, while
  *   another process still connects; a connection that says nothing is
  *   closed after the hello timeout; then a program opens /dev/iommu as
@@ -14,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -56,6 +61,41 @@ int main(void)
 	CHECK(close(access[0]) == 0 && (access[0] = new_access(fd, ioas)) >= 0, "closing one makes room");
 	for (int i = 0; i < made; i++)
 		close(access[i]);
+
+	/* Objects and ranges of one context. */
+	int objects = open("/dev/iommu", O_RDWR);
+	int ids[33], held = 0;
+	while (held < 33 && (ids[held] = ioas_alloc(objects)) > 0)
+		held++;
+	CHECK(held == 32 && errno == ENOMEM, "a context holds 32 objects, then ENOMEM");
+	CHECK(destroy(objects, ids[5]) == 0 && ioas_alloc(objects) == ids[5], "destroying one makes room");
+	void *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	CHECK(page != MAP_FAILED, "a page");
+	struct map_cmd m = { .size = sizeof(m), .flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE,
+			     .user_va = (uintptr_t)page, .length = PAGE };
+	int mapped = 0;
+	for (int i = 0; i < 65; i++) {
+		m.ioas_id = ids[i % 2];
+		m.iova = (uint64_t)(i + 1) << 20;
+		if (ioctl(objects, IOMMU_IOAS_MAP, &m))
+			break;
+		mapped++;
+	}
+	CHECK(mapped == 64 && errno == ENOMEM, "64 ranges over two IOASes, then ENOMEM");
+	struct unmap_cmd u = { .size = sizeof(u), .ioas_id = ids[0], .iova = 1 << 20, .length = PAGE };
+	m.ioas_id = ids[0];
+	m.iova = 1 << 20;
+	CHECK(ioctl(objects, IOMMU_IOAS_UNMAP, &u) == 0 && ioctl(objects, IOMMU_IOAS_MAP, &m) == 0,
+	      "unmapping one makes room");
+	CHECK(destroy(objects, ids[1]) == 0 && ioctl(objects, IOMMU_IOAS_MAP, &(struct map_cmd){
+		      .size = sizeof(m), .flags = m.flags, .ioas_id = ids[2], .user_va = m.user_va,
+		      .length = PAGE, .iova = 1 << 20 }) == 0,
+	      "destroying an IOAS gives its ranges back");
+	int other = open("/dev/iommu", O_RDWR);
+	CHECK(other >= 0 && ioas_alloc(other) == 1, "another context has room of its own");
+	close(other);
+	close(objects);
+	munmap(page, PAGE);
 
 	/* Idle connections: with ours and the context's, fill the limit. */
 	int idle[80], n = 0;

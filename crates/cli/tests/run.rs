@@ -70,6 +70,8 @@ fn server_env(name: &str) -> &'static [(&'static str, &'static str)] {
             ("SOFTIOMMU_MAX_CONNECTIONS", "64"),
             ("SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS", "40"),
             ("SOFTIOMMU_HELLO_TIMEOUT_MS", "2000"),
+            ("SOFTIOMMU_MAX_OBJECTS_PER_CONTEXT", "32"),
+            ("SOFTIOMMU_MAX_RANGES_PER_CONTEXT", "64"),
         ],
         _ => &[],
     }

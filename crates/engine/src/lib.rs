@@ -20,8 +20,8 @@
 //! Layers, lowest first; a module uses only its own layer and those below
 //! (`tests/layering.rs` checks it):
 //!
-//! 1. [`errno`], [`fail_nth`], [`sync`], [`text`]: errors, the fault-injection hook,
-//!    locks, numbers written as text.
+//! 1. [`errno`], [`fail_nth`], [`limits`], [`sync`], [`text`]: errors, the
+//!    fault-injection hook, per-context limits, locks, numbers written as text.
 //! 2. [`memory`]: where bytes live (a process, a file, simulated buffers).
 //! 3. [`pages`]: frames, pinning, accounting, the engine-wide state.
 //! 4. [`ioas`]: one IO page table: areas, holes, domains, ranges, pins.
@@ -38,6 +38,7 @@
 
 pub mod errno;
 pub mod fail_nth;
+pub mod limits;
 pub mod sync;
 pub mod text;
 

@@ -65,3 +65,74 @@ fn mock_devices_made_and_dropped_forever_keep_the_machine_its_size() {
     let (devices, _) = size(&shared);
     assert!(devices <= after_first.unwrap().0 + 1, "{devices} devices");
 }
+
+/// A harness whose context may hold `objects` objects and `ranges` ranges.
+fn limited(objects: u32, ranges: u64) -> Harness {
+    let shared = std::sync::Arc::new(softiommu_engine::pages::EngineState::default());
+    *shared.context_limits.lock().unwrap() =
+        softiommu_engine::limits::ContextLimits { objects, ranges };
+    Harness::with_shared(shared)
+}
+
+#[test]
+fn a_context_holds_at_most_its_limit_of_objects() {
+    let mut h = limited(3, u64::MAX);
+    let ids: Vec<u32> = (0..3).map(|_| cmd::ioas_alloc(&mut h).unwrap()).collect();
+    assert_eq!(cmd::ioas_alloc(&mut h), Err(Errno::ENOMEM));
+    // An object with a file of its own is refused before its file is made.
+    assert_eq!(cmd::create_access(&mut h, ids[0], 0), Err(Errno::ENOMEM));
+    assert_eq!(cmd::fault_alloc(&mut h).map(|_| ()), Err(Errno::ENOMEM));
+    cmd::destroy(&mut h, ids[2]).unwrap();
+    let again = cmd::ioas_alloc(&mut h).unwrap();
+    assert_eq!(again, ids[2], "the freed id is used again");
+    // Another context of the same engine has a limit of its own.
+    let mut other = h.sibling();
+    cmd::ioas_alloc(&mut other).unwrap();
+}
+
+#[test]
+fn a_context_holds_at_most_its_limit_of_ranges_and_a_refusal_changes_nothing() {
+    let mut h = limited(u32::MAX, 4);
+    let a = cmd::ioas_alloc(&mut h).unwrap();
+    let b = cmd::ioas_alloc(&mut h).unwrap();
+    cmd::ioas_map_fixed(&mut h, a, BUF, PAGE, 1 << 30).unwrap();
+    cmd::ioas_map_fixed(&mut h, b, BUF, PAGE, 1 << 30).unwrap();
+    cmd::add_reserved(&mut h, a, 2 << 30, PAGE).unwrap();
+    cmd::ioas_allow_iovas(&mut h, b, &[(3 << 30, (4 << 30) - 1)]).unwrap();
+    // Four held over two IOASes: each kind of range is refused.
+    let before = h.ctx.objects().ioas(a).unwrap().iopt.snapshot();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, a, BUF, PAGE, 5 << 30),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cmd::add_reserved(&mut h, a, 6 << 30, PAGE),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cmd::ioas_allow_iovas(&mut h, a, &[(7 << 30, (8 << 30) - 1)]),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cmd::ioas_copy(&mut h, cmd::FIXED_RW, (a, 9 << 30), (b, 1 << 30), PAGE),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(h.ctx.objects().ioas(a).unwrap().iopt.snapshot(), before);
+    // Replacing allowed ranges by as many needs no room.
+    cmd::ioas_allow_iovas(&mut h, b, &[(5 << 30, (6 << 30) - 1)]).unwrap();
+    // Unmapping, or destroying an IOAS, gives its ranges back.
+    cmd::ioas_unmap(&mut h, a, 1 << 30, PAGE).unwrap();
+    cmd::ioas_map_fixed(&mut h, a, BUF, PAGE, 5 << 30).unwrap();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, a, BUF, PAGE, 1 << 30),
+        Err(Errno::ENOMEM)
+    );
+    cmd::destroy(&mut h, b).unwrap();
+    let c = cmd::ioas_alloc(&mut h).unwrap();
+    cmd::ioas_map_fixed(&mut h, c, BUF, PAGE, 1 << 30).unwrap();
+    cmd::ioas_map_fixed(&mut h, c, BUF, PAGE, 2 << 30).unwrap();
+    assert_eq!(
+        cmd::ioas_map_fixed(&mut h, c, BUF, PAGE, 3 << 30),
+        Err(Errno::ENOMEM)
+    );
+}

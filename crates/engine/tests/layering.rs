@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, lowest layer first; modules on one line share a layer.
 const LAYERS: &[&[&str]] = &[
-    &["errno", "fail_nth", "sync", "text"],
+    &["errno", "fail_nth", "limits", "sync", "text"],
     &["memory"],
     &["pages"],
     &["ioas"],

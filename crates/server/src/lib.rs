@@ -194,9 +194,10 @@ pub const MAX_SIDE_FILES: usize = 8192;
 
 /// What the server bounds (see docs/design.md, "Trust"). The defaults are
 /// the constants above; `SOFTIOMMU_HELLO_TIMEOUT_MS`,
-/// `SOFTIOMMU_MAX_CONNECTIONS`, `SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS` and
-/// `SOFTIOMMU_MAX_SIDE_FILES` in the
-/// server's environment lower or raise them (tests use small ones).
+/// `SOFTIOMMU_MAX_CONNECTIONS`, `SOFTIOMMU_MAX_CONNECTIONS_PER_PROCESS`,
+/// `SOFTIOMMU_MAX_SIDE_FILES`, `SOFTIOMMU_MAX_OBJECTS_PER_CONTEXT` and
+/// `SOFTIOMMU_MAX_RANGES_PER_CONTEXT` in the server's environment lower or
+/// raise them (tests use small ones).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// How long a new connection may take to send its hello.
@@ -207,6 +208,8 @@ pub struct Limits {
     pub max_connections_per_process: usize,
     /// The most side files kept at once.
     pub max_side_files: usize,
+    /// What one context may hold (the engine's defaults unless set).
+    pub context: softiommu_engine::limits::ContextLimits,
 }
 
 impl Default for Limits {
@@ -216,6 +219,7 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             max_connections_per_process: MAX_CONNECTIONS_PER_PROCESS,
             max_side_files: MAX_SIDE_FILES,
+            context: softiommu_engine::limits::ContextLimits::default(),
         }
     }
 }
@@ -236,6 +240,12 @@ impl Limits {
         }
         if let Some(n) = var("SOFTIOMMU_MAX_SIDE_FILES") {
             limits.max_side_files = n as usize;
+        }
+        if let Some(n) = var("SOFTIOMMU_MAX_OBJECTS_PER_CONTEXT") {
+            limits.context.objects = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = var("SOFTIOMMU_MAX_RANGES_PER_CONTEXT") {
+            limits.context.ranges = n;
         }
         limits
     }
@@ -421,6 +431,12 @@ impl Server {
         // a call channel can tell its owner from a forked child.
         nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::PassCred, &true)
             .map_err(std::io::Error::from)?;
+        let limits = Limits::from_env();
+        *engine
+            .shared()
+            .context_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = limits.context;
         let state = Arc::new(State {
             engine,
             contexts: Mutex::new(HashMap::new()),
@@ -431,7 +447,7 @@ impl Server {
             session: path.parent().map(Path::to_owned),
             connections: std::sync::atomic::AtomicUsize::new(0),
             connections_by_process: Mutex::new(HashMap::new()),
-            limits: Limits::from_env(),
+            limits,
         });
         // What programs read in sysfs about the machine's PCI functions,
         // beside the socket (the shim finds it there).

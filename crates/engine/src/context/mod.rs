@@ -9,9 +9,11 @@
 
 use crate::errno::Result;
 use crate::ioas::{IoPagetable, Prot};
+use crate::limits::RangeBudget;
 use crate::memory::{AddressSpace, CallerFiles};
 use crate::object::ObjectTable;
 use crate::pages::{AccountMode, AccountOwner, EngineState};
+use crate::sync::Locked;
 use std::sync::Arc;
 
 /// Who is calling: their memory, their descriptors and their privileges.
@@ -85,6 +87,8 @@ pub struct Context {
     pub(crate) page_request_group: u32,
     /// Regions mappable through the descriptor, by offset.
     pub(crate) mmap_regions: std::collections::BTreeMap<u64, crate::object::MmapRegion>,
+    /// The IOVA ranges its IOASes hold, against its limit.
+    pub(crate) ranges: RangeBudget,
 }
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -95,9 +99,11 @@ impl Context {
     pub fn new(shared: Arc<EngineState>) -> Self {
         let owner =
             softiommu_iommu::OwnerId(NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let limits = *shared.context_limits.locked();
         Context {
             shared,
-            objects: ObjectTable::default(),
+            objects: ObjectTable::with_limit(limits.objects),
+            ranges: RangeBudget::new(limits.ranges),
             vfio_ioas: None,
             legacy_vfio_container: false,
             account_mm: false,

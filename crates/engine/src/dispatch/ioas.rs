@@ -52,7 +52,10 @@ impl Context {
         if cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        self.objects.ioas(cmd.ioas_id)?;
+        let held = self.objects.ioas(cmd.ioas_id)?.iopt.allowed_count() as u64;
+        // Refused before reading: the context could not hold them.
+        self.ranges
+            .room(u64::from(cmd.num_iovas).saturating_sub(held))?;
         let mut ranges = Vec::new();
         let mut seen = crate::ops::ioas::DisjointRanges::default();
         for i in 0..u64::from(cmd.num_iovas) {

@@ -227,7 +227,9 @@ impl Context {
                     return Err(Errno::EINVAL);
                 }
                 let caller = u.caller;
-                // The descriptor is the ioctl's return value.
+                // The descriptor is the ioctl's return value; the object's
+                // room is checked before its file is made.
+                self.objects.peek_id()?;
                 let (fd, inode) = caller.files.create_side_file(u64::MAX)?;
                 let memory =
                     std::sync::Arc::new(crate::memory::SimFile::new(length as usize, true));

@@ -80,6 +80,7 @@ impl IoPagetable {
             if new_start & mask != 0 || area.byte_at(new_start) & mask != 0 {
                 return Err(Errno::EINVAL);
             }
+            self.budget.room(1)?;
             self.fail_nth.check()?;
             self.fail_nth.check()?;
             self.areas.remove(&area.start);
@@ -92,6 +93,7 @@ impl IoPagetable {
             };
             self.areas.insert(lhs.start, lhs);
             self.areas.insert(rhs.start, rhs);
+            self.budget.add(1);
         }
         Ok(())
     }

@@ -71,13 +71,16 @@ impl IoPagetable {
         }
     }
 
+    /// Adds `area`; the caller has checked the budget's room.
     pub(super) fn insert_area(&mut self, area: Area) {
         self.free.carve(area.start, area.last);
         self.areas.insert(area.start, area);
+        self.budget.add(1);
     }
 
     pub(super) fn remove_area(&mut self, start: u64) -> Option<Area> {
         let area = self.areas.remove(&start)?;
+        self.budget.remove(1);
         self.free_released(area.start, area.last);
         Some(area)
     }

@@ -17,6 +17,7 @@ impl IoPagetable {
         for _ in slices {
             self.fail_nth.check()?;
         }
+        self.budget.room(slices.len() as u64)?;
         if length == 0 || length & (self.iova_alignment - 1) != 0 {
             return Err(Errno::EINVAL);
         }

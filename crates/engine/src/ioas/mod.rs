@@ -19,6 +19,7 @@
 
 use crate::errno::{Errno, Result};
 use crate::fail_nth::FailNth;
+use crate::limits::RangeBudget;
 use crate::memory::PAGE_SIZE;
 use crate::pages::{AccountOwner, Pages};
 use crate::sync::Locked;
@@ -173,6 +174,10 @@ pub struct IoPagetable {
     /// Accesses that pin pages: while any exists the alignment is PAGE_SIZE.
     pinning_accesses: u32,
     fail_nth: FailNth,
+    /// The context's count of IOVA ranges, which holds this table's areas,
+    /// reserved and allowed ranges (each entry of `areas`, `reserved` and
+    /// `allowed` counts one) until the table drops.
+    budget: RangeBudget,
 }
 
 /// First key-ordered interval of a disjoint map that intersects `[start, last]`.
@@ -205,6 +210,11 @@ impl IoPagetable {
     /// An empty table: no areas, reservations, allowed ranges or domains,
     /// alignment 1. `fail_nth` is the fault-injection hook it consults.
     pub fn new(fail_nth: FailNth) -> Self {
+        Self::with_budget(fail_nth, RangeBudget::unlimited())
+    }
+
+    /// An empty table whose ranges count against `budget` (its context's).
+    pub fn with_budget(fail_nth: FailNth, budget: RangeBudget) -> Self {
         let mut t = IoPagetable {
             areas: BTreeMap::new(),
             reserved: Vec::new(),
@@ -219,6 +229,7 @@ impl IoPagetable {
             domains: Vec::new(),
             pinning_accesses: 0,
             fail_nth,
+            budget,
         };
         t.rebuild_free_space();
         t
@@ -304,6 +315,9 @@ impl IoPagetable {
 
     /// The free-space index against a recomputation from scratch; for tests.
     pub fn free_space_is_consistent(&self) -> bool {
+        // A budget of its own that holds the copy's ranges, for its drop.
+        let budget = RangeBudget::unlimited();
+        budget.add((self.areas.len() + self.reserved.len() + self.allowed.len()) as u64);
         let mut fresh = IoPagetable {
             areas: self.areas.clone(),
             reserved: self.reserved.clone(),
@@ -318,6 +332,7 @@ impl IoPagetable {
             domains: Vec::new(),
             pinning_accesses: 0,
             fail_nth: FailNth::default(),
+            budget,
         };
         fresh.rebuild_free_space();
         fresh.free.to_vec() == self.free.to_vec()
@@ -344,5 +359,7 @@ impl Drop for IoPagetable {
         for h in hwpts {
             self.remove_domain(h);
         }
+        let held = self.areas.len() + self.reserved.len() + self.allowed.len();
+        self.budget.remove(held as u64);
     }
 }

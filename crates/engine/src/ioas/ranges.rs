@@ -9,8 +9,10 @@ impl IoPagetable {
         if self.area_intersects(start, last) || self.allowed_intersects(start, last) {
             return Err(Errno::EADDRINUSE);
         }
+        self.budget.room(1)?;
         self.fail_nth.check()?;
         self.reserved.push(Reserved { start, last, owner });
+        self.budget.add(1);
         self.rebuild_reserved();
         Ok(())
     }
@@ -19,6 +21,7 @@ impl IoPagetable {
     pub fn remove_reserved(&mut self, owner: ReservedOwner) {
         let before = self.reserved.len();
         self.reserved.retain(|r| r.owner != owner);
+        self.budget.remove((before - self.reserved.len()) as u64);
         if self.reserved.len() != before {
             self.rebuild_reserved();
         }
@@ -52,9 +55,19 @@ impl IoPagetable {
         if ranges.iter().any(|&(s, l)| self.reserved_intersects(s, l)) {
             return Err(Errno::EADDRINUSE);
         }
-        self.allowed = ranges.iter().copied().collect();
+        let allowed: BTreeMap<u64, u64> = ranges.iter().copied().collect();
+        let (old, new) = (self.allowed.len() as u64, allowed.len() as u64);
+        self.budget.room(new.saturating_sub(old))?;
+        self.budget.remove(old);
+        self.budget.add(new);
+        self.allowed = allowed;
         self.rebuild_free_space();
         Ok(())
+    }
+
+    /// How many allowed ranges are set.
+    pub fn allowed_count(&self) -> usize {
+        self.allowed.len()
     }
 
     /// The allowed ranges as `(start, last)`, exactly as given, by start.

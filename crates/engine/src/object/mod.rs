@@ -152,25 +152,33 @@ struct Entry {
 
 /// The table. Invariant: `free_ids` holds exactly the ids below `next_id`
 /// that no entry uses and that are no tombstones (ids of objects removed as a
-/// side effect, which Linux never hands out again in the same context).
+/// side effect, which Linux never hands out again in the same context);
+/// `entries` never holds more than `limit` objects.
 #[derive(Debug)]
 pub struct ObjectTable {
     entries: BTreeMap<u32, Entry>,
     free_ids: BTreeSet<u32>,
     next_id: u32,
+    limit: u32,
 }
 
 impl Default for ObjectTable {
     fn default() -> Self {
-        ObjectTable {
-            entries: BTreeMap::new(),
-            free_ids: BTreeSet::new(),
-            next_id: 1,
-        }
+        Self::with_limit(u32::MAX)
     }
 }
 
 impl ObjectTable {
+    /// An empty table that holds at most `limit` live objects.
+    pub fn with_limit(limit: u32) -> Self {
+        ObjectTable {
+            entries: BTreeMap::new(),
+            free_ids: BTreeSet::new(),
+            next_id: 1,
+            limit,
+        }
+    }
+
     /// Whether no object is live.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -180,8 +188,13 @@ impl ObjectTable {
         self.entries.len()
     }
 
-    /// The id the next insert will use.
+    /// The id the next insert will use: `ENOMEM` when the table is at its
+    /// limit (where Linux's memory cgroup would refuse the allocation),
+    /// `ENOSPC` when no id is left.
     pub fn peek_id(&self) -> Result<u32> {
+        if self.entries.len() >= self.limit as usize {
+            return Err(Errno::ENOMEM);
+        }
         match self.free_ids.first() {
             Some(&id) => Ok(id),
             None if self.next_id != u32::MAX => Ok(self.next_id),

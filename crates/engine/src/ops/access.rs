@@ -37,7 +37,13 @@ impl Context {
                 }
             }
         };
-        if let Err(e) = self.shared().fail_nth.check() {
+        // The object's room is checked before its file is made.
+        if let Err(e) = self
+            .shared()
+            .fail_nth
+            .check()
+            .and_then(|()| self.objects.peek_id().map(|_| ()))
+        {
             undo(self);
             return Err(e);
         }

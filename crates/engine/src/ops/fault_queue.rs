@@ -36,6 +36,8 @@ impl Context {
         fd_addr: u64,
     ) -> Result<(u32, Option<i32>, u64)> {
         self.shared().fail_nth.check()?;
+        // The object's room is checked before its file is made.
+        self.objects.peek_id()?;
         let (fd, inode) = caller.files.create_side_file(fd_addr)?;
         let queue = FaultQueue::new(inode);
         let id = self.objects.insert(Object::FaultQueue(Box::new(queue)))?;

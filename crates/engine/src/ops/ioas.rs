@@ -13,7 +13,7 @@ impl Context {
     /// Allocates an IOAS (object creation can fail under fault injection).
     pub fn ioas_alloc(&mut self) -> Result<u32> {
         self.shared.fail_nth.check()?;
-        let iopt = IoPagetable::new(self.shared.fail_nth.clone());
+        let iopt = IoPagetable::with_budget(self.shared.fail_nth.clone(), self.ranges.clone());
         self.objects.insert(Object::Ioas(Box::new(Ioas { iopt })))
     }
 

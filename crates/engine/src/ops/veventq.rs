@@ -58,6 +58,8 @@ impl Context {
             return Err(Errno::EEXIST);
         }
         self.shared().fail_nth.check()?;
+        // The object's room is checked before its file is made.
+        self.objects.peek_id()?;
         let (fd, inode) = caller.files.create_event_file(fd_addr)?;
         let queue = Veventq::new(inode, viommu_id, veventq_type, depth);
         let id = self.objects.insert(Object::Veventq(Box::new(queue)))?;

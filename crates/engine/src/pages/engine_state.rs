@@ -3,6 +3,7 @@
 
 use super::{Accounting, Frame};
 use crate::fail_nth::FailNth;
+use crate::limits::ContextLimits;
 use crate::pages::physical::{Backing, PhysMap};
 use crate::sync::Locked;
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub struct EngineState {
     /// The machine's IOMMU core. Lock order: before any IO page table's
     /// domains and before `pins`.
     pub iommu: Mutex<softiommu_iommu::IommuCore>,
+    /// What each context opened from now on may hold.
+    pub context_limits: Mutex<ContextLimits>,
 }
 
 impl EngineState {
