@@ -7,8 +7,10 @@
 //! context; never two contexts at once.
 
 use softiommu_engine::api::Engine;
+use softiommu_engine::dispatch::user_buffers;
 use softiommu_engine::memory::{
-    AddressSpace, CallerFiles, FileBacking, ProcFiles, ProcessHandle, ProcessMemory,
+    AddressSpace, CallerFiles, FileBacking, PrefetchedMemory, ProcFiles, ProcessHandle,
+    ProcessMemory,
 };
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_proto::*;
@@ -927,12 +929,29 @@ impl Channel {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
                 match hosted {
                     Some(h) => {
+                        // The buffers the call will use are copied before
+                        // the context's lock, so that a caller whose pages
+                        // stall stalls only itself.
+                        let prefetched = staged.as_deref().and_then(|bytes| {
+                            let plan = user_buffers(call.request, bytes);
+                            (!plan.is_empty()).then(|| {
+                                let mut mem = PrefetchedMemory::new(self.mem.clone());
+                                for (addr, len) in plan {
+                                    mem.fetch(addr, len);
+                                }
+                                Arc::new(mem)
+                            })
+                        });
+                        let mem: Arc<dyn AddressSpace> = match &prefetched {
+                            Some(p) => p.clone(),
+                            None => self.mem.clone(),
+                        };
                         let caller = Caller {
-                            mem: &self.mem,
+                            mem: &mem,
                             files: &self.files,
                             creds: self.creds,
                         };
-                        let (result, output) = {
+                        let (mut result, output) = {
                             let mut ctx = lock(&h.context);
                             let arg = match staged {
                                 Some(bytes) => Arg::Staged {
@@ -944,6 +963,12 @@ impl Channel {
                             let result = ctx.ioctl(&caller, call.request, arg);
                             (result, ctx.take_side_output())
                         };
+                        // What the call wrote goes back after the lock; a
+                        // buffer that cannot take it is EFAULT, as Linux's
+                        // copy_to_user during the call would have been.
+                        if let Some(Err(e)) = prefetched.map(|p| p.write_back()) {
+                            result = Err(e);
+                        }
                         deliver_side_output(state, output);
                         result
                     }

@@ -25,8 +25,11 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 mod hwpt;
 mod ioas;
 mod test_cmd;
+mod user_buffers;
 mod vfio_compat;
 mod viommu;
+
+pub use user_buffers::user_buffers;
 
 /// An ioctl argument.
 #[derive(Debug)]

@@ -196,11 +196,13 @@ impl CallerFiles for NoFiles {
 
 mod handle;
 mod memfd;
+pub mod prefetched;
 mod process;
 mod sim;
 pub mod user_copy;
 
 pub use handle::ProcessHandle;
 pub use memfd::MemFile;
+pub use prefetched::PrefetchedMemory;
 pub use process::{OsFile, ProcFiles, ProcessMemory};
 pub use sim::{SimFile, SimFiles, SimMemory};
