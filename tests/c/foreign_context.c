@@ -21,7 +21,7 @@
 
 /* The wire protocol's packets (crates/proto): a hello, a call, a reply. */
 struct hello { uint32_t magic, kind; uint64_t ino; uint32_t index, reserved; };
-struct call { uint32_t op, request; uint64_t ino, arg, len; uint32_t prot, flags; uint64_t offset; };
+struct call { uint32_t op, request; uint64_t ino, arg, len; uint32_t prot, flags; uint64_t offset; int32_t fd, tid; };
 struct reply { int64_t result; int32_t err; uint32_t reserved; uint64_t fd_addr, extra; uint32_t trap_start, trap_len; };
 #define MAGIC 0x534f4654u
 #define HELLO_CONTEXT 1

@@ -50,6 +50,15 @@ enum Command {
         /// Machine description (TOML); the built-in machine otherwise.
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// Write one line per call on /dev/iommu and VFIO files to FILE
+        /// (`--trace=FILE`; `--trace` alone: standard error).
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true,
+              default_missing_value = "-")]
+        trace: Option<PathBuf>,
+        /// The trace's format: `text` (strace-like) or `json` (one object
+        /// per line, see docs/trace.md).
+        #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+        trace_format: TraceFormat,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -69,6 +78,12 @@ enum Command {
         /// removes the socket's directory.
         #[arg(long, hide = true)]
         supervisor: Option<i32>,
+        /// Write one line per call to FILE (`-`: standard error).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// The trace's format.
+        #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+        trace_format: TraceFormat,
     },
     /// Show each device's group, holder and domain, which IOAS feeds that
     /// domain, and the mappings, after a scenario.
@@ -81,6 +96,24 @@ enum Command {
         #[arg(long, default_value = "group")]
         scenario: String,
     },
+}
+
+/// The trace's format on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// One strace-like line per call.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where and how `run` and `serve` trace calls.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    /// The file (`-`: standard error).
+    pub file: PathBuf,
+    /// Its format.
+    pub format: TraceFormat,
 }
 
 fn load_topology(path: Option<&Path>) -> Result<Topology, Box<dyn std::error::Error>> {
@@ -114,10 +147,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { topology, command } => match load_topology(topology.as_deref())
+        Command::Run {
+            topology,
+            trace,
+            trace_format,
+            command,
+        } => match load_topology(topology.as_deref())
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|_| run::run(topology.as_deref(), &command))
-        {
+            .and_then(|_| {
+                let trace = trace.map(|file| TraceOptions {
+                    file,
+                    format: trace_format,
+                });
+                run::run(topology.as_deref(), trace.as_ref(), &command)
+            }) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("softiommu run: {e}");
@@ -128,10 +171,17 @@ fn main() -> ExitCode {
             socket,
             topology,
             supervisor,
+            trace,
+            trace_format,
         } => match load_topology(topology.as_deref())
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|t| run::serve(t, &socket, supervisor))
-        {
+            .and_then(|t| {
+                let trace = trace.map(|file| TraceOptions {
+                    file,
+                    format: trace_format,
+                });
+                run::serve(t, &socket, supervisor, trace.as_ref())
+            }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("softiommu serve: {e}");

@@ -16,12 +16,14 @@
 //!   signal) and removes the session directory; a session directory left
 //!   by a server that could not clean up is removed at the next start.
 
+use crate::{TraceFormat, TraceOptions};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Sent};
+use softiommu_server::trace::{self, Tracer};
 use softiommu_server::Server;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -114,7 +116,11 @@ fn preload_value(shim: &Path) -> OsString {
 /// Runs `command` to completion; its exit status becomes ours (128 + signal
 /// when a signal ended it, as shells report it). `topology` is the machine
 /// file the server loads (the built-in machine when `None`).
-pub fn run(topology: Option<&Path>, command: &[OsString]) -> std::io::Result<ExitCode> {
+pub fn run(
+    topology: Option<&Path>,
+    trace: Option<&TraceOptions>,
+    command: &[OsString],
+) -> std::io::Result<ExitCode> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
@@ -133,7 +139,7 @@ pub fn run(topology: Option<&Path>, command: &[OsString]) -> std::io::Result<Exi
         }
     };
     let socket = dir.0.join("iommu.sock");
-    let mut server = start_server(&socket, topology)?;
+    let mut server = start_server(&socket, topology, trace)?;
     let mut child = match Command::new(program)
         .args(args)
         .env("LD_PRELOAD", preload_value(&shim))
@@ -159,7 +165,11 @@ pub fn run(topology: Option<&Path>, command: &[OsString]) -> std::io::Result<Exi
 }
 
 /// Starts `softiommu serve` for `socket` and waits until it listens.
-fn start_server(socket: &Path, topology: Option<&Path>) -> std::io::Result<Child> {
+fn start_server(
+    socket: &Path,
+    topology: Option<&Path>,
+    trace: Option<&TraceOptions>,
+) -> std::io::Result<Child> {
     let mut serve = Command::new(std::env::current_exe()?);
     serve
         .arg("serve")
@@ -169,6 +179,17 @@ fn start_server(socket: &Path, topology: Option<&Path>) -> std::io::Result<Child
         .arg(std::process::id().to_string());
     if let Some(t) = topology {
         serve.arg("--topology").arg(t);
+    }
+    if let Some(t) = trace {
+        let format = match t.format {
+            TraceFormat::Text => "text",
+            TraceFormat::Json => "json",
+        };
+        serve
+            .arg("--trace")
+            .arg(&t.file)
+            .arg("--trace-format")
+            .arg(format);
     }
     let mut server = serve
         .stdin(Stdio::null())
@@ -250,6 +271,7 @@ pub fn serve(
     topology: softiommu_iommu::Topology,
     socket: &Path,
     supervisor: Option<i32>,
+    trace: Option<&TraceOptions>,
 ) -> std::io::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
@@ -272,11 +294,22 @@ pub fn serve(
         socket,
         softiommu_engine::api::Engine::with_topology(topology),
     )?;
+    let tracer = match trace {
+        Some(t) => Some(start_trace(t)?),
+        None => None,
+    };
+    if let Some(tracer) = &tracer {
+        server.set_trace(tracer.clone());
+    }
     let session = socket.parent().map(Path::to_owned);
     std::thread::spawn(move || server.serve());
     println!("ready");
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     let _ = signals.read_signal();
+    // Every call answered is queued by now: write them before exiting.
+    if let Some(tracer) = &tracer {
+        tracer.sync(std::time::Duration::from_secs(5));
+    }
     // Under a supervisor the session is its directory: leave none behind.
     if let (Some(_), Some(dir)) = (supervisor, session) {
         let _ = std::fs::remove_dir_all(dir);
@@ -284,4 +317,18 @@ pub fn serve(
         let _ = std::fs::remove_file(socket);
     }
     Ok(())
+}
+
+/// Opens the trace's file (`-`: standard error) and starts its writer.
+fn start_trace(t: &TraceOptions) -> std::io::Result<Tracer> {
+    let out: Box<dyn std::io::Write + Send> = if t.file.as_os_str() == "-" {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::fs::File::create(&t.file)?)
+    };
+    let format = match t.format {
+        TraceFormat::Text => trace::Format::Text,
+        TraceFormat::Json => trace::Format::Json,
+    };
+    Tracer::start(out, format)
 }

@@ -109,6 +109,7 @@ c_programs!(
     pid_reuse,
     server_death,
     soak,
+    traced,
     uffd_stall,
     veventq,
     viommu_mmap,
@@ -307,4 +308,137 @@ fn topology_files_are_read_and_checked() {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// Runs `traced.c` under `softiommu run` with `trace_args`; the trace's
+/// lines.
+fn trace_of_traced(trace_args: &[&str]) -> Vec<String> {
+    // A directory of its own: tests run at once, and each removes its own.
+    let tag = format!("trace{}", trace_args.join("-"));
+    let exe = build_c_at(&c_sources().join("traced.c"), &tag);
+    let file = exe.with_file_name("trace.out");
+    let out = softiommu()
+        .arg("run")
+        .arg(format!("--trace={}", file.display()))
+        .args(trace_args)
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.ends_with("0 failed\n"), "{stdout}");
+    let trace = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
+    trace.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_trace_of_a_known_program_matches_its_transcript() {
+    let lines = trace_of_traced(&[]);
+    // Times, pids and the buffer's address change from run to run.
+    let stable: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let (time, rest) = l.split_once(" [").unwrap();
+            assert!(time.parse::<f64>().is_ok(), "{l}");
+            let (ids, rest) = rest.split_once("] ").unwrap();
+            let (pid, tid) = ids.split_once('/').unwrap();
+            assert_eq!(pid, tid, "a single-threaded program: {l}");
+            match rest.split_once("user_va=0x") {
+                Some((head, tail)) => {
+                    let after = tail.trim_start_matches(|c: char| c.is_ascii_hexdigit());
+                    format!("{head}user_va=VA{after}")
+                }
+                None => rest.to_owned(),
+            }
+        })
+        .collect();
+    let expected = [
+        "ioctl(3<iommufd>, IOMMU_IOAS_ALLOC, {flags=0x0, out_ioas_id=0} => {out_ioas_id=1}) = 0",
+        "ioctl(3<iommufd>, IOMMU_IOAS_MAP, {flags=FIXED_IOVA|WRITEABLE|READABLE, ioas_id=1, \
+         user_va=VA, length=0x1000, iova=0x1000000}) = 0",
+        "ioctl(3<iommufd>, IOMMU_IOAS_UNMAP, {ioas_id=1, iova=0x200000, length=0x1000}) \
+         = -1 ENOENT",
+        "ioctl(3<iommufd>, IOMMU_TEST_CMD(MOCK_DOMAIN), {id=1}) = 0 (DMA moved: mock:9)",
+        "ioctl(3<iommufd>, IOMMU_DESTROY, {id=1}) = -1 EBUSY",
+        "ioctl(3<iommufd>, IOMMU_DESTROY, {id=2}) = 0 (DMA moved: mock:9)",
+        "ioctl(5<vfio-device>, VFIO_DEVICE_BIND_IOMMUFD, {flags=0x0, iommufd=3, out_devid=0} \
+         => {out_devid=2}) = 0 (DMA moved: 0000:02:00.0)",
+        "ioctl(5<vfio-device>, VFIO_DEVICE_ATTACH_IOMMUFD_PT, {flags=0x0, pt_id=1, pasid=0} \
+         => {pt_id=3}) = 0 (DMA moved: 0000:02:00.0)",
+        "ioctl(5<vfio-device>, VFIO_DEVICE_ATTACH_IOMMUFD_PT, {flags=0x0, pt_id=99, pasid=0}) \
+         = -1 ENOENT",
+    ];
+    assert_eq!(stable, expected);
+}
+
+/// The JSON trace's schema (docs/trace.md): each key, and the JSON type
+/// its value has.
+const TRACE_SCHEMA: &[(&str, &str, bool)] = &[
+    // (key, type, always present)
+    ("time", "number", true),
+    ("pid", "number", true),
+    ("tid", "number", true),
+    ("fd", "number", true),
+    ("file", "string", true),
+    ("call", "string", true),
+    ("name", "string", false),
+    ("request", "string", false),
+    ("arg", "string", false),
+    ("args", "object", true),
+    ("out", "object", true),
+    ("result", "number", true),
+    ("errno", "string", false),
+    ("devices", "array", true),
+];
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+#[test]
+fn the_json_trace_follows_its_schema_and_round_trips() {
+    let lines = trace_of_traced(&["--trace-format", "json"]);
+    assert_eq!(lines.len(), 9);
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let obj = v.as_object().unwrap();
+        for (key, ty, always) in TRACE_SCHEMA {
+            match obj.get(*key) {
+                Some(value) => assert_eq!(json_type(value), *ty, "{key} in {line}"),
+                None => assert!(!always, "{key} missing in {line}"),
+            }
+        }
+        for key in obj.keys() {
+            assert!(
+                TRACE_SCHEMA.iter().any(|(k, _, _)| k == key),
+                "{key} is not in the schema: {line}"
+            );
+        }
+        assert_eq!(obj.contains_key("errno"), v["result"] == -1, "{line}");
+        for value in v["args"].as_object().unwrap().values() {
+            assert!(value.is_u64() || value.is_string(), "{line}");
+        }
+        // Written, read and written again: the same object.
+        let again: serde_json::Value = serde_json::from_str(&v.to_string()).unwrap();
+        assert_eq!(again, v);
+    }
+    let map: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(map["name"], "IOMMU_IOAS_MAP");
+    assert_eq!(map["args"]["ioas_id"], 1);
+    assert_eq!(map["args"]["iova"], "0x1000000");
+    assert_eq!(map["args"]["flags"], "FIXED_IOVA|WRITEABLE|READABLE");
+    let bind: serde_json::Value = serde_json::from_str(&lines[6]).unwrap();
+    assert_eq!(bind["out"]["out_devid"], 2);
+    assert_eq!(bind["devices"][0], "0000:02:00.0");
+    let failed: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    assert_eq!(failed["errno"], "ENOENT");
 }

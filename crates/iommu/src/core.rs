@@ -198,6 +198,15 @@ impl IommuCore {
         self.gs_mut(g).domain = to;
         self.unuse_domain(from);
         self.use_domain(to);
+        if crate::watch::recording() {
+            let topo = &self.topo;
+            crate::watch::note(
+                topo.group(g)
+                    .devices
+                    .iter()
+                    .map(|&d| topo.device(d).name.as_str()),
+            );
+        }
         Affected {
             changes: vec![Change {
                 group: g,

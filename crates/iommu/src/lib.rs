@@ -24,6 +24,7 @@ pub mod core;
 pub mod domain;
 pub mod driver;
 pub mod topology;
+pub mod watch;
 
 pub use crate::core::{Affected, Change, DeviceState, Errno, IommuCore, OwnerId};
 pub use domain::{DomainId, DomainKind};

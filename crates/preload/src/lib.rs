@@ -53,6 +53,8 @@ struct Channel {
     /// keeps with the channel: such a channel is not handed to another
     /// thread, which must start with its own counter at 0.
     fail_nth_used: bool,
+    /// The thread the channel serves now (calls carry it for the trace).
+    tid: i32,
 }
 
 /// A thread's channel. When the thread exits its channel goes to the
@@ -232,6 +234,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
                 stream,
                 page: Some(page),
                 fail_nth_used: false,
+                tid: 0,
             });
         }
         return None;
@@ -248,6 +251,7 @@ fn connect_channel(pid: i32) -> Option<Channel> {
         stream,
         page: None,
         fail_nth_used: false,
+        tid: 0,
     })
 }
 
@@ -273,12 +277,18 @@ fn call_staged(call: Call, mut staging: Option<&mut Staging<'_>>) -> Option<Repl
                     page.forget_in_child();
                 }
             }
-            *slot = Some(match pooled_channel(pid) {
+            let mut chan = match pooled_channel(pid) {
                 Some(chan) => chan,
                 None => connect_channel(pid)?,
-            });
+            };
+            chan.tid = rustix::thread::gettid().as_raw_nonzero().get();
+            *slot = Some(chan);
         }
         let chan = slot.as_mut()?;
+        let call = Call {
+            tid: chan.tid,
+            ..call
+        };
         chan.fail_nth_used |= call.op == CALL_FAIL_NTH;
         let reply = match &chan.page {
             Some(page) => shared_exchange(&chan.stream, page.get(), &call, staging.as_deref_mut()),
@@ -494,12 +504,13 @@ fn stageable_size(request: u64, arg: u64) -> Option<usize> {
 const STAGE_MAX: usize = 256;
 
 /// Runs an ioctl on a context: the return value, or a negative errno.
-fn context_ioctl(ino: u64, request: u64, arg: u64) -> i64 {
+fn context_ioctl(fd: i32, ino: u64, request: u64, arg: u64) -> i64 {
     let call_ = Call {
         op: CALL_IOCTL,
         request: request as u32,
         ino,
         arg,
+        fd,
         ..Default::default()
     };
     // The struct travels in the call page when it can be read and written

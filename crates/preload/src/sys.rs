@@ -747,7 +747,7 @@ pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: 
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let served = guarded(|| {
         let ino = context_of(fd)?;
-        let r = context_ioctl(ino, request, arg as u64);
+        let r = context_ioctl(fd, ino, request, arg as u64);
         Some(if r < 0 {
             set_errno((-r) as c_int);
             -1

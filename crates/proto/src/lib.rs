@@ -135,6 +135,11 @@ pub struct Call {
     pub flags: u32,
     /// For `CALL_PREAD` / `CALL_PWRITE`: the file offset.
     pub offset: u64,
+    /// For `CALL_IOCTL`: the program's descriptor the call came through,
+    /// for the trace only (files are named by `ino`).
+    pub fd: i32,
+    /// The calling thread's id, for the trace only.
+    pub tid: i32,
 }
 
 /// The answer to a hello or a call.

@@ -25,6 +25,7 @@ use zerocopy::IntoBytes;
 
 mod sys;
 pub mod sysfs;
+pub mod trace;
 mod vfio;
 
 /// One context and the socket whose end-of-file releases it.
@@ -39,6 +40,8 @@ struct Hosted {
     /// Shared with the VFIO device files bound to it.
     context: Arc<Mutex<Context>>,
     socket: UnixStream,
+    /// Opened as `/dev/vfio/vfio` (for the trace's names).
+    container: bool,
 }
 
 /// The server's end of a side file.
@@ -175,6 +178,8 @@ struct State {
     /// connect time; entries leave at zero). A leaf lock.
     connections_by_process: Mutex<HashMap<i32, usize>>,
     limits: Limits,
+    /// The call trace, when one was asked for (set before serving).
+    trace: std::sync::OnceLock<trace::Tracer>,
 }
 
 /// How long a new connection may take to send its hello.
@@ -450,6 +455,7 @@ impl Server {
             connections: std::sync::atomic::AtomicUsize::new(0),
             connections_by_process: Mutex::new(HashMap::new()),
             limits,
+            trace: std::sync::OnceLock::new(),
         });
         // What programs read in sysfs about the machine's PCI functions,
         // beside the socket (the shim finds it there).
@@ -461,6 +467,11 @@ impl Server {
             listener,
             path: path.to_owned(),
         })
+    }
+
+    /// Traces every call from now on (see [`trace`]); at most one trace.
+    pub fn set_trace(&self, tracer: trace::Tracer) {
+        let _ = self.state.trace.set(tracer);
     }
 
     /// The engine behind the server (for inspection).
@@ -642,6 +653,7 @@ fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container
     let hosted = Arc::new(Hosted {
         context: Arc::new(Mutex::new(context)),
         socket: stream,
+        container: vfio_container,
     });
     lock(&state.contexts).insert(ino, hosted);
     // The program's open() returns once the context exists.
@@ -893,6 +905,108 @@ impl Channel {
     /// into its call page (see `Call::len`), which an ioctl on a context
     /// then reads and writes instead of the program's memory.
     fn handle(&self, call: &Call, staged: Option<&mut [u8]>) -> Answer {
+        match self.state.trace.get() {
+            None => self.answer(call, staged),
+            Some(tracer) => self.answer_traced(tracer, call, staged),
+        }
+    }
+
+    /// What kind of file `call` acts on, for the trace; `None` for calls
+    /// that are no system call of the program on a served file.
+    fn traced_kind(&self, call: &Call) -> Option<trace::describe::FileKind> {
+        use trace::describe::FileKind;
+        if !matches!(call.op, CALL_IOCTL | CALL_MMAP | CALL_PREAD | CALL_PWRITE) {
+            return None;
+        }
+        if let Some(h) = lock(&self.state.contexts).get(&call.ino) {
+            return Some(if h.container {
+                FileKind::VfioContainer
+            } else {
+                FileKind::Iommufd
+            });
+        }
+        self.state.vfio_file(call.ino).map(|h| match h.group {
+            Some(_) => FileKind::VfioGroup,
+            None => FileKind::VfioDevice,
+        })
+    }
+
+    /// [`answer`](Self::answer), and a trace record of it.
+    fn answer_traced(
+        &self,
+        tracer: &trace::Tracer,
+        call: &Call,
+        mut staged: Option<&mut [u8]>,
+    ) -> Answer {
+        let at = std::time::Instant::now();
+        let kind = self.traced_kind(call);
+        // The struct as passed (the trace shows what the call changed).
+        let before = match (kind, call.op) {
+            (Some(kind), CALL_IOCTL) => staged
+                .as_deref()
+                .map(<[u8]>::to_vec)
+                .or_else(|| self.read_traced_struct(kind, call)),
+            _ => None,
+        };
+        // Moves noted before this call are not its own.
+        let _ = softiommu_iommu::watch::take_dma_changes();
+        let answer = self.answer(call, staged.as_deref_mut());
+        let moved = softiommu_iommu::watch::take_dma_changes();
+        let Some(kind) = kind else {
+            return answer;
+        };
+        let op = match call.op {
+            CALL_IOCTL => {
+                // The struct after the call: the staged copy, or read back
+                // from the program (only what the trace shows).
+                let after = match staged {
+                    Some(b) => Some(b.to_vec()),
+                    None if before.is_some() => self.read_traced_struct(kind, call),
+                    None => None,
+                };
+                trace::Op::Ioctl {
+                    request: call.request,
+                    arg: call.arg,
+                    before,
+                    after,
+                }
+            }
+            CALL_MMAP => trace::Op::Mmap {
+                offset: call.arg,
+                len: call.len,
+            },
+            _ => trace::Op::Access {
+                write: call.op == CALL_PWRITE,
+                offset: call.offset,
+                len: call.len,
+            },
+        };
+        tracer.record(trace::Record {
+            at,
+            pid: self.files.process.pid().as_raw(),
+            tid: call.tid,
+            fd: if call.op == CALL_IOCTL { call.fd } else { -1 },
+            kind,
+            op,
+            result: match answer.reply.errno {
+                0 => Ok(answer.reply.result),
+                e => Err(e),
+            },
+            devices: moved,
+        });
+        answer
+    }
+
+    /// The fields of `call`'s struct the trace shows, read from the
+    /// program (a struct that was not staged).
+    fn read_traced_struct(&self, kind: trace::describe::FileKind, call: &Call) -> Option<Vec<u8>> {
+        let size = trace::describe::struct_size(kind, call.request);
+        let mut buf = vec![0u8; size];
+        (size > 0 && self.mem.read(call.arg, &mut buf).is_ok()).then_some(buf)
+    }
+
+    /// Answers `call` (see [`handle`](Self::handle)).
+    fn answer(&self, call: &Call, staged: Option<&mut [u8]>) -> Answer {
         let state = &self.state;
         // Calls on a file act only for a process that holds it (a close
         // call comes after the close, and only ever releases a file whose
