@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod driver_demo;
+mod live;
 mod run;
 use std::sync::Arc;
 
@@ -95,6 +96,15 @@ enum Command {
         /// IOAS; `none`: the machine as it boots.
         #[arg(long, default_value = "group")]
         scenario: String,
+        /// Show a running `softiommu run` instead: its session directory or
+        /// pid (`$SOFTIOMMU_SESSION` in the program), or nothing when only
+        /// one runs.
+        #[arg(long, value_name = "SESSION", num_args = 0..=1, require_equals = false,
+              default_missing_value = "")]
+        live: Option<String>,
+        /// Print the JSON document (schema in docs/inspect.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -140,7 +150,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Inspect { topology, scenario } => match inspect(topology.as_deref(), &scenario) {
+        Command::Inspect {
+            topology,
+            scenario,
+            live,
+            json,
+        } => match match live {
+            Some(which) => live::inspect_live(Some(which.as_str()).filter(|w| !w.is_empty()), json),
+            None => inspect(topology.as_deref(), &scenario, json),
+        } {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("softiommu inspect: {e}");
@@ -228,7 +246,11 @@ fn print_affected(what: &str, affected: &softiommu_engine::api::Affected, topo: 
     }
 }
 
-fn inspect(topology: Option<&Path>, scenario: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn inspect(
+    topology: Option<&Path>,
+    scenario: &str,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let topo = load_topology(topology)?;
     let engine = Engine::with_topology(topo.clone());
     let mut fd = engine.open();
@@ -248,7 +270,9 @@ fn inspect(topology: Option<&Path>, scenario: &str) -> Result<(), Box<dyn std::e
                 .ok_or("the topology has no free multi-device group")?;
             let name = topo.device(group.devices[0]).name.clone();
             let (dev, bound) = fd.bind_device(&name)?;
-            print_affected(&format!("bind {name}"), &bound, &topo);
+            if !json {
+                print_affected(&format!("bind {name}"), &bound, &topo);
+            }
             let ioas = fd.alloc_ioas()?;
             // Page-aligned memory: a 4 KiB-page domain needs page-aligned areas.
             let memory = vec![0u8; 17 * PAGE_SIZE as usize];
@@ -264,18 +288,34 @@ fn inspect(topology: Option<&Path>, scenario: &str) -> Result<(), Box<dyn std::e
                 },
             )?;
             let (hwpt, attached) = fd.attach(dev, ioas)?;
-            print_affected(
-                &format!("attach {name} to IOAS {} (HWPT {hwpt})", ioas.0),
-                &attached,
-                &topo,
-            );
-            println!();
-            print!("{}", fd.inspect());
-            return Ok(());
+            if !json {
+                print_affected(
+                    &format!("attach {name} to IOAS {} (HWPT {hwpt})", ioas.0),
+                    &attached,
+                    &topo,
+                );
+            }
+            if !json {
+                println!();
+            }
         }
         other => return Err(format!("unknown scenario {other}").into()),
     }
-    print!("{}", fd.inspect());
+    let report = fd.inspect();
+    if json {
+        let view = softiommu_server::inspect::ContextView {
+            id: 1,
+            pid: Some(std::process::id() as i32),
+            file: "iommufd",
+            report: report.clone(),
+        };
+        println!(
+            "{}",
+            softiommu_server::inspect::snapshot(&report.devices, &[view])
+        );
+    } else {
+        print!("{report}");
+    }
     Ok(())
 }
 

@@ -46,6 +46,43 @@ const FORWARDED: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
+/// The server's socket in a session directory.
+pub const SOCKET_NAME: &str = "iommu.sock";
+
+/// The environment variable that tells the program its session directory
+/// (what `softiommu inspect --live` takes).
+pub const SESSION_ENV: &str = "SOFTIOMMU_SESSION";
+
+/// This user's running sessions as `(supervisor pid, directory)`: session
+/// directories whose supervisor is alive and whose socket exists.
+pub fn sessions() -> Vec<(i32, PathBuf)> {
+    let base = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return Vec::new();
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    let mut found: Vec<(i32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = session_pid(&entry.file_name())?;
+            let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
+            let alive = nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok();
+            let dir = entry.path();
+            (ours && alive && dir.join(SOCKET_NAME).exists()).then_some((pid, dir))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The supervisor pid in a session directory's name.
+fn session_pid(name: &std::ffi::OsStr) -> Option<i32> {
+    name.to_str()
+        .and_then(|n| n.strip_prefix(SESSION_PREFIX))
+        .and_then(|n| n.split_once('-'))
+        .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
+}
+
 /// A private directory for the socket and the shim, removed on drop.
 struct Workdir(PathBuf);
 
@@ -84,13 +121,7 @@ fn remove_stale_sessions(base: &Path) {
     };
     let uid = nix::unistd::getuid().as_raw();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(SESSION_PREFIX))
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
-        else {
+        let Some(pid) = session_pid(&entry.file_name()) else {
             continue;
         };
         let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
@@ -138,12 +169,13 @@ pub fn run(
             path
         }
     };
-    let socket = dir.0.join("iommu.sock");
+    let socket = dir.0.join(SOCKET_NAME);
     let mut server = start_server(&socket, topology, trace)?;
     let mut child = match Command::new(program)
         .args(args)
         .env("LD_PRELOAD", preload_value(&shim))
         .env(softiommu_proto::SOCKET_ENV, &socket)
+        .env(SESSION_ENV, &dir.0)
         .spawn()
     {
         Ok(c) => c,

@@ -106,6 +106,7 @@ c_programs!(
     limits,
     mock_domain,
     pasid,
+    paused,
     pid_reuse,
     server_death,
     soak,
@@ -441,4 +442,98 @@ fn the_json_trace_follows_its_schema_and_round_trips() {
     assert_eq!(bind["devices"][0], "0000:02:00.0");
     let failed: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
     assert_eq!(failed["errno"], "ENOENT");
+}
+
+#[test]
+fn live_inspect_shows_a_paused_programs_mappings_and_devices() {
+    use std::io::BufRead;
+    let exe = build_c_at(&c_sources().join("paused.c"), "paused-live");
+    let mut run = softiommu()
+        .arg("run")
+        .arg("--")
+        .arg(&exe)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut session = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(dir) = line.strip_prefix("# session ") {
+            session = Some(dir.to_owned());
+        }
+        if line == "# paused" {
+            break;
+        }
+    }
+    let session = session.expect("the program says its session");
+    // By the pid of `softiommu run`, as JSON.
+    let out = softiommu()
+        .args(["inspect", "--json", "--live"])
+        .arg(run.id().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], 1);
+    let contexts = doc["contexts"].as_array().unwrap();
+    assert_eq!(contexts.len(), 1, "{doc}");
+    let ctx = &contexts[0];
+    assert_eq!(ctx["file"], "iommufd");
+    assert!(ctx["pid"].as_i64().unwrap() > 0);
+    let ioas = &ctx["ioas"][0];
+    assert_eq!(ioas["areas"].as_array().unwrap().len(), 1, "{doc}");
+    let area = &ioas["areas"][0];
+    assert_eq!(area["start"], "0x1000000");
+    assert_eq!(area["last"], "0x100ffff");
+    assert_eq!(area["prot"], "rw");
+    assert_eq!(area["pinned_pages"], 16);
+    assert_eq!(
+        ioas["hwpts"].as_array().unwrap().len(),
+        2,
+        "mock and NIC domains: {doc}"
+    );
+    let nic = doc["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "0000:02:00.0")
+        .unwrap();
+    assert_eq!(nic["holder"], "user");
+    assert_eq!(nic["owner_context"], ctx["id"]);
+    assert_eq!(nic["domain"]["kind"], "paging");
+    assert!(ctx["hwpts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["domain"] == nic["domain"]["id"]));
+    // By the session directory the program was given, as text.
+    let out = softiommu()
+        .args(["inspect", "--live", &session])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("[0x1000000, 0x100ffff] rw 16 pages pinned"),
+        "{text}"
+    );
+    let nic_line = text.lines().find(|l| l.contains("0000:02:00.0")).unwrap();
+    assert!(nic_line.contains("owned by context"), "{nic_line}");
+    assert!(nic_line.contains("fed by IOAS 1"), "{nic_line}");
+    // Let the program go on.
+    drop(run.stdin.take());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(run.wait().unwrap().success(), "{rest:?}");
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("0 failed"),
+        "{rest:?}"
+    );
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
 }

@@ -26,6 +26,15 @@ pub struct DeviceReport {
     pub domain: String,
     /// Whether this device itself asked for its group's attachment.
     pub attached: bool,
+    /// The DMA owner that claimed it (a context's [`Context::owner_id`]),
+    /// if one did.
+    pub owner: Option<u64>,
+    /// The kernel driver bound to it, if one is.
+    pub kernel_driver: Option<String>,
+    /// The domain it translates through now, and that domain's kind.
+    pub domain_id: u64,
+    /// `default`, `blocking`, `identity`, `paging`, `nested`.
+    pub domain_kind: String,
 }
 
 /// One IOAS.
@@ -48,6 +57,12 @@ pub struct Report {
     pub devices: Vec<DeviceReport>,
     /// Every IOAS of the context, by ascending id.
     pub ioas: Vec<IoasReport>,
+    /// The context as a DMA owner ([`Context::owner_id`]).
+    pub owner: u64,
+    /// Its paging HWPTs as `(hwpt id, domain id, IOAS id)`.
+    pub hwpts: Vec<(u32, u64, u32)>,
+    /// Every live object as `(id, type)`, by ascending id.
+    pub objects: Vec<(u32, &'static str)>,
 }
 
 /// Describes the machine as `ctx` sees it.
@@ -86,6 +101,11 @@ pub fn report(ctx: &Context) -> Report {
                 _ => format!("{kind} domain {}", domain_id.0),
             },
         };
+        let (owner, kernel_driver) = match core.device_state(dev) {
+            DeviceState::Claimed(o) => (Some(o.0), None),
+            DeviceState::Kernel(k) => (None, Some(k.to_string())),
+            DeviceState::Unbound => (None, None),
+        };
         let holder = match core.device_state(dev) {
             DeviceState::Unbound => "unbound".to_string(),
             DeviceState::Kernel(k) => format!("kernel driver {k}"),
@@ -100,6 +120,10 @@ pub fn report(ctx: &Context) -> Report {
             holder,
             domain,
             attached: core.attached_devices(GroupId(group.0)).contains(&dev),
+            owner,
+            kernel_driver,
+            domain_id: domain_id.0,
+            domain_kind: kind.to_owned(),
         });
     }
     let mut ioas = Vec::new();
@@ -122,7 +146,13 @@ pub fn report(ctx: &Context) -> Report {
                 .collect(),
         });
     }
-    Report { devices, ioas }
+    Report {
+        devices,
+        ioas,
+        owner: ctx.owner_id().0,
+        hwpts: hwpts.iter().map(|&(h, d, i)| (h, d.0, i)).collect(),
+        objects: ctx.objects().kinds(),
+    }
 }
 
 impl fmt::Display for Report {

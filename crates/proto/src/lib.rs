@@ -46,6 +46,10 @@ pub const HELLO_VFIO_GROUP: u32 = 5;
 /// A context opened as the legacy VFIO container (`/dev/vfio/vfio`): an
 /// iommufd context that follows `vfio_iommu_type1` where they differ.
 pub const HELLO_VFIO_CONTAINER: u32 = 6;
+/// A connection that asks for the server's state (`softiommu inspect
+/// --live`): the server answers with a `u64` length and that many bytes of
+/// JSON (docs/inspect.md), then closes.
+pub const HELLO_INSPECT: u32 = 7;
 
 /// An `ioctl(2)` on a file the server serves: `request` and `arg` as the
 /// program passed them.

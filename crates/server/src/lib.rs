@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::IntoBytes;
 
+pub mod inspect;
 mod sys;
 pub mod sysfs;
 pub mod trace;
@@ -42,6 +43,8 @@ struct Hosted {
     socket: UnixStream,
     /// Opened as `/dev/vfio/vfio` (for the trace's names).
     container: bool,
+    /// The process that opened it (shown by inspect, trusted for nothing).
+    pid: Option<i32>,
 }
 
 /// The server's end of a side file.
@@ -290,6 +293,38 @@ impl State {
     /// Releases a context or a side file whose socket has reached
     /// end-of-file; returns once it is released, also when another thread
     /// began the release (the shim's `close()` waits for this).
+    /// The server's state as inspect's JSON document: the machine's
+    /// devices and every context, by inode. Each context is locked in
+    /// turn, so a context in the middle of a call is shown after it.
+    fn inspect(&self) -> serde_json::Value {
+        let mut hosted: Vec<(u64, Arc<Hosted>)> = lock(&self.contexts)
+            .iter()
+            .map(|(&ino, h)| (ino, h.clone()))
+            .collect();
+        hosted.sort_by_key(|&(ino, _)| ino);
+        let views: Vec<inspect::ContextView> = hosted
+            .iter()
+            .map(|(ino, h)| inspect::ContextView {
+                id: *ino,
+                pid: h.pid,
+                file: if h.container {
+                    "vfio-container"
+                } else {
+                    "iommufd"
+                },
+                report: softiommu_engine::inspect::report(&lock(&h.context)),
+            })
+            .collect();
+        let devices = match views.first() {
+            Some(v) => v.report.devices.clone(),
+            None => {
+                softiommu_engine::inspect::report(&Context::new(self.engine.shared().clone()))
+                    .devices
+            }
+        };
+        inspect::snapshot(&devices, &views)
+    }
+
     fn release_if_closed(&self, ino: u64) {
         let at_eof = |socket: &UnixStream| {
             let mut byte = [0u8; 1];
@@ -608,6 +643,12 @@ fn serve_connection(state: Arc<State>, stream: UnixStream) {
             }
         }
         (HELLO_CALL, None) => serve_calls(state, stream),
+        (HELLO_INSPECT, None) => {
+            let doc = state.inspect().to_string();
+            let mut stream = stream;
+            let _ = stream.write_all(&(doc.len() as u64).to_le_bytes());
+            let _ = stream.write_all(doc.as_bytes());
+        }
         (HELLO_CALL_SHARED, Some(fd)) => {
             if let Some(page) = sys::SharedPage::map(&fd) {
                 serve_shared_calls(state, stream, page);
@@ -650,10 +691,14 @@ fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container
     if vfio_container {
         context.set_legacy_vfio_container();
     }
+    let pid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .map(|c| c.pid());
     let hosted = Arc::new(Hosted {
         context: Arc::new(Mutex::new(context)),
         socket: stream,
         container: vfio_container,
+        pid,
     });
     lock(&state.contexts).insert(ino, hosted);
     // The program's open() returns once the context exists.

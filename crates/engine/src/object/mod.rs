@@ -88,6 +88,27 @@ pub enum ObjectType {
     HwQueue,
 }
 
+impl ObjectType {
+    /// The type's name as Linux's `enum iommufd_object_type` spells it
+    /// (without the prefix), as `inspect` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectType::Ioas => "IOAS",
+            ObjectType::Device => "DEVICE",
+            ObjectType::HwptPaging => "HWPT_PAGING",
+            ObjectType::HwptNested => "HWPT_NESTED",
+            ObjectType::Selftest => "SELFTEST",
+            ObjectType::Access => "ACCESS",
+            ObjectType::Dmabuf => "DMABUF",
+            ObjectType::FaultQueue => "FAULT",
+            ObjectType::Viommu => "VIOMMU",
+            ObjectType::Vdevice => "VDEVICE",
+            ObjectType::Veventq => "VEVENTQ",
+            ObjectType::HwQueue => "HW_QUEUE",
+        }
+    }
+}
+
 /// An IO address space.
 #[derive(Debug)]
 pub struct Ioas {
@@ -333,7 +354,15 @@ impl ObjectTable {
             .collect()
     }
 
-    /// Every object of one type, by id.
+    /// Every live object as `(id, type name)`, by id.
+    pub fn kinds(&self) -> Vec<(u32, &'static str)> {
+        self.entries
+            .iter()
+            .map(|(&id, e)| (id, e.object.kind().name()))
+            .collect()
+    }
+
+    /// Ids of the live objects of type `kind`, ascending.
     pub fn ids_of(&self, kind: ObjectType) -> Vec<u32> {
         self.entries
             .iter()
