@@ -1,7 +1,7 @@
 //! An ioctl round trip through the `/dev/iommu` shim: a C program under
 //! `softiommu run` times IOAS_MAP + IOAS_UNMAP pairs of a 4 KiB page; criterion
-//! collects its timings (`iter_custom`). Beside it, the same pair through the
-//! library API.
+//! collects its timings (`iter_custom`), with the trace off and on. Beside
+//! it, the same pair through the library API.
 //!
 //! Run: `cargo bench -p softiommu --bench shim`
 
@@ -16,6 +16,12 @@ fn shim_round_trip(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("through_the_shim", |b| {
         b.iter_custom(|iters| common::timed(&timer, None, &[iters.to_string()]))
+    });
+    // The same with the trace on: every call decoded, formatted and
+    // written (to /dev/null, so that the disk does not time it).
+    let traced = ["--trace=/dev/null".into()];
+    g.bench_function("through_the_shim_traced", |b| {
+        b.iter_custom(|iters| common::timed_with(&timer, &traced, &[iters.to_string()]))
     });
     let engine = Engine::new();
     let mut fd = engine.open();

@@ -989,7 +989,7 @@ impl Channel {
         let before = match (kind, call.op) {
             (Some(kind), CALL_IOCTL) => staged
                 .as_deref()
-                .map(<[u8]>::to_vec)
+                .map(trace::StructBytes::new)
                 .or_else(|| self.read_traced_struct(kind, call)),
             _ => None,
         };
@@ -1005,7 +1005,7 @@ impl Channel {
                 // The struct after the call: the staged copy, or read back
                 // from the program (only what the trace shows).
                 let after = match staged {
-                    Some(b) => Some(b.to_vec()),
+                    Some(b) => Some(trace::StructBytes::new(b)),
                     None if before.is_some() => self.read_traced_struct(kind, call),
                     None => None,
                 };
@@ -1044,10 +1044,15 @@ impl Channel {
 
     /// The fields of `call`'s struct the trace shows, read from the
     /// program (a struct that was not staged).
-    fn read_traced_struct(&self, kind: trace::describe::FileKind, call: &Call) -> Option<Vec<u8>> {
-        let size = trace::describe::struct_size(kind, call.request);
-        let mut buf = vec![0u8; size];
-        (size > 0 && self.mem.read(call.arg, &mut buf).is_ok()).then_some(buf)
+    fn read_traced_struct(
+        &self,
+        kind: trace::describe::FileKind,
+        call: &Call,
+    ) -> Option<trace::StructBytes> {
+        let size = trace::describe::struct_size(kind, call.request).min(trace::STRUCT_KEPT);
+        let mut buf = [0u8; trace::STRUCT_KEPT];
+        (size > 0 && self.mem.read(call.arg, &mut buf[..size]).is_ok())
+            .then(|| trace::StructBytes::new(&buf[..size]))
     }
 
     /// Answers `call` (see [`handle`](Self::handle)).

@@ -23,11 +23,18 @@ pub fn build_timer(name: &str) -> PathBuf {
 /// Runs `timer` with `args` under `softiommu run` (on `topology`, or the
 /// built-in machine); the time it printed, in nanoseconds.
 pub fn timed(timer: &Path, topology: Option<&Path>, args: &[String]) -> Duration {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_softiommu"));
-    command.arg("run");
+    let mut run_args: Vec<std::ffi::OsString> = Vec::new();
     if let Some(t) = topology {
-        command.arg("--topology").arg(t);
+        run_args.push("--topology".into());
+        run_args.push(t.into());
     }
+    timed_with(timer, &run_args, args)
+}
+
+/// [`timed`], with `run_args` for `softiommu run` (a topology, a trace).
+pub fn timed_with(timer: &Path, run_args: &[std::ffi::OsString], args: &[String]) -> Duration {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_softiommu"));
+    command.arg("run").args(run_args);
     let out = command.arg("--").arg(timer).args(args).output().unwrap();
     assert!(
         out.status.success(),

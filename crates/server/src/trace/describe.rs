@@ -47,48 +47,122 @@ pub enum Show {
     Enum(&'static [(u64, &'static str)]),
 }
 
-/// A decoded field's value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    /// Shown in decimal (JSON: a number).
-    Number(u64),
-    /// Shown as text (hex, flags or a name; JSON: a string).
-    Text(String),
+/// A decoded field's value: its raw number and how it is written, so
+/// that decoding allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// The field's number.
+    pub raw: u64,
+    /// How it is written.
+    pub show: Show,
 }
 
-impl std::fmt::Display for Value {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Value::Number(n) => write!(f, "{n}"),
-            Value::Text(t) => f.write_str(t),
+impl PartialEq for Show {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+impl Eq for Show {}
+
+impl Value {
+    /// A number written in decimal.
+    pub fn number(raw: u64) -> Value {
+        Value {
+            raw,
+            show: Show::Dec,
+        }
+    }
+
+    /// A number written in hex.
+    pub fn hex(raw: u64) -> Value {
+        Value {
+            raw,
+            show: Show::Hex,
+        }
+    }
+
+    /// Whether JSON writes it as a number (else as a string).
+    pub fn is_number(&self) -> bool {
+        match self.show {
+            Show::Dec => true,
+            Show::Enum(names) => !names.iter().any(|(v, _)| *v == self.raw),
+            Show::Hex | Show::Flags(_) => false,
         }
     }
 }
 
-impl Show {
-    fn value(self, raw: u64) -> Value {
-        match self {
-            Show::Dec => Value::Number(raw),
-            Show::Hex => Value::Text(format!("{raw:#x}")),
+/// Appends `v` in decimal: the writer formats every field, and
+/// `core::fmt` costs several times this.
+pub fn push_dec(line: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        line.push(d as char);
+    }
+}
+
+/// Appends `v` as `0x…` in lower-case hex.
+pub fn push_hex(line: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    line.push_str("0x");
+    let nibbles = if v == 0 {
+        1
+    } else {
+        (67 - v.leading_zeros() as usize) / 4
+    };
+    for i in (0..nibbles).rev() {
+        line.push(DIGITS[((v >> (4 * i)) & 0xf) as usize] as char);
+    }
+}
+
+impl Value {
+    /// Appends the value as the trace writes it.
+    pub fn push_to(&self, line: &mut String) {
+        let raw = self.raw;
+        match self.show {
+            Show::Dec => push_dec(line, raw),
+            Show::Hex => push_hex(line, raw),
             Show::Flags(names) => {
-                let mut parts: Vec<String> = Vec::new();
                 let mut left = raw;
+                let mut first = true;
                 for &(bit, name) in names {
-                    if raw & bit == bit && bit != 0 {
-                        parts.push(name.to_owned());
+                    if bit != 0 && raw & bit == bit {
+                        if !first {
+                            line.push('|');
+                        }
+                        line.push_str(name);
                         left &= !bit;
+                        first = false;
                     }
                 }
-                if left != 0 || parts.is_empty() {
-                    parts.push(format!("{left:#x}"));
+                if left != 0 || first {
+                    if !first {
+                        line.push('|');
+                    }
+                    push_hex(line, left);
                 }
-                Value::Text(parts.join("|"))
             }
             Show::Enum(names) => match names.iter().find(|(v, _)| *v == raw) {
-                Some((_, name)) => Value::Text((*name).to_owned()),
-                None => Value::Number(raw),
+                Some((_, name)) => line.push_str(name),
+                None => push_dec(line, raw),
             },
         }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        self.push_to(&mut s);
+        f.write_str(&s)
     }
 }
 
@@ -102,10 +176,35 @@ struct Field {
 /// A call as the trace shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Described {
-    /// The ioctl's name (`IOMMU_IOAS_MAP`, `IOMMU_TEST_CMD(MOCK_DOMAIN)`).
-    pub name: String,
+    /// The ioctl's name.
+    pub name: Name,
     /// Its fields, in struct order.
     pub fields: Vec<(&'static str, Value)>,
+}
+
+/// An ioctl's name: `IOMMU_IOAS_MAP`, `IOMMU_TEST_CMD(MOCK_DOMAIN)`,
+/// `ioctl(0x3bff)` for a number that names nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    /// A named ioctl.
+    Known(&'static str),
+    /// The selftest's command with its operation's name.
+    Test(&'static str),
+    /// The selftest's command with an operation that has no name.
+    TestNumber(u32),
+    /// A request number that names nothing.
+    Unknown(u32),
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Name::Known(n) => f.write_str(n),
+            Name::Test(op) => write!(f, "IOMMU_TEST_CMD({op})"),
+            Name::TestNumber(op) => write!(f, "IOMMU_TEST_CMD({op})"),
+            Name::Unknown(request) => write!(f, "ioctl({request:#x})"),
+        }
+    }
 }
 
 /// `T` from the front of `bytes`, zero-extended when they are shorter.
@@ -533,29 +632,38 @@ fn lookup(kind: FileKind, request: u32) -> Option<(&'static str, &'static [Field
 pub fn describe(kind: FileKind, request: u32, bytes: Option<&[u8]>) -> Described {
     let Some((name, fields)) = lookup(kind, request) else {
         return Described {
-            name: format!("ioctl({request:#x})"),
+            name: Name::Unknown(request),
             fields: Vec::new(),
         };
     };
-    let mut name = name.to_owned();
     let Some(bytes) = bytes else {
         return Described {
-            name,
+            name: Name::Known(name),
             fields: Vec::new(),
         };
     };
-    if name == "IOMMU_TEST_CMD" {
+    let name = if name == "IOMMU_TEST_CMD" {
         let test_op = read::<IommuTestCmd>(bytes).op;
-        name = match test_op_name(test_op) {
-            Some(op) => format!("IOMMU_TEST_CMD({op})"),
-            None => format!("IOMMU_TEST_CMD({test_op})"),
-        };
-    }
+        match test_op_name(test_op) {
+            Some(op) => Name::Test(op),
+            None => Name::TestNumber(test_op),
+        }
+    } else {
+        Name::Known(name)
+    };
     Described {
         name,
         fields: fields
             .iter()
-            .map(|f| (f.name, f.show.value((f.get)(bytes))))
+            .map(|f| {
+                (
+                    f.name,
+                    Value {
+                        raw: (f.get)(bytes),
+                        show: f.show,
+                    },
+                )
+            })
             .collect(),
     }
 }
@@ -578,7 +686,7 @@ mod tests {
             ..Default::default()
         };
         let d = describe(FileKind::Iommufd, IOMMU_IOAS_MAP, Some(map.as_bytes()));
-        assert_eq!(d.name, "IOMMU_IOAS_MAP");
+        assert_eq!(d.name.to_string(), "IOMMU_IOAS_MAP");
         let text: Vec<String> = d.fields.iter().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(
             text,
@@ -594,16 +702,30 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_as_core_fmt_would() {
+        for v in [0, 1, 9, 10, 15, 16, 255, 4096, 0x7f4a_9936_2000, u64::MAX] {
+            let (mut dec, mut hex) = (String::new(), String::new());
+            push_dec(&mut dec, v);
+            push_hex(&mut hex, v);
+            assert_eq!(dec, format!("{v}"));
+            assert_eq!(hex, format!("{v:#x}"));
+        }
+    }
+
+    #[test]
     fn unknown_requests_and_kept_out_structs_still_have_a_name() {
         let d = describe(FileKind::Iommufd, 0x3bff, None);
-        assert_eq!(d.name, "ioctl(0x3bff)");
+        assert_eq!(d.name.to_string(), "ioctl(0x3bff)");
         let d = describe(FileKind::VfioDevice, VFIO_DEVICE_RESET, None);
-        assert_eq!(d.name, "VFIO_DEVICE_RESET");
+        assert_eq!(d.name.to_string(), "VFIO_DEVICE_RESET");
         // The same number means another ioctl on another kind of file.
         let on_container = describe(FileKind::VfioContainer, VFIO_IOMMU_GET_INFO, None);
         let on_device = describe(FileKind::VfioDevice, VFIO_IOMMU_GET_INFO, None);
-        assert_eq!(on_container.name, "VFIO_IOMMU_GET_INFO");
-        assert_eq!(on_device.name, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO");
+        assert_eq!(on_container.name.to_string(), "VFIO_IOMMU_GET_INFO");
+        assert_eq!(
+            on_device.name.to_string(),
+            "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"
+        );
         let test = IommuTestCmd {
             size: 4,
             op: op::MOCK_DOMAIN,
@@ -611,7 +733,7 @@ mod tests {
             ..Default::default()
         };
         let d = describe(FileKind::Iommufd, IOMMU_TEST_CMD, Some(test.as_bytes()));
-        assert_eq!(d.name, "IOMMU_TEST_CMD(MOCK_DOMAIN)");
-        assert_eq!(d.fields, [("id", Value::Number(3))]);
+        assert_eq!(d.name.to_string(), "IOMMU_TEST_CMD(MOCK_DOMAIN)");
+        assert_eq!(d.fields, [("id", Value::number(3))]);
     }
 }

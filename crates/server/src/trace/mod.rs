@@ -12,7 +12,7 @@ pub mod describe;
 
 use describe::{describe, FileKind, Value};
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How records are written.
@@ -25,6 +25,9 @@ pub enum Format {
 }
 
 /// What a call was.
+// The struct bytes stay inline (a traced call allocates nothing); the
+// smaller variants are rare.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// An ioctl: its request number, the argument (a pointer or an
@@ -36,9 +39,9 @@ pub enum Op {
         /// The raw argument.
         arg: u64,
         /// The struct's bytes as the program passed them.
-        before: Option<Vec<u8>>,
+        before: Option<StructBytes>,
         /// The struct's bytes after the call.
-        after: Option<Vec<u8>>,
+        after: Option<StructBytes>,
     },
     /// An `mmap` of the file: offset and length.
     Mmap {
@@ -57,6 +60,49 @@ pub enum Op {
         len: u64,
     },
 }
+
+/// The front of an argument struct, kept in the record itself: a traced
+/// call allocates nothing for it. Every field the trace shows lies in the
+/// first [`STRUCT_KEPT`] bytes.
+#[derive(Clone, Copy)]
+pub struct StructBytes {
+    len: u8,
+    data: [u8; STRUCT_KEPT],
+}
+
+/// How many bytes of a struct a record keeps.
+pub const STRUCT_KEPT: usize = 128;
+
+impl StructBytes {
+    /// The first [`STRUCT_KEPT`] bytes of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let len = bytes.len().min(STRUCT_KEPT);
+        let mut data = [0u8; STRUCT_KEPT];
+        data[..len].copy_from_slice(&bytes[..len]);
+        StructBytes {
+            len: len as u8,
+            data,
+        }
+    }
+
+    /// The bytes kept.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.data[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for StructBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StructBytes({:02x?})", self.as_slice())
+    }
+}
+
+impl PartialEq for StructBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+impl Eq for StructBytes {}
 
 /// One call, as the serving thread saw it.
 #[derive(Clone, Debug)]
@@ -82,78 +128,132 @@ pub struct Record {
 /// A running trace: a handle on its queue (clones share it).
 #[derive(Clone, Debug)]
 pub struct Tracer {
-    queue: SyncSender<Message>,
+    queue: Arc<Queue>,
 }
 
-/// What the writer thread is sent.
-enum Message {
-    Record(Box<Record>),
-    /// Write everything before this, flush, and answer.
-    Sync(SyncSender<()>),
+/// Records waiting for the writer. Serving threads only append (no wake-up
+/// per call: waking a thread costs more than the call); the writer takes
+/// the lot every [`BATCH_PERIOD`], or at once when asked to sync or when
+/// the queue is full.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer waits here for its period, a sync or a full queue.
+    writer: Condvar,
+    /// Serving threads wait here while the queue is full; syncs wait here
+    /// for their turn to be written.
+    drained: Condvar,
 }
+
+#[derive(Debug, Default)]
+struct QueueState {
+    records: Vec<Record>,
+    /// Syncs asked for: the writer writes and flushes, then counts them done.
+    syncs_asked: u64,
+    syncs_done: u64,
+}
+
+/// How often the writer takes what is queued.
+const BATCH_PERIOD: Duration = Duration::from_millis(20);
 
 /// Records queued before a traced call waits for the writer: a trace keeps
 /// every call, so a full queue slows the program rather than losing lines.
 const QUEUE: usize = 1 << 16;
 
+fn locked(m: &Mutex<QueueState>) -> std::sync::MutexGuard<'_, QueueState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Tracer {
     /// Starts a trace written to `out` in `format`; times count from now.
-    /// The writer thread lives as long as a handle does.
+    /// The writer thread lives as long as the process.
     pub fn start(out: Box<dyn Write + Send>, format: Format) -> std::io::Result<Tracer> {
-        let (queue, messages) = sync_channel(QUEUE);
+        let queue = Arc::new(Queue::default());
         let start = Instant::now();
+        let writer_queue = queue.clone();
         std::thread::Builder::new()
             .name("softiommu-trace".into())
-            .spawn(move || write_records(messages, out, format, start))?;
+            .spawn(move || write_records(&writer_queue, out, format, start))?;
         softiommu_iommu::watch::record_dma_changes(true);
         Ok(Tracer { queue })
     }
 
     /// Queues `record` for writing.
     pub fn record(&self, record: Record) {
-        let _ = self.queue.send(Message::Record(Box::new(record)));
+        let mut state = locked(&self.queue.state);
+        while state.records.len() >= QUEUE {
+            self.queue.writer.notify_one();
+            state = self
+                .queue
+                .drained
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        state.records.push(record);
     }
 
     /// Waits (at most `timeout`) until everything queued so far is written
     /// and flushed: what a server does before it exits.
     pub fn sync(&self, timeout: Duration) {
-        let (done, wait) = sync_channel(1);
-        if self.queue.send(Message::Sync(done)).is_ok() {
-            let _ = wait.recv_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let mut state = locked(&self.queue.state);
+        state.syncs_asked += 1;
+        let mine = state.syncs_asked;
+        self.queue.writer.notify_one();
+        while state.syncs_done < mine {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self
+                .queue
+                .drained
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
 
-fn write_records(
-    messages: Receiver<Message>,
-    out: Box<dyn Write + Send>,
-    format: Format,
-    start: Instant,
-) {
+fn write_records(queue: &Queue, out: Box<dyn Write + Send>, format: Format, start: Instant) {
     let mut out = std::io::BufWriter::new(out);
-    while let Ok(first) = messages.recv() {
-        let mut next = Some(first);
-        // Write what is queued, then flush once: a trace that is read
-        // while the program runs is never behind by more than a batch.
-        while let Some(m) = next {
-            match m {
-                Message::Record(r) => {
-                    let line = match format {
-                        Format::Text => text_line(&r, start),
-                        Format::Json => json_line(&r, start),
-                    };
-                    // A trace that cannot be written stops being written;
-                    // the program goes on.
-                    let _ = writeln!(out, "{line}");
-                }
-                Message::Sync(done) => {
-                    let _ = out.flush();
-                    let _ = done.send(());
-                }
+    let mut line = String::new();
+    // The batch written last, emptied: swapped in for the next one, so
+    // the queue keeps its capacity and serving threads rarely allocate.
+    let mut spare: Vec<Record> = Vec::new();
+    loop {
+        let (mut records, syncs) = {
+            let mut state = locked(&queue.state);
+            if state.records.is_empty() && state.syncs_asked == state.syncs_done {
+                state = queue
+                    .writer
+                    .wait_timeout(state, BATCH_PERIOD)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            next = messages.try_recv().ok();
+            let records = std::mem::replace(&mut state.records, std::mem::take(&mut spare));
+            queue.drained.notify_all();
+            (records, state.syncs_asked)
+        };
+        for r in &records {
+            line.clear();
+            match format {
+                Format::Text => text_line_into(&mut line, r, start),
+                Format::Json => line.push_str(&json_line(r, start)),
+            }
+            line.push('\n');
+            // A trace that cannot be written stops being written; the
+            // program goes on.
+            let _ = out.write_all(line.as_bytes());
         }
         let _ = out.flush();
+        records.clear();
+        spare = records;
+        let mut state = locked(&queue.state);
+        if state.syncs_done < syncs {
+            state.syncs_done = syncs;
+            queue.drained.notify_all();
+        }
     }
 }
 
@@ -163,15 +263,15 @@ fn seconds(at: Instant, start: Instant) -> f64 {
         .as_secs_f64()
 }
 
-fn errno_name(errno: i32) -> String {
-    softiommu_uapi::Errno(errno).name().to_owned()
+fn errno_name(errno: i32) -> &'static str {
+    softiommu_uapi::Errno(errno).name()
 }
 
 /// A call as shown: its system call, the ioctl's name, the fields as
 /// passed, and those the call changed with their new values.
 struct Shown {
     call: &'static str,
-    name: String,
+    name: Option<describe::Name>,
     fields: Vec<(&'static str, Value)>,
     changed: Vec<(&'static str, Value)>,
 }
@@ -184,8 +284,12 @@ fn shown(r: &Record) -> Shown {
             after,
             ..
         } => {
-            let passed = describe(r.kind, *request, before.as_deref().or(after.as_deref()));
+            let before = before.as_ref().map(StructBytes::as_slice);
+            let after = after.as_ref().map(StructBytes::as_slice);
+            let passed = describe(r.kind, *request, before.or(after));
             let changed = match (before, after) {
+                // Most calls change nothing in their struct.
+                (Some(b), Some(a)) if a == b => Vec::new(),
                 (Some(_), Some(after)) => describe(r.kind, *request, Some(after))
                     .fields
                     .into_iter()
@@ -197,43 +301,52 @@ fn shown(r: &Record) -> Shown {
             };
             Shown {
                 call: "ioctl",
-                name: passed.name,
+                name: Some(passed.name),
                 fields: passed.fields,
                 changed,
             }
         }
         Op::Mmap { offset, len } => Shown {
             call: "mmap",
-            name: String::new(),
+            name: None,
             fields: vec![
-                ("offset", Value::Text(format!("{offset:#x}"))),
-                ("length", Value::Text(format!("{len:#x}"))),
+                ("offset", Value::hex(*offset)),
+                ("length", Value::hex(*len)),
             ],
             changed: Vec::new(),
         },
         Op::Access { write, offset, len } => Shown {
             call: if *write { "pwrite" } else { "pread" },
-            name: String::new(),
+            name: None,
             fields: vec![
-                ("offset", Value::Text(format!("{offset:#x}"))),
-                ("count", Value::Number(*len)),
+                ("offset", Value::hex(*offset)),
+                ("count", Value::number(*len)),
             ],
             changed: Vec::new(),
         },
     }
 }
 
-fn braces(fields: &[(&'static str, Value)]) -> String {
-    let shown: Vec<String> = fields.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    format!("{{{}}}", shown.join(", "))
+fn braces_into(line: &mut String, fields: &[(&'static str, Value)]) {
+    line.push('{');
+    for (i, (n, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push_str(", ");
+        }
+        line.push_str(n);
+        line.push('=');
+        v.push_to(line);
+    }
+    line.push('}');
 }
 
 fn json_fields(fields: Vec<(&'static str, Value)>) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for (n, v) in fields {
-        let v = match v {
-            Value::Number(n) => serde_json::Value::from(n),
-            Value::Text(t) => serde_json::Value::from(t),
+        let v = if v.is_number() {
+            serde_json::Value::from(v.raw)
+        } else {
+            serde_json::Value::from(v.to_string())
         };
         map.insert(n.to_owned(), v);
     }
@@ -244,39 +357,72 @@ fn json_fields(fields: Vec<(&'static str, Value)>) -> serde_json::Value {
 /// out_ioas_id=0} => {out_ioas_id=1}) = 0`: the fields as passed, then
 /// (after `=>`) those the call changed.
 pub fn text_line(r: &Record, start: Instant) -> String {
+    let mut line = String::new();
+    text_line_into(&mut line, r, start);
+    line
+}
+
+/// [`text_line`], appended to `line`.
+fn text_line_into(line: &mut String, r: &Record, start: Instant) {
+    use describe::{push_dec, push_hex};
     let s = shown(r);
-    let mut line = format!(
-        "{:.6} [{}/{}] {}({}<{}>",
-        seconds(r.at, start),
-        r.pid,
-        r.tid,
-        s.call,
-        r.fd,
-        r.kind.name()
-    );
-    if !s.name.is_empty() {
+    let since = r.at.checked_duration_since(start).unwrap_or(Duration::ZERO);
+    push_dec(line, since.as_secs());
+    line.push('.');
+    let micros = since.subsec_micros();
+    for unit in [100_000, 10_000, 1_000, 100, 10, 1] {
+        line.push((b'0' + (micros / unit % 10) as u8) as char);
+    }
+    line.push_str(" [");
+    push_dec(line, r.pid as u64);
+    line.push('/');
+    push_dec(line, r.tid as u64);
+    line.push_str("] ");
+    line.push_str(s.call);
+    line.push('(');
+    if r.fd < 0 {
+        line.push_str("-1");
+    } else {
+        push_dec(line, r.fd as u64);
+    }
+    line.push('<');
+    line.push_str(r.kind.name());
+    line.push('>');
+    if let Some(name) = s.name {
         line.push_str(", ");
-        line.push_str(&s.name);
+        match name {
+            describe::Name::Known(n) => line.push_str(n),
+            other => line.push_str(&other.to_string()),
+        }
     }
     if !s.fields.is_empty() {
         line.push_str(", ");
-        line.push_str(&braces(&s.fields));
+        braces_into(line, &s.fields);
         if !s.changed.is_empty() {
             line.push_str(" => ");
-            line.push_str(&braces(&s.changed));
+            braces_into(line, &s.changed);
         }
     } else if let Op::Ioctl { arg, .. } = &r.op {
-        line.push_str(&format!(", {arg:#x}"));
+        line.push_str(", ");
+        push_hex(line, *arg);
     }
     line.push(')');
     match r.result {
+        Ok(v) if v >= 0 => {
+            line.push_str(" = ");
+            push_dec(line, v as u64);
+        }
         Ok(v) => line.push_str(&format!(" = {v}")),
-        Err(e) => line.push_str(&format!(" = -1 {}", errno_name(e))),
+        Err(e) => {
+            line.push_str(" = -1 ");
+            line.push_str(errno_name(e));
+        }
     }
     if !r.devices.is_empty() {
-        line.push_str(&format!(" (DMA moved: {})", r.devices.join(" ")));
+        line.push_str(" (DMA moved: ");
+        line.push_str(&r.devices.join(" "));
+        line.push(')');
     }
-    line
 }
 
 /// One JSON object (docs/trace.md).
@@ -289,8 +435,8 @@ pub fn json_line(r: &Record, start: Instant) -> String {
     o.insert("fd".into(), r.fd.into());
     o.insert("file".into(), r.kind.name().into());
     o.insert("call".into(), s.call.into());
-    if !s.name.is_empty() {
-        o.insert("name".into(), s.name.into());
+    if let Some(name) = s.name {
+        o.insert("name".into(), name.to_string().into());
     }
     if let Op::Ioctl { request, arg, .. } = &r.op {
         o.insert("request".into(), format!("{request:#x}").into());
@@ -335,8 +481,8 @@ mod tests {
             op: Op::Ioctl {
                 request: IOMMU_IOAS_UNMAP,
                 arg: 0x1000,
-                before: Some(unmap.as_bytes().to_vec()),
-                after: Some(unmap.as_bytes().to_vec()),
+                before: Some(StructBytes::new(unmap.as_bytes())),
+                after: Some(StructBytes::new(unmap.as_bytes())),
             },
             result,
             devices: vec!["0000:00:04.0".into()],
