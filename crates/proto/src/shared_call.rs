@@ -53,14 +53,20 @@ const SLEEP_SLICE_TS: rustix::thread::futex::Timespec = rustix::thread::futex::T
 /// sequentially consistent), so no wake-up is lost. Messages are kept in
 /// atomic words, so neither side needs more than a shared reference to the
 /// page, and any bit pattern is a valid page.
+///
+/// Layout: what the program writes (`call_seq`, `program_sleeping`, the
+/// call) fills the first cache line and what the server writes
+/// (`reply_seq`, `server_sleeping`, the reply) starts the second, so a call
+/// moves one line each way (a call that spilled into the reply's line
+/// made every round trip measurably slower).
 #[repr(C)]
 #[derive(Debug)]
 pub struct SharedCall {
     call_seq: AtomicU32,
-    reply_seq: AtomicU32,
-    server_sleeping: AtomicU32,
     program_sleeping: AtomicU32,
     call: [AtomicU64; CALL_WORDS],
+    reply_seq: AtomicU32,
+    server_sleeping: AtomicU32,
     reply: [AtomicU64; REPLY_WORDS],
     /// An ioctl's argument struct, staged by the program (a call's `len`
     /// says how many bytes) and as the server left it after the call.
@@ -72,10 +78,10 @@ impl Default for SharedCall {
     fn default() -> Self {
         SharedCall {
             call_seq: AtomicU32::new(0),
-            reply_seq: AtomicU32::new(0),
-            server_sleeping: AtomicU32::new(0),
             program_sleeping: AtomicU32::new(0),
             call: std::array::from_fn(|_| AtomicU64::new(0)),
+            reply_seq: AtomicU32::new(0),
+            server_sleeping: AtomicU32::new(0),
             reply: std::array::from_fn(|_| AtomicU64::new(0)),
             payload: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -92,6 +98,7 @@ pub const PAYLOAD_MAX: usize = PAYLOAD_WORDS * 8;
 const _: () = assert!(std::mem::size_of::<Call>() % 8 == 0);
 const _: () = assert!(std::mem::size_of::<Reply>() % 8 == 0);
 const _: () = assert!(std::mem::size_of::<SharedCall>() <= SHARED_PAGE_SIZE);
+const _: () = assert!(std::mem::offset_of!(SharedCall, reply_seq) == 64);
 
 fn store_words<T: IntoBytes + Immutable>(words: &[AtomicU64], value: &T) {
     for (word, chunk) in words.iter().zip(value.as_bytes().chunks_exact(8)) {
