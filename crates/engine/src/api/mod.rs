@@ -32,10 +32,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 mod device;
 mod engine;
 mod ids;
+#[cfg(feature = "vm-memory")]
+mod rust_vmm;
 
 pub use device::VfioDevice;
 pub use engine::{current_credentials, Engine};
 pub use ids::{DevId, HwptId, IoasId, ObjectId, PtId};
+#[cfg(feature = "vm-memory")]
+pub use rust_vmm::DeviceIommu;
 
 /// One mapping of an IOAS, as `inspect` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
