@@ -68,7 +68,7 @@ impl Drop for ChannelSlot {
         if let Some(chan) = self.0.get_mut().take() {
             if chan.fail_nth_used {
                 drop(chan);
-            } else if chan.pid == std::process::id() as i32 {
+            } else if chan.pid == sys::current_pid() {
                 POOL.lock().unwrap_or_else(|e| e.into_inner()).push(chan);
             } else {
                 sys::forget_stream(chan.stream);
@@ -265,7 +265,7 @@ fn call(call: Call) -> Option<Reply> {
 /// where the channel has one; otherwise the server reads the program's
 /// memory as for any call).
 fn call_staged(call: Call, mut staging: Option<&mut Staging<'_>>) -> Option<Reply> {
-    let pid = std::process::id() as i32;
+    let pid = sys::current_pid();
     let on_thread_channel = CHANNEL.try_with(|cell| {
         let mut slot = cell.0.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.pid != pid) {
