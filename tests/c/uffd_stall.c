@@ -3,7 +3,9 @@
  * it waits, another thread's calls on the same context are answered at
  * once; once the page is filled the stuck call completes. Three places the
  * stuck memory can be:
- * - the ioctl's struct (the shim stages it with the caller's own copy);
+ * - the ioctl's struct (the shim stages it with the caller's own copy),
+ *   an iommufd command's or a VFIO type1 one's on the context
+ *   (VFIO_IOMMU_MAP_DMA);
  * - an array the struct points to that the call reads (IOAS_ALLOW_IOVAS);
  * - an array the call writes (IOAS_IOVA_RANGES).
  * The server copies the last two before it takes the context's lock and
@@ -24,6 +26,7 @@
 #include "softiommu_abi.h"
 #include "check.h"
 #include "ops.h"
+#include "vfio_abi.h"
 
 static int fd, uffd;
 /* Whether the userfaultfd also catches the kernel's accesses (as root):
@@ -116,6 +119,18 @@ int main(void)
 	uint32_t ioas = ((struct ioas_alloc_cmd *)page)->out_ioas_id;
 	CHECK(ioas > 0, "with an IOAS of its own");
 
+	/* A VFIO type1 struct on the context (its compatibility IOAS). */
+	struct vfio_ioas_cmd compat = { .size = sizeof(compat), .ioas_id = ioas, .op = 1 /* SET */ };
+	CHECK(ioctl(fd, IOMMU_VFIO_IOAS, &compat) == 0, "the IOAS serves VFIO's ioctls");
+	void *buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	page = unfilled_page();
+	struct stuck vfio_map = { .request = T_VFIO_IOMMU_MAP_DMA, .arg = page };
+	others_go_on(&vfio_map, "a VFIO struct");
+	struct t_dma_map dm = { .argsz = sizeof(dm), .flags = 3 /* READ | WRITE */,
+				.vaddr = (uintptr_t)buf, .iova = 0x4000000, .size = PAGE };
+	fill(page, &dm, sizeof(dm));
+	completes(&vfio_map);
+
 	if (!catches_kernel) {
 		/* The server's copies take no user-mode faults: it never waits. */
 		struct allow_iovas_cmd allow = { .size = sizeof(allow), .ioas_id = ioas, .num_iovas = 1,
@@ -149,7 +164,6 @@ int main(void)
 	CHECK(ranges.num_iovas == 1 && out[0].start == 0 && out[0].last == UINT64_MAX,
 	      "and writes the usable range");
 	/* The allowed range the stuck read brought is where maps now go. */
-	void *buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct map_cmd m = { .size = sizeof(m), .flags = MAP_READABLE, .ioas_id = ioas,
 			     .user_va = (uintptr_t)buf, .length = PAGE };
 	CHECK(ioctl(fd, IOMMU_IOAS_MAP, &m) == 0 && m.iova >= range.start && m.iova < range.last,

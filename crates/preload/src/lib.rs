@@ -481,13 +481,19 @@ fn is_vfio_file(fd: i32) -> bool {
     .is_some_and(|r| r.errno == 0 && r.result == 2)
 }
 
-/// The size of the argument struct of iommufd command `request` at `arg`
-/// (its first `u32`), when it can be staged in the call page. iommufd's
-/// commands are `_IO(';', 0x80 + n)`; VFIO's, on the same type, sit below
-/// 0x80 and are not staged.
+/// The size of the argument struct of `request` at `arg` (its first
+/// `u32`: an iommufd command's `size`, a VFIO struct's `argsz`), when it
+/// can be staged in the call page: iommufd's commands (`_IO(';', 0x80 +
+/// n)`) and the VFIO type1 container ioctls a context also serves
+/// (`GET_INFO`, `MAP_DMA`, `UNMAP_DMA`, `DIRTY_PAGES`). On a VFIO device
+/// file the same numbers name other ioctls; the server reads those from
+/// the program itself, and the staged copy, left unchanged, writes
+/// nothing back.
 fn stageable_size(request: u64, arg: u64) -> Option<usize> {
-    let iommufd = request >> 16 == 0 && (request >> 8) & 0xff == 0x3b && request & 0xff >= 0x80;
-    if !iommufd || arg == 0 {
+    let on_type = request >> 16 == 0 && (request >> 8) & 0xff == 0x3b;
+    let nr = request & 0xff;
+    let staged_nr = nr >= 0x80 || matches!(nr, 0x70 | 0x71 | 0x72 | 0x75);
+    if !on_type || !staged_nr || arg == 0 {
         return None;
     }
     let mut size = [0u8; 4];
