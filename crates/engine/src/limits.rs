@@ -82,6 +82,11 @@ impl RangeBudget {
         }
     }
 
+    /// How many more ranges fit.
+    pub fn available(&self) -> u64 {
+        self.state.limit.saturating_sub(self.used())
+    }
+
     /// Counts `n` ranges added.
     pub fn add(&self, n: u64) {
         self.state.used.fetch_add(n, Ordering::Relaxed);

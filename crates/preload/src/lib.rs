@@ -104,7 +104,10 @@ thread_local! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     NotOurs,
+    /// A context: `/dev/iommu` or the legacy VFIO container.
     Context,
+    /// A VFIO device or group file the server serves.
+    Vfio,
     /// A file the server gave the program (an access, a fault queue, a
     /// vEVENTQ).
     Side,
@@ -193,7 +196,7 @@ fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
             // The descriptor is the ioctl's return value: a dma-buf (a side
             // file), or a VFIO device file that the server serves.
             let kind = if reply.reserved & REPLY_FD_SERVED != 0 {
-                Kind::Context
+                Kind::Vfio
             } else {
                 Kind::Side
             };
@@ -424,7 +427,12 @@ fn open_served(path: String, kind: u32, index: u32, flags: i32) -> i32 {
     if ack.errno != 0 {
         return -ack.errno;
     }
-    sys::remember(ino, Kind::Context);
+    let served = if kind == HELLO_VFIO_DEVICE || kind == HELLO_VFIO_GROUP {
+        Kind::Vfio
+    } else {
+        Kind::Context
+    };
+    sys::remember(ino, served);
     sys::into_raw(stream)
 }
 
@@ -443,8 +451,9 @@ fn context_kind(path: &CStr) -> u32 {
     }
 }
 
-/// The context inode behind `fd`, if `fd` is a softiommu context.
-fn context_of(fd: i32) -> Option<u64> {
+/// The inode behind `fd` and what it is, if `fd` is a file the server
+/// serves (a context or a VFIO file).
+fn served_file(fd: i32) -> Option<(u64, Kind)> {
     let ino = sys::socket_inode(fd)?;
     let kind = match sys::known(ino) {
         Some(k) => k,
@@ -456,16 +465,21 @@ fn context_of(fd: i32) -> Option<u64> {
                 arg: 0,
                 ..Default::default()
             })?;
-            let k = if reply.errno == 0 && reply.result >= 1 {
-                Kind::Context
-            } else {
-                Kind::NotOurs
+            let k = match (reply.errno, reply.result) {
+                (0, 1) => Kind::Context,
+                (0, 2) => Kind::Vfio,
+                _ => Kind::NotOurs,
             };
             sys::remember(ino, k);
             k
         }
     };
-    (kind == Kind::Context).then_some(ino)
+    matches!(kind, Kind::Context | Kind::Vfio).then_some((ino, kind))
+}
+
+/// The inode behind `fd`, if `fd` is a file the server serves.
+fn context_of(fd: i32) -> Option<u64> {
+    served_file(fd).map(|(ino, _)| ino)
 }
 
 /// Whether `fd` is a VFIO device or group file the server serves.
@@ -485,15 +499,22 @@ fn is_vfio_file(fd: i32) -> bool {
 /// `u32`: an iommufd command's `size`, a VFIO struct's `argsz`), when it
 /// can be staged in the call page: iommufd's commands (`_IO(';', 0x80 +
 /// n)`) and the VFIO type1 container ioctls a context also serves
-/// (`GET_INFO`, `MAP_DMA`, `UNMAP_DMA`, `DIRTY_PAGES`). On a VFIO device
-/// file the same numbers name other ioctls; the server reads those from
-/// the program itself, and the staged copy, left unchanged, writes
-/// nothing back.
-fn stageable_size(request: u64, arg: u64) -> Option<usize> {
+/// (`GET_INFO`, `MAP_DMA`, `UNMAP_DMA`), on a context only: on a VFIO
+/// device file the same numbers name other ioctls.
+fn stageable_size(request: u64, arg: u64, file: Kind) -> Option<usize> {
     let on_type = request >> 16 == 0 && (request >> 8) & 0xff == 0x3b;
     let nr = request & 0xff;
-    let staged_nr = nr >= 0x80 || matches!(nr, 0x70 | 0x71 | 0x72 | 0x75);
-    if !on_type || !staged_nr || arg == 0 {
+    // What a context serves: iommufd's commands, and VFIO type1's with
+    // the size below which Linux answers EINVAL (not staged: the server
+    // reads them itself and says so).
+    let least = match (file, nr) {
+        (Kind::Context, 0x80..) => 8,
+        (Kind::Context, 0x70) => 16,
+        (Kind::Context, 0x71) => 32,
+        (Kind::Context, 0x72) => 24,
+        _ => return None,
+    };
+    if !on_type || arg == 0 {
         return None;
     }
     let mut size = [0u8; 4];
@@ -501,7 +522,7 @@ fn stageable_size(request: u64, arg: u64) -> Option<usize> {
         return None;
     }
     let size = u32::from_le_bytes(size) as usize;
-    (8..=STAGE_MAX).contains(&size).then_some(size)
+    (least..=STAGE_MAX).contains(&size).then_some(size)
 }
 
 /// The largest struct the shim stages: every iommufd command's fits, and
@@ -510,7 +531,7 @@ fn stageable_size(request: u64, arg: u64) -> Option<usize> {
 const STAGE_MAX: usize = 256;
 
 /// Runs an ioctl on a context: the return value, or a negative errno.
-fn context_ioctl(fd: i32, ino: u64, request: u64, arg: u64) -> i64 {
+fn context_ioctl(fd: i32, (ino, file): (u64, Kind), request: u64, arg: u64) -> i64 {
     let call_ = Call {
         op: CALL_IOCTL,
         request: request as u32,
@@ -526,7 +547,7 @@ fn context_ioctl(fd: i32, ino: u64, request: u64, arg: u64) -> i64 {
     // answers as Linux would (EFAULT, the call undone).
     let mut original = [0u8; STAGE_MAX];
     let mut bytes = [0u8; STAGE_MAX];
-    let staged = stageable_size(request, arg)
+    let staged = stageable_size(request, arg, file)
         .filter(|&n| {
             sys::read_program(&mut original[..n], arg) && sys::write_program(arg, &original[..n])
         })

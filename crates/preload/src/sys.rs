@@ -9,7 +9,8 @@
 use crate::{
     attribute_write, attributes, context_closed, context_ioctl, context_kind, context_mmap,
     context_of, eventq_read_plan, fail_nth, is_dev_iommu, is_vfio_file, kvm, open_served, paths,
-    socket_path, status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw, Kind,
+    served_file, socket_path, status_pid, status_with_pins, sysfs_redirect, vfio_path, vfio_rw,
+    Kind,
 };
 #[path = "trap.rs"]
 pub(crate) mod trap;
@@ -216,46 +217,74 @@ pub(crate) struct SharedPage {
 // reused by a later thread) moves nothing but the pointer.
 unsafe impl Send for SharedPage {}
 
-/// This process's pid, without a system call on every use: a page the
-/// kernel zeroes in a forked child (`MADV_WIPEONFORK`, whatever way the
-/// child was made: `fork`, `_Fork`, raw `clone`) holds a mark; while the
-/// mark is there the cached pid is ours, and a child finds it gone and
-/// asks the kernel. (`getpid` per call cost 0.3 µs of a 2.3 µs pair.)
+/// This process's pid, without a system call on every use: it is kept in
+/// a page the kernel zeroes in a forked child (`MADV_WIPEONFORK`, however
+/// the child was made: `fork`, `_Fork`, a raw `clone` without `CLONE_VM`),
+/// so a child finds 0 there and asks the kernel. (`getpid` per call cost
+/// 0.3 µs of a 2.3 µs pair.) A `vfork` child shares the page and would see
+/// its parent's pid; POSIX lets it do nothing but `exec` or `_exit`.
 pub(crate) fn current_pid() -> i32 {
     use std::sync::atomic::Ordering;
-    static CACHED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-    static MARK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    let mark = *MARK.get_or_init(|| {
-        // SAFETY: a fresh private anonymous page the kernel places; nothing
-        // else refers to it, and it is never unmapped (it lives as long as
-        // the process).
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                4096,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-            )
-        }
-        .ok()?;
-        // SAFETY: advice on the page just mapped.
-        unsafe { rustix::mm::madvise(ptr, 4096, rustix::mm::Advice::LinuxWipeOnFork) }.ok()?;
-        Some(ptr as usize)
-    });
-    let Some(mark) = mark else {
+    let Some(word) = pid_word() else {
         return std::process::id() as i32;
     };
-    // SAFETY: `mark` is the page mapped above, page aligned and never
-    // unmapped; an AtomicI32 may live at any 4-aligned address.
-    let word = unsafe { &*(mark as *const std::sync::atomic::AtomicI32) };
-    let pid = CACHED.load(Ordering::Relaxed);
-    if word.load(Ordering::Acquire) == 1 && pid != 0 {
-        return pid;
+    match word.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id() as i32;
+            word.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
     }
-    let pid = std::process::id() as i32;
-    CACHED.store(pid, Ordering::Relaxed);
-    word.store(1, Ordering::Release);
-    pid
+}
+
+/// The wipe-on-fork word [`current_pid`] keeps the pid in; `None` when the
+/// page cannot be made. Set up without blocking (a lock held across a
+/// `fork` by another thread would block the child forever).
+fn pid_word() -> Option<&'static std::sync::atomic::AtomicI32> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// 0: not made yet; 1: cannot be made; else the page's address.
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let mut page = PAGE.load(Ordering::Acquire);
+    if page == 0 {
+        let made = make_wipe_on_fork_page().unwrap_or(1);
+        page = match PAGE.compare_exchange(0, made, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => made,
+            Err(other) => {
+                if made > 1 {
+                    // SAFETY: the page this call mapped and nobody else saw.
+                    let _ = unsafe { rustix::mm::munmap(made as *mut c_void, 4096) };
+                }
+                other
+            }
+        };
+    }
+    // SAFETY: a page mapped by `make_wipe_on_fork_page`, page aligned and
+    // never unmapped once published; an AtomicI32 may live at any 4-aligned
+    // address, and the page holds nothing else.
+    (page > 1).then(|| unsafe { &*(page as *const std::sync::atomic::AtomicI32) })
+}
+
+/// A private page that forked children get zeroed; its address.
+fn make_wipe_on_fork_page() -> Option<usize> {
+    // SAFETY: a fresh private anonymous page the kernel places; nothing
+    // else refers to it.
+    let ptr = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            4096,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    }
+    .ok()?;
+    // SAFETY: advice on the page just mapped.
+    if unsafe { rustix::mm::madvise(ptr, 4096, rustix::mm::Advice::LinuxWipeOnFork) }.is_err() {
+        // SAFETY: the page just mapped, which nothing refers to.
+        let _ = unsafe { rustix::mm::munmap(ptr, 4096) };
+        return None;
+    }
+    Some(ptr as usize)
 }
 
 impl SharedPage {
@@ -788,8 +817,8 @@ pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: 
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let served = guarded(|| {
-        let ino = context_of(fd)?;
-        let r = context_ioctl(fd, ino, request, arg as u64);
+        let file = served_file(fd)?;
+        let r = context_ioctl(fd, file, request, arg as u64);
         Some(if r < 0 {
             set_errno((-r) as c_int);
             -1
@@ -861,7 +890,8 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // Only descriptors this process already knows as contexts are tracked; the
     // server notices any other last close by itself.
     let ino = guarded(|| {
-        side_inode(fd).filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Side)))
+        side_inode(fd)
+            .filter(|&i| matches!(known(i), Some(Kind::Context | Kind::Vfio | Kind::Side)))
     })
     .flatten();
     let _ = guarded(|| untrack_eventq_fd(fd));

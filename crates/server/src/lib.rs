@@ -1100,8 +1100,8 @@ impl Channel {
                             let plan = user_buffers(call.request, bytes);
                             (!plan.is_empty()).then(|| {
                                 let mut mem = PrefetchedMemory::new(self.mem.clone());
-                                for (addr, len) in plan {
-                                    mem.fetch(addr, len);
+                                for b in plan {
+                                    mem.fetch(b.addr, b.len, b.written);
                                 }
                                 Arc::new(mem)
                             })

@@ -52,10 +52,12 @@ impl Context {
         if cmd.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
+        // The ranges this IOAS may hold: what it holds now (they are
+        // replaced) and the context's room. As Linux charges each range
+        // as it reads it, one past that is ENOMEM after the ranges before
+        // it were read and checked.
         let held = self.objects.ioas(cmd.ioas_id)?.iopt.allowed_count() as u64;
-        // Refused before reading: the context could not hold them.
-        self.ranges
-            .room(u64::from(cmd.num_iovas).saturating_sub(held))?;
+        let fit = held.saturating_add(self.ranges.available());
         let mut ranges = Vec::new();
         let mut seen = crate::ops::ioas::DisjointRanges::default();
         for i in 0..u64::from(cmd.num_iovas) {
@@ -65,6 +67,9 @@ impl Context {
             // Linux checks each range as it loads it, before the next read.
             if r.start >= r.last || !seen.insert(r.start, r.last) {
                 return Err(Errno::EINVAL);
+            }
+            if ranges.len() as u64 >= fit {
+                return Err(Errno::ENOMEM);
             }
             ranges.push((r.start, r.last));
         }

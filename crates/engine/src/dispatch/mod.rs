@@ -29,7 +29,7 @@ mod user_buffers;
 mod vfio_compat;
 mod viommu;
 
-pub use user_buffers::user_buffers;
+pub use user_buffers::{user_buffers, UserBuffer};
 
 /// An ioctl argument.
 #[derive(Debug)]

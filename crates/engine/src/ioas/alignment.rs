@@ -65,6 +65,15 @@ impl IoPagetable {
     /// Splits areas so that each IOVA in `iovas` becomes the last byte of an
     /// area (VFIO type1 v1 unmaps inside mappings; Linux `iopt_cut_iova`).
     pub fn cut(&mut self, iovas: &[u64]) -> Result<()> {
+        // Room for every split first, so that a refusal splits nothing.
+        let splits = iovas
+            .iter()
+            .filter(|&&iova| {
+                self.area_at(iova)
+                    .is_some_and(|a| iova != a.start && iova != a.last)
+            })
+            .count();
+        self.budget.room(splits as u64)?;
         for &iova in iovas {
             let Some(area) = self.area_at(iova).cloned() else {
                 continue;
@@ -80,7 +89,6 @@ impl IoPagetable {
             if new_start & mask != 0 || area.byte_at(new_start) & mask != 0 {
                 return Err(Errno::EINVAL);
             }
-            self.budget.room(1)?;
             self.fail_nth.check()?;
             self.fail_nth.check()?;
             self.areas.remove(&area.start);

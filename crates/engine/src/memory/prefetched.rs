@@ -86,11 +86,13 @@ impl PrefetchedMemory {
     }
 
     /// Copies `[addr, addr + len)` from the caller. Leaves it out (the call
-    /// will then reach it directly, with the errno that gives) when it is
-    /// empty, overlaps a copy already made, would pass [`PREFETCH_MAX`], or
-    /// cannot be read. Returns whether it was copied.
-    pub fn fetch(&mut self, addr: u64, len: u64) -> bool {
-        if len == 0 || addr.checked_add(len).is_none() || self.fetched + len > PREFETCH_MAX {
+    /// will then reach it directly, with the errno that gives, while it
+    /// can still undo what it did) when it is empty, overlaps a copy
+    /// already made, would pass [`PREFETCH_MAX`], cannot be read, or, when
+    /// the call may write it (`written`), cannot be written: its own bytes
+    /// are written back to find out. Returns whether it was copied.
+    pub fn fetch(&mut self, addr: u64, len: u64, written: bool) -> bool {
+        if len == 0 || addr.checked_add(len).is_none() || len > PREFETCH_MAX - self.fetched {
             return false;
         }
         let copies = self.copies.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -101,7 +103,9 @@ impl PrefetchedMemory {
             return false;
         }
         let mut bytes = vec![0u8; len as usize];
-        if self.inner.read(addr, &mut bytes).is_err() {
+        if self.inner.read(addr, &mut bytes).is_err()
+            || (written && self.inner.write(addr, &bytes).is_err())
+        {
             return false;
         }
         copies.push(Copy {
@@ -227,7 +231,7 @@ mod tests {
     fn a_call_reads_and_writes_its_copies_and_the_writes_go_back_after() {
         let sim = sim();
         let mut mem = PrefetchedMemory::new(sim.clone());
-        assert!(mem.fetch(0x2000, 16));
+        assert!(mem.fetch(0x2000, 16, true));
         sim.write(0x2000, &[9; 16]).unwrap(); // the copy is taken
         let mut buf = [0u8; 4];
         mem.read(0x2004, &mut buf).unwrap();
@@ -250,11 +254,20 @@ mod tests {
     fn what_cannot_be_copied_is_reached_directly() {
         let sim = sim();
         let mut mem = PrefetchedMemory::new(sim.clone());
-        assert!(!mem.fetch(0x4ff8, 16), "runs off the mapping");
-        assert!(!mem.fetch(0x1000, PREFETCH_MAX + 1), "too large");
-        assert!(!mem.fetch(0x1000, 0));
-        assert!(mem.fetch(0x1000, 8));
-        assert!(!mem.fetch(0x1004, 8), "overlaps a copy");
+        assert!(!mem.fetch(0x4ff8, 16, false), "runs off the mapping");
+        assert!(!mem.fetch(0x1000, PREFETCH_MAX + 1, false), "too large");
+        assert!(
+            !mem.fetch(0x1000, u64::MAX - 0x1000, false),
+            "far too large"
+        );
+        assert!(!mem.fetch(0x1000, 0, false));
+        // A buffer the call may write must be writable: else the call
+        // meets the EFAULT itself, while it can still undo.
+        sim.map(0x8000, 0x1000, false);
+        assert!(!mem.fetch(0x8000, 16, true));
+        assert!(mem.fetch(0x8000, 16, false));
+        assert!(mem.fetch(0x1000, 8, false));
+        assert!(!mem.fetch(0x1004, 8, false), "overlaps a copy");
         let mut buf = [0u8; 16];
         assert_eq!(mem.read(0x4ff8, &mut buf), Err(Errno::EFAULT));
         // A direct write over a copy keeps the copy true.
