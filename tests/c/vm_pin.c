@@ -1,6 +1,8 @@
 /* VmPin / VmLck under `softiommu run`: /proc/<pid>/status shows the pages
  * iommufd pinned for a process, read with stdio as with open(), and
- * IOMMU_IOAS_CHANGE_PROCESS moves them to the calling process.
+ * IOMMU_IOAS_CHANGE_PROCESS moves them to the calling process. A process
+ * in a pid namespace of its own (pid 1 there) sees its own pins in
+ * /proc/self/status too (when it may make one: as root).
  * SPDX-License-Identifier: Apache-2.0 OR MIT */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -111,5 +114,28 @@ int main(void)
 	CHECK(status_kb(self, "VmPin:") == pin0 + page_kb, "VmPin counts it again");
 	CHECK(close(fd) == 0, "close /dev/iommu");
 	CHECK(status_kb(self, "VmPin:") == pin0, "closing releases the pin");
+
+	if (unshare(CLONE_NEWPID) == 0) {
+		pid_t init = fork();
+		if (init == 0) {
+			/* Pid 1 here: /proc/self/status must be this process's. */
+			long before = status_kb_raw("VmPin:");
+			int nfd = open("/dev/iommu", O_RDWR);
+			int nioas = ioas_alloc(nfd);
+			struct mock_dev nmd;
+			int nmfd = memfd_create("guest", 0);
+			struct map_file_cmd nm = { .size = sizeof(nm), .flags = MAP_READABLE | MAP_WRITEABLE,
+						   .fd = nmfd, .length = PAGE };
+			nm.ioas_id = nioas;
+			int ok = getpid() == 1 && nioas > 0 && mock_domain(nfd, nioas, 0, &nmd) == 0 &&
+				 ftruncate(nmfd, PAGE) == 0 && ioctl(nfd, IOMMU_IOAS_MAP_FILE, &nm) == 0 &&
+				 status_kb_raw("VmPin:") == before + page_kb;
+			_exit(ok ? 0 : 1);
+		}
+		CHECK(waitpid(init, &status, 0) == init && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "in a pid namespace of its own, a process sees its own pins");
+	} else {
+		printf("# no pid namespace (not root): that part is left out\n");
+	}
 	return finish();
 }

@@ -601,13 +601,20 @@ fn context_mmap(
 }
 
 /// The process whose status file `path` names (`/proc/self/status`,
-/// `/proc/thread-self/status`, `/proc/<pid>/status`).
+/// `/proc/thread-self/status`, `/proc/<pid>/status`): 0 for the caller
+/// itself, which the server knows by its own handle on it (its pid in
+/// this process's pid namespace may mean another process to the server).
 fn status_pid(path: &[u8]) -> Option<i32> {
     let name = path.strip_prefix(b"/proc/")?.strip_suffix(b"/status")?;
     match name {
-        b"self" | b"thread-self" => Some(std::process::id() as i32),
+        b"self" | b"thread-self" => Some(0),
         digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
-            std::str::from_utf8(digits).ok()?.parse().ok()
+            let pid: i32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+            Some(if pid == std::process::id() as i32 {
+                0
+            } else {
+                pid
+            })
         }
         _ => None,
     }

@@ -1247,13 +1247,20 @@ impl Channel {
                 }
             }
             CALL_PROC_STATUS => {
-                let space = lock(&state.spaces)
-                    .get(&(call.arg as i32))
-                    .filter(|s| !s.process().exited())
-                    .cloned();
-                let counters = space.map_or_else(Default::default, |s| {
-                    state.engine.shared().accounting.mm(s.id())
-                });
+                // 0: the caller itself, by its own handle (its pid may be
+                // from another pid namespace). Another pid is one of the
+                // server's namespace: right for programs in the session's.
+                let counters = if call.arg == 0 {
+                    state.engine.shared().accounting.mm(self.mem.id())
+                } else {
+                    lock(&state.spaces)
+                        .get(&(call.arg as i32))
+                        .filter(|s| !s.process().exited())
+                        .cloned()
+                        .map_or_else(Default::default, |s| {
+                            state.engine.shared().accounting.mm(s.id())
+                        })
+                };
                 extra = counters.locked_vm;
                 Ok(counters.pinned_vm as i64)
             }
