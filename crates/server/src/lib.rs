@@ -901,6 +901,9 @@ struct Answer {
     reply: Reply,
     attached: Option<std::os::fd::OwnedFd>,
     side: Option<(ServerEnd, u64)>,
+    /// The kind of context an ioctl acted on, for the trace (known from
+    /// the lookup the call made anyway).
+    context: Option<trace::describe::FileKind>,
 }
 
 impl Channel {
@@ -984,20 +987,23 @@ impl Channel {
         mut staged: Option<&mut [u8]>,
     ) -> Answer {
         let at = std::time::Instant::now();
-        let kind = self.traced_kind(call);
+        // A staged struct is a context's, whose kind the call's own lookup
+        // reports; other calls look their file up here.
+        let early = match staged {
+            Some(_) => None,
+            None => self.traced_kind(call),
+        };
         // The struct as passed (the trace shows what the call changed).
-        let before = match (kind, call.op) {
-            (Some(kind), CALL_IOCTL) => staged
-                .as_deref()
-                .map(trace::StructBytes::new)
-                .or_else(|| self.read_traced_struct(kind, call)),
+        let before = match (&staged, early, call.op) {
+            (Some(bytes), _, CALL_IOCTL) => Some(trace::StructBytes::new(bytes)),
+            (None, Some(kind), CALL_IOCTL) => self.read_traced_struct(kind, call),
             _ => None,
         };
         // Moves noted before this call are not its own.
         let _ = softiommu_iommu::watch::take_dma_changes();
         let answer = self.answer(call, staged.as_deref_mut());
         let moved = softiommu_iommu::watch::take_dma_changes();
-        let Some(kind) = kind else {
+        let Some(kind) = answer.context.or(early) else {
             return answer;
         };
         let op = match call.op {
@@ -1080,6 +1086,7 @@ impl Channel {
                 },
                 attached: None,
                 side: None,
+                context: None,
             };
         }
         // The memory a CALL_MMAP maps, sent with the reply.
@@ -1088,11 +1095,17 @@ impl Channel {
         let mut served_fd = false;
         let mut extra = 0;
         let mut trap = (0u32, 0u32);
+        let mut context = None;
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
                 let hosted = lock(&state.contexts).get(&call.ino).cloned();
                 match hosted {
                     Some(h) => {
+                        context = Some(if h.container {
+                            trace::describe::FileKind::VfioContainer
+                        } else {
+                            trace::describe::FileKind::Iommufd
+                        });
                         // The buffers the call will use are copied before
                         // the context's lock, so that a caller whose pages
                         // stall stalls only itself.
@@ -1311,6 +1324,7 @@ impl Channel {
                     reply,
                     attached: Some(p.program_end),
                     side: Some((p.server_end, p.inode)),
+                    context,
                 }
             }
             None => {
@@ -1324,6 +1338,7 @@ impl Channel {
                     reply,
                     attached: region_fd,
                     side: None,
+                    context,
                 }
             }
         }
