@@ -136,3 +136,47 @@ fn a_context_holds_at_most_its_limit_of_ranges_and_a_refusal_changes_nothing() {
         Err(Errno::ENOMEM)
     );
 }
+
+/// What the engine holds, to compare before and after a workload.
+fn engine_size(shared: &softiommu_engine::pages::EngineState) -> (usize, usize, usize, usize) {
+    let core = shared.iommu.lock().unwrap();
+    (
+        core.domain_count(),
+        core.topology().devices.len(),
+        shared.pinned_frames(),
+        shared.phys.lock().unwrap().chunks(),
+    )
+}
+
+#[test]
+fn contexts_made_and_dropped_forever_leave_the_engine_its_size() {
+    let shared = std::sync::Arc::new(softiommu_engine::pages::EngineState::default());
+    let mut after_warmup = None;
+    for round in 0..300 {
+        let mut h = Harness::with_shared(shared.clone());
+        let ioas = cmd::ioas_alloc(&mut h).unwrap();
+        let iova = cmd::ioas_map_fixed(&mut h, ioas, BUF, 4 * PAGE, 1 << 24).unwrap();
+        let md = cmd::mock_domain(&mut h, ioas).unwrap();
+        let hwpt = cmd::hwpt_alloc(&mut h, md.idev, ioas, 0).unwrap();
+        cmd::mock_domain_replace(&mut h, md.stdev, hwpt).unwrap();
+        let other = cmd::ioas_alloc(&mut h).unwrap();
+        cmd::ioas_copy(
+            &mut h,
+            cmd::FIXED_RW,
+            (other, 1 << 24),
+            (ioas, iova),
+            4 * PAGE,
+        )
+        .unwrap();
+        cmd::add_reserved(&mut h, other, 1 << 40, PAGE).unwrap();
+        // Half the rounds tidy up; the others leave it all to the close.
+        if round % 2 == 0 {
+            cmd::destroy(&mut h, md.stdev).unwrap();
+        }
+        drop(h);
+        if round == 10 {
+            after_warmup = Some(engine_size(&shared));
+        }
+    }
+    assert_eq!(Some(engine_size(&shared)), after_warmup);
+}

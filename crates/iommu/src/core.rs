@@ -144,6 +144,11 @@ impl IommuCore {
         core
     }
 
+    /// Domains that exist (default and blocking ones included).
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
     /// The machine: IOMMU instances, groups and devices.
     pub fn topology(&self) -> &Topology {
         &self.topo
