@@ -63,19 +63,27 @@ static inline pid_t server_pid(void)
 	return found;
 }
 
-/* The server's resident set in KiB (VmRSS), or -1. */
-static inline long server_rss_kib(pid_t server)
+/* A number field of the server's /proc status ("VmRSS" in KiB,
+ * "Threads"), or -1. */
+static inline long server_status(pid_t server, const char *field)
 {
 	char path[64], line[256];
+	size_t n = strlen(field);
 	snprintf(path, sizeof(path), "/proc/%d/status", server);
 	FILE *f = fopen(path, "r");
-	long kib = -1;
+	long value = -1;
 	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kib = strtol(line + 6, NULL, 10);
+		if (!strncmp(line, field, n) && line[n] == ':')
+			value = strtol(line + n + 1, NULL, 10);
 	if (f)
 		fclose(f);
-	return kib;
+	return value;
+}
+
+/* The server's resident set in KiB, or -1. */
+static inline long server_rss_kib(pid_t server)
+{
+	return server_status(server, "VmRSS");
 }
 
 #endif

@@ -98,6 +98,7 @@ c_programs!(
     access,
     bad_pointers,
     dirty_nested,
+    exit_noticed,
     equivalence,
     fail_nth,
     fault_queue,

@@ -9,7 +9,10 @@
 //!   if it said it sleeps.
 //! - **wait**: poll the number for a bounded time, then sleep on a futex on
 //!   it, waking every [`SLEEP_SLICE`] to ask whether the other side still
-//!   exists.
+//!   exists. The server also sleeps on a [`Hangup`] word, which whoever
+//!   sees the program's end of the channel close raises: a program that
+//!   exits is noticed at once, and an idle channel's thread sleeps for
+//!   [`WATCHED_SLEEP_SLICE`] at a time.
 //!
 //! Mapping the page needs `unsafe`, which lives only in each side's `sys`
 //! module; what can be safe is here: making and checking the memory, and
@@ -37,11 +40,76 @@ pub const SERVER_SPIN: Duration = Duration::from_micros(50);
 /// exists.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
+/// How long a server sleeps between checks when a [`Hangup`] watches its
+/// channel: the check is then only a safeguard.
+pub const WATCHED_SLEEP_SLICE: Duration = Duration::from_secs(30);
+
 /// The futex form of [`SLEEP_SLICE`].
 const SLEEP_SLICE_TS: rustix::thread::futex::Timespec = rustix::thread::futex::Timespec {
     tv_sec: SLEEP_SLICE.as_secs() as i64,
     tv_nsec: SLEEP_SLICE.subsec_nanos() as i64,
 };
+
+/// A word that ends a server's wait for the next call: raised by whoever
+/// notices that the program's end of the channel has closed (the server's
+/// hang-up watcher). Without it a dead program's channel was noticed only
+/// at the next [`SLEEP_SLICE`], so a program that forked often left a
+/// crowd of server threads behind it. Private to the server's process.
+#[derive(Debug, Default)]
+pub struct Hangup(AtomicU32);
+
+impl Hangup {
+    /// Marks the channel's program gone and wakes its server thread.
+    pub fn raise(&self) {
+        self.0.store(1, Ordering::SeqCst);
+        let _ =
+            rustix::thread::futex::wake(&self.0, rustix::thread::futex::Flags::PRIVATE, u32::MAX);
+    }
+
+    /// Whether [`raise`](Self::raise) was called.
+    pub fn raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst) != 0
+    }
+}
+
+/// Whether this kernel lacks `futex_waitv` (Linux < 5.16): a watched
+/// server then sleeps as an unwatched one does.
+static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sleeps while `seq` holds `now` and `hangup` is not raised, for at most
+/// [`WATCHED_SLEEP_SLICE`]; `false` when the kernel cannot wait on both.
+fn sleep_watched(seq: &AtomicU32, now: u32, hangup: &Hangup) -> bool {
+    use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
+    if NO_WAITV.load(Ordering::Relaxed) {
+        return false;
+    }
+    let start = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let end_ns = start.tv_nsec as i64 + WATCHED_SLEEP_SLICE.subsec_nanos() as i64;
+    let deadline = futex::Timespec {
+        tv_sec: start.tv_sec + WATCHED_SLEEP_SLICE.as_secs() as i64 + end_ns / 1_000_000_000,
+        tv_nsec: (end_ns % 1_000_000_000) as _,
+    };
+    let mut call = Wait::new();
+    call.val = u64::from(now);
+    call.uaddr = WaitPtr::new(seq.as_ptr().cast());
+    // Shared: the program wakes it through its own mapping of the page.
+    call.flags = WaitFlags::SIZE_U32;
+    let mut gone = Wait::new();
+    gone.uaddr = WaitPtr::new(hangup.0.as_ptr().cast());
+    gone.flags = WaitFlags::SIZE_U32 | WaitFlags::PRIVATE;
+    match futex::waitv(
+        &[call, gone],
+        WaitvFlags::empty(),
+        Some(&deadline),
+        futex::ClockId::Monotonic,
+    ) {
+        Err(rustix::io::Errno::NOSYS) => {
+            NO_WAITV.store(true, Ordering::Relaxed);
+            false
+        }
+        _ => true,
+    }
+}
 
 /// The shared call page. Protocol: the program publishes a call
 /// ([`publish_call`](Self::publish_call)) and waits for its reply
@@ -146,6 +214,7 @@ fn wait_until(
     done: impl Fn(u32) -> bool,
     sleeping: &AtomicU32,
     spin: Duration,
+    hangup: Option<&Hangup>,
     mut alive: impl FnMut() -> bool,
 ) -> Option<u32> {
     // At most half the CPUs poll at once in this process; the other
@@ -178,18 +247,20 @@ fn wait_until(
             sleeping.store(0, Ordering::SeqCst);
             return Some(now);
         }
-        let _ = rustix::thread::futex::wait(
-            seq,
-            rustix::thread::futex::Flags::empty(),
-            now,
-            Some(&SLEEP_SLICE_TS),
-        );
+        if !hangup.is_some_and(|h| sleep_watched(seq, now, h)) {
+            let _ = rustix::thread::futex::wait(
+                seq,
+                rustix::thread::futex::Flags::empty(),
+                now,
+                Some(&SLEEP_SLICE_TS),
+            );
+        }
         sleeping.store(0, Ordering::SeqCst);
         let now = seq.load(Ordering::Acquire);
         if done(now) {
             return Some(now);
         }
-        if !alive() {
+        if hangup.is_some_and(Hangup::raised) || !alive() {
             return None;
         }
     }
@@ -213,20 +284,27 @@ impl SharedCall {
             |now| now == seq,
             &self.program_sleeping,
             PROGRAM_SPIN,
+            None,
             alive,
         )?;
         Some(load_words(&self.reply))
     }
 
     /// Server side: the call after call `last` (0 before the first, as the
-    /// page starts zeroed), with its number; `None` once `alive` says the
-    /// program has gone.
-    pub fn wait_for_call(&self, last: u32, alive: impl FnMut() -> bool) -> Option<(u32, Call)> {
+    /// page starts zeroed), with its number; `None` once `hangup` is raised
+    /// or `alive` says the program has gone.
+    pub fn wait_for_call(
+        &self,
+        last: u32,
+        hangup: Option<&Hangup>,
+        alive: impl FnMut() -> bool,
+    ) -> Option<(u32, Call)> {
         let seq = wait_until(
             &self.call_seq,
             |now| now != last,
             &self.server_sleeping,
             SERVER_SPIN,
+            hangup,
             alive,
         )?;
         Some((seq, load_words(&self.call)))
@@ -307,7 +385,7 @@ mod tests {
         std::thread::spawn(move || {
             let mut last = 0;
             for _ in 0..calls {
-                let (seq, call) = page.wait_for_call(last, || true).unwrap();
+                let (seq, call) = page.wait_for_call(last, None, || true).unwrap();
                 last = seq;
                 std::thread::sleep(delay);
                 let reply = Reply {
@@ -349,9 +427,64 @@ mod tests {
     #[test]
     fn a_waiter_gives_up_once_the_other_side_is_gone() {
         let page = SharedCall::default();
-        assert!(page.wait_for_call(0, || false).is_none());
+        assert!(page.wait_for_call(0, None, || false).is_none());
         let seq = page.publish_call(&call(1));
         assert!(page.wait_for_reply(seq, || false).is_none());
+    }
+
+    #[test]
+    fn a_raised_hangup_wakes_a_sleeping_server() {
+        // The program stays "alive" throughout: only the hang-up can end
+        // the wait before the watched slice does.
+        let page = Arc::new(SharedCall::default());
+        let hangup = Arc::new(Hangup::default());
+        let waiter = {
+            let (page, hangup) = (page.clone(), hangup.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let call = page.wait_for_call(0, Some(&hangup), || true);
+                (call.is_none(), start.elapsed())
+            })
+        };
+        // Long past the server's polling: it sleeps by now.
+        std::thread::sleep(SERVER_SPIN * 20);
+        hangup.raise();
+        let (ended, waited) = waiter.join().unwrap();
+        assert!(ended, "a raised hangup ends the wait with None");
+        assert!(
+            waited < WATCHED_SLEEP_SLICE,
+            "woken, not timed out: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_watched_server_still_answers_calls() {
+        let page = Arc::new(SharedCall::default());
+        let hangup = Arc::new(Hangup::default());
+        let server = {
+            let (page, hangup) = (page.clone(), hangup.clone());
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while let Some((seq, call)) = page.wait_for_call(last, Some(&hangup), || true) {
+                    last = seq;
+                    let reply = Reply {
+                        result: call.arg as i64 + 1,
+                        ..Reply::default()
+                    };
+                    page.publish_reply(seq, &reply);
+                }
+            })
+        };
+        for n in 0..3 {
+            // Each call finds the server asleep on both words.
+            std::thread::sleep(SERVER_SPIN * 20);
+            let seq = page.publish_call(&call(n));
+            let reply = page.wait_for_reply(seq, || true).unwrap();
+            assert_eq!(reply.result, n as i64 + 1);
+        }
+        hangup.raise();
+        server.join().unwrap();
+        assert!(page.wait_for_call(3, Some(&hangup), || true).is_none());
     }
 
     #[test]

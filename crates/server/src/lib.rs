@@ -3,7 +3,8 @@
 //!
 //! Threads: one accepts connections; each context socket has a thread that
 //! waits for its end-of-file (the program's last close); each call channel has a
-//! thread that runs its ioctls. Lock order: the context table, then one
+//! thread that runs its ioctls; one thread (`hangup`) watches every call
+//! channel for its program's exit. Lock order: the context table, then one
 //! context; never two contexts at once.
 
 use softiommu_engine::api::Engine;
@@ -23,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::IntoBytes;
 
+mod hangup;
 pub mod inspect;
 mod sys;
 pub mod sysfs;
@@ -1379,9 +1381,13 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
         return;
     };
     let shared = page.get();
+    // Without a watch the thread still notices the program's exit, at its
+    // next sleep slice.
+    let watched = hangup::watch(&stream);
+    let hangup = watched.as_ref().map(hangup::Watched::hangup);
     // The first call may already be waiting.
     let mut last = 0;
-    while let Some((seq, call)) = shared.wait_for_call(last, || !peer_gone(&stream)) {
+    while let Some((seq, call)) = shared.wait_for_call(last, hangup, || !peer_gone(&stream)) {
         last = seq;
         // The argument struct the program staged, if any: read before the
         // call (and before any lock), left in the page after it.
