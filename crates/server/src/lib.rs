@@ -953,12 +953,31 @@ impl Channel {
 
     /// Answers `call`. `staged` is the argument struct the program copied
     /// into its call page (see `Call::len`), which an ioctl on a context
-    /// then reads and writes instead of the program's memory.
-    fn handle(&self, call: &Call, staged: Option<&mut [u8]>) -> Answer {
+    /// then reads and writes instead of the program's memory. When tracing,
+    /// also the call's record, for [`traced`](Self::traced) once the reply
+    /// is on its way.
+    fn handle(&self, call: &Call, staged: Option<&mut [u8]>) -> (Answer, Option<trace::Record>) {
         match self.state.trace.get() {
-            None => self.answer(call, staged),
-            Some(tracer) => self.answer_traced(tracer, call, staged),
+            None => (self.answer(call, staged), None),
+            Some(_) => self.answer_traced(call, staged),
         }
+    }
+
+    /// Writes `record` (from [`handle`](Self::handle)) to the trace, once
+    /// the reply is on its way: the time, and the struct as the call left
+    /// it when it was staged (`staged`, still as the call left it), are
+    /// taken here, off the program's wait.
+    fn traced(&self, record: Option<trace::Record>, staged: Option<&[u8]>) {
+        let (Some(mut record), Some(tracer)) = (record, self.state.trace.get()) else {
+            return;
+        };
+        record.at = std::time::Instant::now();
+        if let (trace::Op::Ioctl { after, .. }, Some(bytes)) = (&mut record.op, staged) {
+            if after.is_none() {
+                *after = Some(trace::StructBytes::new(bytes));
+            }
+        }
+        tracer.record(&record);
     }
 
     /// What kind of file `call` acts on, for the trace; `None` for calls
@@ -984,11 +1003,9 @@ impl Channel {
     /// [`answer`](Self::answer), and a trace record of it.
     fn answer_traced(
         &self,
-        tracer: &trace::Tracer,
         call: &Call,
         mut staged: Option<&mut [u8]>,
-    ) -> Answer {
-        let at = std::time::Instant::now();
+    ) -> (Answer, Option<trace::Record>) {
         // A staged struct is a context's, whose kind the call's own lookup
         // reports; other calls look their file up here.
         let early = match staged {
@@ -1006,14 +1023,16 @@ impl Channel {
         let answer = self.answer(call, staged.as_deref_mut());
         let moved = softiommu_iommu::watch::take_dma_changes();
         let Some(kind) = answer.context.or(early) else {
-            return answer;
+            return (answer, None);
         };
         let op = match call.op {
             CALL_IOCTL => {
-                // The struct after the call: the staged copy, or read back
-                // from the program (only what the trace shows).
+                // The struct after the call: the staged copy (taken once
+                // the reply is out, see `traced`), or read back from the
+                // program now, before it can reuse the struct (only what
+                // the trace shows).
                 let after = match staged {
-                    Some(b) => Some(trace::StructBytes::new(b)),
+                    Some(_) => None,
                     None if before.is_some() => self.read_traced_struct(kind, call),
                     None => None,
                 };
@@ -1034,8 +1053,13 @@ impl Channel {
                 len: call.len,
             },
         };
-        tracer.record(trace::Record {
-            at,
+        let record = trace::Record {
+            // Set once the reply is on its way (see `traced`).
+            at: self
+                .state
+                .trace
+                .get()
+                .map_or_else(std::time::Instant::now, trace::Tracer::started),
             pid: self.files.process.pid().as_raw(),
             tid: call.tid,
             fd: if call.op == CALL_IOCTL { call.fd } else { -1 },
@@ -1046,8 +1070,8 @@ impl Channel {
                 e => Err(e),
             },
             devices: moved,
-        });
-        answer
+        };
+        (answer, Some(record))
     }
 
     /// The fields of `call`'s struct the trace shows, read from the
@@ -1365,11 +1389,12 @@ fn serve_calls(state: Arc<State>, stream: UnixStream) {
     let pid = channel.files.process.pid().as_raw();
     let mut call = Call::default();
     while read_call(&stream, &mut call, pid) {
-        let answer = channel.handle(&call, None);
+        let (answer, traced) = channel.handle(&call, None);
         if !send_reply(&stream, &answer.reply, answer.attached.as_ref()) {
             break;
         }
         channel.finish(&call, answer.side);
+        channel.traced(traced, None);
     }
 }
 
@@ -1385,6 +1410,8 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
     // next sleep slice.
     let watched = hangup::watch(&stream);
     let hangup = watched.as_ref().map(hangup::Watched::hangup);
+    // The staged struct's buffer, kept from call to call.
+    let mut staged: Vec<u8> = Vec::with_capacity(PAYLOAD_MAX);
     // The first call may already be waiting.
     let mut last = 0;
     while let Some((seq, call)) = shared.wait_for_call(last, hangup, || !peer_gone(&stream)) {
@@ -1394,11 +1421,12 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
         let staged_len = usize::try_from(call.len)
             .ok()
             .filter(|&n| call.op == CALL_IOCTL && (1..=PAYLOAD_MAX).contains(&n));
-        let mut staged = vec![0u8; staged_len.unwrap_or(0)];
+        staged.clear();
+        staged.resize(staged_len.unwrap_or(0), 0);
         if let Some(n) = staged_len {
             shared.load_payload(&mut staged[..n]);
         }
-        let mut answer = channel.handle(&call, staged_len.map(|n| &mut staged[..n]));
+        let (mut answer, traced) = channel.handle(&call, staged_len.map(|n| &mut staged[..n]));
         if let Some(n) = staged_len {
             shared.store_payload(&staged[..n]);
         }
@@ -1412,6 +1440,9 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
         }
         shared.publish_reply(seq, &answer.reply);
         channel.finish(&call, answer.side);
+        // The program now reads its reply and makes its next call: time
+        // in which this thread would only wait.
+        channel.traced(traced, staged_len.map(|n| &staged[..n]));
     }
 }
 
