@@ -13,13 +13,15 @@
 
 use crate::ioctls::{World, ARGS, DATA, DATA_LEN, REQUESTS};
 use crate::Input;
+use softiommu_engine::memory::{CallerFiles, ExportedDmabuf, SimFiles};
 use softiommu_engine::vfio::{DeviceFile, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Context, Credentials, Errno};
 use softiommu_iommu::GroupId;
 use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
 use softiommu_uapi::vfio::*;
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 const DEVICES: &[&str] = &[
@@ -47,10 +49,21 @@ const DEVICE_REQUESTS: &[u32] = &[
     VFIO_DEVICE_DETACH_PASID,
 ];
 
-/// Descriptors 5 and 6 are the two contexts.
-struct Fds<'a>(&'a [SharedContext]);
+/// Descriptors 5 and 6 are the two contexts; dma-bufs are side files of
+/// the caller (from 100 up), remembered to be forgotten at the end.
+struct Fds<'a>(&'a [SharedContext], &'a SimFiles, &'a RefCell<Vec<u64>>);
 
 impl VfioFds for Fds<'_> {
+    fn dmabuf_file(
+        &self,
+        dmabuf: Arc<dyn ExportedDmabuf>,
+        _close_on_exec: bool,
+    ) -> softiommu_engine::Result<()> {
+        let (_, inode) = self.1.create_side_file(u64::MAX)?;
+        crate::engine().shared().register_dmabuf(inode, dmabuf);
+        self.2.borrow_mut().push(inode);
+        Ok(())
+    }
     fn iommufd(&self, fd: i32) -> softiommu_engine::Result<SharedContext> {
         match fd {
             5 | 6 => Ok(self.0[(fd - 5) as usize].clone()),
@@ -87,8 +100,9 @@ pub fn run(data: &[u8]) {
         },
     };
     let contexts: Vec<SharedContext> = (0..2)
-        .map(|_| Arc::new(Mutex::new(Context::new(engine.shared().clone()))))
+        .map(|_| Context::new(engine.shared().clone()).into_shared())
         .collect();
+    let exported = RefCell::new(Vec::new());
     let open = |name: &str| {
         let topology = engine
             .shared()
@@ -105,6 +119,7 @@ pub fn run(data: &[u8]) {
             &caller,
             &contexts,
             devices[usize::from(flags >> 1) % DEVICES.len()].as_mut(),
+            &Fds(&contexts, &files, &exported),
         );
     }
     while let Some(op) = input.byte() {
@@ -114,7 +129,12 @@ pub fn run(data: &[u8]) {
                 let request = input.pick(DEVICE_REQUESTS).unwrap_or(0);
                 let _ = sim.poke(ARGS, input.blob());
                 if let Some(dev) = devices[d].as_mut() {
-                    let _ = dev.ioctl(&caller, request, Arg::User(ARGS), &Fds(&contexts));
+                    let _ = dev.ioctl(
+                        &caller,
+                        request,
+                        Arg::User(ARGS),
+                        &Fds(&contexts, &files, &exported),
+                    );
                 }
             }
             3..=5 => {
@@ -145,11 +165,19 @@ pub fn run(data: &[u8]) {
     for ctx in &contexts {
         lock(ctx).close();
     }
+    for inode in exported.take() {
+        engine.shared().forget_dmabuf(inode);
+    }
 }
 
 /// Binds `dev` to the first context, maps the simulated pages at IOVA
 /// 1 MiB in a new IOAS and attaches the device to it; bus mastering on.
-fn set_up_dma(caller: &Caller<'_>, contexts: &[SharedContext], dev: Option<&mut DeviceFile>) {
+fn set_up_dma(
+    caller: &Caller<'_>,
+    contexts: &[SharedContext],
+    dev: Option<&mut DeviceFile>,
+    fds: &Fds<'_>,
+) {
     let Some(dev) = dev else { return };
     let mut bind = VfioDeviceBindIommufd {
         argsz: 24,
@@ -161,7 +189,7 @@ fn set_up_dma(caller: &Caller<'_>, contexts: &[SharedContext], dev: Option<&mut 
             caller,
             VFIO_DEVICE_BIND_IOMMUFD,
             Arg::Bytes(bind.as_mut_bytes()),
-            &Fds(contexts),
+            fds,
         )
         .is_err()
     {
@@ -198,7 +226,7 @@ fn set_up_dma(caller: &Caller<'_>, contexts: &[SharedContext], dev: Option<&mut 
         caller,
         VFIO_DEVICE_ATTACH_IOMMUFD_PT,
         Arg::Bytes(attach.as_mut_bytes()),
-        &Fds(contexts),
+        fds,
     );
     // PCI_COMMAND: memory space and bus master.
     let _ = dev.write(

@@ -118,6 +118,7 @@ c_programs!(
     viommu_mmap,
     device_stores,
     vfio_device,
+    vfio_dmabuf,
     vfio_kvm,
     vfio_sriov,
     vm_pin,

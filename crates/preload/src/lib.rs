@@ -203,6 +203,9 @@ fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
             if let Some(ino) = sys::side_inode(fd) {
                 sys::remember(ino, kind);
             }
+            if reply.reserved & REPLY_FD_KEEP_ON_EXEC != 0 {
+                sys::clear_cloexec(fd);
+            }
             reply.result = i64::from(fd);
         } else if reply.fd_addr != 0 {
             if let Some(ino) = sys::side_inode(fd) {

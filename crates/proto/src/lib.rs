@@ -182,3 +182,6 @@ pub const REPLY_FD_FOLLOWS: u32 = 1;
 /// In a reply: the descriptor it carries is a file the server serves like a
 /// context (a VFIO device file from a group), not a side file.
 pub const REPLY_FD_SERVED: u32 = 2;
+/// In a reply: the descriptor it carries stays open across `exec` (a
+/// dma-buf the program asked for without `O_CLOEXEC`); others close.
+pub const REPLY_FD_KEEP_ON_EXEC: u32 = 4;

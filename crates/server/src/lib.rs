@@ -697,7 +697,7 @@ fn serve_context(state: Arc<State>, stream: UnixStream, ino: u64, vfio_container
         .ok()
         .map(|c| c.pid());
     let hosted = Arc::new(Hosted {
-        context: Arc::new(Mutex::new(context)),
+        context: context.into_shared(),
         socket: stream,
         container: vfio_container,
         pid,
@@ -1119,6 +1119,8 @@ impl Channel {
         let mut region_fd = None;
         // Whether `region_fd` is a VFIO file the server serves.
         let mut served_fd = false;
+        // Whether it stays open across the program's `exec`.
+        let mut keep_on_exec = false;
         let mut extra = 0;
         let mut trap = (0u32, 0u32);
         let mut context = None;
@@ -1186,9 +1188,11 @@ impl Channel {
                             };
                             state
                                 .vfio_ioctl(&h, &caller, &self.files, call.request, call.arg)
-                                .map(|(result, device)| {
-                                    served_fd = device.is_some();
-                                    region_fd = device;
+                                .map(|(result, file)| {
+                                    served_fd = file.is_some();
+                                    keep_on_exec =
+                                        file.as_ref().is_some_and(|(_, cloexec)| !cloexec);
+                                    region_fd = file.map(|(fd, _)| fd);
                                     result
                                 })
                         }
@@ -1358,6 +1362,9 @@ impl Channel {
                     reply.fd_addr = u64::MAX;
                     if served_fd {
                         reply.reserved |= REPLY_FD_SERVED;
+                    }
+                    if keep_on_exec {
+                        reply.reserved |= REPLY_FD_KEEP_ON_EXEC;
                     }
                 }
                 Answer {

@@ -1,11 +1,11 @@
-//! The VFIO files the server serves: device files (`/dev/vfio/devices/*`)
-//! and group files (`/dev/vfio/<n>`), each a socket whose program end is the
-//! file, as a context's is. Their ioctls, reads, writes and BAR mappings
+//! The VFIO files the server serves: device files (`/dev/vfio/devices/*`),
+//! group files (`/dev/vfio/<n>`) and the dma-bufs device files export, each
+//! a socket whose program end is the file, as a context's is. Their ioctls, reads, writes and BAR mappings
 //! arrive on the program's call channels like a context's.
 
 use super::{lock, remove_entry, CallFiles, State};
 use softiommu_engine::memory::CallerFiles;
-use softiommu_engine::memory::{EventSignal, ProcessHandle};
+use softiommu_engine::memory::{EventSignal, ExportedDmabuf, ProcessHandle};
 use softiommu_engine::vfio::{DeviceFile, GroupFile, GroupReply, SharedContext, VfioFds};
 use softiommu_engine::{Arg, Caller, Errno};
 use softiommu_iommu::{DeviceId, GroupId};
@@ -31,8 +31,11 @@ fn group_of(file: &VfioFile) -> Option<GroupId> {
 
 /// What a caller's descriptor numbers open, for a device file's ioctl.
 struct CallerFds<'a> {
-    state: &'a State,
+    state: &'a Arc<State>,
     files: &'a CallFiles,
+    /// The program's end of a dma-buf the ioctl exported, to go with the
+    /// reply, and whether it closes on `exec`.
+    exported: std::cell::RefCell<Option<(OwnedFd, bool)>>,
 }
 
 impl VfioFds for CallerFds<'_> {
@@ -47,6 +50,22 @@ impl VfioFds for CallerFds<'_> {
             .and_then(|h| h.group)
             .ok_or(Errno::EINVAL)
     }
+
+    fn dmabuf_file(
+        &self,
+        dmabuf: Arc<dyn ExportedDmabuf>,
+        close_on_exec: bool,
+    ) -> Result<(), Errno> {
+        // Each served file costs a descriptor and a thread, as a side
+        // file does: past the same limit, EMFILE.
+        if lock(&self.state.vfio_files).len() >= self.state.limits.max_side_files {
+            return Err(Errno(libc::EMFILE));
+        }
+        let (program_end, ino) = self.state.serve_new_vfio_file(VfioFile::Dmabuf)?;
+        self.state.engine.shared().register_dmabuf(ino, dmabuf);
+        *self.exported.borrow_mut() = Some((program_end, close_on_exec));
+        Ok(())
+    }
 }
 
 /// A VFIO file a program holds.
@@ -54,6 +73,9 @@ impl VfioFds for CallerFds<'_> {
 pub(crate) enum VfioFile {
     Device(DeviceFile),
     Group(GroupFile),
+    /// A dma-buf a device file exported: importers find it in the engine
+    /// by this file's inode while the file is open.
+    Dmabuf,
     /// Released (the program's last close): dropping the file unbinds it.
     Closed,
 }
@@ -95,6 +117,9 @@ impl State {
             return;
         };
         let file = std::mem::replace(&mut *lock(&h.file), VfioFile::Closed);
+        if matches!(file, VfioFile::Dmabuf) {
+            self.engine.shared().forget_dmabuf(ino);
+        }
         drop(file);
         remove_entry(&self.vfio_files, ino, &h);
     }
@@ -110,9 +135,10 @@ impl State {
             .ok_or(Errno::EBADFD)
     }
 
-    /// A VFIO file's ioctl. A group's `GET_DEVICE_FD` gives a device file:
-    /// its program end comes back to go with the reply (its server end is
-    /// already served).
+    /// A VFIO file's ioctl. A group's `GET_DEVICE_FD` gives a device file,
+    /// and a device's `DMA_BUF` feature a dma-buf: its program end comes
+    /// back to go with the reply (its server end is already served), with
+    /// whether it closes on `exec`.
     pub(crate) fn vfio_ioctl(
         self: &Arc<Self>,
         h: &HostedVfio,
@@ -120,28 +146,36 @@ impl State {
         files: &CallFiles,
         request: u32,
         arg: u64,
-    ) -> Result<(i64, Option<OwnedFd>), Errno> {
+    ) -> Result<(i64, Option<(OwnedFd, bool)>), Errno> {
         let iommufd_of = |fd: i32| self.iommufd_of(files, fd);
-        let fds = CallerFds { state: self, files };
+        let fds = CallerFds {
+            state: self,
+            files,
+            exported: std::cell::RefCell::new(None),
+        };
         let mut file = lock(&h.file);
         match &mut *file {
-            VfioFile::Device(d) => d
-                .ioctl(caller, request, Arg::User(arg), &fds)
-                .map(|v| (v, None)),
+            VfioFile::Device(d) => {
+                let value = d.ioctl(caller, request, Arg::User(arg), &fds)?;
+                Ok((value, fds.exported.take()))
+            }
             VfioFile::Group(g) => match g.ioctl(caller, request, Arg::User(arg), &iommufd_of)? {
                 GroupReply::Value(v) => Ok((v, None)),
                 GroupReply::Device(device) => {
                     drop(file);
-                    let program_end = self.serve_new_vfio_file(VfioFile::Device(device))?;
-                    Ok((0, Some(program_end)))
+                    let (program_end, _) = self.serve_new_vfio_file(VfioFile::Device(device))?;
+                    Ok((0, Some((program_end, true))))
                 }
             },
+            // Linux's dma-buf file answers its own ioctls only.
+            VfioFile::Dmabuf => Err(Errno::ENOTTY),
             VfioFile::Closed => Err(Errno::EBADF),
         }
     }
 
-    /// Serves `file` on a new socket pair; returns the program's end.
-    fn serve_new_vfio_file(self: &Arc<Self>, file: VfioFile) -> Result<OwnedFd, Errno> {
+    /// Serves `file` on a new socket pair; returns the program's end and
+    /// its inode.
+    fn serve_new_vfio_file(self: &Arc<Self>, file: VfioFile) -> Result<(OwnedFd, u64), Errno> {
         let (program_end, server_end) = UnixStream::pair().map_err(|_| Errno::ENOMEM)?;
         let ino = rustix::fs::fstat(&program_end)
             .map_err(|_| Errno::ENOMEM)?
@@ -162,7 +196,7 @@ impl State {
             self.release_vfio(ino);
             return Err(Errno::ENOMEM);
         }
-        Ok(program_end.into())
+        Ok((program_end.into(), ino))
     }
 
     /// `pread` (`write` false) or `pwrite` of a device file: `len` bytes at
@@ -203,8 +237,11 @@ impl State {
         flags: u32,
     ) -> Result<(OwnedFd, u64, (u32, u32)), Errno> {
         let file = lock(&h.file);
-        let VfioFile::Device(d) = &*file else {
-            return Err(Errno::ENODEV);
+        let d = match &*file {
+            VfioFile::Device(d) => d,
+            // Linux: an exporter without `mmap` (vfio-pci's).
+            VfioFile::Dmabuf => return Err(Errno::EINVAL),
+            _ => return Err(Errno::ENODEV),
         };
         if flags & libc::MAP_SHARED as u32 == 0 {
             return Err(Errno::EINVAL);

@@ -31,7 +31,7 @@ use crate::memory::{ProcFiles, ProcessMemory};
 use crate::sync::Locked;
 use crate::vfio::{DeviceFile, SharedContext};
 use softiommu_uapi::vfio::{VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_OFFSET_SHIFT};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One PCI function's device file, bound to a context of its own.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl super::Engine {
             .device_by_name(bdf)
             .ok_or_else(|| Error::new(Errno::ENODEV, format!("no PCI function {bdf}")))?;
         let mut file = self.vfio.open(dev).map_err(err("opening the device"))?;
-        let ctx: SharedContext = Arc::new(Mutex::new(Context::new(self.shared.clone())));
+        let ctx: SharedContext = Context::new(self.shared.clone()).into_shared();
         file.bind(ctx.clone()).map_err(err("binding the device"))?;
         Ok(VfioDevice {
             name: bdf.into(),

@@ -89,7 +89,14 @@ pub struct Context {
     pub(crate) mmap_regions: std::collections::BTreeMap<u64, crate::object::MmapRegion>,
     /// The IOVA ranges its IOASes hold, against its limit.
     pub(crate) ranges: RangeBudget,
+    /// The context itself as [`into_shared`](Context::into_shared) made it:
+    /// how a dma-buf it imports reaches it to revoke (`None` for a context
+    /// never shared that way, which cannot import one).
+    pub(crate) me: Option<std::sync::Weak<std::sync::Mutex<Context>>>,
 }
+
+/// A context as servers and VFIO files hold it: one lock per context.
+pub type SharedContext = Arc<std::sync::Mutex<Context>>;
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -112,7 +119,18 @@ impl Context {
             side_output: Vec::new(),
             mmap_regions: std::collections::BTreeMap::new(),
             page_request_group: 0,
+            me: None,
         }
+    }
+
+    /// The context behind its lock, knowing itself there (so that an
+    /// exporter of a dma-buf it maps can reach it).
+    pub fn into_shared(self) -> SharedContext {
+        Arc::new_cyclic(|me| {
+            let mut context = self;
+            context.me = Some(me.clone());
+            std::sync::Mutex::new(context)
+        })
     }
 
     /// Marks the context as opened through `/dev/vfio/vfio`, the legacy

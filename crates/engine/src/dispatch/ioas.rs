@@ -145,7 +145,7 @@ impl Context {
         cmd.start
             .checked_add(cmd.length - 1)
             .ok_or(Errno::EOVERFLOW)?;
-        let file = match self.dmabuf_of(u.caller, cmd.fd)? {
+        let file = match self.dmabuf_of(u.caller, cmd.fd, cmd.start, cmd.length)? {
             Some(memory) => memory,
             None => u.caller.files.resolve(cmd.fd)?,
         };

@@ -231,8 +231,7 @@ impl Context {
                 // room is checked before its file is made.
                 self.objects.peek_id()?;
                 let (fd, inode) = caller.files.create_side_file(u64::MAX)?;
-                let memory =
-                    std::sync::Arc::new(crate::memory::SimFile::new(length as usize, true));
+                let memory = std::sync::Arc::new(crate::memory::SimFile::dmabuf(length as usize));
                 let object = crate::object::Object::Dmabuf(Box::new(crate::object::Dmabuf {
                     inode,
                     memory,
@@ -258,10 +257,9 @@ impl Context {
                     }
                     _ => return Err(Errno::EINVAL),
                 };
-                for ioas in self.objects.ids_of(crate::object::ObjectType::Ioas) {
-                    if let Ok(t) = self.ioas_mut(ioas) {
-                        t.set_file_revoked(file_id, revoked);
-                    }
+                // A restore allows new maps; the revoked ones stay dead.
+                if revoked {
+                    self.revoke_file(file_id);
                 }
                 Ok(())
             }

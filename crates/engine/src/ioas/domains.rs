@@ -110,31 +110,21 @@ impl IoPagetable {
         }
     }
 
-    /// The exporter of file `file_id` revoked (or restored) its memory: areas
-    /// of it leave (or rejoin) every domain; the areas themselves stay.
-    pub fn set_file_revoked(&mut self, file_id: u64, revoked: bool) {
+    /// The exporter of file `file_id` revoked its memory: its areas leave
+    /// every domain, for good (Linux `iopt_revoke_notify`; a restore by the
+    /// exporter brings back new maps, never these). The areas themselves
+    /// stay until unmapped.
+    pub fn revoke_file(&mut self, file_id: u64) {
         let starts: Vec<u64> = self
             .areas
             .values()
-            .filter(|a| a.pages.file_id() == Some(file_id) && a.pages.revoked() != revoked)
+            .filter(|a| a.pages.file_id() == Some(file_id) && !a.pages.revoked())
             .map(|a| a.start)
             .collect();
         for start in starts {
-            if revoked {
-                self.unfill_area(start);
-                if let Some(a) = self.areas.get(&start) {
-                    a.pages.set_revoked(true);
-                }
-            } else {
-                if let Some(a) = self.areas.get(&start) {
-                    a.pages.set_revoked(false);
-                }
-                if !self.domains.is_empty() && self.fill_area(start).is_err() {
-                    // Keep it out of the domains rather than half in.
-                    if let Some(a) = self.areas.get(&start) {
-                        a.pages.set_revoked(true);
-                    }
-                }
+            self.unfill_area(start);
+            if let Some(a) = self.areas.get(&start) {
+                a.pages.set_revoked(true);
             }
         }
     }

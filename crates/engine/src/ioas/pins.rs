@@ -6,7 +6,8 @@ use super::*;
 impl IoPagetable {
     /// Pins the pages behind `[iova, iova + length)`, which contiguous areas
     /// must cover (`ENOENT` otherwise; `EPERM` for a write pin of a read-only
-    /// area). Returns a pin id for [`unpin`](Self::unpin). All or nothing.
+    /// area, `EINVAL` for a dma-buf's). Returns a pin id for
+    /// [`unpin`](Self::unpin). All or nothing.
     pub fn pin(&mut self, iova: u64, length: u64, write: bool) -> Result<u64> {
         let slices = self.get_pages(iova, length)?;
         let mut pieces = Vec::with_capacity(slices.len());
@@ -15,6 +16,9 @@ impl IoPagetable {
             let area = self.area_at(cur).ok_or(Errno::ENOENT)?;
             if write && !area.prot.write {
                 return Err(Errno::EPERM);
+            }
+            if area.pages.is_dmabuf() {
+                return Err(Errno::EINVAL);
             }
             pieces.push((
                 area.start,
@@ -63,7 +67,8 @@ impl IoPagetable {
     }
 
     /// Reads or writes through the areas covering `[iova, iova + len)`, as an
-    /// emulated device behind this IOAS would (permissions checked: `EPERM`).
+    /// emulated device behind this IOAS would (permissions checked: `EPERM`;
+    /// a dma-buf's memory is `EINVAL`).
     pub fn access_rw(&self, iova: u64, buf: &mut [u8], write: bool) -> Result<()> {
         if buf.is_empty() {
             return Err(Errno::EINVAL);
@@ -74,6 +79,9 @@ impl IoPagetable {
             let area = self.area_at(cur).ok_or(Errno::ENOENT)?;
             if (write && !area.prot.write) || (!write && !area.prot.read) {
                 return Err(Errno::EPERM);
+            }
+            if area.pages.is_dmabuf() {
+                return Err(Errno::EINVAL);
             }
             cur += s.length;
         }

@@ -109,6 +109,12 @@ pub trait FileBacking: Send + Sync + Debug {
     fn size(&self) -> Result<u64>;
     /// Whether the descriptor was opened for writing (Linux: `FMODE_WRITE`).
     fn writable(&self) -> bool;
+    /// Whether it is a dma-buf (peer-to-peer memory): accesses may not pin
+    /// or copy it (Linux `iopt_area_add_access` and
+    /// `iopt_pages_rw_access`: `EINVAL`).
+    fn is_dmabuf(&self) -> bool {
+        false
+    }
     /// Copies `buf.len()` bytes from byte `offset`; `EFAULT` past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// Copies `buf` to byte `offset`; `EFAULT` past the end.
@@ -194,6 +200,7 @@ impl CallerFiles for NoFiles {
     }
 }
 
+pub mod dmabuf;
 mod handle;
 mod memfd;
 pub mod prefetched;
@@ -201,6 +208,7 @@ mod process;
 mod sim;
 pub mod user_copy;
 
+pub use dmabuf::{DmabufImporter, ExportedDmabuf};
 pub use handle::ProcessHandle;
 pub use memfd::MemFile;
 pub use prefetched::PrefetchedMemory;

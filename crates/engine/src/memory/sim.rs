@@ -119,6 +119,8 @@ impl AddressSpace for SimMemory {
 pub struct SimFile {
     id: u64,
     writable: bool,
+    /// It stands for a dma-buf (see [`FileBacking::is_dmabuf`]).
+    dmabuf: bool,
     data: Mutex<Vec<u8>>,
 }
 
@@ -129,7 +131,16 @@ impl SimFile {
         SimFile {
             id: new_space_id(),
             writable,
+            dmabuf: false,
             data: Mutex::new(vec![0; len]),
+        }
+    }
+
+    /// A writable dma-buf of `len` zero bytes (the selftest's exporter).
+    pub fn dmabuf(len: usize) -> Self {
+        SimFile {
+            dmabuf: true,
+            ..SimFile::new(len, true)
         }
     }
 
@@ -148,6 +159,9 @@ impl FileBacking for SimFile {
     }
     fn writable(&self) -> bool {
         self.writable
+    }
+    fn is_dmabuf(&self) -> bool {
+        self.dmabuf
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let data = self.data.locked();

@@ -60,7 +60,12 @@ impl Context {
         start: u64,
         args: MapArgs,
     ) -> Result<u64> {
-        let owner = self.owner_for(caller);
+        let mut owner = self.owner_for(caller);
+        if file.is_dmabuf() {
+            // Linux charges no locked memory for a dma-buf's pages
+            // (`IOPT_PAGES_ACCOUNT_NONE`): nothing of the program's is pinned.
+            owner.mode = crate::pages::AccountMode::None;
+        }
         let (shared, iopt) = self.ioas_with_state(ioas)?;
         if args.prot.write && !file.writable() {
             return Err(Errno::EPERM);

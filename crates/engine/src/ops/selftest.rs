@@ -6,20 +6,44 @@ use crate::errno::{Errno, Result};
 use crate::sync::Locked;
 use softiommu_uapi::test_cmd as t;
 
+impl crate::memory::DmabufImporter for std::sync::Mutex<Context> {
+    fn revoke(&self, file_id: u64) {
+        self.locked().revoke_file(file_id);
+    }
+}
+
 /// How many pages the selftest checks identify at once.
 const CHECK_WINDOW_PAGES: u64 = 1024;
 
 impl Context {
-    /// The dma-buf behind the caller's descriptor `fd`, if it is one:
-    /// `ENODEV` once revoked.
+    /// The dma-buf behind the caller's descriptor `fd`, if it is one (the
+    /// selftest's, or one a VFIO function exported), for a map of
+    /// `[start, start + length)` of it: `EINVAL` past its end, `ENODEV`
+    /// once revoked, `EOPNOTSUPP` for an exported one of several ranges or
+    /// in a context that cannot be told of a revoke.
     pub(crate) fn dmabuf_of(
         &self,
         caller: &Caller<'_>,
         fd: i32,
+        start: u64,
+        length: u64,
     ) -> Result<Option<std::sync::Arc<dyn crate::memory::FileBacking>>> {
         let Ok(inode) = caller.files.inode_of(fd) else {
             return Ok(None);
         };
+        if let Some(exported) = self.shared.exported_dmabuf(inode) {
+            // Linux checks the range (`iopt_alloc_dmabuf_pages`) before it
+            // attaches to the exporter.
+            if start
+                .checked_add(length)
+                .is_none_or(|end| end > exported.size())
+            {
+                return Err(Errno::EINVAL);
+            }
+            let me = self.me.clone().ok_or(Errno::EOPNOTSUPP)?;
+            let importer: std::sync::Weak<dyn crate::memory::DmabufImporter> = me;
+            return exported.import(importer).map(Some);
+        }
         let Some(&id) = self.side_files.get(&inode) else {
             return Ok(None);
         };
@@ -27,6 +51,16 @@ impl Context {
             Some(crate::object::Object::Dmabuf(d)) if d.revoked => Err(Errno::ENODEV),
             Some(crate::object::Object::Dmabuf(d)) => Ok(Some(d.memory.clone())),
             _ => Ok(None),
+        }
+    }
+
+    /// The memory of file `file_id` was revoked by its exporter: its areas
+    /// leave every domain of every IOAS, for good.
+    pub(crate) fn revoke_file(&mut self, file_id: u64) {
+        for ioas in self.objects.ids_of(crate::object::ObjectType::Ioas) {
+            if let Ok(t) = self.ioas_mut(ioas) {
+                t.revoke_file(file_id);
+            }
         }
     }
 

@@ -4,10 +4,11 @@
 use super::{Accounting, Frame};
 use crate::fail_nth::FailNth;
 use crate::limits::ContextLimits;
+use crate::memory::ExportedDmabuf;
 use crate::pages::physical::{Backing, PhysMap};
 use crate::sync::Locked;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// State shared by every context of one engine: accounting, global pin
 /// counts and the fault-injection hook.
@@ -25,6 +26,10 @@ pub struct EngineState {
     pub iommu: Mutex<softiommu_iommu::IommuCore>,
     /// What each context opened from now on may hold.
     pub context_limits: Mutex<ContextLimits>,
+    /// Dma-bufs exported by VFIO functions, by the inode of the file that
+    /// stands for each (an importer names it by a descriptor). An entry
+    /// lives while that file is open. Lock order: a leaf.
+    dmabufs: Mutex<HashMap<u64, Arc<dyn ExportedDmabuf>>>,
 }
 
 impl EngineState {
@@ -38,6 +43,22 @@ impl EngineState {
 }
 
 impl EngineState {
+    /// Makes `dmabuf` findable by its file's inode.
+    pub fn register_dmabuf(&self, inode: u64, dmabuf: Arc<dyn ExportedDmabuf>) {
+        self.dmabufs.locked().insert(inode, dmabuf);
+    }
+
+    /// Forgets the dma-buf of inode `inode` (its file's last close); what
+    /// already maps it keeps it.
+    pub fn forget_dmabuf(&self, inode: u64) {
+        self.dmabufs.locked().remove(&inode);
+    }
+
+    /// The exported dma-buf whose file has inode `inode`.
+    pub fn exported_dmabuf(&self, inode: u64) -> Option<Arc<dyn ExportedDmabuf>> {
+        self.dmabufs.locked().get(&inode).cloned()
+    }
+
     /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
     pub fn pin_count(&self, frame: Frame) -> u32 {
         self.pins.locked().get(&frame).copied().unwrap_or(0)

@@ -170,6 +170,11 @@ impl Pages {
     pub fn is_file(&self) -> bool {
         matches!(self.source, Source::File { .. })
     }
+
+    /// Whether the memory is a dma-buf's, which accesses may not reach.
+    pub fn is_dmabuf(&self) -> bool {
+        matches!(&self.source, Source::File { file, .. } if file.is_dmabuf())
+    }
     /// Who its pins are charged to.
     pub fn owner(&self) -> AccountOwner {
         self.lock().owner

@@ -249,6 +249,8 @@ impl DeviceFile {
             let group = {
                 let mut f = self.function.locked();
                 f.reset_irqs();
+                // Linux `vfio_pci_core_close_device`: its dma-bufs die.
+                f.close_dmabufs();
                 f.group
             };
             if !self.via_group {

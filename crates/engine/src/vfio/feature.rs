@@ -5,15 +5,15 @@
 //! What a function has: the VF token (a PF's, SET only, as Linux refuses
 //! to reveal it) and runtime low power (`LOW_POWER_ENTRY`, `_WITH_WAKEUP`,
 //! `_EXIT`; any later access through the file wakes the function and
-//! signals the wake-up eventfd). Migration and DMA logging are `ENOTTY`
-//! (no migration driver); DMA-buf export is `EOPNOTSUPP`, as vfio-pci
-//! answers for a function whose driver cannot export its BARs.
+//! signals the wake-up eventfd), and DMA-buf export of BAR ranges (`GET`
+//! only; see [`super::dmabuf`]). Migration and DMA logging are `ENOTTY`
+//! (no migration driver).
 //!
 //! Deviation: Linux also revokes the BAR mappings while the function is in
 //! low power; here they stay usable.
 
 use super::function::LowPower;
-use super::DeviceFile;
+use super::{DeviceFile, VfioFds};
 use crate::context::Caller;
 use crate::dispatch::Arg;
 use crate::errno::{Errno, Result};
@@ -40,7 +40,12 @@ fn check(flags: u32, data_len: u64, supported: u32, minsz: u64) -> Result<bool> 
 
 impl DeviceFile {
     /// `VFIO_DEVICE_FEATURE` on a bound file.
-    pub(super) fn ioctl_feature(&mut self, caller: &Caller<'_>, arg: &Arg<'_>) -> Result<()> {
+    pub(super) fn ioctl_feature(
+        &mut self,
+        caller: &Caller<'_>,
+        arg: &Arg<'_>,
+        fds: &dyn VfioFds,
+    ) -> Result<()> {
         let mut head = [0u8; HEAD as usize];
         arg.read(caller, 0, &mut head)?;
         let argsz = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
@@ -94,11 +99,20 @@ impl DeviceFile {
             }
             VFIO_DEVICE_FEATURE_LOW_POWER_EXIT => {
                 if check(flags, data_len, VFIO_DEVICE_FEATURE_SET, 0)? {
-                    self.function().locked().low_power = None;
+                    let mut function = self.function().locked();
+                    function.low_power = None;
+                    function.sync_dmabufs(false);
                 }
                 Ok(())
             }
-            VFIO_DEVICE_FEATURE_DMA_BUF => Err(Errno::EOPNOTSUPP),
+            VFIO_DEVICE_FEATURE_DMA_BUF => {
+                // The request's ranges are read beyond `argsz`, as Linux
+                // reads `nr_ranges` of them whatever `argsz` says.
+                if check(flags, data_len, VFIO_DEVICE_FEATURE_GET, 16)? {
+                    self.export_dmabuf(caller, arg, HEAD, fds)?;
+                }
+                Ok(())
+            }
             _ => Err(Errno::ENOTTY),
         }
     }
@@ -109,6 +123,7 @@ impl DeviceFile {
             return Err(Errno::EINVAL);
         }
         function.low_power = Some(state);
+        function.sync_dmabufs(false);
         Ok(())
     }
 

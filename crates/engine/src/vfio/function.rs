@@ -97,6 +97,9 @@ pub struct Function {
     /// Where the function's DMA goes: the context a device file bound it
     /// to and its device object there. Cleared before the unbind.
     pub(crate) dma_port: Option<(super::SharedContext, u32)>,
+    /// Dma-bufs exported from its BARs that still exist (see
+    /// [`super::dmabuf`]).
+    pub(crate) dmabufs: Vec<std::sync::Weak<super::dmabuf::VfioDmabuf>>,
 }
 
 /// A device the user let enter low power: any access through the device
@@ -135,6 +138,7 @@ impl Function {
             model_running: false,
             runner: None,
             dma_port: None,
+            dmabufs: Vec::new(),
         };
         function.irqs.triggers = (0..VFIO_PCI_NUM_IRQS)
             .map(|i| vec![None; function.irq_count(i) as usize])
@@ -216,6 +220,7 @@ impl Function {
         self.reset_model();
         self.irqs.intx_masked = false;
         self.irqs.intx_pending = false;
+        self.sync_dmabufs(true);
     }
 
     /// Drops every eventfd and clears INTx masking: vfio-pci turns the
@@ -248,7 +253,11 @@ impl Function {
                 .read(msix_control, &mut saved)
                 .map_err(|_| Errno::EINVAL)?;
         }
+        let resets = self.config.resets();
         self.config.write(offset, data).map_err(|_| Errno::EINVAL)?;
+        // Memory decoding or the power state may have changed, or an FLR
+        // run: exported dma-bufs follow.
+        self.sync_dmabufs(self.config.resets() != resets);
         if has_msix {
             let _ = self.config.set_by_device(msix_control, &saved);
         }

@@ -71,7 +71,7 @@ impl DeviceFile {
             }
             VFIO_DEVICE_GET_PCI_HOT_RESET_INFO => self.ioctl_hot_reset_info(caller, &mut arg),
             VFIO_DEVICE_PCI_HOT_RESET => self.ioctl_hot_reset(caller, &arg, fds),
-            VFIO_DEVICE_FEATURE => self.ioctl_feature(caller, &arg),
+            VFIO_DEVICE_FEATURE => self.ioctl_feature(caller, &arg, fds),
             _ => Err(Errno::ENOTTY),
         }
         .map(|()| 0)

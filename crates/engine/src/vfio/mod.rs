@@ -17,6 +17,7 @@
 //! change an entry, never while taking another lock.
 
 mod device_file;
+mod dmabuf;
 mod feature;
 mod function;
 mod group;
@@ -27,13 +28,13 @@ mod model;
 mod sriov;
 
 pub use device_file::DeviceFile;
+pub use dmabuf::VfioDmabuf;
 pub use function::{Function, IrqTrigger, Irqs, MAX_BAR_MEMORY};
 pub use group::{GroupFile, GroupReply};
 pub use irqs::IrqData;
 pub use model::{DeviceModel, DmaFailure, MAX_IDLE_SLEEP};
 pub use sriov::{RemovedVf, SriovChange, SriovRole, VfToken};
 
-use crate::context::Context;
 use crate::errno::{Errno, Result};
 use crate::pages::EngineState;
 use crate::sync::Locked;
@@ -47,7 +48,7 @@ pub type ModelFactory = dyn Fn(&str) -> Option<Box<dyn DeviceModel>>;
 
 /// A context as a transport shares it between its descriptors and the
 /// device files bound to it.
-pub type SharedContext = Arc<Mutex<Context>>;
+pub use crate::context::SharedContext;
 
 /// The machine's emulated PCI functions, by machine device.
 #[derive(Debug, Default)]
@@ -110,6 +111,16 @@ pub trait VfioFds {
     /// The group whose file `fd` is: `EBADF` for no descriptor, `EINVAL`
     /// for one that is no VFIO group file (Linux `vfio_file_is_group`).
     fn vfio_group(&self, fd: i32) -> Result<GroupId>;
+    /// Makes the file that stands for `dmabuf` (`VFIO_DEVICE_FEATURE_DMA_BUF`),
+    /// to be the ioctl's return value (closed on `exec` when
+    /// `close_on_exec`), and lets importers find it by that file
+    /// ([`crate::pages::EngineState::register_dmabuf`]) while it is open.
+    /// `EMFILE` or `ENOMEM` when no file can be made.
+    fn dmabuf_file(
+        &self,
+        dmabuf: Arc<dyn crate::memory::ExportedDmabuf>,
+        close_on_exec: bool,
+    ) -> Result<()>;
 }
 
 /// How the machine's groups are in use through VFIO. Invariant: a group is

@@ -9,7 +9,7 @@ use softiommu_iommu::{DeviceState, DomainKind, GroupId, Topology};
 use softiommu_uapi::vfio::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 /// The iommufd descriptor number the resolver knows, and one that is open
@@ -73,13 +73,30 @@ impl CallerFiles for Eventfds {
 /// Descriptor numbers of group files: `GROUP_FDS + n` is group `n`'s.
 pub const GROUP_FDS: i32 = 20;
 
-/// What the caller's descriptor numbers open for a device file's ioctl.
-pub struct Fds(pub SharedContext);
+/// What the caller's descriptor numbers open for a device file's ioctl,
+/// and the descriptor of a dma-buf it exported (a side file of the
+/// caller's, the ioctl's return value).
+pub struct Fds<'a> {
+    pub ctx: SharedContext,
+    pub files: &'a Eventfds,
+    pub exported: std::cell::Cell<Option<i32>>,
+}
 
-impl VfioFds for Fds {
+impl VfioFds for Fds<'_> {
+    fn dmabuf_file(
+        &self,
+        dmabuf: Arc<dyn softiommu_engine::memory::ExportedDmabuf>,
+        _close_on_exec: bool,
+    ) -> Result<(), Errno> {
+        let (fd, inode) = self.files.create_side_file(u64::MAX)?;
+        let shared = self.ctx.lock().unwrap().shared().clone();
+        shared.register_dmabuf(inode, dmabuf);
+        self.exported.set(fd);
+        Ok(())
+    }
     fn iommufd(&self, fd: i32) -> Result<SharedContext, Errno> {
         match fd {
-            IOMMUFD => Ok(self.0.clone()),
+            IOMMUFD => Ok(self.ctx.clone()),
             NOT_IOMMUFD => Err(Errno::EBADFD),
             _ => Err(Errno::EBADF),
         }
@@ -111,7 +128,7 @@ impl Machine {
     pub fn with(topology: Topology) -> Self {
         let host = VfioHost::with_models(&topology, &softiommu_engine::devices::model_for).unwrap();
         let shared = Arc::new(EngineState::with_topology(topology));
-        let ctx = Arc::new(Mutex::new(Context::new(shared.clone())));
+        let ctx = Context::new(shared.clone()).into_shared();
         let sim = Arc::new(SimMemory::new());
         sim.map(0x10000, 0x10000, true);
         let mut files = Eventfds::default();
@@ -158,8 +175,13 @@ impl Machine {
         request: u32,
         bytes: &mut [u8],
     ) -> Result<i64, Errno> {
-        let fds = Fds(self.ctx.clone());
-        file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &fds)
+        let fds = Fds {
+            ctx: self.ctx.clone(),
+            files: &self.files,
+            exported: std::cell::Cell::new(None),
+        };
+        let value = file.ioctl(&self.caller(), request, Arg::Bytes(bytes), &fds)?;
+        Ok(fds.exported.get().map_or(value, i64::from))
     }
 
     pub fn bind(&self, file: &mut DeviceFile) -> Result<u32, Errno> {
