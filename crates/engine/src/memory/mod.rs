@@ -43,6 +43,10 @@ pub struct PageIdentity {
     /// The page is a device's memory mapped into the process (a VFIO BAR;
     /// Linux's `VM_PFNMAP`), which iommufd cannot pin.
     pub device: bool,
+    /// The page lies in a 1 GiB huge page (hugetlb), which a real machine
+    /// backs with 1 GiB of contiguous memory: its synthetic address is
+    /// given so, and a domain can map it with a 1 GiB leaf.
+    pub gigantic: bool,
 }
 
 /// The identity of a file by device and inode, shared by descriptors and
@@ -89,6 +93,7 @@ pub trait AddressSpace: Send + Sync + Debug {
                 page: addr / PAGE_SIZE + i,
                 va_delta: 0,
                 device: false,
+                gigantic: false,
             })
             .collect()
     }

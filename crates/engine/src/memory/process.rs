@@ -40,6 +40,17 @@ impl ProcessMemory {
         &self.process
     }
 
+    /// The mappings backed by 1 GiB huge pages (`KernelPageSize` in
+    /// `/proc/<pid>/smaps`), asked only for a range of `npages` that can hold
+    /// one: smaps costs a walk of the whole process.
+    fn gigantic_mappings(&self, npages: u64) -> Vec<(u64, u64)> {
+        if npages * PAGE_SIZE < GIGANTIC_PAGE {
+            return Vec::new();
+        }
+        let smaps = self.process.read_to_string("smaps").unwrap_or_default();
+        gigantic_in_smaps(&smaps)
+    }
+
     /// The process's mappings, read once from `/proc/<pid>/maps`;
     /// `EFAULT` once the process is gone.
     fn mappings(&self) -> Result<Vec<Mapping>> {
@@ -68,6 +79,32 @@ impl ProcessMemory {
         }
         Ok(())
     }
+}
+
+/// The size of a gigantic (1 GiB) huge page.
+const GIGANTIC_PAGE: u64 = 1 << 30;
+
+/// The `[lo, hi)` of each mapping in `smaps` text whose kernel page size is
+/// 1 GiB.
+fn gigantic_in_smaps(smaps: &str) -> Vec<(u64, u64)> {
+    let mut found = Vec::new();
+    let mut current: Option<(u64, u64)> = None;
+    for line in smaps.lines() {
+        if let Some(size) = line.strip_prefix("KernelPageSize:") {
+            let kib: u64 = size
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if kib * 1024 == GIGANTIC_PAGE {
+                found.extend(current);
+            }
+        } else if let Some(m) = Mapping::parse(line) {
+            current = Some((m.lo, m.hi));
+        }
+    }
+    found
 }
 
 /// One line of `/proc/<pid>/maps`: `[lo, hi)`, its permissions, and for a
@@ -145,11 +182,20 @@ fn covered_by(maps: &[Mapping], addr: u64, len: u64, write: bool) -> Result<()> 
 /// What the `npages` pages from `addr` are: pages of a shared file mapping
 /// (shared anonymous memory included, which the kernel backs with a shmem
 /// file) are the file's; the rest are the address space `space`'s own.
-fn identities(maps: &[Mapping], space: u64, addr: u64, npages: u64) -> Vec<PageIdentity> {
+///
+/// `gigantic` lists the mappings backed by 1 GiB huge pages.
+fn identities(
+    maps: &[Mapping],
+    gigantic: &[(u64, u64)],
+    space: u64,
+    addr: u64,
+    npages: u64,
+) -> Vec<PageIdentity> {
     let shared: Vec<&Mapping> = maps.iter().filter(|m| m.shared && m.ino != 0).collect();
     (0..npages)
         .map(|i| {
             let va = addr + i * PAGE_SIZE;
+            let huge = gigantic.iter().any(|&(lo, hi)| lo <= va && va < hi);
             match shared.iter().find(|m| m.lo <= va && va < m.hi) {
                 Some(m) => {
                     let page = (m.offset + (va - m.lo)) / PAGE_SIZE;
@@ -158,6 +204,7 @@ fn identities(maps: &[Mapping], space: u64, addr: u64, npages: u64) -> Vec<PageI
                         page,
                         va_delta: va.wrapping_sub(page * PAGE_SIZE),
                         device: m.device,
+                        gigantic: huge,
                     }
                 }
                 None => PageIdentity {
@@ -165,6 +212,7 @@ fn identities(maps: &[Mapping], space: u64, addr: u64, npages: u64) -> Vec<PageI
                     page: va / PAGE_SIZE,
                     va_delta: 0,
                     device: false,
+                    gigantic: huge,
                 },
             }
         })
@@ -211,7 +259,14 @@ impl AddressSpace for ProcessMemory {
     }
 
     fn page_identities(&self, addr: u64, npages: u64) -> Vec<PageIdentity> {
-        identities(&self.mappings().unwrap_or_default(), self.id, addr, npages)
+        let gigantic = self.gigantic_mappings(npages);
+        identities(
+            &self.mappings().unwrap_or_default(),
+            &gigantic,
+            self.id,
+            addr,
+            npages,
+        )
     }
 
     /// One read of the maps for both questions a pin asks.
@@ -225,7 +280,8 @@ impl AddressSpace for ProcessMemory {
     ) -> Result<Vec<PageIdentity>> {
         let maps = self.mappings()?;
         covered_by(&maps, addr, len, write)?;
-        Ok(identities(&maps, self.id, first, npages))
+        let gigantic = self.gigantic_mappings(npages);
+        Ok(identities(&maps, &gigantic, self.id, first, npages))
     }
 
     fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {
@@ -331,5 +387,31 @@ impl CallerFiles for ProcFiles {
         // One identity per inode, so two descriptors of one memfd share pins.
         let id = file_space_id(meta.dev(), meta.ino());
         Ok(Arc::new(OsFile { id, writable, file }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_names_the_mappings_of_gigantic_pages() {
+        let smaps = "\
+7f0000000000-7f0040000000 rw-p 00000000 00:10 4242                       /anon_hugepage (deleted)
+Size:            1048576 kB
+KernelPageSize:  1048576 kB
+MMUPageSize:     1048576 kB
+VmFlags: rd wr mr mw me de ht
+7f0040000000-7f0040200000 rw-p 00000000 00:10 4243                       /anon_hugepage (deleted)
+Size:               2048 kB
+KernelPageSize:     2048 kB
+7f0050000000-7f0050001000 rw-p 00000000 00:00 0
+Size:                  4 kB
+KernelPageSize:        4 kB
+";
+        assert_eq!(
+            gigantic_in_smaps(smaps),
+            vec![(0x7f00_0000_0000, 0x7f00_4000_0000)]
+        );
     }
 }

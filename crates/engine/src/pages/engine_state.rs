@@ -69,11 +69,15 @@ impl EngineState {
         self.pins.locked().len()
     }
 
+    /// Counts one more pin (`up`) or one less on each of `frames`; a frame
+    /// pinned for the first time gets its address (`gigantic`: it lies in
+    /// a 1 GiB huge page), one no longer pinned loses it.
     pub(super) fn add_pins(
         &self,
         frames: impl Iterator<Item = Frame>,
         up: bool,
         backing: &Backing,
+        gigantic: bool,
     ) {
         let mut pins = self.pins.locked();
         let mut phys = self.phys.locked();
@@ -82,7 +86,7 @@ impl EngineState {
                 let c = pins.entry(f).or_default();
                 *c += 1;
                 if *c == 1 {
-                    phys.pin(f, backing);
+                    phys.pin(f, backing, gigantic);
                 }
             } else if let Some(c) = pins.get_mut(&f) {
                 *c -= 1;

@@ -189,7 +189,7 @@ impl Pages {
         last: u64,
         write: bool,
         idxs: &[u64],
-    ) -> Result<Vec<(Frame, u64)>> {
+    ) -> Result<Vec<(Frame, u64, bool)>> {
         match &self.source {
             Source::File { file, base } => {
                 self.check_present(first, last, write)?;
@@ -202,6 +202,7 @@ impl Pages {
                                 page: base / PAGE_SIZE + i,
                             },
                             0,
+                            false,
                         )
                     })
                     .collect())
@@ -234,6 +235,7 @@ impl Pages {
                                 page: id.page,
                             },
                             id.va_delta,
+                            id.gigantic,
                         )
                     })
                     .collect())
@@ -287,7 +289,7 @@ impl Pages {
                 .charge(&st.owner, newly.len() as u64)?;
             ids
         };
-        for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
+        for (&i, &(frame, delta, _)) in newly.iter().zip(&ids) {
             st.pins.insert(i, (0, frame, delta));
         }
         for i in first..=last {
@@ -298,7 +300,7 @@ impl Pages {
         // Pages of a shared mapping are reached through its file, so they stay
         // readable after the mapping process is gone.
         let mut files: Vec<(u64, Arc<dyn FileBacking>)> = Vec::new();
-        for (&i, &(frame, delta)) in newly.iter().zip(&ids) {
+        for (&i, &(frame, delta, gigantic)) in newly.iter().zip(&ids) {
             let mut backing = self.backing(delta);
             if let Source::User { mm, base, .. } = &self.source {
                 if frame.space != mm.id() {
@@ -315,7 +317,8 @@ impl Pages {
                     }
                 }
             }
-            self.shared.add_pins(std::iter::once(frame), true, &backing);
+            self.shared
+                .add_pins(std::iter::once(frame), true, &backing, gigantic);
         }
         Ok(())
     }
@@ -341,7 +344,7 @@ impl Pages {
                 .uncharge(&st.owner, released.len() as u64);
             for (frame, delta) in released {
                 self.shared
-                    .add_pins(std::iter::once(frame), false, &self.backing(delta));
+                    .add_pins(std::iter::once(frame), false, &self.backing(delta), false);
             }
         }
     }

@@ -6,10 +6,13 @@
 //! and page), so two maps of the same memory give the same address, as on a
 //! real machine. Frames are grouped in 2 MiB chunks that get contiguous
 //! addresses, so 2 MiB-aligned memory can use 2 MiB leaves, as transparent huge
-//! pages do.
+//! pages do. Frames of a 1 GiB huge page go further: their chunks take their
+//! addresses from one 1 GiB-aligned block, in order, so such memory can use
+//! 1 GiB leaves, as hugetlb's gigantic pages do on a real machine.
 //!
 //! Invariant: a chunk has an address while at least one of its frames is
-//! pinned; `pinned` counts those frames.
+//! pinned; `pinned` counts those frames. A block is held while at least one
+//! of its chunks has an address; `chunks` counts them.
 
 use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
 use std::collections::HashMap;
@@ -30,6 +33,12 @@ pub struct Frame {
 /// Size of a chunk of consecutive frames with consecutive addresses.
 pub const CHUNK_SIZE: u64 = 2 << 20;
 const PAGES_PER_CHUNK: u64 = CHUNK_SIZE / PAGE_SIZE;
+/// Size of a block of chunks of one 1 GiB huge page.
+pub const BLOCK_SIZE: u64 = 1 << 30;
+const CHUNKS_PER_BLOCK: u64 = BLOCK_SIZE / CHUNK_SIZE;
+/// Where block addresses start: far above any chunk's own (reaching it
+/// would take a TiB pinned at once), inside every format's output range.
+const BLOCKS_START: u64 = 1 << 40;
 
 /// Where a chunk's bytes live.
 #[derive(Clone, Debug)]
@@ -52,6 +61,15 @@ struct Chunk {
     base: u64,
     pinned: u32,
     backing: Backing,
+    /// The block it takes its address from, if its frames are a 1 GiB
+    /// huge page's.
+    block: Option<(u64, u64)>,
+}
+
+#[derive(Debug)]
+struct Block {
+    base: u64,
+    chunks: u32,
 }
 
 /// Frames to addresses and back.
@@ -61,6 +79,10 @@ pub struct PhysMap {
     by_base: HashMap<u64, (u64, u64)>,
     free_bases: Vec<u64>,
     next_base: u64,
+    /// Blocks by `(space, page / pages per block)`.
+    blocks: HashMap<(u64, u64), Block>,
+    free_blocks: Vec<u64>,
+    next_block: u64,
 }
 
 impl PhysMap {
@@ -71,18 +93,35 @@ impl PhysMap {
         )
     }
 
-    /// Gives a newly pinned frame its address.
-    pub fn pin(&mut self, frame: Frame, backing: &Backing) {
+    /// Gives a newly pinned frame its address; `gigantic` when it lies in a
+    /// 1 GiB huge page (see the module's documentation).
+    pub fn pin(&mut self, frame: Frame, backing: &Backing, gigantic: bool) {
         let (key, _) = Self::key(frame);
         if let Some(c) = self.chunks.get_mut(&key) {
             c.pinned += 1;
             return;
         }
-        let base = self.free_bases.pop().unwrap_or_else(|| {
-            // Chunk 0 stays unused: address 0 never names a page.
-            self.next_base += CHUNK_SIZE;
-            self.next_base
-        });
+        let (base, block) = if gigantic {
+            let block_key = (frame.space, key.1 / CHUNKS_PER_BLOCK);
+            let block = self.blocks.entry(block_key).or_insert_with(|| {
+                let base = self.free_blocks.pop().unwrap_or_else(|| {
+                    let base = BLOCKS_START + self.next_block * BLOCK_SIZE;
+                    self.next_block += 1;
+                    base
+                });
+                Block { base, chunks: 0 }
+            });
+            block.chunks += 1;
+            let base = block.base + (key.1 % CHUNKS_PER_BLOCK) * CHUNK_SIZE;
+            (base, Some(block_key))
+        } else {
+            let base = self.free_bases.pop().unwrap_or_else(|| {
+                // Chunk 0 stays unused: address 0 never names a page.
+                self.next_base += CHUNK_SIZE;
+                self.next_base
+            });
+            (base, None)
+        };
         self.by_base.insert(base, key);
         self.chunks.insert(
             key,
@@ -90,6 +129,7 @@ impl PhysMap {
                 base,
                 pinned: 1,
                 backing: backing.clone(),
+                block,
             },
         );
     }
@@ -97,13 +137,27 @@ impl PhysMap {
     /// Takes the address away from a frame no longer pinned.
     pub fn unpin(&mut self, frame: Frame) {
         let (key, _) = Self::key(frame);
-        if let Some(c) = self.chunks.get_mut(&key) {
-            c.pinned -= 1;
-            if c.pinned == 0 {
-                let base = c.base;
-                self.chunks.remove(&key);
-                self.by_base.remove(&base);
-                self.free_bases.push(base);
+        let Some(c) = self.chunks.get_mut(&key) else {
+            return;
+        };
+        c.pinned -= 1;
+        if c.pinned > 0 {
+            return;
+        }
+        let (base, block) = (c.base, c.block);
+        self.chunks.remove(&key);
+        self.by_base.remove(&base);
+        match block {
+            None => self.free_bases.push(base),
+            Some(block_key) => {
+                if let Some(b) = self.blocks.get_mut(&block_key) {
+                    b.chunks -= 1;
+                    if b.chunks == 0 {
+                        let base = b.base;
+                        self.blocks.remove(&block_key);
+                        self.free_blocks.push(base);
+                    }
+                }
             }
         }
     }
@@ -125,5 +179,46 @@ impl PhysMap {
     /// Chunks with an address.
     pub fn chunks(&self) -> usize {
         self.chunks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backing() -> Backing {
+        Backing::File(Arc::new(crate::memory::SimFile::new(0, true)))
+    }
+
+    #[test]
+    fn a_gigantic_page_gets_one_aligned_gigabyte_of_addresses() {
+        let mut phys = PhysMap::default();
+        let pages = BLOCK_SIZE / PAGE_SIZE;
+        // Pinned out of order, and a block's last chunk first.
+        let frames = [pages * 3 + pages - 1, pages * 3, pages * 3 + 700];
+        for page in frames {
+            phys.pin(Frame { space: 9, page }, &backing(), true);
+        }
+        let first = phys
+            .address(Frame {
+                space: 9,
+                page: pages * 3,
+            })
+            .unwrap();
+        assert_eq!(first % BLOCK_SIZE, 0, "the block is aligned");
+        for page in frames {
+            let at = phys.address(Frame { space: 9, page }).unwrap();
+            assert_eq!(at - first, (page - pages * 3) * PAGE_SIZE, "page {page:#x}");
+        }
+        // An ordinary frame's chunk takes no block address.
+        phys.pin(Frame { space: 9, page: 1 }, &backing(), false);
+        assert!(phys.address(Frame { space: 9, page: 1 }).unwrap() < BLOCKS_START);
+        // Unpinned, the block is given again.
+        for page in frames {
+            phys.unpin(Frame { space: 9, page });
+        }
+        assert!(phys.blocks.is_empty());
+        phys.pin(Frame { space: 10, page: 0 }, &backing(), true);
+        assert_eq!(phys.address(Frame { space: 10, page: 0 }), Some(first));
     }
 }
