@@ -377,6 +377,111 @@ fn dsa_dma_goes_through_every_page_table_format() {
     }
 }
 
+/// A WQ configured with a PASID tags its DMA with it: the copy goes through
+/// the HWPT attached to that PASID, not the RID's; with the PASID detached
+/// it faults, and the fault comes back in the completion record.
+#[test]
+fn a_wq_with_a_pasid_does_its_dma_through_that_pasids_hwpt() {
+    use softiommu_engine::{Arg, MapArgs};
+    use softiommu_uapi::ioctl::IOMMU_HWPT_ALLOC;
+    use softiommu_uapi::iommufd::*;
+    use zerocopy::IntoBytes;
+    const PASID: u32 = 7;
+    let m = Machine::new();
+    let mut file = m.open(BDF);
+    let dev_id = m.bind(&mut file).unwrap();
+    // The RID's IOAS maps nothing; the PASID's maps the memory.
+    let (empty, full) = {
+        let mut ctx = m.ctx.lock().unwrap();
+        (ctx.ioas_alloc().unwrap(), ctx.ioas_alloc().unwrap())
+    };
+    m.sim.map(MEM, MEM_LEN, true);
+    let args = MapArgs {
+        iova: Some(MEM),
+        length: MEM_LEN,
+        prot: Prot::READ_WRITE,
+    };
+    m.ctx
+        .lock()
+        .unwrap()
+        .ioas_map(&m.caller(), full, MEM, args)
+        .unwrap();
+    let hwpt = |ioas: u32| {
+        let mut alloc = IommuHwptAlloc {
+            size: std::mem::size_of::<IommuHwptAlloc>() as u32,
+            flags: IOMMU_HWPT_ALLOC_PASID,
+            dev_id,
+            pt_id: ioas,
+            ..Default::default()
+        };
+        m.ctx
+            .lock()
+            .unwrap()
+            .ioctl(
+                &m.caller(),
+                IOMMU_HWPT_ALLOC,
+                Arg::Bytes(alloc.as_mut_bytes()),
+            )
+            .unwrap();
+        alloc.out_hwpt_id
+    };
+    let (rid_hwpt, pasid_hwpt) = (hwpt(empty), hwpt(full));
+    m.attach(&mut file, rid_hwpt).unwrap();
+    let mut attach = VfioDeviceAttachIommufdPt {
+        argsz: 16,
+        flags: VFIO_DEVICE_ATTACH_PASID,
+        pt_id: pasid_hwpt,
+        pasid: PASID,
+    };
+    m.ioctl(
+        &mut file,
+        VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+        attach.as_mut_bytes(),
+    )
+    .unwrap();
+    file.write(
+        region(VFIO_PCI_CONFIG_REGION_INDEX) + 4,
+        &0x6u16.to_le_bytes(),
+    )
+    .unwrap();
+    let mut r = Rig { m, file };
+    assert_eq!(r.command(5, 0), 0, "reset");
+    r.configure(TOTAL_WQ_SIZE, 1 | PASID << 8 | 1 << 28);
+    assert_eq!(r.command(1, 0), 0, "enable device");
+    assert_eq!(r.command(6, 0), 0, "enable WQ");
+
+    r.m.mem.write(SRC, &[9u8; 4096]).unwrap();
+    let copy = Rig::descriptor(op::MEMMOVE, CRAV | RCR, CR, SRC, DST, 4096, 0);
+    r.submit(&copy);
+    assert_eq!(r.wait(CR).0, comp::SUCCESS, "through the PASID's HWPT");
+    let mut dst = [0u8; 4096];
+    r.m.mem.read(DST, &mut dst).unwrap();
+    assert_eq!(dst, [9u8; 4096]);
+
+    // Without the PASID the device finds no translation for its DMA, not
+    // even for its completion record: SWERR reports it.
+    let mut detach = VfioDeviceDetachIommufdPt {
+        argsz: 12,
+        flags: VFIO_DEVICE_DETACH_PASID,
+        pasid: PASID,
+    };
+    r.m.ioctl(
+        &mut r.file,
+        VFIO_DEVICE_DETACH_IOMMUFD_PT,
+        detach.as_mut_bytes(),
+    )
+    .unwrap();
+    r.submit(&copy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.swerr().0 & 1 == 0 {
+        assert!(Instant::now() < deadline, "the fault is reported");
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let (bits, fault) = r.swerr();
+    assert_eq!((bits >> 8) & 0xff, u64::from(comp::CRA_XLAT));
+    assert_eq!(fault, CR);
+}
+
 /// A small deterministic generator for the random-input test.
 struct Lcg(u64);
 

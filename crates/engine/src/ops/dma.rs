@@ -117,12 +117,27 @@ impl Context {
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
-        let outcome = self.translate_dma(dev_id, iova, buf, write);
+        self.device_dma_as(dev_id, None, iova, buf, write)
+    }
+
+    /// [`device_dma`](Self::device_dma) tagged with `pasid`: through the
+    /// HWPT attached to that PASID of the device (a translation fault when
+    /// none is), its page requests routed by that PASID. `None` is the
+    /// untagged DMA of the RID.
+    pub fn device_dma_as(
+        &mut self,
+        dev_id: u32,
+        pasid: Option<u32>,
+        iova: u64,
+        buf: &mut [u8],
+        write: bool,
+    ) -> std::result::Result<(), DmaError> {
+        let outcome = self.translate_dma(dev_id, pasid, iova, buf, write);
         if let Err(DmaError::Fault(f)) = &outcome {
             if matches!(f.reason, FaultReason::NotPresent | FaultReason::Permission) {
                 use softiommu_uapi::iommufd::{IOMMU_PGFAULT_PERM_READ, IOMMU_PGFAULT_PERM_WRITE};
                 let request = crate::object::PageRequest {
-                    pasid: 0,
+                    pasid: pasid.unwrap_or(0),
                     grpid: self.next_page_request_group(),
                     perm: if write {
                         IOMMU_PGFAULT_PERM_WRITE
@@ -140,17 +155,32 @@ impl Context {
     fn translate_dma(
         &mut self,
         dev_id: u32,
+        pasid: Option<u32>,
         iova: u64,
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
-        let dev = self.objects.device(dev_id)?.dev;
+        let device = self.objects.device(dev_id)?;
+        let dev = device.dev;
+        // A PASID's DMA goes through the HWPT attached to it; with none
+        // attached the IOMMU finds no translation.
+        let by_pasid = pasid.map(|p| {
+            let hwpt = device.pasids.get(&p).copied()?;
+            match self.objects.get(hwpt) {
+                Some(crate::object::Object::HwptPaging(h)) => Some(h.domain),
+                Some(crate::object::Object::HwptNested(h)) => Some(h.domain),
+                _ => None,
+            }
+        });
         let table = {
             let core = self.shared().iommu.locked();
-            let domain = core.device_domain(dev);
-            match core.domain(domain).map(|d| &d.kind) {
+            let domain = match by_pasid {
+                None => Some(core.device_domain(dev)),
+                Some(found) => found,
+            };
+            match domain.and_then(|d| core.domain(d)).map(|d| &d.kind) {
                 Some(DomainKind::Paging { table, .. }) => table.clone(),
-                Some(DomainKind::Blocking) => {
+                None | Some(DomainKind::Blocking) => {
                     let access = if write {
                         softiommu_pt::Access::Write
                     } else {
@@ -166,6 +196,9 @@ impl Context {
                     let parent_table = match core.domain(*parent).map(|d| &d.kind) {
                         Some(DomainKind::Paging { table, .. }) => table.clone(),
                         _ => return Err(DmaError::Errno(Errno::EINVAL)),
+                    };
+                    let Some(domain) = domain else {
+                        return Err(DmaError::Errno(Errno::EINVAL));
                     };
                     drop(core);
                     return self.nested_dma(domain, parent_table, iova, buf, write);

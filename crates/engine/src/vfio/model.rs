@@ -85,22 +85,49 @@ impl Function {
     /// The device reads `buf.len()` bytes at `iova` through the domain its
     /// group translates through, as the function's DMA would.
     pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> std::result::Result<(), DmaFailure> {
-        self.dma(iova, buf, false)
+        self.dma(None, iova, buf, false)
+    }
+
+    /// [`dma_read`](Self::dma_read) tagged with `pasid` (untagged for
+    /// `None`): through the HWPT attached to that PASID of the function.
+    pub fn dma_read_as(
+        &self,
+        pasid: Option<u32>,
+        iova: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<(), DmaFailure> {
+        self.dma(pasid, iova, buf, false)
+    }
+
+    /// [`dma_write`](Self::dma_write) tagged with `pasid`.
+    pub fn dma_write_as(
+        &self,
+        pasid: Option<u32>,
+        iova: u64,
+        data: &mut [u8],
+    ) -> std::result::Result<(), DmaFailure> {
+        self.dma(pasid, iova, data, true)
     }
 
     /// The device writes `data` at `iova` (dirty bits set while tracking is
     /// on). Mutable only because the engine's DMA path takes one buffer
     /// for both directions; `data` is not changed.
     pub fn dma_write(&self, iova: u64, data: &mut [u8]) -> std::result::Result<(), DmaFailure> {
-        self.dma(iova, data, true)
+        self.dma(None, iova, data, true)
     }
 
-    fn dma(&self, iova: u64, buf: &mut [u8], write: bool) -> std::result::Result<(), DmaFailure> {
+    fn dma(
+        &self,
+        pasid: Option<u32>,
+        iova: u64,
+        buf: &mut [u8],
+        write: bool,
+    ) -> std::result::Result<(), DmaFailure> {
         let (ctx, dev_id) = self.dma_port.as_ref().ok_or(DmaFailure::NoBus)?;
         if !self.config.bus_master() {
             return Err(DmaFailure::NoBus);
         }
-        let outcome = ctx.locked().device_dma(*dev_id, iova, buf, write);
+        let outcome = ctx.locked().device_dma_as(*dev_id, pasid, iova, buf, write);
         match outcome {
             Ok(()) => Ok(()),
             Err(DmaError::Fault(f)) => Err(DmaFailure::Translation { iova: f.iova }),

@@ -66,6 +66,9 @@ pub(super) struct WqLimits {
     pub max_batch: u64,
     /// Operations allowed (WQCFG `op_config[0]`).
     pub ops: u64,
+    /// The PASID the WQ's DMA carries (WQCFG `pasid_en` and `pasid`), or
+    /// none: untagged, through the function's RID.
+    pub pasid: Option<u32>,
 }
 
 /// A batch in progress.
@@ -145,7 +148,7 @@ impl Dsa {
             if batch.next < batch.desc.size {
                 let at = batch.desc.src.wrapping_add(u64::from(batch.next) * 64);
                 let mut raw = [0u8; 64];
-                if io.dma_read(at, &mut raw).is_err() {
+                if io.dma_read_as(self.wq.pasid, at, &mut raw).is_err() {
                     let outcome = Outcome {
                         status: comp::BATCH_PAGE_FAULT,
                         completed: batch.next,
@@ -246,10 +249,11 @@ impl Dsa {
                     fault_write: write,
                 }
             };
-            if let Err(f) = io.dma_read(desc.src.wrapping_add(done as u64), buf) {
+            if let Err(f) = io.dma_read_as(self.wq.pasid, desc.src.wrapping_add(done as u64), buf) {
                 return fault(f, false);
             }
-            if let Err(f) = io.dma_write(desc.dst.wrapping_add(done as u64), buf) {
+            if let Err(f) = io.dma_write_as(self.wq.pasid, desc.dst.wrapping_add(done as u64), buf)
+            {
                 return fault(f, true);
             }
             done += n;
@@ -277,8 +281,12 @@ impl Dsa {
             record[8..16].copy_from_slice(&outcome.fault_addr.to_le_bytes());
             // The status byte last, as software polls it.
             let (head, rest) = record.split_at_mut(1);
-            if io.dma_write(desc.completion + 1, rest).is_err()
-                || io.dma_write(desc.completion, head).is_err()
+            if io
+                .dma_write_as(self.wq.pasid, desc.completion + 1, rest)
+                .is_err()
+                || io
+                    .dma_write_as(self.wq.pasid, desc.completion, head)
+                    .is_err()
             {
                 return swerr(io, comp::CRA_XLAT, Some(desc), desc.completion, true);
             }

@@ -303,6 +303,8 @@ impl Dsa {
             max_xfer: 1 << xfer_shift.max(1),
             max_batch: 1 << batch_shift.max(1),
             ops: le(&w[32..40]),
+            // WQCFG bytes 8-11: PASID in bits 8-27, its enable in bit 28.
+            pasid: (flags >> 28 & 1 != 0).then_some((flags >> 8) as u32 & 0xf_ffff),
         };
         self.wq_enabled = true;
         Self::set_wq_state(io, true);
