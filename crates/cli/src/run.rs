@@ -338,7 +338,8 @@ pub fn serve(
     println!("ready");
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     let _ = signals.read_signal();
-    // Every call answered is queued by now: write them before exiting.
+    // Write every call answered before exiting (the sync waits for lines
+    // a serving thread is still formatting).
     if let Some(tracer) = &tracer {
         tracer.sync(std::time::Duration::from_secs(5));
     }

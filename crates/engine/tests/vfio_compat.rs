@@ -311,6 +311,40 @@ fn vfio_type1_v1_may_unmap_inside_a_mapping() {
 }
 
 #[test]
+fn a_dmabufs_mapping_never_splits() {
+    use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
+    h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU).unwrap();
+    let mut get = IommuTestCmd {
+        size: 72,
+        op: t::op::DMABUF_GET,
+        ..Default::default()
+    };
+    get.set_payload(&t::TestDmabufGet {
+        length: 8 * PAGE as u32,
+        open_flags: 0,
+    });
+    let fd = h.cmd(IOMMU_TEST_CMD, &mut get).unwrap() as i32;
+    cmd::ioas_map_file(&mut h, ioas, cmd::FIXED_RW, fd, 0, 8 * PAGE, 0x10_0000).unwrap();
+    // Linux's `iopt_area_split` refuses a dma-buf's area.
+    assert_eq!(
+        vfio_unmap(&mut h, 0, 0x10_2000, 2 * PAGE),
+        (Err(Errno::EOPNOTSUPP), 2 * PAGE)
+    );
+    let areas: Vec<(u64, u64)> = h
+        .ctx
+        .ioas(ioas)
+        .unwrap()
+        .areas()
+        .map(|a| (a.start, a.length()))
+        .collect();
+    assert_eq!(areas, vec![(0x10_0000, 8 * PAGE)], "nothing was split");
+    assert_eq!(vfio_unmap(&mut h, 0, 0x10_0000, 8 * PAGE).0, Ok(0));
+}
+
+#[test]
 fn vfio_get_info_returns_the_capability_chain() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();

@@ -291,3 +291,25 @@ fn a_reset_revokes_and_closing_the_function_revokes_for_good() {
         Err(Errno::ENODEV)
     );
 }
+
+#[test]
+fn runtime_low_power_revokes_and_its_exit_lets_new_maps_in() {
+    let m = Machine::new();
+    let (mut file, dev_id, ioas) = bound_nic(&m);
+    let fd = export(&m, &mut file, 0, &[(0, PAGE)]).unwrap();
+    map_file(&m, ioas, fd, 0, PAGE, 0x80_0000).unwrap();
+    let mut feature = |which: u32| {
+        let mut bytes = 8u32.to_ne_bytes().to_vec();
+        bytes.extend_from_slice(&(VFIO_DEVICE_FEATURE_SET | which).to_ne_bytes());
+        m.ioctl(&mut file, VFIO_DEVICE_FEATURE, &mut bytes)
+    };
+    feature(VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY).unwrap();
+    assert!(not_present(dma(&m, dev_id, 0x80_0000, b"x")));
+    assert_eq!(
+        map_file(&m, ioas, fd, 0, PAGE, 0x90_0000),
+        Err(Errno::ENODEV)
+    );
+    feature(VFIO_DEVICE_FEATURE_LOW_POWER_EXIT).unwrap();
+    map_file(&m, ioas, fd, 0, PAGE, 0x90_0000).unwrap();
+    assert!(dma(&m, dev_id, 0x90_0000, b"awake").is_ok());
+}

@@ -97,17 +97,20 @@ fn sleep_watched(seq: &AtomicU32, now: u32, hangup: &Hangup) -> bool {
     let mut gone = Wait::new();
     gone.uaddr = WaitPtr::new(hangup.0.as_ptr().cast());
     gone.flags = WaitFlags::SIZE_U32 | WaitFlags::PRIVATE;
+    use rustix::io::Errno;
     match futex::waitv(
         &[call, gone],
         WaitvFlags::empty(),
         Some(&deadline),
         futex::ClockId::Monotonic,
     ) {
-        Err(rustix::io::Errno::NOSYS) => {
+        Ok(_) | Err(Errno::TIMEDOUT | Errno::AGAIN | Errno::INTR) => true,
+        // No such call (Linux < 5.16), or one a seccomp filter refuses
+        // (EPERM): falling back beats retrying a call that fails at once.
+        Err(_) => {
             NO_WAITV.store(true, Ordering::Relaxed);
             false
         }
-        _ => true,
     }
 }
 

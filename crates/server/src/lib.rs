@@ -1025,6 +1025,9 @@ impl Channel {
         let Some(kind) = answer.context.or(early) else {
             return (answer, None);
         };
+        if let Some(tracer) = self.state.trace.get() {
+            tracer.begin();
+        }
         let op = match call.op {
             CALL_IOCTL => {
                 // The struct after the call: the staged copy (taken once
@@ -1397,11 +1400,13 @@ fn serve_calls(state: Arc<State>, stream: UnixStream) {
     let mut call = Call::default();
     while read_call(&stream, &mut call, pid) {
         let (answer, traced) = channel.handle(&call, None);
-        if !send_reply(&stream, &answer.reply, answer.attached.as_ref()) {
+        let sent = send_reply(&stream, &answer.reply, answer.attached.as_ref());
+        // A call that ran is traced, whether its reply arrived or not.
+        channel.traced(traced, None);
+        if !sent {
             break;
         }
         channel.finish(&call, answer.side);
-        channel.traced(traced, None);
     }
 }
 
@@ -1441,6 +1446,7 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
         // sees the reply.
         if let Some(fd) = &answer.attached {
             if !send_reply(&stream, &Reply::default(), Some(fd)) {
+                channel.traced(traced, staged_len.map(|n| &staged[..n]));
                 break;
             }
             answer.reply.reserved |= REPLY_FD_FOLLOWS;

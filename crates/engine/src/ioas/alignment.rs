@@ -81,6 +81,10 @@ impl IoPagetable {
             if iova == area.start || iova == area.last {
                 continue;
             }
+            // Linux `iopt_area_split`: a dma-buf's area never splits.
+            if area.pages.is_dmabuf() {
+                return Err(Errno::EOPNOTSUPP);
+            }
             if area.num_pins != 0 || (!self.domains.is_empty() && !self.disable_large_pages) {
                 return Err(Errno::EINVAL);
             }

@@ -36,9 +36,13 @@ const PAGES_PER_CHUNK: u64 = CHUNK_SIZE / PAGE_SIZE;
 /// Size of a block of chunks of one 1 GiB huge page.
 pub const BLOCK_SIZE: u64 = 1 << 30;
 const CHUNKS_PER_BLOCK: u64 = BLOCK_SIZE / CHUNK_SIZE;
-/// Where block addresses start: far above any chunk's own (reaching it
-/// would take a TiB pinned at once), inside every format's output range.
-const BLOCKS_START: u64 = 1 << 40;
+/// Where block addresses start, inside every format's output range (48
+/// bits). Chunk addresses lie below (2^25 chunks with an address at once;
+/// each holds a pinned page, so reaching it takes 128 GiB pinned); blocks
+/// from here to [`BLOCKS_END`] (2^17 GiB of 1 GiB pages); past that,
+/// chunks again (2^26 more).
+const BLOCKS_START: u64 = 1 << 46;
+const BLOCKS_END: u64 = 1 << 47;
 
 /// Where a chunk's bytes live.
 #[derive(Clone, Debug)]
@@ -101,8 +105,9 @@ impl PhysMap {
             c.pinned += 1;
             return;
         }
-        let (base, block) = if gigantic {
-            let block_key = (frame.space, key.1 / CHUNKS_PER_BLOCK);
+        let block_key = (frame.space, key.1 / CHUNKS_PER_BLOCK);
+        // A chunk of a block already made joins it, whatever this pin knew.
+        let (base, block) = if gigantic || self.blocks.contains_key(&block_key) {
             let block = self.blocks.entry(block_key).or_insert_with(|| {
                 let base = self.free_blocks.pop().unwrap_or_else(|| {
                     let base = BLOCKS_START + self.next_block * BLOCK_SIZE;
@@ -118,6 +123,9 @@ impl PhysMap {
             let base = self.free_bases.pop().unwrap_or_else(|| {
                 // Chunk 0 stays unused: address 0 never names a page.
                 self.next_base += CHUNK_SIZE;
+                if self.next_base == BLOCKS_START {
+                    self.next_base = BLOCKS_END;
+                }
                 self.next_base
             });
             (base, None)
@@ -210,6 +218,14 @@ mod tests {
             let at = phys.address(Frame { space: 9, page }).unwrap();
             assert_eq!(at - first, (page - pages * 3) * PAGE_SIZE, "page {page:#x}");
         }
+        // A later pin of the block that did not know it joins it all the same.
+        let late = Frame {
+            space: 9,
+            page: pages * 3 + 1024,
+        };
+        phys.pin(late, &backing(), false);
+        assert_eq!(phys.address(late), Some(first + 1024 * PAGE_SIZE));
+        phys.unpin(late);
         // An ordinary frame's chunk takes no block address.
         phys.pin(Frame { space: 9, page: 1 }, &backing(), false);
         assert!(phys.address(Frame { space: 9, page: 1 }).unwrap() < BLOCKS_START);

@@ -3,8 +3,8 @@
 //! that another device's DMA reaches the BAR (peer to peer).
 //!
 //! A dma-buf is revoked while the function does not decode memory (the
-//! command register's Memory bit off, D3hot, runtime low power) and across
-//! every reset, and for good once the function's user closes it. An
+//! command register's Memory bit off, D3hot), when it enters runtime low
+//! power, across every reset, and for good once the function's user closes it. An
 //! importer's mappings leave its domains at the revoke and never come
 //! back (see [`crate::memory::dmabuf`]); a restore only lets new maps in.
 //!
@@ -131,15 +131,15 @@ impl ExportedDmabuf for VfioDmabuf {
     }
 
     fn import(self: Arc<Self>, importer: Weak<dyn DmabufImporter>) -> Result<Arc<dyn FileBacking>> {
-        // Linux: `vfio_pci_dma_buf_iommufd_map` maps one range only, and
-        // the exporter refuses an attach once revoked.
-        if self.ranges.len() != 1 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        // Linux: the exporter refuses an attach once revoked, then
+        // `vfio_pci_dma_buf_iommufd_map` maps one range only.
         {
             let mut state = self.state.locked();
             if state.revoked {
                 return Err(Errno::ENODEV);
+            }
+            if self.ranges.len() != 1 {
+                return Err(Errno::EOPNOTSUPP);
             }
             state.importers.retain(|i| i.strong_count() > 0);
             if !state.importers.iter().any(|i| i.ptr_eq(&importer)) {
@@ -186,10 +186,18 @@ impl FileBacking for VfioDmabuf {
 
 impl Function {
     /// Whether the function decodes memory as vfio-pci sees it
-    /// (`__vfio_pci_memory_enabled`): the Memory bit on, in D0-D2, and not
-    /// in the runtime low power a user asked for.
+    /// (`__vfio_pci_memory_enabled`): the Memory bit on, in D0-D2.
     fn decodes_memory(&self) -> bool {
-        self.config.memory_enabled() && self.config.power_state() < 3 && self.low_power.is_none()
+        self.config.memory_enabled() && self.config.power_state() < 3
+    }
+
+    /// Revokes every dma-buf, whatever the function's state (runtime low
+    /// power's entry).
+    pub(crate) fn revoke_dmabufs(&mut self) {
+        self.dmabufs.retain(|d| d.strong_count() > 0);
+        for dmabuf in self.dmabufs.iter().filter_map(Weak::upgrade) {
+            dmabuf.revoke(false);
+        }
     }
 
     /// Brings its dma-bufs in line with its state (Linux

@@ -123,7 +123,7 @@ impl DeviceFile {
             return Err(Errno::EINVAL);
         }
         function.low_power = Some(state);
-        function.sync_dmabufs(false);
+        function.revoke_dmabufs();
         Ok(())
     }
 

@@ -145,6 +145,9 @@ pub struct Tracer {
 /// the queue is full.
 #[derive(Debug, Default)]
 struct Queue {
+    /// Records made whose line is not queued yet ([`Tracer::begin`]); a
+    /// sync waits for them.
+    in_flight: std::sync::atomic::AtomicU64,
     state: Mutex<QueueState>,
     /// The writer waits here for its period, a sync or a full queue.
     writer: Condvar,
@@ -196,7 +199,16 @@ impl Tracer {
         self.start
     }
 
-    /// Formats `record` and queues its line for writing.
+    /// A serving thread is making a record, which [`record`](Self::record)
+    /// will queue: a [`sync`](Self::sync) meanwhile waits for it.
+    pub fn begin(&self) {
+        self.queue
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Formats `record` and queues its line for writing (ending what
+    /// [`begin`](Self::begin) started, if it was called).
     pub fn record(&self, record: &Record) {
         thread_local! {
             /// The line being formatted: kept, so a line allocates nothing.
@@ -220,12 +232,28 @@ impl Tracer {
             }
             state.lines.extend_from_slice(line.as_bytes());
         });
+        // Saturating: a record made without `begin` (a test's) counts nothing.
+        let _ = self.queue.in_flight.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
     }
 
     /// Waits (at most `timeout`) until everything queued so far is written
     /// and flushed: what a server does before it exits.
     pub fn sync(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        // Calls answered whose line a serving thread has yet to queue.
+        while self
+            .queue
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut state = locked(&self.queue.state);
         state.syncs_asked += 1;
         let mine = state.syncs_asked;
