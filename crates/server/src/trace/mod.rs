@@ -7,7 +7,7 @@
 //! and, once its reply is on its way, formats the line and appends it to a
 //! shared buffer: the program is then busy with the reply and its next
 //! call, and the server thread would only wait for it. A thread of the
-//! trace's own writes the buffer out every [`BATCH_PERIOD`]; a traced call
+//! trace's own writes the buffer out every 20 ms; a traced call
 //! waits for no file. (Formatting on that thread instead took a third of
 //! the CPU a traced pair of calls costs, away from the program and the
 //! server on a two-core machine.) With the trace off, a call pays one
