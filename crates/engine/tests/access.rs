@@ -4,9 +4,8 @@
 mod common;
 use common::*;
 use softiommu_engine::Errno;
-use softiommu_uapi::ioctl::*;
 use softiommu_uapi::iommufd::*;
-use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
+use softiommu_uapi::test_cmd as t;
 
 /// A fixed, readable map, writeable with `write`.
 fn map(
@@ -150,22 +149,10 @@ fn a_dma_buf_maps_by_descriptor_and_its_revocation_empties_the_domains() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();
     let md = cmd::mock_domain(&mut h, ioas).unwrap();
-    let get = |h: &mut Harness, length: u32| {
-        let mut c = IommuTestCmd {
-            size: 72,
-            op: t::op::DMABUF_GET,
-            ..Default::default()
-        };
-        c.set_payload(&t::TestDmabufGet {
-            length,
-            open_flags: 0,
-        });
-        h.cmd(IOMMU_TEST_CMD, &mut c)
-    };
-    assert_eq!(get(&mut h, 0), Err(Errno::EINVAL));
-    assert_eq!(get(&mut h, 100), Err(Errno::EINVAL));
-    assert_eq!(get(&mut h, 513 * 4096), Err(Errno::EINVAL));
-    let fd = get(&mut h, 16 * PAGE as u32).unwrap() as i32;
+    assert_eq!(cmd::dmabuf_get(&mut h, 0), Err(Errno::EINVAL));
+    assert_eq!(cmd::dmabuf_get(&mut h, 100), Err(Errno::EINVAL));
+    assert_eq!(cmd::dmabuf_get(&mut h, 513 * 4096), Err(Errno::EINVAL));
+    let fd = cmd::dmabuf_get(&mut h, 16 * PAGE as u32).unwrap();
     assert!(fd > 0, "the descriptor is the return value");
     let map_file = |h: &mut Harness, fd: i32, iova: u64| {
         cmd::ioas_map_file(h, ioas, cmd::FIXED_RW, fd, 0, 16 * PAGE, iova)

@@ -75,6 +75,24 @@ fn vfio_ioas_get_set_clear() {
 
 // ---- VFIO type1 compatibility -------------------------------------------------------------
 
+/// A new IOAS as the compat IOAS, with the VFIO IOMMU type `ty` set.
+fn compat_ioas(h: &mut Harness, ty: u64) -> u32 {
+    let ioas = cmd::ioas_alloc(h).unwrap();
+    cmd::vfio_ioas(h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
+    h.ptr(VFIO_SET_IOMMU, ty).unwrap();
+    ioas
+}
+
+/// `(start, length)` of every area of `ioas`, in IOVA order.
+fn areas(h: &Harness, ioas: u32) -> Vec<(u64, u64)> {
+    h.ctx
+        .ioas(ioas)
+        .unwrap()
+        .areas()
+        .map(|a| (a.start, a.length()))
+        .collect()
+}
+
 fn vfio_map(h: &mut Harness, flags: u32, va: u64, iova: u64, size: u64) -> Result<i64, Errno> {
     let mut m = VfioIommuType1DmaMap {
         argsz: 32,
@@ -201,9 +219,7 @@ fn vfio_compat_needs_a_compat_ioas() {
 #[test]
 fn vfio_type1v2_maps_and_unmaps_whole_mappings() {
     let mut h = Harness::new();
-    let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU).unwrap();
+    compat_ioas(&mut h, VFIO_TYPE1V2_IOMMU);
     let map = VfioIommuType1DmaMap {
         argsz: 32,
         flags: 0,
@@ -273,9 +289,7 @@ fn vfio_type1v2_maps_and_unmaps_whole_mappings() {
 #[test]
 fn vfio_type1_v1_may_unmap_inside_a_mapping() {
     let mut h = Harness::new();
-    let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU).unwrap();
+    let ioas = compat_ioas(&mut h, VFIO_TYPE1_IOMMU);
     assert_eq!(
         cmd::option(
             &mut h,
@@ -291,14 +305,10 @@ fn vfio_type1_v1_may_unmap_inside_a_mapping() {
         vfio_unmap(&mut h, 0, 0x10_2000, 2 * PAGE),
         (Ok(0), 2 * PAGE)
     );
-    let starts: Vec<(u64, u64)> = h
-        .ctx
-        .ioas(ioas)
-        .unwrap()
-        .areas()
-        .map(|a| (a.start, a.length()))
-        .collect();
-    assert_eq!(starts, vec![(0x10_0000, 2 * PAGE), (0x10_4000, 4 * PAGE)]);
+    assert_eq!(
+        areas(&h, ioas),
+        vec![(0x10_0000, 2 * PAGE), (0x10_4000, 4 * PAGE)]
+    );
     // The pieces still reach the right bytes.
     h.write_mem(BUF + 5 * PAGE, b"v1");
     let mut back = [0u8; 2];
@@ -312,35 +322,20 @@ fn vfio_type1_v1_may_unmap_inside_a_mapping() {
 
 #[test]
 fn a_dmabufs_mapping_never_splits() {
-    use softiommu_uapi::test_cmd::{self as t, IommuTestCmd};
     let mut h = Harness::new();
-    let ioas = cmd::ioas_alloc(&mut h).unwrap();
-    cmd::vfio_ioas(&mut h, IOMMU_VFIO_IOAS_SET, ioas).unwrap();
-    h.ptr(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU).unwrap();
-    let mut get = IommuTestCmd {
-        size: 72,
-        op: t::op::DMABUF_GET,
-        ..Default::default()
-    };
-    get.set_payload(&t::TestDmabufGet {
-        length: 8 * PAGE as u32,
-        open_flags: 0,
-    });
-    let fd = h.cmd(IOMMU_TEST_CMD, &mut get).unwrap() as i32;
+    let ioas = compat_ioas(&mut h, VFIO_TYPE1_IOMMU);
+    let fd = cmd::dmabuf_get(&mut h, 8 * PAGE as u32).unwrap();
     cmd::ioas_map_file(&mut h, ioas, cmd::FIXED_RW, fd, 0, 8 * PAGE, 0x10_0000).unwrap();
     // Linux's `iopt_area_split` refuses a dma-buf's area.
     assert_eq!(
         vfio_unmap(&mut h, 0, 0x10_2000, 2 * PAGE),
         (Err(Errno::EOPNOTSUPP), 2 * PAGE)
     );
-    let areas: Vec<(u64, u64)> = h
-        .ctx
-        .ioas(ioas)
-        .unwrap()
-        .areas()
-        .map(|a| (a.start, a.length()))
-        .collect();
-    assert_eq!(areas, vec![(0x10_0000, 8 * PAGE)], "nothing was split");
+    assert_eq!(
+        areas(&h, ioas),
+        vec![(0x10_0000, 8 * PAGE)],
+        "nothing was split"
+    );
     assert_eq!(vfio_unmap(&mut h, 0, 0x10_0000, 8 * PAGE).0, Ok(0));
 }
 

@@ -465,6 +465,21 @@ pub fn dev_check_cache(h: &mut Harness, dev: u32, id: u32, value: u32) -> R<()> 
     })
 }
 
+/// `DMABUF_GET`: a mock dma-buf of `length` bytes; its descriptor (the
+/// ioctl's return value).
+pub fn dmabuf_get(h: &mut Harness, length: u32) -> R<i32> {
+    let mut c = IommuTestCmd {
+        size: 72,
+        op: t::op::DMABUF_GET,
+        ..Default::default()
+    };
+    c.set_payload(&t::TestDmabufGet {
+        length,
+        open_flags: 0,
+    });
+    h.cmd(IOMMU_TEST_CMD, &mut c).map(|fd| fd as i32)
+}
+
 /// `CREATE_ACCESS` on `ioas`: the access's descriptor.
 pub fn create_access(h: &mut Harness, ioas: u32, flags: u32) -> R<u32> {
     test_cmd(h, t::op::CREATE_ACCESS, ioas, |c| {
