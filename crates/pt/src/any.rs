@@ -203,6 +203,21 @@ impl AnyPageTable {
     ) -> Result<(), Fault> {
         each!(self, table => Dma { table, iotlb, faults, memory }.write(iova, data))
     }
+
+    /// A device copies `len` bytes from `src` to `dst` (see [`Dma::copy`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dma_copy<M: DmaMemory + ?Sized>(
+        &mut self,
+        iotlb: &mut Iotlb,
+        faults: &mut FaultLog,
+        memory: &mut M,
+        src: u64,
+        dst: u64,
+        len: usize,
+        scratch: &mut [u8],
+    ) -> Result<(), Fault> {
+        each!(self, table => Dma { table, iotlb, faults, memory }.copy(src, dst, len, scratch))
+    }
 }
 
 fn iotlb_for<F: crate::Format>(_table: &PageTable<F>) -> Iotlb {

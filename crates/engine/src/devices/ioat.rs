@@ -251,24 +251,31 @@ impl Ioat {
             if size == 0 || u64::from(size) > 1 << XFERCAP_LOG2 {
                 return self.halt(io, chanerr::LENGTH, chanctrl, chancmp);
             }
-            // The engine moves data in pieces small enough to stay in the
-            // CPU's cache between the read and the write, as the channel
-            // moves it in bursts: a fault in a later piece leaves the
-            // earlier ones written, as on hardware.
+            // The engine moves data in pieces, as the channel moves it in
+            // bursts: a fault in a later piece leaves the earlier ones
+            // written, as on hardware. Each piece is copied in one step
+            // where the memory allows it; otherwise it passes through the
+            // buffer, small enough to stay in the CPU's cache between the
+            // read and the write.
             let len = size as usize;
-            let piece = len.min(COPY_PIECE);
-            if self.buffer.len() < piece {
-                self.buffer.resize(piece, 0);
+            if self.buffer.len() < len.min(COPY_PIECE) {
+                self.buffer.resize(len.min(COPY_PIECE), 0);
             }
             let mut done = 0;
             while done < len {
-                let n = piece.min(len - done);
-                let buf = &mut self.buffer[..n];
-                if io.dma_read(src.wrapping_add(done as u64), buf).is_err() {
-                    return self.halt(io, chanerr::SRC_ADDR, chanctrl, chancmp);
-                }
-                if io.dma_write(dst.wrapping_add(done as u64), buf).is_err() {
-                    return self.halt(io, chanerr::DEST_ADDR, chanctrl, chancmp);
+                let n = COPY_PIECE.min(len - done);
+                let piece = (
+                    src.wrapping_add(done as u64),
+                    dst.wrapping_add(done as u64),
+                    n,
+                );
+                if let Err((_, to_destination)) = io.dma_copy_as(None, piece, &mut self.buffer) {
+                    let bits = if to_destination {
+                        chanerr::DEST_ADDR
+                    } else {
+                        chanerr::SRC_ADDR
+                    };
+                    return self.halt(io, bits, chanctrl, chancmp);
                 }
                 done += n;
             }

@@ -63,6 +63,15 @@ pub trait AddressSpace: Send + Sync + Debug {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()>;
     /// Copies `buf` to `addr`; `EFAULT` if any byte is unmapped or read-only.
     fn write(&self, addr: u64, buf: &[u8]) -> Result<()>;
+    /// Copies `len` bytes from `from` to `to`, both in this address space,
+    /// in one step (a device's copy, without a buffer between): `None` when
+    /// this space cannot, or not for ranges that overlap; `EFAULT` as
+    /// [`read`](Self::read) and [`write`](Self::write) give it, though
+    /// without saying which side failed.
+    fn copy_within(&self, from: u64, to: u64, len: usize) -> Option<Result<()>> {
+        let _ = (from, to, len);
+        None
+    }
     /// Checks that every page of `[addr, addr + len)` is mapped, and writable
     /// when `write` is set: what pinning those pages needs. `EFAULT` otherwise,
     /// also once the process is gone.
@@ -211,6 +220,7 @@ mod memfd;
 pub mod prefetched;
 mod process;
 mod sim;
+mod sys;
 pub mod user_copy;
 
 pub use dmabuf::{DmabufImporter, ExportedDmabuf};

@@ -254,6 +254,24 @@ impl AddressSpace for ProcessMemory {
         )
     }
 
+    /// One kernel copy when the memory is the engine's own process (the
+    /// library path); a server acting for another process has no system
+    /// call that copies within that process, so it reads and writes.
+    fn copy_within(&self, from: u64, to: u64, len: usize) -> Option<Result<()>> {
+        let this_process = self.process.is_current() && self.process.pid() == nix::unistd::getpid();
+        let apart = from.checked_add(len as u64)? <= to || to.checked_add(len as u64)? <= from;
+        if !this_process || !apart {
+            return None;
+        }
+        Some(
+            if len == 0 || super::sys::copy_within_this_process(from, to, len) {
+                Ok(())
+            } else {
+                Err(Errno::EFAULT)
+            },
+        )
+    }
+
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()> {
         covered_by(&self.mappings()?, addr, len, write)
     }

@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::pages::physical::{Backing, PhysMap, CHUNK_SIZE};
 use crate::sync::Locked;
 use softiommu_iommu::DomainKind;
-use softiommu_pt::{DmaMemory, Fault, FaultLog, FaultReason};
+use softiommu_pt::{Access, DmaMemory, Fault, FaultLog, FaultReason};
 use std::sync::MutexGuard;
 
 /// What a failed device DMA reports.
@@ -99,6 +99,112 @@ impl DmaMemory for PhysMemory<'_> {
             Err(FaultReason::BadPhysical)
         }
     }
+
+    /// In one step where both sides lie in one address space that can copy
+    /// within itself; through `scratch` otherwise, and to find which side
+    /// failed when the one step did.
+    fn copy_phys(
+        &mut self,
+        src: u64,
+        dst: u64,
+        len: usize,
+        scratch: &mut [u8],
+    ) -> std::result::Result<(), (Access, FaultReason)> {
+        let room = |pa: u64| (CHUNK_SIZE - pa % CHUNK_SIZE) as usize;
+        let mut done = 0usize;
+        while done < len {
+            let (from, to) = (src + done as u64, dst + done as u64);
+            let n = room(from).min(room(to)).min(len - done);
+            let direct = match (self.phys.resolve(from), self.phys.resolve(to)) {
+                (
+                    Some((Backing::Memory { mm, va_delta }, from_offset)),
+                    Some((
+                        Backing::Memory {
+                            mm: to_mm,
+                            va_delta: to_delta,
+                        },
+                        to_offset,
+                    )),
+                ) if mm.id() == to_mm.id() => mm.copy_within(
+                    from_offset.wrapping_add(va_delta),
+                    to_offset.wrapping_add(to_delta),
+                    n,
+                ),
+                _ => None,
+            };
+            if !matches!(direct, Some(Ok(()))) {
+                softiommu_pt::copy_through(self, from, to, n, scratch)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// One device access: a read into a buffer, a write from one, or a copy
+/// from one IOVA range to another.
+enum Transfer<'b> {
+    Read {
+        iova: u64,
+        buf: &'b mut [u8],
+    },
+    Write {
+        iova: u64,
+        data: &'b mut [u8],
+    },
+    Copy {
+        src: u64,
+        dst: u64,
+        len: usize,
+        scratch: &'b mut [u8],
+    },
+}
+
+impl Transfer<'_> {
+    /// Where the transfer touches memory first, and how: what a domain
+    /// that translates nothing reports.
+    fn first_access(&self) -> (u64, Access) {
+        match self {
+            Transfer::Read { iova, .. } => (*iova, Access::Read),
+            Transfer::Write { iova, .. } => (*iova, Access::Write),
+            Transfer::Copy { src, .. } => (*src, Access::Read),
+        }
+    }
+
+    /// The transfer as plain reads and writes (`write` set for a write),
+    /// a copy's through its scratch buffer piece by piece (a page on the
+    /// stack when the buffer is empty).
+    fn each_access<E>(
+        self,
+        mut access: impl FnMut(u64, &mut [u8], bool) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self {
+            Transfer::Read { iova, buf } => access(iova, buf, false),
+            Transfer::Write { iova, data } => access(iova, data, true),
+            Transfer::Copy {
+                src,
+                dst,
+                len,
+                scratch,
+            } => {
+                let mut page = [0u8; 4096];
+                let scratch = if scratch.is_empty() {
+                    &mut page[..]
+                } else {
+                    scratch
+                };
+                let mut done = 0;
+                while done < len {
+                    let room = scratch.len();
+                    let buf = &mut scratch[..(len - done).min(room)];
+                    access(src.wrapping_add(done as u64), buf, false)?;
+                    access(dst.wrapping_add(done as u64), buf, true)?;
+                    done += buf.len();
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Context {
@@ -132,17 +238,52 @@ impl Context {
         buf: &mut [u8],
         write: bool,
     ) -> std::result::Result<(), DmaError> {
-        let outcome = self.translate_dma(dev_id, pasid, iova, buf, write);
+        let transfer = if write {
+            Transfer::Write { iova, data: buf }
+        } else {
+            Transfer::Read { iova, buf }
+        };
+        self.device_transfer(dev_id, pasid, transfer)
+    }
+
+    /// Device `dev_id` copies `len` bytes from `src` to `dst`, as a DMA
+    /// engine does (see [`softiommu_pt::Dma::copy`]): both ranges checked
+    /// before anything moves, the bytes moved in one step where memory
+    /// allows and through `scratch` where not. A fault's `access` tells the
+    /// side that failed; page requests are raised as for
+    /// [`device_dma_as`](Self::device_dma_as).
+    pub fn device_dma_copy(
+        &mut self,
+        dev_id: u32,
+        pasid: Option<u32>,
+        (src, dst, len): (u64, u64, usize),
+        scratch: &mut [u8],
+    ) -> std::result::Result<(), DmaError> {
+        let transfer = Transfer::Copy {
+            src,
+            dst,
+            len,
+            scratch,
+        };
+        self.device_transfer(dev_id, pasid, transfer)
+    }
+
+    fn device_transfer(
+        &mut self,
+        dev_id: u32,
+        pasid: Option<u32>,
+        transfer: Transfer<'_>,
+    ) -> std::result::Result<(), DmaError> {
+        let outcome = self.translate_dma(dev_id, pasid, transfer);
         if let Err(DmaError::Fault(f)) = &outcome {
             if matches!(f.reason, FaultReason::NotPresent | FaultReason::Permission) {
                 use softiommu_uapi::iommufd::{IOMMU_PGFAULT_PERM_READ, IOMMU_PGFAULT_PERM_WRITE};
                 let request = crate::object::PageRequest {
                     pasid: pasid.unwrap_or(0),
                     grpid: self.next_page_request_group(),
-                    perm: if write {
-                        IOMMU_PGFAULT_PERM_WRITE
-                    } else {
-                        IOMMU_PGFAULT_PERM_READ
+                    perm: match f.access {
+                        Access::Write => IOMMU_PGFAULT_PERM_WRITE,
+                        Access::Read => IOMMU_PGFAULT_PERM_READ,
                     },
                     addr: f.iova & !(crate::memory::PAGE_SIZE - 1),
                 };
@@ -156,9 +297,7 @@ impl Context {
         &mut self,
         dev_id: u32,
         pasid: Option<u32>,
-        iova: u64,
-        buf: &mut [u8],
-        write: bool,
+        transfer: Transfer<'_>,
     ) -> std::result::Result<(), DmaError> {
         let device = self.objects.device(dev_id)?;
         let dev = device.dev;
@@ -181,11 +320,7 @@ impl Context {
             match domain.and_then(|d| core.domain(d)).map(|d| &d.kind) {
                 Some(DomainKind::Paging { table, .. }) => table.clone(),
                 None | Some(DomainKind::Blocking) => {
-                    let access = if write {
-                        softiommu_pt::Access::Write
-                    } else {
-                        softiommu_pt::Access::Read
-                    };
+                    let (iova, access) = transfer.first_access();
                     return Err(DmaError::Fault(Fault {
                         reason: FaultReason::NotPresent,
                         iova,
@@ -201,7 +336,9 @@ impl Context {
                         return Err(DmaError::Errno(Errno::EINVAL));
                     };
                     drop(core);
-                    return self.nested_dma(domain, parent_table, iova, buf, write);
+                    return transfer.each_access(|iova, buf, write| {
+                        self.nested_dma(domain, parent_table.clone(), iova, buf, write)
+                    });
                 }
                 _ => return Err(DmaError::Errno(Errno::EOPNOTSUPP)),
             }
@@ -212,10 +349,16 @@ impl Context {
         let mut memory = PhysMemory {
             phys: self.shared().phys.locked(),
         };
-        let outcome = if write {
-            table.dma_write(&mut iotlb, &mut faults, &mut memory, iova, buf)
-        } else {
-            table.dma_read(&mut iotlb, &mut faults, &mut memory, iova, buf)
+        let (iotlb, faults, memory) = (&mut iotlb, &mut faults, &mut memory);
+        let outcome = match transfer {
+            Transfer::Read { iova, buf } => table.dma_read(iotlb, faults, memory, iova, buf),
+            Transfer::Write { iova, data } => table.dma_write(iotlb, faults, memory, iova, data),
+            Transfer::Copy {
+                src,
+                dst,
+                len,
+                scratch,
+            } => table.dma_copy(iotlb, faults, memory, src, dst, len, scratch),
         };
         outcome.map_err(DmaError::Fault)
     }
@@ -236,11 +379,7 @@ impl Context {
         use crate::driver::Stage1Start;
         use softiommu_pt::nested::{NestedDma, Stage1, Stage1Format};
         let ops = self.driver_ops_of_domain(domain)?;
-        let access = if write {
-            softiommu_pt::Access::Write
-        } else {
-            softiommu_pt::Access::Read
-        };
+        let access = if write { Access::Write } else { Access::Read };
         let fault = |reason| {
             DmaError::Fault(Fault {
                 reason,

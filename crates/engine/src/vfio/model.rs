@@ -116,6 +116,35 @@ impl Function {
         self.dma(None, iova, data, true)
     }
 
+    /// The device copies `len` bytes from `src` to `dst` (tagged with
+    /// `pasid`, untagged for `None`), as a DMA engine moves data: both
+    /// ranges are translated before anything moves, and the bytes go in
+    /// one step where the memory allows it, through `scratch` where not.
+    /// A failure says whether the source (`false`) or the destination
+    /// (`true`) was at fault.
+    pub fn dma_copy_as(
+        &self,
+        pasid: Option<u32>,
+        (src, dst, len): (u64, u64, usize),
+        scratch: &mut [u8],
+    ) -> std::result::Result<(), (DmaFailure, bool)> {
+        let (ctx, dev_id) = self.dma_port.as_ref().ok_or((DmaFailure::NoBus, false))?;
+        if !self.config.bus_master() {
+            return Err((DmaFailure::NoBus, false));
+        }
+        let outcome = ctx
+            .locked()
+            .device_dma_copy(*dev_id, pasid, (src, dst, len), scratch);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(DmaError::Fault(f)) => Err((
+                DmaFailure::Translation { iova: f.iova },
+                f.access == softiommu_pt::Access::Write,
+            )),
+            Err(DmaError::Errno(_)) => Err((DmaFailure::NoBus, false)),
+        }
+    }
+
     fn dma(
         &self,
         pasid: Option<u32>,

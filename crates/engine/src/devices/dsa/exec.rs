@@ -236,25 +236,24 @@ impl Dsa {
         let mut done = 0;
         while done < len {
             let n = PIECE.min(len - done);
-            let buf = &mut self.buffer[..n];
-            let fault = |failure, write| {
+            let piece = (
+                desc.src.wrapping_add(done as u64),
+                desc.dst.wrapping_add(done as u64),
+                n,
+            );
+            if let Err((failure, to_destination)) =
+                io.dma_copy_as(self.wq.pasid, piece, &mut self.buffer)
+            {
                 let fault_addr = match failure {
                     DmaFailure::Translation { iova } => iova,
                     DmaFailure::NoBus => 0,
                 };
-                Outcome {
+                return Outcome {
                     status: comp::PAGE_FAULT_NOBOF,
                     completed: done as u32,
                     fault_addr,
-                    fault_write: write,
-                }
-            };
-            if let Err(f) = io.dma_read_as(self.wq.pasid, desc.src.wrapping_add(done as u64), buf) {
-                return fault(f, false);
-            }
-            if let Err(f) = io.dma_write_as(self.wq.pasid, desc.dst.wrapping_add(done as u64), buf)
-            {
-                return fault(f, true);
+                    fault_write: to_destination,
+                };
             }
             done += n;
         }
