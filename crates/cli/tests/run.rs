@@ -102,6 +102,7 @@ c_programs!(
     equivalence,
     fail_nth,
     fault_queue,
+    fd_identity,
     foreign_context,
     ioas_basic,
     last_close,

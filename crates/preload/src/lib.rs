@@ -21,6 +21,7 @@
 
 mod attributes;
 mod fail_nth;
+mod fd_cache;
 mod kvm;
 mod paths;
 #[allow(unsafe_code)]
@@ -206,6 +207,7 @@ fn take_descriptor(mut reply: Reply, fd: Option<i32>) -> Reply {
             if reply.reserved & REPLY_FD_KEEP_ON_EXEC != 0 {
                 sys::clear_cloexec(fd);
             }
+            fd_cache::renew(fd);
             reply.result = i64::from(fd);
         } else if reply.fd_addr != 0 {
             if let Some(ino) = sys::side_inode(fd) {
@@ -455,9 +457,25 @@ fn context_kind(path: &CStr) -> u32 {
 }
 
 /// The inode behind `fd` and what it is, if `fd` is a file the server
-/// serves (a context or a VFIO file).
+/// serves (a context or a VFIO file): from the descriptor cache when it
+/// knows the number, otherwise asked of the kernel (and the server) and
+/// written down there.
 fn served_file(fd: i32) -> Option<(u64, Kind)> {
-    let ino = sys::socket_inode(fd)?;
+    use fd_cache::Known;
+    let miss = match fd_cache::look_up(fd) {
+        Ok(Known::Context(ino)) => return Some((ino.into(), Kind::Context)),
+        Ok(Known::Vfio(ino)) => return Some((ino.into(), Kind::Vfio)),
+        Ok(Known::NotServed) => return None,
+        Err(miss) => miss,
+    };
+    // Only answers that stay true while the number holds this file are
+    // written down: not a number that holds nothing (`fstat` fails), nor
+    // a server that could not be asked.
+    let (mode, ino) = sys::mode_and_inode(fd)?;
+    if mode != libc::S_IFSOCK {
+        fd_cache::learn(miss, Known::NotServed);
+        return None;
+    }
     let kind = match sys::known(ino) {
         Some(k) => k,
         None => {
@@ -477,6 +495,15 @@ fn served_file(fd: i32) -> Option<(u64, Kind)> {
             k
         }
     };
+    let known = match (kind, u32::try_from(ino)) {
+        (Kind::Context, Ok(small)) => Some(Known::Context(small)),
+        (Kind::Vfio, Ok(small)) => Some(Known::Vfio(small)),
+        (Kind::Context | Kind::Vfio, Err(_)) => None,
+        (Kind::NotOurs | Kind::Side, _) => Some(Known::NotServed),
+    };
+    if let Some(known) = known {
+        fd_cache::learn(miss, known);
+    }
     matches!(kind, Kind::Context | Kind::Vfio).then_some((ino, kind))
 }
 

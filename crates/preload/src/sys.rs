@@ -6,6 +6,7 @@
 //! functions this library replaces. A per-thread flag marks "inside the shim";
 //! while it is set every hook goes straight to the real function.
 
+use crate::fd_cache;
 use crate::{
     attribute_write, attributes, context_closed, context_ioctl, context_kind, context_mmap,
     context_of, eventq_read_plan, fail_nth, is_dev_iommu, is_vfio_file, kvm, open_served, paths,
@@ -31,6 +32,12 @@ type Open2Fn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 type Openat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+type FcloseFn = unsafe extern "C" fn(*mut libc::FILE) -> c_int;
+type FreopenFn =
+    unsafe extern "C" fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE;
+type ClosedirFn = unsafe extern "C" fn(*mut libc::DIR) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, usize) -> isize;
 type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;
@@ -67,6 +74,11 @@ struct Real {
     openat64_2: Openat2Fn,
     ioctl: IoctlFn,
     close: CloseFn,
+    dup2: Dup2Fn,
+    dup3: Dup3Fn,
+    fclose: FcloseFn,
+    freopen: FreopenFn,
+    closedir: ClosedirFn,
     mmap: MmapFn,
     mmap64: MmapFn,
     munmap: MunmapFn,
@@ -131,6 +143,11 @@ fn real() -> &'static Real {
                 )),
                 ioctl: std::mem::transmute::<*mut c_void, IoctlFn>(next_symbol(c"ioctl")),
                 close: std::mem::transmute::<*mut c_void, CloseFn>(next_symbol(c"close")),
+                dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(next_symbol(c"dup2")),
+                dup3: std::mem::transmute::<*mut c_void, Dup3Fn>(next_symbol(c"dup3")),
+                fclose: std::mem::transmute::<*mut c_void, FcloseFn>(next_symbol(c"fclose")),
+                freopen: std::mem::transmute::<*mut c_void, FreopenFn>(next_symbol(c"freopen")),
+                closedir: std::mem::transmute::<*mut c_void, ClosedirFn>(next_symbol(c"closedir")),
                 mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
                 munmap: std::mem::transmute::<*mut c_void, MunmapFn>(next_symbol(c"munmap")),
@@ -417,7 +434,7 @@ fn forget(ino: u64) {
 }
 
 /// The file type bits and inode of `fd`.
-fn mode_and_inode(fd: c_int) -> Option<(libc::mode_t, u64)> {
+pub(crate) fn mode_and_inode(fd: c_int) -> Option<(libc::mode_t, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: `st` is writable memory of the right size; fstat fills it or fails.
     let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
@@ -495,7 +512,9 @@ pub(crate) fn clear_cloexec(fd: c_int) {
 
 /// Hands a stream's descriptor to the program.
 pub(crate) fn into_raw(stream: UnixStream) -> c_int {
-    stream.into_raw_fd()
+    let fd = stream.into_raw_fd();
+    fd_cache::renew(fd);
+    fd
 }
 
 /// Receives exactly `buf.len()` bytes, and the descriptor that may come with
@@ -543,6 +562,7 @@ pub(crate) fn recv_with_fd(sock: c_int, buf: &mut [u8]) -> Option<Option<c_int>>
 
 /// Writes a received descriptor's number into the program's ioctl argument.
 pub(crate) fn store_fd(addr: u64, fd: c_int) {
+    fd_cache::renew(fd);
     // SAFETY: the server wrote the same argument struct, at this address in
     // this process, moments ago during this very ioctl: it is mapped and
     // writable, and the program is blocked in the ioctl.
@@ -570,14 +590,14 @@ pub(crate) fn write_program(dst: u64, src: &[u8]) -> bool {
 /// Closes a descriptor through the real `close`.
 pub(crate) fn close_fd(fd: c_int) {
     // SAFETY: the shim owns `fd` (it just received it) and closes it once.
-    unsafe { (real().close)(fd) };
+    replacing(one_number(fd), || unsafe { (real().close)(fd) });
 }
 
 /// Drops this process's copy of a descriptor through the real `close`.
 pub(crate) fn forget_stream(stream: UnixStream) {
     let fd = stream.into_raw_fd();
     // SAFETY: we own `fd` (just taken from the stream) and close it once.
-    unsafe { (real().close)(fd) };
+    replacing(one_number(fd), || unsafe { (real().close)(fd) });
 }
 
 // ---- the replaced entry points -----------------------------------------------------------
@@ -898,8 +918,11 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     let _ = guarded(|| attributes::untrack(fd));
     let _ = guarded(|| fail_nth::untrack(fd));
     let _ = guarded(|| kvm::forget(fd));
+    let number = one_number(fd);
+    fd_cache::closing(number.clone());
     // SAFETY: forwarding the caller's argument unchanged.
     let rc = unsafe { (real().close)(fd) };
+    fd_cache::closed(number);
     if let Some(ino) = ino {
         let saved = errno();
         if rc == 0 {
@@ -909,6 +932,143 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         set_errno(saved);
     }
     rc
+}
+
+/// No descriptor numbers at all.
+const NO_NUMBERS: std::ops::RangeInclusive<u32> = std::ops::RangeInclusive::new(1, 0);
+
+/// The slots of the descriptor cache that `fd` names (none for a negative
+/// number).
+fn one_number(fd: c_int) -> std::ops::RangeInclusive<u32> {
+    match u32::try_from(fd) {
+        Ok(n) => n..=n,
+        Err(_) => NO_NUMBERS,
+    }
+}
+
+/// Runs `call`, which may close or replace the descriptors numbered
+/// `numbers`, with the descriptor cache told before and after (see
+/// [`fd_cache`]); keeps the call's errno.
+fn replacing<R>(numbers: std::ops::RangeInclusive<u32>, call: impl FnOnce() -> R) -> R {
+    fd_cache::closing(numbers.clone());
+    let r = call();
+    let saved = errno();
+    fd_cache::closed(numbers);
+    set_errno(saved);
+    r
+}
+
+/// # Safety
+/// As `dup2(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments unchanged.
+    replacing(one_number(new), || unsafe { (real().dup2)(old, new) })
+}
+
+/// # Safety
+/// As `dup3(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments unchanged.
+    replacing(one_number(new), || unsafe {
+        (real().dup3)(old, new, flags)
+    })
+}
+
+// libc closes a stream's or a directory's descriptor with its own internal
+// call, which the `close` hook never sees: these tell the descriptor cache.
+
+/// # Safety
+/// As `fclose(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
+    // SAFETY: `stream` is the caller's open stream, as fclose requires.
+    let fd = unsafe { libc::fileno(stream) };
+    // SAFETY: forwarding the caller's argument unchanged.
+    replacing(one_number(fd), || unsafe { (real().fclose)(stream) })
+}
+
+/// # Safety
+/// As `freopen(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn freopen(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut libc::FILE,
+) -> *mut libc::FILE {
+    // SAFETY: `stream` is the caller's open stream, as freopen requires.
+    let fd = unsafe { libc::fileno(stream) };
+    // SAFETY: forwarding the caller's arguments unchanged.
+    replacing(one_number(fd), || unsafe {
+        (real().freopen)(path, mode, stream)
+    })
+}
+
+/// # Safety
+/// As `closedir(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
+    // SAFETY: `dir` is the caller's open directory stream, as closedir
+    // requires.
+    let fd = unsafe { libc::dirfd(dir) };
+    // SAFETY: forwarding the caller's argument unchanged.
+    replacing(one_number(fd), || unsafe { (real().closedir)(dir) })
+}
+
+type CloseRangeFn = unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int;
+type ClosefromFn = unsafe extern "C" fn(c_int);
+
+/// libc's `close_range` and `closefrom` (glibc 2.34 and later), when it has
+/// them.
+static CLOSE_RANGE: OnceLock<(Option<CloseRangeFn>, Option<ClosefromFn>)> = OnceLock::new();
+
+fn close_range_fns() -> (Option<CloseRangeFn>, Option<ClosefromFn>) {
+    *CLOSE_RANGE.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_NEXT and valid C strings; a symbol found is
+        // libc's function of that name, whose C signature the type matches.
+        unsafe {
+            let range = libc::dlsym(libc::RTLD_NEXT, c"close_range".as_ptr());
+            let from = libc::dlsym(libc::RTLD_NEXT, c"closefrom".as_ptr());
+            (
+                (!range.is_null()).then(|| std::mem::transmute::<*mut c_void, CloseRangeFn>(range)),
+                (!from.is_null()).then(|| std::mem::transmute::<*mut c_void, ClosefromFn>(from)),
+            )
+        }
+    })
+}
+
+/// # Safety
+/// As `close_range(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    // Marking descriptors close-on-exec closes nothing now.
+    let numbers = if flags as c_uint & libc::CLOSE_RANGE_CLOEXEC != 0 {
+        NO_NUMBERS
+    } else {
+        first..=last
+    };
+    replacing(numbers, || match close_range_fns().0 {
+        // SAFETY: forwarding the caller's arguments unchanged.
+        Some(real) => unsafe { real(first, last, flags) },
+        // SAFETY: the system call takes these three integers.
+        None => unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) as c_int },
+    })
+}
+
+/// # Safety
+/// As `closefrom(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowest: c_int) {
+    let first = u32::try_from(lowest).unwrap_or(0);
+    replacing(first..=u32::MAX, || match close_range_fns().1 {
+        // SAFETY: forwarding the caller's argument unchanged.
+        Some(real) => unsafe { real(lowest) },
+        // SAFETY: the system call takes these three integers.
+        None => unsafe {
+            libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
+        },
+    })
 }
 
 /// `Some(result)` when `fd` is a context: maps the region at `offset`
