@@ -27,35 +27,35 @@ impl IoPagetable {
     ) -> Result<()> {
         fail_nth.check()?;
         let prot = area.prot;
+        let (first, last) = Self::area_pages(area);
+        // Runs of pages whose addresses follow one another, found before
+        // the table is locked; one unpinned page fails the whole area.
+        let runs = area.pages.address_runs(first, last).ok_or(Errno::EFAULT)?;
         let mut table = domain.lock();
-        let mut done = 0u64;
         let length = area.length();
+        let end_byte = area.start_byte + length;
+        let mut done = 0u64;
         let mut outcome = Ok(());
-        while done < length {
-            let byte = area.start_byte + done;
-            let Some(pa) = area
-                .pages
-                .address(byte / PAGE_SIZE)
-                .map(|a| a + byte % PAGE_SIZE)
-            else {
-                outcome = Err(Errno::EFAULT);
-                break;
-            };
-            // Extend the run while the next page's address follows on.
-            let mut run = (PAGE_SIZE - byte % PAGE_SIZE).min(length - done);
-            while !small && done + run < length {
-                let next = area.start_byte + done + run;
-                if area.pages.address(next / PAGE_SIZE) != Some(pa + run) {
-                    break;
+        'runs: for (index, pa, pages) in runs {
+            let from = (index * PAGE_SIZE).max(area.start_byte);
+            let to = ((index + pages) * PAGE_SIZE).min(end_byte);
+            let mut at = from;
+            while at < to {
+                // With `small`, leaves of at most one CPU page.
+                let n = if small {
+                    (PAGE_SIZE - at % PAGE_SIZE).min(to - at)
+                } else {
+                    to - at
+                };
+                let address = pa + (at - index * PAGE_SIZE);
+                if let Err(e) = table.map(area.start + done, address, n, prot) {
+                    done += e.mapped;
+                    outcome = Err(map_errno(e.kind));
+                    break 'runs;
                 }
-                run += PAGE_SIZE.min(length - done - run);
+                done += n;
+                at += n;
             }
-            if let Err(e) = table.map(area.start + done, pa, run, prot) {
-                done += e.mapped;
-                outcome = Err(map_errno(e.kind));
-                break;
-            }
-            done += run;
         }
         if outcome.is_err() && done > 0 {
             if let Ok((_, gather)) = table.unmap(area.start, done) {

@@ -49,6 +49,48 @@ pub struct PageIdentity {
     pub gigantic: bool,
 }
 
+/// Consecutive pages whose identities follow one another (same object,
+/// consecutive pages there, seen at the same offset): the first page's
+/// identity and how many there are. A large mapping is one run, so a pin
+/// of it costs the same at any size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityRun {
+    /// The identity of the run's first page.
+    pub first: PageIdentity,
+    /// Pages in the run (at least one).
+    pub count: u64,
+}
+
+impl IdentityRun {
+    /// The identity of the run's page `k` (counted from 0).
+    pub fn nth(&self, k: u64) -> PageIdentity {
+        PageIdentity {
+            page: self.first.page + k,
+            ..self.first
+        }
+    }
+
+    /// Whether `next` is the identity of the page right after the run.
+    fn continued_by(&self, next: &PageIdentity) -> bool {
+        *next == self.nth(self.count)
+    }
+}
+
+/// Per-page identities gathered into runs.
+pub fn identity_runs(ids: impl IntoIterator<Item = PageIdentity>) -> Vec<IdentityRun> {
+    let mut runs: Vec<IdentityRun> = Vec::new();
+    for id in ids {
+        match runs.last_mut() {
+            Some(run) if run.continued_by(&id) => run.count += 1,
+            _ => runs.push(IdentityRun {
+                first: id,
+                count: 1,
+            }),
+        }
+    }
+    runs
+}
+
 /// The identity of a file by device and inode, shared by descriptors and
 /// shared mappings of it.
 pub fn file_space_id(dev: u64, ino: u64) -> u64 {
@@ -90,6 +132,22 @@ pub trait AddressSpace: Send + Sync + Debug {
     ) -> Result<Vec<PageIdentity>> {
         self.probe(addr, len, write)?;
         Ok(self.page_identities(first, npages))
+    }
+
+    /// [`probe_and_identify`](Self::probe_and_identify) with the identities
+    /// gathered into runs; an address space that knows its mappings gives
+    /// them without a per-page list.
+    fn probe_and_identify_runs(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        first: u64,
+        npages: u64,
+    ) -> Result<Vec<IdentityRun>> {
+        Ok(identity_runs(
+            self.probe_and_identify(addr, len, write, first, npages)?,
+        ))
     }
 
     /// What the `npages` pages from page-aligned `addr` are, so that a page

@@ -14,7 +14,7 @@
 //! as before (and keeps the copies true where it overlaps them), so a call
 //! behaves exactly as without the copies; only where it waits changes.
 
-use super::{AddressSpace, FileBacking, PageIdentity};
+use super::{AddressSpace, FileBacking, IdentityRun, PageIdentity};
 use crate::errno::Result;
 use crate::sync::Locked;
 use std::sync::{Arc, Mutex};
@@ -203,6 +203,18 @@ impl AddressSpace for PrefetchedMemory {
     ) -> Result<Vec<PageIdentity>> {
         self.inner
             .probe_and_identify(addr, len, write, first, npages)
+    }
+
+    fn probe_and_identify_runs(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        first: u64,
+        npages: u64,
+    ) -> Result<Vec<IdentityRun>> {
+        self.inner
+            .probe_and_identify_runs(addr, len, write, first, npages)
     }
 
     fn page_identities(&self, addr: u64, npages: u64) -> Vec<PageIdentity> {

@@ -179,11 +179,63 @@ fn covered_by(maps: &[Mapping], addr: u64, len: u64, write: bool) -> Result<()> 
     Err(Errno::EFAULT)
 }
 
-/// What the `npages` pages from `addr` are: pages of a shared file mapping
-/// (shared anonymous memory included, which the kernel backs with a shmem
-/// file) are the file's; the rest are the address space `space`'s own.
-///
-/// `gigantic` lists the mappings backed by 1 GiB huge pages.
+/// What the `npages` pages from `addr` are, as runs: pages of a shared file
+/// mapping (shared anonymous memory included, which the kernel backs with a
+/// shmem file) are the file's; the rest are the address space `space`'s
+/// own. A run ends only where a mapping or a 1 GiB huge page region
+/// (`gigantic`) begins or ends, so the work does not grow with `npages`.
+fn identity_runs_in(
+    maps: &[Mapping],
+    gigantic: &[(u64, u64)],
+    space: u64,
+    addr: u64,
+    npages: u64,
+) -> Vec<IdentityRun> {
+    let end = addr.saturating_add(npages.saturating_mul(PAGE_SIZE));
+    let shared: Vec<&Mapping> = maps.iter().filter(|m| m.shared && m.ino != 0).collect();
+    let mut bounds: Vec<u64> = vec![addr, end];
+    let edges = shared
+        .iter()
+        .flat_map(|m| [m.lo, m.hi])
+        .chain(gigantic.iter().flat_map(|&(lo, hi)| [lo, hi]));
+    bounds.extend(edges.filter(|&b| addr < b && b < end));
+    bounds.sort_unstable();
+    bounds.dedup();
+    let pieces = bounds.windows(2).map(|w| {
+        let (va, count) = (w[0], (w[1] - w[0]) / PAGE_SIZE);
+        let huge = gigantic.iter().any(|&(lo, hi)| lo <= va && va < hi);
+        let first = match shared.iter().find(|m| m.lo <= va && va < m.hi) {
+            Some(m) => {
+                let page = (m.offset + (va - m.lo)) / PAGE_SIZE;
+                PageIdentity {
+                    space: file_space_id(m.dev, m.ino),
+                    page,
+                    va_delta: va.wrapping_sub(page * PAGE_SIZE),
+                    device: m.device,
+                    gigantic: huge,
+                }
+            }
+            None => PageIdentity {
+                space,
+                page: va / PAGE_SIZE,
+                va_delta: 0,
+                device: false,
+                gigantic: huge,
+            },
+        };
+        IdentityRun { first, count }
+    });
+    let mut runs: Vec<IdentityRun> = Vec::new();
+    for piece in pieces.filter(|p| p.count > 0) {
+        match runs.last_mut() {
+            Some(run) if run.nth(run.count) == piece.first => run.count += piece.count,
+            _ => runs.push(piece),
+        }
+    }
+    runs
+}
+
+/// Per page, what [`identity_runs_in`] gives as runs.
 fn identities(
     maps: &[Mapping],
     gigantic: &[(u64, u64)],
@@ -191,31 +243,9 @@ fn identities(
     addr: u64,
     npages: u64,
 ) -> Vec<PageIdentity> {
-    let shared: Vec<&Mapping> = maps.iter().filter(|m| m.shared && m.ino != 0).collect();
-    (0..npages)
-        .map(|i| {
-            let va = addr + i * PAGE_SIZE;
-            let huge = gigantic.iter().any(|&(lo, hi)| lo <= va && va < hi);
-            match shared.iter().find(|m| m.lo <= va && va < m.hi) {
-                Some(m) => {
-                    let page = (m.offset + (va - m.lo)) / PAGE_SIZE;
-                    PageIdentity {
-                        space: file_space_id(m.dev, m.ino),
-                        page,
-                        va_delta: va.wrapping_sub(page * PAGE_SIZE),
-                        device: m.device,
-                        gigantic: huge,
-                    }
-                }
-                None => PageIdentity {
-                    space,
-                    page: va / PAGE_SIZE,
-                    va_delta: 0,
-                    device: false,
-                    gigantic: huge,
-                },
-            }
-        })
+    identity_runs_in(maps, gigantic, space, addr, npages)
+        .iter()
+        .flat_map(|run| (0..run.count).map(|k| run.nth(k)))
         .collect()
 }
 
@@ -300,6 +330,20 @@ impl AddressSpace for ProcessMemory {
         covered_by(&maps, addr, len, write)?;
         let gigantic = self.gigantic_mappings(npages);
         Ok(identities(&maps, &gigantic, self.id, first, npages))
+    }
+
+    fn probe_and_identify_runs(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        first: u64,
+        npages: u64,
+    ) -> Result<Vec<IdentityRun>> {
+        let maps = self.mappings()?;
+        covered_by(&maps, addr, len, write)?;
+        let gigantic = self.gigantic_mappings(npages);
+        Ok(identity_runs_in(&maps, &gigantic, self.id, first, npages))
     }
 
     fn shared_file(&self, addr: u64) -> Option<Arc<dyn FileBacking>> {

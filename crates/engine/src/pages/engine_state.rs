@@ -1,6 +1,7 @@
 //! What every context of one engine shares: accounting, the global pin table,
 //! the synthetic physical map, the fail-nth hook and the IOMMU core.
 
+use super::pin_table::PinTable;
 use super::{Accounting, Frame};
 use crate::fail_nth::FailNth;
 use crate::limits::ContextLimits;
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex};
 pub struct EngineState {
     /// Locked-memory counters of every user and address space.
     pub accounting: Accounting,
-    pins: Mutex<HashMap<Frame, u32>>,
+    /// Pins per frame, of every context. Lock order: before `phys`.
+    pins: Mutex<PinTable>,
     /// Addresses of pinned frames. Lock order: after `pins`.
     pub phys: Mutex<PhysMap>,
     /// The fault-injection hook every context of the engine consults.
@@ -61,41 +63,29 @@ impl EngineState {
 
     /// Pins held on a frame by every `Pages` of every context (`MD_CHECK_REFS`).
     pub fn pin_count(&self, frame: Frame) -> u32 {
-        self.pins.locked().get(&frame).copied().unwrap_or(0)
+        self.pins.locked().count(frame)
     }
 
     /// Frames pinned anywhere.
     pub fn pinned_frames(&self) -> usize {
-        self.pins.locked().len()
+        self.pins.locked().frames() as usize
     }
 
-    /// Counts one more pin (`up`) or one less on each of `frames`; a frame
-    /// pinned for the first time gets its address (`gigantic`: it lies in
-    /// a 1 GiB huge page), one no longer pinned loses it.
-    pub(super) fn add_pins(
-        &self,
-        frames: impl Iterator<Item = Frame>,
-        up: bool,
-        backing: &Backing,
-        gigantic: bool,
-    ) {
+    /// One more pin on each of the `len` frames from `first`; frames pinned
+    /// for the first time get their addresses, reached through `backing`
+    /// (`gigantic`: they lie in a 1 GiB huge page).
+    pub(super) fn pin_frames(&self, first: Frame, len: u64, backing: &Backing, gigantic: bool) {
         let mut pins = self.pins.locked();
         let mut phys = self.phys.locked();
-        for f in frames {
-            if up {
-                let c = pins.entry(f).or_default();
-                *c += 1;
-                if *c == 1 {
-                    phys.pin(f, backing, gigantic);
-                }
-            } else if let Some(c) = pins.get_mut(&f) {
-                *c -= 1;
-                if *c == 0 {
-                    pins.remove(&f);
-                    phys.unpin(f);
-                }
-            }
-        }
+        pins.pin(first, len, &mut phys, backing, gigantic);
+    }
+
+    /// One pin fewer on each of the `len` frames from `first`; frames no
+    /// longer pinned lose their addresses.
+    pub(super) fn unpin_frames(&self, first: Frame, len: u64) {
+        let mut pins = self.pins.locked();
+        let mut phys = self.phys.locked();
+        pins.unpin(first, len, &mut phys);
     }
 
     /// The synthetic physical address of a pinned frame.

@@ -14,10 +14,10 @@
 //! mode also counts `pinned_vm`. A charge past the limit is `ENOMEM`.
 
 use crate::errno::{Errno, Result};
-use crate::memory::{AddressSpace, FileBacking, PAGE_SIZE};
+use crate::memory::{AddressSpace, FileBacking, IdentityRun, PAGE_SIZE};
 use crate::sync::Locked;
 use physical::Backing;
-use std::collections::BTreeMap;
+use runs::{PinRun, PinRuns};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +33,8 @@ pub fn live_pages() -> usize {
 mod account;
 mod engine_state;
 pub mod physical;
+mod pin_table;
+mod runs;
 
 pub use account::{AccountMode, AccountOwner, Accounting, MmCounters};
 pub use engine_state::EngineState;
@@ -80,9 +82,9 @@ impl Source {
 
 /// Pinned memory of one source (Linux `struct iopt_pages`).
 ///
-/// Invariants: `pins[i]` is the number of users (accesses, domains) of page
-/// `i`, and a page with a non-zero count is charged once to `owner` and
-/// counted once in the engine's global pin table. Lock order: `state` before
+/// Invariants: `pins` gives the number of users (accesses, domains) of each
+/// page, and a page with users is charged once to `owner` and counted once
+/// in the engine's global pin table. Lock order: `state` before
 /// the accounting and pin-table locks of [`EngineState`].
 #[derive(Debug)]
 pub struct Pages {
@@ -98,8 +100,9 @@ pub struct Pages {
 #[derive(Debug)]
 struct PagesState {
     owner: AccountOwner,
-    /// Per pinned page: its users and its identity, taken when it was pinned.
-    pins: BTreeMap<u64, (u32, Frame, u64)>,
+    /// The pinned pages, in runs: their users and identities, taken when
+    /// they were pinned.
+    pins: PinRuns,
 }
 
 impl Pages {
@@ -127,7 +130,7 @@ impl Pages {
             shared: shared.clone(),
             state: Mutex::new(PagesState {
                 owner,
-                pins: BTreeMap::new(),
+                pins: PinRuns::default(),
             }),
         }))
     }
@@ -181,66 +184,84 @@ impl Pages {
     }
 
     /// Checks that pages `first..=last` can be pinned (`EFAULT` otherwise)
-    /// and gives the identities of pages `idxs` among them (frame, and the
-    /// address-space delta), in one look at the source.
-    fn present_identities(
+    /// and gives the identities of the pages of `gaps` (each `(first,
+    /// last)`, inside it), as runs with no users yet, in one look at the
+    /// source.
+    fn present_runs(
         &self,
         first: u64,
         last: u64,
         write: bool,
-        idxs: &[u64],
-    ) -> Result<Vec<(Frame, u64, bool)>> {
-        match &self.source {
+        gaps: &[(u64, u64)],
+    ) -> Result<Vec<(u64, PinRun)>> {
+        let (Some(&(lo, _)), Some(&(_, hi))) = (gaps.first(), gaps.last()) else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<IdentityRun> = match &self.source {
             Source::File { file, base } => {
                 self.check_present(first, last, write)?;
-                Ok(idxs
-                    .iter()
-                    .map(|&i| {
-                        (
-                            Frame {
-                                space: file.id(),
-                                page: base / PAGE_SIZE + i,
-                            },
-                            0,
-                            false,
-                        )
-                    })
-                    .collect())
+                vec![IdentityRun {
+                    first: crate::memory::PageIdentity {
+                        space: file.id(),
+                        page: base / PAGE_SIZE + lo,
+                        va_delta: 0,
+                        device: false,
+                        gigantic: false,
+                    },
+                    count: hi - lo + 1,
+                }]
             }
             Source::User {
                 mm,
                 base,
                 allow_device,
             } => {
-                let (Some(&lo), Some(&hi)) = (idxs.iter().min(), idxs.iter().max()) else {
-                    return Ok(Vec::new());
-                };
-                let all = mm.probe_and_identify(
+                let ids = mm.probe_and_identify_runs(
                     base + first * PAGE_SIZE,
                     (last - first + 1) * PAGE_SIZE,
                     write,
                     base + lo * PAGE_SIZE,
                     hi - lo + 1,
                 )?;
-                if !allow_device && all.iter().any(|id| id.device) {
+                if !allow_device && ids.iter().any(|id| id.first.device) {
                     return Err(Errno::EFAULT);
                 }
-                Ok(idxs
-                    .iter()
-                    .map(|&i| {
-                        let id = all[(i - lo) as usize];
-                        (
-                            Frame {
-                                space: id.space,
-                                page: id.page,
-                            },
-                            id.va_delta,
-                            id.gigantic,
-                        )
-                    })
-                    .collect())
+                ids
             }
+        };
+        // The identity runs cover lo..=hi in order; cut out the gaps.
+        let mut out = Vec::new();
+        let mut at = lo;
+        let mut gaps = gaps.iter().copied().peekable();
+        for id in ids {
+            let end = at + id.count;
+            while let Some(&(g0, g1)) = gaps.peek() {
+                let (from, to) = (g0.max(at), g1.min(end - 1));
+                if from <= to {
+                    let page = id.nth(from - at);
+                    out.push((
+                        from,
+                        PinRun {
+                            len: to - from + 1,
+                            users: 0,
+                            frame: Frame {
+                                space: page.space,
+                                page: page.page,
+                            },
+                            va_delta: page.va_delta,
+                            gigantic: page.gigantic,
+                        },
+                    ));
+                }
+                if g1 < end {
+                    gaps.next();
+                } else {
+                    break;
+                }
+            }
+            at = end;
         }
+        Ok(out)
     }
 
     fn backing(&self, va_delta: u64) -> Backing {
@@ -255,7 +276,8 @@ impl Pages {
 
     /// The frame of pinned page `index`.
     pub fn frame(&self, index: u64) -> Option<Frame> {
-        self.lock().pins.get(&index).map(|&(_, f, _)| f)
+        let (start, run) = self.lock().pins.find(index)?;
+        Some(run.frame_at(index - start))
     }
 
     /// The physical address of pinned page `index`.
@@ -263,9 +285,43 @@ impl Pages {
         self.shared.address_of(self.frame(index)?)
     }
 
+    /// The physical addresses of pages `first..=last`, as runs of pages
+    /// whose addresses follow one another: `(first page, address, pages)`.
+    /// `None` when one of the pages is not pinned.
+    pub fn address_runs(&self, first: u64, last: u64) -> Option<Vec<(u64, u64, u64)>> {
+        let st = self.lock();
+        let phys = self.shared.phys.locked();
+        let mut pieces = Vec::new();
+        let mut out: Vec<(u64, u64, u64)> = Vec::new();
+        let mut next = first;
+        for (start, run) in st.pins.overlapping(first, last) {
+            if start > next {
+                return None;
+            }
+            let from = next - start;
+            let len = (start + run.len).min(last + 1) - next;
+            pieces.clear();
+            if !phys.address_runs(run.frame_at(from), len, &mut pieces) {
+                return None;
+            }
+            for &(pa, n) in &pieces {
+                match out.last_mut() {
+                    Some((i, at, count))
+                        if *at + *count * PAGE_SIZE == pa && *i + *count == next =>
+                    {
+                        *count += n;
+                    }
+                    _ => out.push((next, pa, n)),
+                }
+                next += n;
+            }
+        }
+        (next > last).then_some(out)
+    }
+
     /// Pages with at least one pin.
     pub fn pinned(&self) -> u64 {
-        self.lock().pins.len() as u64
+        self.lock().pins.pinned()
     }
 
     /// Pins pages `[first, last]` (indexes) for one more user: pages not yet
@@ -277,48 +333,31 @@ impl Pages {
         }
         self.shared.fail_nth.check()?;
         let mut st = self.lock();
-        let newly: Vec<u64> = (first..=last)
-            .filter(|i| !st.pins.contains_key(i))
-            .collect();
-        let ids = if newly.is_empty() {
+        let gaps = st.pins.gaps(first, last);
+        let fresh = if gaps.is_empty() {
             Vec::new()
         } else {
-            let ids = self.present_identities(first, last, write, &newly)?;
-            self.shared
-                .accounting
-                .charge(&st.owner, newly.len() as u64)?;
-            ids
+            let fresh = self.present_runs(first, last, write, &gaps)?;
+            let newly = gaps.iter().map(|&(a, b)| b - a + 1).sum();
+            self.shared.accounting.charge(&st.owner, newly)?;
+            fresh
         };
-        for (&i, &(frame, delta, _)) in newly.iter().zip(&ids) {
-            st.pins.insert(i, (0, frame, delta));
-        }
-        for i in first..=last {
-            if let Some(p) = st.pins.get_mut(&i) {
-                p.0 += 1;
-            }
-        }
+        st.pins.add_user(first, last, &fresh);
         // Pages of a shared mapping are reached through its file, so they stay
         // readable after the mapping process is gone.
-        let mut files: Vec<(u64, Arc<dyn FileBacking>)> = Vec::new();
-        for (&i, &(frame, delta, gigantic)) in newly.iter().zip(&ids) {
-            let mut backing = self.backing(delta);
+        for &(i, run) in &fresh {
+            let mut backing = self.backing(run.va_delta);
             if let Source::User { mm, base, .. } = &self.source {
-                if frame.space != mm.id() {
-                    let known = files
-                        .iter()
-                        .find(|(s, _)| *s == frame.space)
-                        .map(|(_, f)| f.clone());
-                    let file = known.or_else(|| mm.shared_file(base + i * PAGE_SIZE));
-                    if let Some(f) = file {
-                        if f.id() == frame.space {
-                            files.push((frame.space, f.clone()));
+                if run.frame.space != mm.id() {
+                    if let Some(f) = mm.shared_file(base + i * PAGE_SIZE) {
+                        if f.id() == run.frame.space {
                             backing = Backing::File(f);
                         }
                     }
                 }
             }
             self.shared
-                .add_pins(std::iter::once(frame), true, &backing, gigantic);
+                .pin_frames(run.frame, run.len, &backing, run.gigantic);
         }
         Ok(())
     }
@@ -326,25 +365,22 @@ impl Pages {
     /// Drops one user of pages `[first, last]`; pages left with none are
     /// unpinned and uncharged. Never fails: teardown paths call it.
     pub fn unpin(&self, first: u64, last: u64) {
-        let mut st = self.lock();
-        let mut released = Vec::new();
-        for i in first..=last.min(self.npages.saturating_sub(1)) {
-            if let Some(p) = st.pins.get_mut(&i) {
-                p.0 -= 1;
-                if p.0 == 0 {
-                    let (_, frame, delta) = *p;
-                    st.pins.remove(&i);
-                    released.push((frame, delta));
-                }
-            }
+        let last = last.min(self.npages.saturating_sub(1));
+        if first > last {
+            return;
         }
-        if !released.is_empty() {
-            self.shared
-                .accounting
-                .uncharge(&st.owner, released.len() as u64);
-            for (frame, delta) in released {
-                self.shared
-                    .add_pins(std::iter::once(frame), false, &self.backing(delta), false);
+        let mut st = self.lock();
+        let released = st.pins.remove_user(first, last);
+        self.release(&st.owner, &released);
+    }
+
+    /// Uncharges and unpins runs no longer used.
+    fn release(&self, owner: &AccountOwner, released: &[PinRun]) {
+        let pages: u64 = released.iter().map(|r| r.len).sum();
+        if pages > 0 {
+            self.shared.accounting.uncharge(owner, pages);
+            for run in released {
+                self.shared.unpin_frames(run.frame, run.len);
             }
         }
     }
@@ -373,7 +409,7 @@ impl Pages {
     /// over its limit.
     pub fn change_owner(&self, owner: AccountOwner) -> Result<()> {
         let mut st = self.lock();
-        let n = st.pins.len() as u64;
+        let n = st.pins.pinned();
         if n > 0 {
             self.shared.accounting.charge(&owner, n)?;
             self.shared.accounting.uncharge(&st.owner, n);
@@ -455,14 +491,10 @@ impl Drop for Pages {
         LIVE_PAGES.fetch_sub(1, Ordering::SeqCst);
         // Users unpin before they let go; releasing here keeps the counters
         // right even if one forgot, and destroy never fails.
-        let npages = self.npages;
-        if npages > 0 && !self.lock().pins.is_empty() {
-            loop {
-                let Some(first) = self.lock().pins.keys().next().copied() else {
-                    break;
-                };
-                self.unpin(first, first);
-            }
-        }
+        let mut st = self.lock();
+        let released = st.pins.take_all();
+        let owner = st.owner;
+        drop(st);
+        self.release(&owner, &released);
     }
 }

@@ -100,9 +100,42 @@ impl PhysMap {
     /// Gives a newly pinned frame its address; `gigantic` when it lies in a
     /// 1 GiB huge page (see the module's documentation).
     pub fn pin(&mut self, frame: Frame, backing: &Backing, gigantic: bool) {
+        self.pin_range(frame, 1, backing, gigantic);
+    }
+
+    /// [`pin`](Self::pin) of the `len` frames from `first`, a chunk at a
+    /// time.
+    pub fn pin_range(&mut self, first: Frame, len: u64, backing: &Backing, gigantic: bool) {
+        for (frame, n) in Self::by_chunk(first, len) {
+            self.pin_in_chunk(frame, n, backing, gigantic);
+        }
+    }
+
+    /// The pieces of the `len` frames from `first` that lie in one chunk.
+    fn by_chunk(first: Frame, len: u64) -> impl Iterator<Item = (Frame, u32)> {
+        let end = first.page + len;
+        let mut page = first.page;
+        std::iter::from_fn(move || {
+            (page < end).then(|| {
+                let n = (PAGES_PER_CHUNK - page % PAGES_PER_CHUNK).min(end - page);
+                let piece = (
+                    Frame {
+                        space: first.space,
+                        page,
+                    },
+                    n as u32,
+                );
+                page += n;
+                piece
+            })
+        })
+    }
+
+    /// `n` more frames of `frame`'s chunk pinned, from `frame` on.
+    fn pin_in_chunk(&mut self, frame: Frame, n: u32, backing: &Backing, gigantic: bool) {
         let (key, _) = Self::key(frame);
         if let Some(c) = self.chunks.get_mut(&key) {
-            c.pinned += 1;
+            c.pinned += n;
             return;
         }
         let block_key = (frame.space, key.1 / CHUNKS_PER_BLOCK);
@@ -135,7 +168,7 @@ impl PhysMap {
             key,
             Chunk {
                 base,
-                pinned: 1,
+                pinned: n,
                 backing: backing.clone(),
                 block,
             },
@@ -144,11 +177,22 @@ impl PhysMap {
 
     /// Takes the address away from a frame no longer pinned.
     pub fn unpin(&mut self, frame: Frame) {
+        self.unpin_range(frame, 1);
+    }
+
+    /// [`unpin`](Self::unpin) of the `len` frames from `first`.
+    pub fn unpin_range(&mut self, first: Frame, len: u64) {
+        for (frame, n) in Self::by_chunk(first, len) {
+            self.unpin_in_chunk(frame, n);
+        }
+    }
+
+    fn unpin_in_chunk(&mut self, frame: Frame, n: u32) {
         let (key, _) = Self::key(frame);
         let Some(c) = self.chunks.get_mut(&key) else {
             return;
         };
-        c.pinned -= 1;
+        c.pinned = c.pinned.saturating_sub(n);
         if c.pinned > 0 {
             return;
         }
@@ -168,6 +212,18 @@ impl PhysMap {
                 }
             }
         }
+    }
+
+    /// Appends the addresses of the `len` frames from `first` to `out`, one
+    /// `(address, frames)` per chunk's piece; false when a frame has none.
+    pub fn address_runs(&self, first: Frame, len: u64, out: &mut Vec<(u64, u64)>) -> bool {
+        for (frame, n) in Self::by_chunk(first, len) {
+            let Some(at) = self.address(frame) else {
+                return false;
+            };
+            out.push((at, u64::from(n)));
+        }
+        true
     }
 
     /// The address of a pinned frame.
