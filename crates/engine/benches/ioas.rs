@@ -1,4 +1,4 @@
-//! IOAS benchmarks: a map+unmap pair beside 100 000 mapped areas, and
+//! IOAS benchmarks: a map+unmap pair beside 1k, 100k and 1M mapped areas, and
 //! automatic IOVA allocation in a fragmented space of 1k … 1M areas.
 //!
 //! Run: `cargo bench -p softiommu-engine --bench ioas`
@@ -46,32 +46,35 @@ fn fragmented(n: u64) -> (Context, u32, Arc<dyn AddressSpace>) {
 }
 
 fn map_unmap_pair(c: &mut Criterion) {
-    let (mut ctx, ioas, mem) = fragmented(100_000);
-    let caller = Caller {
-        mem: &mem,
-        files: &NoFiles,
-        creds: Credentials::default(),
-    };
-    // A hole in the middle of the mapped range.
-    let iova = PAGE_SIZE + 50_000 * 2 * PAGE_SIZE + PAGE_SIZE;
     let mut g = c.benchmark_group("ioas");
-    g.bench_function("map_unmap_4k_with_100k_areas", |b| {
-        b.iter(|| {
-            let got = ctx
-                .ioas_map(
-                    &caller,
-                    ioas,
-                    VA,
-                    MapArgs {
-                        iova: Some(iova),
-                        length: PAGE_SIZE,
-                        prot: RW,
-                    },
-                )
-                .unwrap();
-            black_box(ctx.ioas_unmap(ioas, got, PAGE_SIZE).unwrap());
-        })
-    });
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let (mut ctx, ioas, mem) = fragmented(n);
+        let caller = Caller {
+            mem: &mem,
+            files: &NoFiles,
+            creds: Credentials::default(),
+        };
+        // A hole in the middle of the mapped range.
+        let iova = PAGE_SIZE + n / 2 * 2 * PAGE_SIZE + PAGE_SIZE;
+        let name = BenchmarkId::new("map_unmap_4k_with_areas", n);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let got = ctx
+                    .ioas_map(
+                        &caller,
+                        ioas,
+                        VA,
+                        MapArgs {
+                            iova: Some(iova),
+                            length: PAGE_SIZE,
+                            prot: RW,
+                        },
+                    )
+                    .unwrap();
+                black_box(ctx.ioas_unmap(ioas, got, PAGE_SIZE).unwrap());
+            })
+        });
+    }
     g.finish();
 }
 

@@ -11,6 +11,9 @@
 
 const NIL: u32 = u32::MAX;
 
+/// A hole's `(start, last)`.
+type Hole = (u64, u64);
+
 #[derive(Clone, Debug)]
 struct Node {
     start: u64,
@@ -160,30 +163,96 @@ impl FreeSpace {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (a, b) = self.split(self.root, start);
-        let a = self.merge(a, i);
-        self.root = self.merge(a, b);
+        self.root = self.insert_in(self.root, i);
         self.len += 1;
+    }
+
+    /// Puts node `i` into subtree `t`: down the search path to where its
+    /// priority belongs, then the subtree there split around it (one
+    /// descent; a split and two merges of the whole tree cost three).
+    fn insert_in(&mut self, t: u32, i: u32) -> u32 {
+        if t == NIL {
+            return i;
+        }
+        if self.node(i).priority > self.node(t).priority {
+            let (a, b) = self.split(t, self.node(i).start);
+            let n = &mut self.nodes[i as usize];
+            (n.left, n.right) = (a, b);
+            self.update(i);
+            return i;
+        }
+        if self.node(i).start < self.node(t).start {
+            let l = self.insert_in(self.node(t).left, i);
+            self.nodes[t as usize].left = l;
+        } else {
+            let r = self.insert_in(self.node(t).right, i);
+            self.nodes[t as usize].right = r;
+        }
+        self.update(t);
+        t
     }
 
     /// Removes the hole that starts at `start`; returns its last.
     pub fn remove(&mut self, start: u64) -> Option<u64> {
-        let (a, b) = self.split(self.root, start);
-        let (m, c) = match start.checked_add(1) {
-            Some(next) => self.split(b, next),
-            None => (b, NIL),
-        };
-        let removed = if m == NIL {
-            None
-        } else {
-            debug_assert_eq!(self.node(m).left, NIL);
-            debug_assert_eq!(self.node(m).right, NIL);
-            self.free_slots.push(m);
-            self.len -= 1;
-            Some(self.node(m).last)
-        };
-        self.root = self.merge(a, c);
+        let (root, removed) = self.remove_in(self.root, start);
+        self.root = root;
         removed
+    }
+
+    /// Takes the node starting at `start` out of subtree `t`, its children
+    /// merged in its place.
+    fn remove_in(&mut self, t: u32, start: u64) -> (u32, Option<u64>) {
+        if t == NIL {
+            return (NIL, None);
+        }
+        let (at, left, right, last) = {
+            let n = self.node(t);
+            (n.start, n.left, n.right, n.last)
+        };
+        if start == at {
+            let joined = self.merge(left, right);
+            self.free_slots.push(t);
+            self.len -= 1;
+            return (joined, Some(last));
+        }
+        let removed = if start < at {
+            let (l, removed) = self.remove_in(left, start);
+            self.nodes[t as usize].left = l;
+            removed
+        } else {
+            let (r, removed) = self.remove_in(right, start);
+            self.nodes[t as usize].right = r;
+            removed
+        };
+        if removed.is_some() {
+            self.update(t);
+        }
+        (t, removed)
+    }
+
+    /// Moves the bounds of the hole starting at `start` to `[new_start,
+    /// new_last]`, and fixes the spans on its path. The caller keeps the
+    /// order of holes: the new bounds lie within the old ones, or reach out
+    /// over free IOVA only.
+    fn move_bounds(&mut self, start: u64, new_start: u64, new_last: u64) {
+        self.root = self.move_bounds_in(self.root, start, new_start, new_last);
+    }
+
+    fn move_bounds_in(&mut self, t: u32, start: u64, new_start: u64, new_last: u64) -> u32 {
+        if t == NIL {
+            return t;
+        }
+        let at = self.node(t).start;
+        if start == at {
+            let n = &mut self.nodes[t as usize];
+            (n.start, n.last) = (new_start, new_last);
+        } else if start < at {
+            self.move_bounds_in(self.node(t).left, start, new_start, new_last);
+        } else {
+            self.move_bounds_in(self.node(t).right, start, new_start, new_last);
+        }
+        self.update(t);
+        t
     }
 
     /// The hole with the largest start ≤ `key`.
@@ -200,6 +269,23 @@ impl FreeSpace {
             }
         }
         best
+    }
+
+    /// The holes with the largest start < `key` and the smallest start ≥
+    /// `key`, in one descent.
+    fn around(&self, key: u64) -> (Option<Hole>, Option<Hole>) {
+        let (mut t, mut below, mut above) = (self.root, None, None);
+        while t != NIL {
+            let n = self.node(t);
+            if n.start < key {
+                below = Some((n.start, n.last));
+                t = n.right;
+            } else {
+                above = Some((n.start, n.last));
+                t = n.left;
+            }
+        }
+        (below, above)
     }
 
     /// The hole with the smallest start ≥ `key`.
@@ -267,12 +353,24 @@ impl FreeSpace {
             if s > last {
                 break;
             }
-            self.remove(s);
-            if s < start {
-                self.insert(s, start - 1);
+            // What is left of the hole on each side stays; the lower part
+            // keeps the hole's node, moved in place.
+            match (s < start, l > last) {
+                (true, true) => {
+                    self.move_bounds(s, s, start - 1);
+                    self.insert(last + 1, l);
+                    break;
+                }
+                (true, false) => self.move_bounds(s, s, start - 1),
+                (false, true) => {
+                    self.move_bounds(s, last + 1, l);
+                    break;
+                }
+                (false, false) => {
+                    self.remove(s);
+                }
             }
-            if l > last {
-                self.insert(last + 1, l);
+            if l >= last {
                 break;
             }
             cursor = l.checked_add(1).and_then(|next| self.at_or_after(next));
@@ -281,24 +379,23 @@ impl FreeSpace {
 
     /// Marks `[start, last]` free, merging with touching holes. The caller
     /// guarantees the range overlaps no hole and belongs to one allowed span.
-    pub fn release(&mut self, mut start: u64, mut last: u64) {
-        if let Some(before) = start.checked_sub(1) {
-            if let Some((s, l)) = self.at_or_before(before) {
-                if l == before {
-                    self.remove(s);
-                    start = s;
-                }
+    pub fn release(&mut self, start: u64, last: u64) {
+        // No hole overlaps the range, so the holes either side of `start`
+        // are the only ones that can touch it: one descent finds both.
+        let (before, after) = self.around(start);
+        let before = before.filter(|&(_, l)| l.checked_add(1) == Some(start));
+        let after = after.filter(|&(s, _)| last.checked_add(1) == Some(s));
+        // A touching hole grows in place (its order among the holes stays);
+        // only a hole touching none is a new node.
+        match (before, after) {
+            (Some((s, _)), Some((a, l))) => {
+                self.remove(a);
+                self.move_bounds(s, s, l);
             }
+            (Some((s, _)), None) => self.move_bounds(s, s, last),
+            (None, Some((a, l))) => self.move_bounds(a, start, l),
+            (None, None) => self.insert(start, last),
         }
-        if let Some(after) = last.checked_add(1) {
-            if let Some((s, l)) = self.at_or_after(after) {
-                if s == after {
-                    self.remove(s);
-                    last = l;
-                }
-            }
-        }
-        self.insert(start, last);
     }
 }
 

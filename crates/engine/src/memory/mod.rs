@@ -274,6 +274,7 @@ impl CallerFiles for NoFiles {
 
 pub mod dmabuf;
 mod handle;
+mod maps;
 mod memfd;
 pub mod prefetched;
 mod process;
