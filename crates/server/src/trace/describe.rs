@@ -112,12 +112,12 @@ pub fn push_dec(line: &mut String, mut v: u64) {
 /// Appends `v` as `0x…` in lower-case hex.
 pub fn push_hex(line: &mut String, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    line.push_str("0x");
     let nibbles = if v == 0 {
         1
     } else {
         (67 - v.leading_zeros() as usize) / 4
     };
+    line.push_str("0x");
     for i in (0..nibbles).rev() {
         line.push(DIGITS[((v >> (4 * i)) & 0xf) as usize] as char);
     }
@@ -626,45 +626,92 @@ fn lookup(kind: FileKind, request: u32) -> Option<(&'static str, &'static [Field
     }
 }
 
+/// How the trace reads `request` on a `kind` file: its name and its
+/// fields, read from the struct when asked, so that showing a call
+/// allocates nothing.
+#[derive(Clone, Copy)]
+pub struct Layout {
+    name: &'static str,
+    fields: &'static [Field],
+}
+
+impl Layout {
+    /// The layout of `request` on a `kind` file; `None` for a request
+    /// that names nothing.
+    pub fn of(kind: FileKind, request: u32) -> Option<Layout> {
+        lookup(kind, request).map(|(name, fields)| Layout { name, fields })
+    }
+
+    /// The ioctl's name; the selftest's command is named with its
+    /// operation, read from `bytes`.
+    pub fn name(&self, bytes: Option<&[u8]>) -> Name {
+        match bytes {
+            Some(bytes) if self.name == "IOMMU_TEST_CMD" => {
+                let test_op = read::<IommuTestCmd>(bytes).op;
+                match test_op_name(test_op) {
+                    Some(op) => Name::Test(op),
+                    None => Name::TestNumber(test_op),
+                }
+            }
+            _ => Name::Known(self.name),
+        }
+    }
+
+    /// Whether the struct has fields the trace shows.
+    pub fn has_fields(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
+    /// Runs `f` on each field of the struct `bytes`, in struct order.
+    pub fn each(&self, bytes: &[u8], mut f: impl FnMut(&'static str, Value)) {
+        for field in self.fields {
+            f(field.name, field.value(bytes));
+        }
+    }
+
+    /// Runs `f` on each field whose value in `after` differs from its
+    /// value in `before`, with its value in `after`.
+    pub fn each_changed(
+        &self,
+        before: &[u8],
+        after: &[u8],
+        mut f: impl FnMut(&'static str, Value),
+    ) {
+        for field in self.fields {
+            let new = field.value(after);
+            if new != field.value(before) {
+                f(field.name, new);
+            }
+        }
+    }
+}
+
+impl Field {
+    fn value(&self, bytes: &[u8]) -> Value {
+        Value {
+            raw: (self.get)(bytes),
+            show: self.show,
+        }
+    }
+}
+
 /// `request` on a `kind` file, its fields read from `bytes` (the argument
 /// struct after the call; `None` when it was not kept, or the argument is
 /// an integer).
 pub fn describe(kind: FileKind, request: u32, bytes: Option<&[u8]>) -> Described {
-    let Some((name, fields)) = lookup(kind, request) else {
+    let Some(layout) = Layout::of(kind, request) else {
         return Described {
             name: Name::Unknown(request),
             fields: Vec::new(),
         };
     };
-    let Some(bytes) = bytes else {
-        return Described {
-            name: Name::Known(name),
-            fields: Vec::new(),
-        };
-    };
-    let name = if name == "IOMMU_TEST_CMD" {
-        let test_op = read::<IommuTestCmd>(bytes).op;
-        match test_op_name(test_op) {
-            Some(op) => Name::Test(op),
-            None => Name::TestNumber(test_op),
-        }
-    } else {
-        Name::Known(name)
-    };
+    let mut fields = Vec::new();
+    if let Some(bytes) = bytes {
+        layout.each(bytes, |name, value| fields.push((name, value)));
+    }
     Described {
-        name,
-        fields: fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name,
-                    Value {
-                        raw: (f.get)(bytes),
-                        show: f.show,
-                    },
-                )
-            })
-            .collect(),
+        name: layout.name(bytes),
+        fields,
     }
 }
 

@@ -15,7 +15,7 @@
 
 pub mod describe;
 
-use describe::{describe, FileKind, Value};
+use describe::{FileKind, Value};
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -348,15 +348,66 @@ fn errno_name(errno: i32) -> &'static str {
 }
 
 /// A call as shown: its system call, the ioctl's name, the fields as
-/// passed, and those the call changed with their new values.
-struct Shown {
+/// passed, and those the call changed with their new values. Fields are
+/// read from the kept structs as they are written out: nothing is
+/// allocated per line.
+struct Shown<'r> {
     call: &'static str,
     name: Option<describe::Name>,
-    fields: Vec<(&'static str, Value)>,
-    changed: Vec<(&'static str, Value)>,
+    fields: Fields<'r>,
 }
 
-fn shown(r: &Record) -> Shown {
+/// The fields a line shows.
+enum Fields<'r> {
+    /// An ioctl's struct as passed, and as the call left it when the call
+    /// changed its bytes.
+    Struct {
+        layout: describe::Layout,
+        passed: &'r [u8],
+        after: Option<&'r [u8]>,
+    },
+    /// Two plain values (an mmap's or an access's).
+    Pair([(&'static str, Value); 2]),
+    /// None (an ioctl whose struct was not kept, or that names nothing).
+    None,
+}
+
+impl Fields<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Fields::Struct { layout, .. } => !layout.has_fields(),
+            Fields::Pair(_) => false,
+            Fields::None => true,
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(&'static str, Value)) {
+        match self {
+            Fields::Struct { layout, passed, .. } => layout.each(passed, f),
+            Fields::Pair(pair) => pair.iter().for_each(|&(n, v)| f(n, v)),
+            Fields::None => {}
+        }
+    }
+
+    fn each_changed(&self, f: impl FnMut(&'static str, Value)) {
+        if let Fields::Struct {
+            layout,
+            passed,
+            after: Some(after),
+        } = self
+        {
+            layout.each_changed(passed, after, f);
+        }
+    }
+
+    fn any_changed(&self) -> bool {
+        let mut any = false;
+        self.each_changed(|_, _| any = true);
+        any
+    }
+}
+
+fn shown(r: &Record) -> Shown<'_> {
     match &r.op {
         Op::Ioctl {
             request,
@@ -366,68 +417,75 @@ fn shown(r: &Record) -> Shown {
         } => {
             let before = before.as_ref().map(StructBytes::as_slice);
             let after = after.as_ref().map(StructBytes::as_slice);
-            let passed = describe(r.kind, *request, before.or(after));
-            let changed = match (before, after) {
-                // Most calls change nothing in their struct.
-                (Some(b), Some(a)) if a == b => Vec::new(),
-                (Some(_), Some(after)) => describe(r.kind, *request, Some(after))
-                    .fields
-                    .into_iter()
-                    .zip(&passed.fields)
-                    .filter(|((_, new), (_, old))| new != old)
-                    .map(|(field, _)| field)
-                    .collect(),
-                _ => Vec::new(),
+            let passed = before.or(after);
+            let layout = describe::Layout::of(r.kind, *request);
+            let name = match layout {
+                Some(layout) => layout.name(passed),
+                None => describe::Name::Unknown(*request),
+            };
+            let fields = match (layout, passed) {
+                (Some(layout), Some(passed)) => Fields::Struct {
+                    layout,
+                    passed,
+                    // Most calls change nothing in their struct.
+                    after: match (before, after) {
+                        (Some(b), Some(a)) if a != b => Some(a),
+                        _ => None,
+                    },
+                },
+                _ => Fields::None,
             };
             Shown {
                 call: "ioctl",
-                name: Some(passed.name),
-                fields: passed.fields,
-                changed,
+                name: Some(name),
+                fields,
             }
         }
         Op::Mmap { offset, len } => Shown {
             call: "mmap",
             name: None,
-            fields: vec![
+            fields: Fields::Pair([
                 ("offset", Value::hex(*offset)),
                 ("length", Value::hex(*len)),
-            ],
-            changed: Vec::new(),
+            ]),
         },
         Op::Access { write, offset, len } => Shown {
             call: if *write { "pwrite" } else { "pread" },
             name: None,
-            fields: vec![
+            fields: Fields::Pair([
                 ("offset", Value::hex(*offset)),
                 ("count", Value::number(*len)),
-            ],
-            changed: Vec::new(),
+            ]),
         },
     }
 }
 
-fn braces_into(line: &mut String, fields: &[(&'static str, Value)]) {
+/// Appends `{a=1, b=0x2}` with the fields `each` gives.
+fn braces_into(line: &mut String, each: impl FnOnce(&mut dyn FnMut(&'static str, Value))) {
     line.push('{');
-    for (i, (n, v)) in fields.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    each(&mut |n, v| {
+        if !first {
             line.push_str(", ");
         }
+        first = false;
         line.push_str(n);
         line.push('=');
         v.push_to(line);
-    }
+    });
     line.push('}');
 }
 
-/// Appends `fields` as a JSON object: numbers where the value is one,
-/// strings (hex, flag and enum names) otherwise.
-fn json_fields_into(line: &mut String, fields: &[(&'static str, Value)]) {
+/// Appends the fields `each` gives as a JSON object: numbers where the
+/// value is one, strings (hex, flag and enum names) otherwise.
+fn json_fields_into(line: &mut String, each: impl FnOnce(&mut dyn FnMut(&'static str, Value))) {
     line.push('{');
-    for (i, (n, v)) in fields.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    each(&mut |n, v| {
+        if !first {
             line.push(',');
         }
+        first = false;
         push_json_str(line, n);
         line.push(':');
         if v.is_number() {
@@ -439,7 +497,7 @@ fn json_fields_into(line: &mut String, fields: &[(&'static str, Value)]) {
             v.push_to(line);
             line.push('"');
         }
-    }
+    });
     line.push('}');
 }
 
@@ -481,10 +539,10 @@ fn text_line_into(line: &mut String, r: &Record, start: Instant) {
     }
     if !s.fields.is_empty() {
         line.push_str(", ");
-        braces_into(line, &s.fields);
-        if !s.changed.is_empty() {
+        braces_into(line, |f| s.fields.each(f));
+        if s.fields.any_changed() {
             line.push_str(" => ");
-            braces_into(line, &s.changed);
+            braces_into(line, |f| s.fields.each_changed(f));
         }
     } else if let Op::Ioctl { arg, .. } = &r.op {
         line.push_str(", ");
@@ -546,9 +604,9 @@ fn json_line_into(line: &mut String, r: &Record, start: Instant) {
         line.push('"');
     }
     line.push_str(",\"args\":");
-    json_fields_into(line, &s.fields);
+    json_fields_into(line, |f| s.fields.each(f));
     line.push_str(",\"out\":");
-    json_fields_into(line, &s.changed);
+    json_fields_into(line, |f| s.fields.each_changed(f));
     line.push_str(",\"result\":");
     match r.result {
         Ok(v) => push_signed(line, v),
