@@ -57,13 +57,12 @@ impl IoPagetable {
     }
 
     pub(super) fn free_released(&mut self, start: u64, last: u64) {
-        let spans: Vec<(u64, u64)> = self
+        let spans = self
             .alloc_spans
             .range(..=last)
             .rev()
             .take_while(|(_, &l)| l >= start)
-            .map(|(&s, &l)| (s.max(start), l.min(last)))
-            .collect();
+            .map(|(&s, &l)| (s.max(start), l.min(last)));
         for (s, l) in spans {
             if s <= l {
                 self.free.release(s, l);

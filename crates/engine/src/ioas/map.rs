@@ -110,9 +110,10 @@ impl IoPagetable {
     /// `EBUSY` if one holds pins.
     pub fn unmap_range(&mut self, start: u64, last: u64) -> Result<u64> {
         let mut victims = Vec::new();
-        let mut cursor = first_intersecting(&self.areas, start, last, |a| a.last);
-        while let Some(s) = cursor {
-            let a = &self.areas[&s];
+        // The areas that meet `[start, last]`, in order: the one holding
+        // `start` (if any), then those starting inside, in one walk.
+        let from = first_intersecting(&self.areas, start, last, |a| a.last).unwrap_or(start);
+        for (&s, a) in self.areas.range(from..=last) {
             if a.start < start || a.last > last {
                 return Err(Errno::ENOENT);
             }
@@ -120,11 +121,6 @@ impl IoPagetable {
                 return Err(Errno::EBUSY);
             }
             victims.push(s);
-            cursor = a
-                .last
-                .checked_add(1)
-                .filter(|&n| n <= last)
-                .and_then(|n| self.areas.range(n..=last).next().map(|(&k, _)| k));
         }
         if victims.is_empty() {
             return Err(Errno::ENOENT);

@@ -180,6 +180,20 @@ pub struct IoPagetable {
     budget: RangeBudget,
 }
 
+/// Whether an interval of a disjoint map intersects `[start, last]`: only
+/// the one with the greatest start ≤ `last` can (any before it ends before
+/// it begins), so one descent answers.
+fn any_intersecting<V>(
+    map: &BTreeMap<u64, V>,
+    start: u64,
+    last: u64,
+    last_of: impl Fn(&V) -> u64,
+) -> bool {
+    map.range(..=last)
+        .next_back()
+        .is_some_and(|(_, v)| last_of(v) >= start)
+}
+
 /// First key-ordered interval of a disjoint map that intersects `[start, last]`.
 fn first_intersecting<V>(
     map: &BTreeMap<u64, V>,
@@ -273,11 +287,11 @@ impl IoPagetable {
     }
 
     fn area_intersects(&self, start: u64, last: u64) -> bool {
-        first_intersecting(&self.areas, start, last, |a| a.last).is_some()
+        any_intersecting(&self.areas, start, last, |a| a.last)
     }
 
     fn reserved_intersects(&self, start: u64, last: u64) -> bool {
-        first_intersecting(&self.reserved_spans, start, last, |&l| l).is_some()
+        any_intersecting(&self.reserved_spans, start, last, |&l| l)
     }
 
     fn allowed_intersects(&self, start: u64, last: u64) -> bool {
