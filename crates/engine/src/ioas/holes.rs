@@ -345,36 +345,73 @@ impl FreeSpace {
 
     /// Marks `[start, last]` used: trims or splits every hole it touches.
     pub fn carve(&mut self, start: u64, last: u64) {
-        let mut cursor = match self.at_or_before(start) {
-            Some((s, l)) if l >= start => Some((s, l)),
-            _ => self.at_or_after(start),
+        let (root, held) = self.cut_in(self.root, start, last);
+        self.root = root;
+        let mut next = match held {
+            Some((s, l)) if s < start && l > last => {
+                // The hole kept its lower part; its upper part is new.
+                self.insert(last + 1, l);
+                return;
+            }
+            Some((_, l)) if l >= last => return,
+            Some((_, l)) => l + 1,
+            None => start,
         };
-        while let Some((s, l)) = cursor {
+        // Holes that start inside the range (a carve over several).
+        while let Some((s, l)) = self.at_or_after(next) {
             if s > last {
                 break;
             }
-            // What is left of the hole on each side stays; the lower part
-            // keeps the hole's node, moved in place.
-            match (s < start, l > last) {
-                (true, true) => {
-                    self.move_bounds(s, s, start - 1);
-                    self.insert(last + 1, l);
-                    break;
-                }
-                (true, false) => self.move_bounds(s, s, start - 1),
-                (false, true) => {
-                    self.move_bounds(s, last + 1, l);
-                    break;
-                }
-                (false, false) => {
-                    self.remove(s);
-                }
-            }
-            if l >= last {
+            if l > last {
+                self.move_bounds(s, last + 1, l);
                 break;
             }
-            cursor = l.checked_add(1).and_then(|next| self.at_or_after(next));
+            self.remove(s);
+            if l == last {
+                break;
+            }
+            next = l + 1;
         }
+    }
+
+    /// Cuts `[start, last]` out of the hole of subtree `t` that holds
+    /// `start`, in one descent: the lower part left keeps the node, moved
+    /// in place; else the upper part does; a hole with neither goes. The
+    /// hole's old bounds are returned (`None` when no hole holds `start`);
+    /// an upper part beside a lower one is the caller's to insert.
+    fn cut_in(&mut self, t: u32, start: u64, last: u64) -> (u32, Option<Hole>) {
+        if t == NIL {
+            return (NIL, None);
+        }
+        let (s, l, left, right) = {
+            let n = self.node(t);
+            (n.start, n.last, n.left, n.right)
+        };
+        let held = if start < s {
+            let (sub, held) = self.cut_in(left, start, last);
+            self.nodes[t as usize].left = sub;
+            held
+        } else if start > l {
+            let (sub, held) = self.cut_in(right, start, last);
+            self.nodes[t as usize].right = sub;
+            held
+        } else {
+            match (s < start, l > last) {
+                (true, _) => self.nodes[t as usize].last = start - 1,
+                (false, true) => self.nodes[t as usize].start = last + 1,
+                (false, false) => {
+                    let joined = self.merge(left, right);
+                    self.free_slots.push(t);
+                    self.len -= 1;
+                    return (joined, Some((s, l)));
+                }
+            }
+            Some((s, l))
+        };
+        if held.is_some() {
+            self.update(t);
+        }
+        (t, held)
     }
 
     /// Marks `[start, last]` free, merging with touching holes. The caller
@@ -400,41 +437,4 @@ impl FreeSpace {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_fit_finds_the_lowest_hole_large_enough() {
-        let mut f = FreeSpace::new();
-        for i in 0..1000u64 {
-            f.insert(i * 100, i * 100 + 9);
-        }
-        f.insert(500_000, 600_000);
-        f.insert(700_000, 800_000);
-        assert_eq!(f.first_fit(9, 0), Some((0, 9)));
-        assert_eq!(f.first_fit(9, 1), Some((100, 109)));
-        assert_eq!(f.first_fit(10, 0), Some((500_000, 600_000)));
-        assert_eq!(f.first_fit(10, 500_001), Some((700_000, 800_000)));
-        assert_eq!(f.first_fit(200_000, 0), None);
-    }
-
-    #[test]
-    fn carve_and_release_round_trip() {
-        let mut f = FreeSpace::new();
-        f.insert(0, 999);
-        f.carve(100, 199);
-        f.carve(500, 599);
-        assert_eq!(f.to_vec(), vec![(0, 99), (200, 499), (600, 999)]);
-        f.carve(50, 650);
-        assert_eq!(f.to_vec(), vec![(0, 49), (651, 999)]);
-        f.release(50, 650);
-        assert_eq!(f.to_vec(), vec![(0, 999)]);
-        f.carve(0, u64::MAX);
-        assert!(f.is_empty());
-        f.insert(u64::MAX - 5, u64::MAX);
-        f.carve(u64::MAX, u64::MAX);
-        assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX - 1)]);
-        f.release(u64::MAX, u64::MAX);
-        assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX)]);
-    }
-}
+mod tests;

@@ -1,0 +1,90 @@
+//! The hole index's tests: fixed cases, and a model of free units.
+
+use super::*;
+
+#[test]
+fn first_fit_finds_the_lowest_hole_large_enough() {
+    let mut f = FreeSpace::new();
+    for i in 0..1000u64 {
+        f.insert(i * 100, i * 100 + 9);
+    }
+    f.insert(500_000, 600_000);
+    f.insert(700_000, 800_000);
+    assert_eq!(f.first_fit(9, 0), Some((0, 9)));
+    assert_eq!(f.first_fit(9, 1), Some((100, 109)));
+    assert_eq!(f.first_fit(10, 0), Some((500_000, 600_000)));
+    assert_eq!(f.first_fit(10, 500_001), Some((700_000, 800_000)));
+    assert_eq!(f.first_fit(200_000, 0), None);
+}
+
+#[test]
+fn carve_and_release_round_trip() {
+    let mut f = FreeSpace::new();
+    f.insert(0, 999);
+    f.carve(100, 199);
+    f.carve(500, 599);
+    assert_eq!(f.to_vec(), vec![(0, 99), (200, 499), (600, 999)]);
+    f.carve(50, 650);
+    assert_eq!(f.to_vec(), vec![(0, 49), (651, 999)]);
+    f.release(50, 650);
+    assert_eq!(f.to_vec(), vec![(0, 999)]);
+    f.carve(0, u64::MAX);
+    assert!(f.is_empty());
+    f.insert(u64::MAX - 5, u64::MAX);
+    f.carve(u64::MAX, u64::MAX);
+    assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX - 1)]);
+    f.release(u64::MAX, u64::MAX);
+    assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX)]);
+}
+
+/// The index against a plain set of free units: any sequence of carves
+/// and releases leaves the same holes, and first fit finds the same.
+mod against_a_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const UNITS: u64 = 64;
+
+    fn holes_of(free: &[bool]) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (i, &f) in free.iter().enumerate() {
+            let i = i as u64;
+            match out.last_mut() {
+                Some((_, l)) if f && *l + 1 == i => *l = i,
+                _ if f => out.push((i, i)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn carve_and_release_match_the_model(
+            ops in proptest::collection::vec((any::<bool>(), 0..UNITS, 0..8u64), 1..200),
+            fit in (0..8u64, 0..UNITS),
+        ) {
+            let mut f = FreeSpace::new();
+            f.insert(0, UNITS - 1);
+            let mut free = vec![true; UNITS as usize];
+            for (carve, start, len) in ops {
+                let last = (start + len).min(UNITS - 1);
+                if carve {
+                    f.carve(start, last);
+                    free[start as usize..=last as usize].fill(false);
+                } else if free[start as usize..=last as usize].iter().all(|&x| !x) {
+                    // release only what is used, as the table does
+                    f.release(start, last);
+                    free[start as usize..=last as usize].fill(true);
+                }
+                let holes = holes_of(&free);
+                prop_assert_eq!(f.to_vec(), holes.clone());
+                prop_assert_eq!(f.len(), holes.len());
+                // The spans kept in the tree lead first fit right.
+                let (span, from) = fit;
+                let want = holes.into_iter().find(|&(s, l)| s >= from && l - s >= span);
+                prop_assert_eq!(f.first_fit(span, from), want);
+            }
+        }
+    }
+}
