@@ -62,6 +62,17 @@ static void reused_numbers(void)
 	other = open("/dev/null", O_RDWR);
 	CHECK(other == ctx && refused(other), "fclose: the number's next file is not the context");
 	close(other);
+
+	/* pclose, the same way, and a number known as no context's. */
+	ctx = open("/dev/iommu", O_RDWR);
+	FILE *pipe_stream = popen("true", "r");
+	int piped = pipe_stream ? fileno(pipe_stream) : -1;
+	CHECK(piped >= 0 && refused(piped), "popen: its pipe is no context");
+	pclose(pipe_stream);
+	int copy = dup(ctx);
+	CHECK(copy == piped && served(copy), "pclose: a dup at the pipe's number is the context");
+	close(copy);
+	close(ctx);
 }
 
 static void replaced_numbers(void)

@@ -11,8 +11,9 @@
 //! `close_range` and `closefrom`. A number that `open`, `socket`, `dup` or
 //! a received descriptor hands out was free, so its slot was emptied when
 //! its last file was closed. libc's own closes of a stream's or a
-//! directory's descriptor are seen through `fclose`, `freopen` and
-//! `closedir`. Every served file the shim hands out renews its number's
+//! directory's descriptor are seen through `fclose`, `pclose`, `freopen`,
+//! `freopen64` and `closedir` (glibc's `fcloseall` flushes streams but
+//! closes no descriptor). Every served file the shim hands out renews its number's
 //! slot. `fork` copies the table with the descriptors; `exec` starts empty.
 //!
 //! What the shim cannot see, it cannot follow: a descriptor closed or

@@ -77,7 +77,9 @@ struct Real {
     dup2: Dup2Fn,
     dup3: Dup3Fn,
     fclose: FcloseFn,
+    pclose: FcloseFn,
     freopen: FreopenFn,
+    freopen64: FreopenFn,
     closedir: ClosedirFn,
     mmap: MmapFn,
     mmap64: MmapFn,
@@ -146,7 +148,9 @@ fn real() -> &'static Real {
                 dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(next_symbol(c"dup2")),
                 dup3: std::mem::transmute::<*mut c_void, Dup3Fn>(next_symbol(c"dup3")),
                 fclose: std::mem::transmute::<*mut c_void, FcloseFn>(next_symbol(c"fclose")),
+                pclose: std::mem::transmute::<*mut c_void, FcloseFn>(next_symbol(c"pclose")),
                 freopen: std::mem::transmute::<*mut c_void, FreopenFn>(next_symbol(c"freopen")),
+                freopen64: std::mem::transmute::<*mut c_void, FreopenFn>(next_symbol(c"freopen64")),
                 closedir: std::mem::transmute::<*mut c_void, ClosedirFn>(next_symbol(c"closedir")),
                 mmap: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap")),
                 mmap64: std::mem::transmute::<*mut c_void, MmapFn>(next_symbol(c"mmap64")),
@@ -979,14 +983,37 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 // libc closes a stream's or a directory's descriptor with its own internal
 // call, which the `close` hook never sees: these tell the descriptor cache.
 
+/// The descriptor number under `stream`, asked without disturbing errno
+/// (`fileno` sets it for a stream with none).
+///
+/// # Safety
+/// `stream` must be an open stream.
+unsafe fn number_of(stream: *mut libc::FILE) -> std::ops::RangeInclusive<u32> {
+    let saved = errno();
+    // SAFETY: `stream` is open, as the caller guarantees.
+    let fd = unsafe { libc::fileno(stream) };
+    set_errno(saved);
+    one_number(fd)
+}
+
 /// # Safety
 /// As `fclose(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
     // SAFETY: `stream` is the caller's open stream, as fclose requires.
-    let fd = unsafe { libc::fileno(stream) };
+    let number = unsafe { number_of(stream) };
     // SAFETY: forwarding the caller's argument unchanged.
-    replacing(one_number(fd), || unsafe { (real().fclose)(stream) })
+    replacing(number, || unsafe { (real().fclose)(stream) })
+}
+
+/// # Safety
+/// As `pclose(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pclose(stream: *mut libc::FILE) -> c_int {
+    // SAFETY: `stream` is the caller's stream from popen, as pclose requires.
+    let number = unsafe { number_of(stream) };
+    // SAFETY: forwarding the caller's argument unchanged.
+    replacing(number, || unsafe { (real().pclose)(stream) })
 }
 
 /// # Safety
@@ -998,20 +1025,34 @@ pub unsafe extern "C" fn freopen(
     stream: *mut libc::FILE,
 ) -> *mut libc::FILE {
     // SAFETY: `stream` is the caller's open stream, as freopen requires.
-    let fd = unsafe { libc::fileno(stream) };
+    let number = unsafe { number_of(stream) };
     // SAFETY: forwarding the caller's arguments unchanged.
-    replacing(one_number(fd), || unsafe {
-        (real().freopen)(path, mode, stream)
-    })
+    replacing(number, || unsafe { (real().freopen)(path, mode, stream) })
+}
+
+/// # Safety
+/// As `freopen64(3)` (what `freopen` is under `_FILE_OFFSET_BITS=64`).
+#[no_mangle]
+pub unsafe extern "C" fn freopen64(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut libc::FILE,
+) -> *mut libc::FILE {
+    // SAFETY: `stream` is the caller's open stream, as freopen requires.
+    let number = unsafe { number_of(stream) };
+    // SAFETY: forwarding the caller's arguments unchanged.
+    replacing(number, || unsafe { (real().freopen64)(path, mode, stream) })
 }
 
 /// # Safety
 /// As `closedir(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
+    let saved = errno();
     // SAFETY: `dir` is the caller's open directory stream, as closedir
     // requires.
     let fd = unsafe { libc::dirfd(dir) };
+    set_errno(saved);
     // SAFETY: forwarding the caller's argument unchanged.
     replacing(one_number(fd), || unsafe { (real().closedir)(dir) })
 }

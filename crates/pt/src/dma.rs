@@ -210,8 +210,10 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
     /// does. Both ranges are translated and checked first (the source for
     /// reading, the destination for writing), and nothing is copied unless
     /// both pass; then memory moves the bytes, in one step where it can
-    /// ([`DmaMemory::copy_phys`]), through `scratch` where it cannot. A
-    /// fault's `access` tells which side failed.
+    /// ([`DmaMemory::copy_phys`]), through `scratch` where it cannot. When
+    /// the two share memory, the bytes go through `scratch` (a whole copy
+    /// no longer than it reads before it writes, as `memmove`). A fault's
+    /// `access` tells which side failed.
     pub fn copy(
         &mut self,
         src: u64,
@@ -221,9 +223,18 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
     ) -> Result<(), Fault> {
         let from = self.check(src, len, Access::Read)?;
         let to = self.check(dst, len, Access::Write)?;
-        if !(from.complete && to.complete) {
-            // Too fragmented to pair runs from the plans: a read and a write
-            // per piece, which translate again (both already passed).
+        // Source and destination sharing memory must be copied as though
+        // through a buffer (a DSA memmove may overlap), which pairing runs
+        // one by one would not do; so must runs too many to pair.
+        let overlap = from.runs[..from.len].iter().any(|a| {
+            to.runs[..to.len]
+                .iter()
+                .any(|b| a.pa < b.pa + b.len as u64 && b.pa < a.pa + a.len as u64)
+        });
+        if overlap || !(from.complete && to.complete) {
+            // A read and a write per piece of `scratch` (the whole copy
+            // when it is that long), which translate again (both already
+            // passed).
             let mut page = [0u8; 4096];
             let scratch = if scratch.is_empty() {
                 &mut page[..]
@@ -607,5 +618,27 @@ mod tests {
                 .iter()
                 .all(|&b| b == page as u8));
         }
+    }
+
+    #[test]
+    fn an_overlapping_copy_moves_as_memmove_across_scattered_pages() {
+        let mut rig = Rig::new();
+        // Two IOVA pages on pages far apart, so that pairing runs would cut
+        // the copy where the source is already overwritten.
+        rig.table
+            .map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE)
+            .unwrap();
+        rig.table
+            .map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE)
+            .unwrap();
+        let data: Vec<u8> = (0..0x2000).map(|i| (i % 251) as u8).collect();
+        rig.dma().write(0x1000, &data).unwrap();
+        let mut scratch = vec![0u8; 0x2000];
+        rig.dma()
+            .copy(0x1000, 0x1040, 0x1fc0, &mut scratch)
+            .unwrap();
+        let mut back = vec![0; 0x2000];
+        rig.dma().read(0x1000, &mut back).unwrap();
+        assert_eq!(&back[0x40..], &data[..0x1fc0]);
     }
 }

@@ -35,6 +35,7 @@ mod engine_state;
 pub mod physical;
 mod pin_table;
 mod runs;
+mod rw;
 
 pub use account::{AccountMode, AccountOwner, Accounting, MmCounters};
 pub use engine_state::EngineState;
@@ -339,6 +340,11 @@ impl Pages {
         } else {
             let fresh = self.present_runs(first, last, write, &gaps)?;
             let newly = gaps.iter().map(|&(a, b)| b - a + 1).sum();
+            // Every page charged must be pinned: an address space that
+            // identified fewer pages than asked pins none.
+            if fresh.iter().map(|(_, r)| r.len).sum::<u64>() != newly {
+                return Err(Errno::EFAULT);
+            }
             self.shared.accounting.charge(&st.owner, newly)?;
             fresh
         };
@@ -415,73 +421,6 @@ impl Pages {
             self.shared.accounting.uncharge(&st.owner, n);
         }
         st.owner = owner;
-        Ok(())
-    }
-
-    /// Reads bytes at byte offset `offset` of the source; pinned pages stay
-    /// readable after their process is gone.
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = self
-            .source
-            .base()
-            .checked_add(offset)
-            .ok_or(Errno::EFAULT)?;
-        let direct = match &self.source {
-            Source::User { mm, .. } => mm.read(at, buf),
-            Source::File { file, .. } => file.read_at(at, buf),
-        };
-        direct.or_else(|_| {
-            self.through_frames(offset, buf.len(), |backing, pos, range| {
-                let dst = &mut buf[range];
-                match backing {
-                    Backing::Memory { mm, va_delta } => mm.read(pos.wrapping_add(*va_delta), dst),
-                    Backing::File(file) => file.read_at(pos, dst),
-                }
-            })
-        })
-    }
-
-    /// Writes bytes at byte offset `offset` of the source; pinned pages stay
-    /// writable after their process is gone.
-    pub fn write(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let at = self
-            .source
-            .base()
-            .checked_add(offset)
-            .ok_or(Errno::EFAULT)?;
-        let direct = match &self.source {
-            Source::User { mm, .. } => mm.write(at, buf),
-            Source::File { file, .. } => file.write_at(at, buf),
-        };
-        direct.or_else(|_| {
-            self.through_frames(offset, buf.len(), |backing, pos, range| {
-                let src = &buf[range];
-                match backing {
-                    Backing::Memory { mm, va_delta } => mm.write(pos.wrapping_add(*va_delta), src),
-                    Backing::File(file) => file.write_at(pos, src),
-                }
-            })
-        })
-    }
-
-    /// Runs `f` on each page piece of `[offset, offset + len)` through the
-    /// backing its pinned frame records (`EFAULT` for an unpinned page).
-    fn through_frames(
-        &self,
-        offset: u64,
-        len: usize,
-        mut f: impl FnMut(&Backing, u64, std::ops::Range<usize>) -> Result<()>,
-    ) -> Result<()> {
-        let mut done = 0usize;
-        while done < len {
-            let byte = offset + done as u64;
-            let n = ((PAGE_SIZE - byte % PAGE_SIZE) as usize).min(len - done);
-            let pa = self.address(byte / PAGE_SIZE).ok_or(Errno::EFAULT)? + byte % PAGE_SIZE;
-            let resolved = self.shared.phys.locked().resolve(pa);
-            let (backing, pos) = resolved.ok_or(Errno::EFAULT)?;
-            f(&backing, pos, done..done + n)?;
-            done += n;
-        }
         Ok(())
     }
 }

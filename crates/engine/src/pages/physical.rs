@@ -192,6 +192,7 @@ impl PhysMap {
         let Some(c) = self.chunks.get_mut(&key) else {
             return;
         };
+        debug_assert!(c.pinned >= n, "a chunk unpinned more than it pinned");
         c.pinned = c.pinned.saturating_sub(n);
         if c.pinned > 0 {
             return;
