@@ -35,15 +35,15 @@ pub trait DmaMemory {
     }
 }
 
-/// [`DmaMemory::copy_phys`] by reading into `scratch` (a page on the stack
-/// when it is empty) and writing out, piece by piece.
-pub fn copy_through<M: DmaMemory + ?Sized>(
-    memory: &mut M,
-    src: u64,
-    dst: u64,
+/// Runs `step(done, piece)` over `len` bytes taken a buffer at a time:
+/// `piece` is the next `scratch`-sized part (a page on the stack when
+/// `scratch` is empty), `done` the bytes before it. How a copy moves bytes
+/// it cannot move in one step.
+pub fn in_pieces<E>(
     len: usize,
     scratch: &mut [u8],
-) -> Result<(), (Access, FaultReason)> {
+    mut step: impl FnMut(usize, &mut [u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let mut page = [0u8; 4096];
     let scratch = if scratch.is_empty() {
         &mut page[..]
@@ -53,16 +53,30 @@ pub fn copy_through<M: DmaMemory + ?Sized>(
     let mut done = 0;
     while done < len {
         let room = scratch.len();
-        let buf = &mut scratch[..(len - done).min(room)];
-        memory
-            .read_phys(src.wrapping_add(done as u64), buf)
-            .map_err(|reason| (Access::Read, reason))?;
-        memory
-            .write_phys(dst.wrapping_add(done as u64), buf)
-            .map_err(|reason| (Access::Write, reason))?;
-        done += buf.len();
+        let piece = &mut scratch[..(len - done).min(room)];
+        step(done, piece)?;
+        done += piece.len();
     }
     Ok(())
+}
+
+/// [`DmaMemory::copy_phys`] by reading into `scratch` and writing out,
+/// piece by piece ([`in_pieces`]).
+pub fn copy_through<M: DmaMemory + ?Sized>(
+    memory: &mut M,
+    src: u64,
+    dst: u64,
+    len: usize,
+    scratch: &mut [u8],
+) -> Result<(), (Access, FaultReason)> {
+    in_pieces(len, scratch, |done, piece| {
+        memory
+            .read_phys(src.wrapping_add(done as u64), piece)
+            .map_err(|reason| (Access::Read, reason))?;
+        memory
+            .write_phys(dst.wrapping_add(done as u64), piece)
+            .map_err(|reason| (Access::Write, reason))
+    })
 }
 
 /// Memory that is one byte vector starting at PA `base`.
@@ -235,21 +249,10 @@ impl<F: Format, M: DmaMemory + ?Sized> Dma<'_, F, M> {
             // A read and a write per piece of `scratch` (the whole copy
             // when it is that long), which translate again (both already
             // passed).
-            let mut page = [0u8; 4096];
-            let scratch = if scratch.is_empty() {
-                &mut page[..]
-            } else {
-                scratch
-            };
-            let mut done = 0;
-            while done < len {
-                let room = scratch.len();
-                let buf = &mut scratch[..(len - done).min(room)];
-                self.read(src + done as u64, buf)?;
-                self.write(dst + done as u64, buf)?;
-                done += buf.len();
-            }
-            return Ok(());
+            return in_pieces(len, scratch, |done, piece| {
+                self.read(src + done as u64, piece)?;
+                self.write(dst + done as u64, piece)
+            });
         }
         if self.table.dirty_tracking() {
             // Marks the destination's leaves dirty; it cannot fail now.

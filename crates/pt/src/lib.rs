@@ -80,7 +80,7 @@ pub mod table;
 
 pub use any::{AnyPageTable, FormatKind};
 pub use dirty::DirtyBitmap;
-pub use dma::{copy_through, Dma, DmaMemory, VecMemory};
+pub use dma::{copy_through, in_pieces, Dma, DmaMemory, VecMemory};
 pub use fault::{Fault, FaultLog, FaultReason};
 pub use format::{Format, Leaf, Pte};
 pub use gather::IotlbGather;

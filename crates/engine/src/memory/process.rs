@@ -153,7 +153,7 @@ impl AddressSpace for ProcessMemory {
         identities(&maps, &gigantic, self.id, addr, npages)
     }
 
-    /// One read of the maps for both questions a pin asks.
+    /// The runs, one page at a time.
     fn probe_and_identify(
         &self,
         addr: u64,
@@ -162,12 +162,14 @@ impl AddressSpace for ProcessMemory {
         first: u64,
         npages: u64,
     ) -> Result<Vec<PageIdentity>> {
-        let maps = self.mappings()?;
-        covered_by(&maps, addr, len, write)?;
-        let gigantic = self.gigantic_mappings(&maps, first, npages);
-        Ok(identities(&maps, &gigantic, self.id, first, npages))
+        let runs = self.probe_and_identify_runs(addr, len, write, first, npages)?;
+        Ok(runs
+            .iter()
+            .flat_map(|run| (0..run.count).map(|k| run.nth(k)))
+            .collect())
     }
 
+    /// One read of the maps for both questions a pin asks.
     fn probe_and_identify_runs(
         &self,
         addr: u64,

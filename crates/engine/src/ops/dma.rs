@@ -186,23 +186,10 @@ impl Transfer<'_> {
                 dst,
                 len,
                 scratch,
-            } => {
-                let mut page = [0u8; 4096];
-                let scratch = if scratch.is_empty() {
-                    &mut page[..]
-                } else {
-                    scratch
-                };
-                let mut done = 0;
-                while done < len {
-                    let room = scratch.len();
-                    let buf = &mut scratch[..(len - done).min(room)];
-                    access(src.wrapping_add(done as u64), buf, false)?;
-                    access(dst.wrapping_add(done as u64), buf, true)?;
-                    done += buf.len();
-                }
-                Ok(())
-            }
+            } => softiommu_pt::in_pieces(len, scratch, |done, piece| {
+                access(src.wrapping_add(done as u64), piece, false)?;
+                access(dst.wrapping_add(done as u64), piece, true)
+            }),
         }
     }
 }
