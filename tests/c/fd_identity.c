@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "check.h"
@@ -131,6 +132,27 @@ static void ranges_closed(void)
 	null_at(at);
 	CHECK(refused(at), "closefrom: the number's new file");
 	close(at);
+}
+
+/* Numbers past the shim's table are asked of the kernel each time. */
+static void high_numbers(void)
+{
+	struct rlimit lim;
+	if (getrlimit(RLIMIT_NOFILE, &lim) || lim.rlim_max < 5001) {
+		printf("note: numbers past the table not checked (RLIMIT_NOFILE hard limit %lu)\n",
+		       (unsigned long)lim.rlim_max);
+		return;
+	}
+	struct rlimit raised = { .rlim_cur = 5001, .rlim_max = lim.rlim_max };
+	if (lim.rlim_cur < 5001)
+		setrlimit(RLIMIT_NOFILE, &raised);
+	int ctx = open("/dev/iommu", O_RDWR);
+	CHECK(dup2(ctx, 5000) == 5000 && served(5000), "a context at 5000");
+	close(5000);
+	CHECK(null_at(5000) == 5000 && refused(5000), "/dev/null at 5000 after it");
+	close(5000);
+	close(ctx);
+	setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 static void forked(void)
@@ -275,6 +297,7 @@ int main(int argc, char **argv)
 	reused_numbers();
 	replaced_numbers();
 	ranges_closed();
+	high_numbers();
 	forked();
 	execed(argv[0]);
 	threads();
