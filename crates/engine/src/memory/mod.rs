@@ -120,23 +120,9 @@ pub trait AddressSpace: Send + Sync + Debug {
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<()>;
 
     /// [`probe`](Self::probe) of `[addr, addr + len)`, then the identities
-    /// of the `npages` pages from page-aligned `first`, in one look at the
-    /// address space (a pin asks both).
-    fn probe_and_identify(
-        &self,
-        addr: u64,
-        len: u64,
-        write: bool,
-        first: u64,
-        npages: u64,
-    ) -> Result<Vec<PageIdentity>> {
-        self.probe(addr, len, write)?;
-        Ok(self.page_identities(first, npages))
-    }
-
-    /// [`probe_and_identify`](Self::probe_and_identify) with the identities
-    /// gathered into runs; an address space that knows its mappings gives
-    /// them without a per-page list.
+    /// of the `npages` pages from page-aligned `first`, gathered into runs,
+    /// in one look at the address space (a pin asks both). An address space
+    /// that knows its mappings gives the runs without a per-page list.
     fn probe_and_identify_runs(
         &self,
         addr: u64,
@@ -145,9 +131,8 @@ pub trait AddressSpace: Send + Sync + Debug {
         first: u64,
         npages: u64,
     ) -> Result<Vec<IdentityRun>> {
-        Ok(identity_runs(
-            self.probe_and_identify(addr, len, write, first, npages)?,
-        ))
+        self.probe(addr, len, write)?;
+        Ok(identity_runs(self.page_identities(first, npages)))
     }
 
     /// What the `npages` pages from page-aligned `addr` are, so that a page

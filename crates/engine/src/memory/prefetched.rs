@@ -193,18 +193,6 @@ impl AddressSpace for PrefetchedMemory {
         self.inner.probe(addr, len, write)
     }
 
-    fn probe_and_identify(
-        &self,
-        addr: u64,
-        len: u64,
-        write: bool,
-        first: u64,
-        npages: u64,
-    ) -> Result<Vec<PageIdentity>> {
-        self.inner
-            .probe_and_identify(addr, len, write, first, npages)
-    }
-
     fn probe_and_identify_runs(
         &self,
         addr: u64,

@@ -153,22 +153,6 @@ impl AddressSpace for ProcessMemory {
         identities(&maps, &gigantic, self.id, addr, npages)
     }
 
-    /// The runs, one page at a time.
-    fn probe_and_identify(
-        &self,
-        addr: u64,
-        len: u64,
-        write: bool,
-        first: u64,
-        npages: u64,
-    ) -> Result<Vec<PageIdentity>> {
-        let runs = self.probe_and_identify_runs(addr, len, write, first, npages)?;
-        Ok(runs
-            .iter()
-            .flat_map(|run| (0..run.count).map(|k| run.nth(k)))
-            .collect())
-    }
-
     /// One read of the maps for both questions a pin asks.
     fn probe_and_identify_runs(
         &self,

@@ -202,16 +202,19 @@ impl Context {
         while at < end {
             let mut npages = ((end - at) / PAGE_SIZE).min(CHECK_WINDOW_PAGES);
             let mut len = npages * PAGE_SIZE;
-            let ids = match caller.mem.probe_and_identify(at, len, false, at, npages) {
-                Ok(ids) => ids,
+            let runs = match caller
+                .mem
+                .probe_and_identify_runs(at, len, false, at, npages)
+            {
+                Ok(runs) => runs,
                 // Linux checks page by page: a wrong count before the
                 // unmapped page is EIO, the unmapped page itself EFAULT.
                 Err(_) => {
                     (npages, len) = (1, PAGE_SIZE);
-                    caller.mem.probe_and_identify(at, len, false, at, 1)?
+                    caller.mem.probe_and_identify_runs(at, len, false, at, 1)?
                 }
             };
-            for id in ids {
+            for id in runs.iter().flat_map(|r| (0..r.count).map(|k| r.nth(k))) {
                 let frame = Frame {
                     space: id.space,
                     page: id.page,
