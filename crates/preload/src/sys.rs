@@ -1016,6 +1016,23 @@ pub unsafe extern "C" fn pclose(stream: *mut libc::FILE) -> c_int {
     replacing(number, || unsafe { (real().pclose)(stream) })
 }
 
+/// `real` (libc's `freopen` or `freopen64`) with the descriptor cache told
+/// that `stream`'s number changes its file.
+///
+/// # Safety
+/// As `freopen(3)`; `real` is libc's function.
+unsafe fn reopen(
+    real: FreopenFn,
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut libc::FILE,
+) -> *mut libc::FILE {
+    // SAFETY: `stream` is the caller's open stream, as freopen requires.
+    let number = unsafe { number_of(stream) };
+    // SAFETY: forwarding the caller's arguments unchanged.
+    replacing(number, || unsafe { real(path, mode, stream) })
+}
+
 /// # Safety
 /// As `freopen(3)`.
 #[no_mangle]
@@ -1024,10 +1041,8 @@ pub unsafe extern "C" fn freopen(
     mode: *const c_char,
     stream: *mut libc::FILE,
 ) -> *mut libc::FILE {
-    // SAFETY: `stream` is the caller's open stream, as freopen requires.
-    let number = unsafe { number_of(stream) };
-    // SAFETY: forwarding the caller's arguments unchanged.
-    replacing(number, || unsafe { (real().freopen)(path, mode, stream) })
+    // SAFETY: the caller's arguments under freopen's contract.
+    unsafe { reopen(real().freopen, path, mode, stream) }
 }
 
 /// # Safety
@@ -1038,10 +1053,8 @@ pub unsafe extern "C" fn freopen64(
     mode: *const c_char,
     stream: *mut libc::FILE,
 ) -> *mut libc::FILE {
-    // SAFETY: `stream` is the caller's open stream, as freopen requires.
-    let number = unsafe { number_of(stream) };
-    // SAFETY: forwarding the caller's arguments unchanged.
-    replacing(number, || unsafe { (real().freopen64)(path, mode, stream) })
+    // SAFETY: the caller's arguments under freopen's contract.
+    unsafe { reopen(real().freopen64, path, mode, stream) }
 }
 
 /// # Safety
