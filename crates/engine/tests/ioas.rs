@@ -179,6 +179,37 @@ fn automatic_iovas_keep_the_source_alignment_and_never_use_zero() {
 }
 
 #[test]
+fn the_hole_index_is_built_by_the_first_automatic_map_and_kept_after() {
+    let mut h = Harness::new();
+    let ioas = cmd::ioas_alloc(&mut h).unwrap();
+    // Fixed maps with gaps between them, and one unmapped again.
+    for i in 0..8 {
+        let iova = 0x100_0000 + 2 * PAGE * i;
+        assert_eq!(cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, iova), Ok(iova));
+    }
+    assert_eq!(
+        cmd::ioas_unmap(&mut h, ioas, 0x100_0000 + 2 * PAGE, PAGE),
+        Ok(PAGE)
+    );
+    assert!(!h.ctx.ioas(ioas).unwrap().free_space_built());
+    let holes = h.ctx.ioas(ioas).unwrap().holes();
+    assert!(holes.contains(&(0x100_0000 + PAGE, 0x100_0000 + 4 * PAGE - 1)));
+    // The first automatic map builds the index from the areas...
+    let a = cmd::ioas_map(&mut h, ioas, RW, BUF, PAGE, 0).unwrap();
+    let t = h.ctx.ioas(ioas).unwrap();
+    assert!(t.free_space_built() && t.free_space_is_consistent());
+    assert!(!t.holes().iter().any(|&(s, l)| s <= a && a <= l));
+    // ...and fixed maps and unmaps keep it in step from then on.
+    for i in 8..16 {
+        let iova = 0x100_0000 + 2 * PAGE * i;
+        assert_eq!(cmd::ioas_map_fixed(&mut h, ioas, BUF, PAGE, iova), Ok(iova));
+    }
+    assert_eq!(cmd::ioas_unmap(&mut h, ioas, 0x100_0000, PAGE), Ok(PAGE));
+    let t = h.ctx.ioas(ioas).unwrap();
+    assert!(t.free_space_built() && t.free_space_is_consistent());
+}
+
+#[test]
 fn automatic_iovas_stay_inside_allowed_ranges_and_run_out_with_enospc() {
     let mut h = Harness::new();
     let ioas = cmd::ioas_alloc(&mut h).unwrap();

@@ -382,7 +382,7 @@ impl Iommufd {
                 iova: a.start,
                 length: a.length(),
                 prot: a.prot,
-                source: format!("{:?}+{:#x}", a.pages.source(), a.start_byte),
+                source: a.pages.describe(a.start_byte),
                 pinned_pages: a.pages.pinned(),
             })
             .collect())

@@ -3,7 +3,11 @@
 use super::*;
 
 impl IoPagetable {
+    /// Recomputes where automatic allocation may search after the allowed or
+    /// reserved ranges changed, and drops the hole index: the next
+    /// automatic allocation builds it again.
     pub(super) fn rebuild_free_space(&mut self) {
+        self.free = None;
         self.alloc_spans.clear();
         let (lo, hi) = (PAGE_SIZE, ULONG_MAX - PAGE_SIZE);
         if self.allowed.is_empty() {
@@ -30,11 +34,16 @@ impl IoPagetable {
                 self.alloc_spans.insert(s, l);
             }
         }
+    }
+
+    /// The hole index computed from scratch: the allocation spans minus the
+    /// reserved ranges and the areas.
+    pub(super) fn build_free_space(&self) -> FreeSpace {
         // Used = reserved ∪ areas, both sorted and disjoint among themselves.
         let mut used: Vec<(u64, u64)> = self.reserved_spans.iter().map(|(&s, &l)| (s, l)).collect();
         used.extend(self.areas.values().map(|a| (a.start, a.last)));
         used.sort_unstable();
-        self.free.clear();
+        let mut free = FreeSpace::new();
         for (&ss, &sl) in &self.alloc_spans {
             let mut next = Some(ss);
             let begin = used.partition_point(|&(_, l)| l < ss);
@@ -44,19 +53,30 @@ impl IoPagetable {
                     break;
                 }
                 if us > n {
-                    self.free.insert(n, us - 1);
+                    free.insert(n, us - 1);
                 }
                 next = ul.checked_add(1).map(|x| x.max(n));
             }
             if let Some(n) = next {
                 if n <= sl {
-                    self.free.insert(n, sl);
+                    free.insert(n, sl);
                 }
             }
+        }
+        free
+    }
+
+    /// Builds the hole index if no automatic allocation needed it yet.
+    fn ensure_free_space(&mut self) {
+        if self.free.is_none() {
+            self.free = Some(self.build_free_space());
         }
     }
 
     pub(super) fn free_released(&mut self, start: u64, last: u64) {
+        let Some(free) = self.free.as_mut() else {
+            return;
+        };
         let spans = self
             .alloc_spans
             .range(..=last)
@@ -65,14 +85,16 @@ impl IoPagetable {
             .map(|(&s, &l)| (s.max(start), l.min(last)));
         for (s, l) in spans {
             if s <= l {
-                self.free.release(s, l);
+                free.release(s, l);
             }
         }
     }
 
     /// Adds `area`; the caller has checked the budget's room.
     pub(super) fn insert_area(&mut self, area: Area) {
-        self.free.carve(area.start, area.last);
+        if let Some(free) = self.free.as_mut() {
+            free.carve(area.start, area.last);
+        }
         self.areas.insert(area.start, area);
         self.budget.add(1);
     }
@@ -88,7 +110,7 @@ impl IoPagetable {
     /// (Linux `iopt_alloc_iova`): the lowest fitting hole, aligned to
     /// min(roundup_pow2(length), lowest set bit of addr, 2 MiB), keeping the
     /// source's page offset. Never IOVA 0.
-    pub fn alloc_iova(&self, addr: u64, length: u64) -> Result<u64> {
+    pub fn alloc_iova(&mut self, addr: u64, length: u64) -> Result<u64> {
         if length == 0 || length >= ULONG_MAX / 2 {
             return Err(Errno::EOVERFLOW);
         }
@@ -105,8 +127,12 @@ impl IoPagetable {
         if align < self.iova_alignment {
             return Err(Errno::EINVAL);
         }
+        self.ensure_free_space();
+        let Some(free) = self.free.as_ref() else {
+            return Err(Errno::ENOSPC);
+        };
         let mut from = 0;
-        while let Some((hs, hl)) = self.free.first_fit(length - 1, from) {
+        while let Some((hs, hl)) = free.first_fit(length - 1, from) {
             let Some((&ss, &sl)) = self.alloc_spans.range(..=hs).next_back() else {
                 break;
             };

@@ -75,6 +75,8 @@ impl IoPagetable {
 
     /// Pins an area's pages for the domains and maps it into each. All or nothing.
     pub(super) fn fill_area(&mut self, start: u64) -> Result<()> {
+        // On failure the caller removes the area, pages and all.
+        let _ = self.own_pages_in(start, start);
         let area = self.areas.get(&start).cloned().ok_or(Errno::ENOENT)?;
         if area.pages.revoked() {
             return Ok(());
@@ -158,8 +160,13 @@ impl IoPagetable {
             self.remove_reserved(owner);
             return Err(e);
         }
-        let starts: Vec<u64> = self.areas.keys().copied().collect();
         let first_domain = self.domains.is_empty();
+        let owned = if first_domain {
+            self.own_pages_in(0, ULONG_MAX)
+        } else {
+            OwnedPages::default()
+        };
+        let starts: Vec<u64> = self.areas.keys().copied().collect();
         // (index of the failing area, errno, whether that area is still pinned)
         let mut failure = None;
         for (i, &start) in starts.iter().enumerate() {
@@ -199,6 +206,7 @@ impl IoPagetable {
                 area.pages.unpin(pf, pl);
             }
             self.remove_reserved(owner);
+            self.give_back(owned);
             return Err(e);
         }
         self.iova_alignment = align;

@@ -25,7 +25,7 @@ use crate::pages::{AccountOwner, Pages};
 use crate::sync::Locked;
 use softiommu_pt::{AnyPageTable, MapErrorKind};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 mod alignment;
 mod alloc;
@@ -34,8 +34,10 @@ pub mod holes;
 mod map;
 mod pins;
 mod ranges;
+mod stand_ins;
 
 use holes::FreeSpace;
+pub use stand_ins::OwnedPages;
 
 /// The largest alignment automatic allocation asks for (x86-64 `HPAGE_SIZE`).
 pub const HPAGE_SIZE: u64 = 2 << 20;
@@ -97,6 +99,21 @@ impl Area {
     pub fn byte_at(&self, iova: u64) -> u64 {
         self.start_byte + (iova - self.start)
     }
+    /// Where the area starts in its source (an address, or a file offset),
+    /// the same on a stand-in as on pages of its own.
+    pub fn source_byte(&self) -> u64 {
+        self.pages.source().base().wrapping_add(self.start_byte)
+    }
+    /// Which pages the area shares with others, for comparisons: the
+    /// address of pages something else also holds (areas `IOAS_COPY` made),
+    /// 0 for pages of its own or a stand-in.
+    pub fn pages_identity(&self) -> usize {
+        if self.pages.is_stand_in() || Arc::strong_count(&self.pages) == 1 {
+            0
+        } else {
+            Arc::as_ptr(&self.pages) as *const () as usize
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,7 +156,8 @@ pub struct Pin {
 /// Everything visible about an IO page table, for comparisons in tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-    /// `(start, last, start_byte, prot, pages identity)`.
+    /// `(start, last, source byte, prot, pages identity)`; see
+    /// [`Area::source_byte`] and [`Area::pages_identity`].
     pub areas: Vec<(u64, u64, u64, Prot, usize)>,
     /// Reserved ranges as `(start, last, owner)`, sorted.
     pub reserved: Vec<(u64, u64, ReservedOwner)>,
@@ -163,11 +181,18 @@ pub struct IoPagetable {
     /// Where automatic allocation searches: allowed ranges merged and clipped to
     /// `[PAGE_SIZE, ULONG_MAX - PAGE_SIZE]`, or that whole span if none are given.
     alloc_spans: BTreeMap<u64, u64>,
-    free: FreeSpace,
+    /// The holes automatic allocation may use; `None` until an automatic
+    /// allocation first needs it, and again after the allowed or reserved
+    /// ranges change. A table only ever mapped at fixed IOVAs (a VMM's
+    /// vIOMMU) so never pays for it.
+    free: Option<FreeSpace>,
     iova_alignment: u64,
     disable_large_pages: bool,
     pins: BTreeMap<u64, Pin>,
     next_pin: u64,
+    /// The stand-in pages of this table's unpinned areas, one per source,
+    /// access and owner; weak, so that a stand-in goes with its last area.
+    stand_ins: Vec<Weak<Pages>>,
     /// Domains mirroring this table. While any exists, every area holds one
     /// pin on its pages and is mapped in every domain.
     domains: Vec<DomainRef>,
@@ -235,11 +260,12 @@ impl IoPagetable {
             reserved_spans: BTreeMap::new(),
             allowed: BTreeMap::new(),
             alloc_spans: BTreeMap::new(),
-            free: FreeSpace::new(),
+            free: None,
             iova_alignment: 1,
             disable_large_pages: false,
             pins: BTreeMap::new(),
             next_pin: 1,
+            stand_ins: Vec::new(),
             domains: Vec::new(),
             pinning_accesses: 0,
             fail_nth,
@@ -310,15 +336,7 @@ impl IoPagetable {
             areas: self
                 .areas
                 .values()
-                .map(|a| {
-                    (
-                        a.start,
-                        a.last,
-                        a.start_byte,
-                        a.prot,
-                        Arc::as_ptr(&a.pages) as *const () as usize,
-                    )
-                })
+                .map(|a| (a.start, a.last, a.source_byte(), a.prot, a.pages_identity()))
                 .collect(),
             reserved,
             allowed: self.allowed(),
@@ -327,34 +345,25 @@ impl IoPagetable {
         }
     }
 
-    /// The free-space index against a recomputation from scratch; for tests.
+    /// The free-space index, where built, against a recomputation from
+    /// scratch; for tests. An index not built yet is consistent.
     pub fn free_space_is_consistent(&self) -> bool {
-        // A budget of its own that holds the copy's ranges, for its drop.
-        let budget = RangeBudget::unlimited();
-        budget.add((self.areas.len() + self.reserved.len() + self.allowed.len()) as u64);
-        let mut fresh = IoPagetable {
-            areas: self.areas.clone(),
-            reserved: self.reserved.clone(),
-            reserved_spans: self.reserved_spans.clone(),
-            allowed: self.allowed.clone(),
-            alloc_spans: BTreeMap::new(),
-            free: FreeSpace::new(),
-            iova_alignment: self.iova_alignment,
-            disable_large_pages: self.disable_large_pages,
-            pins: BTreeMap::new(),
-            next_pin: 1,
-            domains: Vec::new(),
-            pinning_accesses: 0,
-            fail_nth: FailNth::default(),
-            budget,
-        };
-        fresh.rebuild_free_space();
-        fresh.free.to_vec() == self.free.to_vec()
+        self.free
+            .as_ref()
+            .is_none_or(|free| free.to_vec() == self.build_free_space().to_vec())
+    }
+
+    /// Whether the hole index is built (an automatic allocation needed it).
+    pub fn free_space_built(&self) -> bool {
+        self.free.is_some()
     }
 
     /// Holes available to automatic allocation, for tests and `inspect`.
     pub fn holes(&self) -> Vec<(u64, u64)> {
-        self.free.to_vec()
+        match &self.free {
+            Some(free) => free.to_vec(),
+            None => self.build_free_space().to_vec(),
+        }
     }
 
     /// Drops every pin (context teardown); never fails.

@@ -9,10 +9,19 @@ impl IoPagetable {
     /// area, `EINVAL` for a dma-buf's). Returns a pin id for
     /// [`unpin`](Self::unpin). All or nothing.
     pub fn pin(&mut self, iova: u64, length: u64, write: bool) -> Result<u64> {
-        let slices = self.get_pages(iova, length)?;
+        let (slices, owned) = self.share_pages(iova, length)?;
+        let pinned = self.pin_slices(iova, &slices, write);
+        if pinned.is_err() {
+            drop(slices);
+            self.give_back(owned);
+        }
+        pinned
+    }
+
+    fn pin_slices(&mut self, iova: u64, slices: &[PagesSlice], write: bool) -> Result<u64> {
         let mut pieces = Vec::with_capacity(slices.len());
         let mut cur = iova;
-        for s in &slices {
+        for s in slices {
             let area = self.area_at(cur).ok_or(Errno::ENOENT)?;
             if write && !area.prot.write {
                 return Err(Errno::EPERM);

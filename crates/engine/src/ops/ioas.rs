@@ -29,7 +29,9 @@ impl Context {
         Ok(id)
     }
 
-    /// Maps `length` bytes of the caller's memory at `user_va`.
+    /// Maps `length` bytes of the caller's memory at `user_va`. The area
+    /// maps the table's stand-in pages for the caller's memory until
+    /// something pins it (see [`Pages::stand_in`]).
     pub fn ioas_map(
         &mut self,
         caller: &Caller<'_>,
@@ -42,13 +44,14 @@ impl Context {
         // An unknown IOAS fails before anything is built.
         let (shared, iopt) = self.ioas_with_state(ioas)?;
         user_va.checked_add(args.length).ok_or(Errno::EOVERFLOW)?;
-        let base = user_va & !(PAGE_SIZE - 1);
-        let source = Source::User {
-            mm: caller.mem.clone(),
-            base,
-            allow_device,
+        Pages::check_new(args.length, shared)?;
+        let pages = iopt.stand_in(caller.mem, allow_device, args.prot.write, owner, shared);
+        let slice = PagesSlice {
+            pages,
+            start_byte: user_va,
+            length: args.length,
         };
-        map_source(shared, iopt, source, user_va - base, args, owner)
+        iopt.map_pages(&[slice], args.length, args.iova, args.prot)
     }
 
     /// Maps `length` bytes of `file` from byte `start`.
@@ -97,13 +100,19 @@ impl Context {
 
     /// Shares the pages behind `[src_iova, +length)` of `src` into `dst`.
     pub fn ioas_copy(&mut self, dst: u32, src: u32, src_iova: u64, args: MapArgs) -> Result<u64> {
-        let slices = self
+        let (slices, owned) = self
             .objects
-            .ioas(src)?
+            .ioas_mut(src)?
             .iopt
-            .get_pages(src_iova, args.length)?;
-        self.ioas_mut(dst)?
-            .map_pages(&slices, args.length, args.iova, args.prot)
+            .share_pages(src_iova, args.length)?;
+        let copied = self
+            .ioas_mut(dst)
+            .and_then(|iopt| iopt.map_pages(&slices, args.length, args.iova, args.prot));
+        if copied.is_err() {
+            drop(slices);
+            self.ioas_mut(src)?.give_back(owned);
+        }
+        copied
     }
 
     /// Unmaps `[iova, +length)`; `(0, u64::MAX)` unmaps everything.

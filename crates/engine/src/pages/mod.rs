@@ -36,6 +36,7 @@ pub mod physical;
 mod pin_table;
 mod runs;
 mod rw;
+mod stand_in;
 
 pub use account::{AccountMode, AccountOwner, Accounting, MmCounters};
 pub use engine_state::EngineState;
@@ -74,7 +75,9 @@ impl fmt::Debug for Source {
 }
 
 impl Source {
-    fn base(&self) -> u64 {
+    /// The source's first byte: the page-aligned address or file offset
+    /// that byte 0 of the pages lies at.
+    pub fn base(&self) -> u64 {
         match self {
             Source::User { base, .. } | Source::File { base, .. } => *base,
         }
@@ -85,8 +88,9 @@ impl Source {
 ///
 /// Invariants: `pins` gives the number of users (accesses, domains) of each
 /// page, and a page with users is charged once to `owner` and counted once
-/// in the engine's global pin table. Lock order: `state` before
-/// the accounting and pin-table locks of [`EngineState`].
+/// in the engine's global pin table. A stand-in (see [`Pages::stand_in`])
+/// never has users. Lock order: `state` before the accounting and
+/// pin-table locks of [`EngineState`].
 #[derive(Debug)]
 pub struct Pages {
     source: Source,
@@ -94,6 +98,8 @@ pub struct Pages {
     revoked: std::sync::atomic::AtomicBool,
     npages: u64,
     writable: bool,
+    /// Whether this is a stand-in that areas nothing pins share.
+    stand_in: bool,
     shared: Arc<EngineState>,
     state: Mutex<PagesState>,
 }
@@ -117,23 +123,41 @@ impl Pages {
         owner: AccountOwner,
         shared: &Arc<EngineState>,
     ) -> Result<Arc<Pages>> {
+        Self::check_new(length, shared)?;
+        let npages = (length + start_byte).div_ceil(PAGE_SIZE);
+        Ok(Self::build(source, npages, writable, false, owner, shared))
+    }
+
+    /// What [`Pages::new`] checks, for a map that takes a stand-in instead:
+    /// the length (`EINVAL`), and the allocation fault injection may fail.
+    pub fn check_new(length: u64, shared: &EngineState) -> Result<()> {
         if length == 0 || length > u64::MAX - PAGE_SIZE {
             return Err(Errno::EINVAL);
         }
-        shared.fail_nth.check()?;
-        let npages = (length + start_byte).div_ceil(PAGE_SIZE);
+        shared.fail_nth.check()
+    }
+
+    fn build(
+        source: Source,
+        npages: u64,
+        writable: bool,
+        stand_in: bool,
+        owner: AccountOwner,
+        shared: &Arc<EngineState>,
+    ) -> Arc<Pages> {
         LIVE_PAGES.fetch_add(1, Ordering::SeqCst);
-        Ok(Arc::new(Pages {
+        Arc::new(Pages {
             source,
             revoked: std::sync::atomic::AtomicBool::new(false),
             npages,
             writable,
+            stand_in,
             shared: shared.clone(),
             state: Mutex::new(PagesState {
                 owner,
                 pins: PinRuns::default(),
             }),
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, PagesState> {
@@ -330,6 +354,11 @@ impl Pages {
     /// `write`) and charged (`ENOMEM` past the limit). All or nothing.
     pub fn pin(&self, first: u64, last: u64, write: bool) -> Result<()> {
         if last >= self.npages || first > last {
+            return Err(Errno::EINVAL);
+        }
+        // Areas take pages of their own before they pin.
+        debug_assert!(!self.stand_in, "a stand-in is never pinned");
+        if self.stand_in {
             return Err(Errno::EINVAL);
         }
         self.shared.fail_nth.check()?;
