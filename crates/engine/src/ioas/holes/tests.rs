@@ -37,6 +37,47 @@ fn carve_and_release_round_trip() {
     assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX)]);
 }
 
+/// Thousands of holes, grown and then shrunk again by random carves and
+/// releases, against a plain set of free units.
+#[test]
+fn a_deep_tree_follows_the_model() {
+    const UNITS: u64 = 20_000;
+    let mut f = FreeSpace::new();
+    f.insert(0, UNITS - 1);
+    let mut free = vec![true; UNITS as usize];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..40_000u64 {
+        let start = next() % UNITS;
+        let last = (start + next() % 4).min(UNITS - 1);
+        let range = start as usize..=last as usize;
+        // Carve more than release at first, then the other way round, so
+        // that the tree grows deep and then shrinks back.
+        let carve = next() % 8 < if round < 20_000 { 5 } else { 2 };
+        if carve {
+            f.carve(start, last);
+            free[range].fill(false);
+        } else if free[range.clone()].iter().all(|&x| !x) {
+            f.release(start, last);
+            free[range].fill(true);
+        }
+        if round % 997 == 0 {
+            let holes = against_a_model::holes_of(&free);
+            assert_eq!(f.to_vec(), holes, "after round {round}");
+            assert_eq!(f.len(), holes.len());
+            let span = next() % 6;
+            let from = next() % UNITS;
+            let want = holes.into_iter().find(|&(s, l)| s >= from && l - s >= span);
+            assert_eq!(f.first_fit(span, from), want);
+        }
+    }
+}
+
 /// The index against a plain set of free units: any sequence of carves
 /// and releases leaves the same holes, and first fit finds the same.
 mod against_a_model {
@@ -45,7 +86,7 @@ mod against_a_model {
 
     const UNITS: u64 = 64;
 
-    fn holes_of(free: &[bool]) -> Vec<(u64, u64)> {
+    pub(super) fn holes_of(free: &[bool]) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
         for (i, &f) in free.iter().enumerate() {
             let i = i as u64;
