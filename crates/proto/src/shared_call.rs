@@ -324,6 +324,22 @@ impl SharedCall {
         }
     }
 
+    /// Writes the words of `bytes` that differ from `before` (what
+    /// [`load_payload`](Self::load_payload) gave, as long): the server
+    /// answering a call that left most of its struct as it was. A word
+    /// left alone stays in the program's cache, so the program reads the
+    /// reply without fetching it back.
+    pub fn store_payload_changes(&self, bytes: &[u8], before: &[u8]) {
+        let pairs = bytes.chunks(8).zip(before.chunks(8));
+        for (word, (chunk, old)) in self.payload.iter().zip(pairs) {
+            if chunk != old {
+                let mut raw = [0u8; 8];
+                raw[..chunk.len()].copy_from_slice(chunk);
+                word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Reads the payload's first `out.len()` bytes (at most
     /// [`PAYLOAD_MAX`]): the server after a call arrived, the program after
     /// its reply.
@@ -425,6 +441,28 @@ mod tests {
             assert_eq!(reply.result, n as i64 + 1);
         }
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_reply_writes_back_only_the_words_the_call_changed() {
+        let page = SharedCall::default();
+        let program: Vec<u8> = (0..40u8).collect();
+        page.store_payload(&program);
+        let mut served = vec![0u8; program.len()];
+        page.load_payload(&mut served);
+        assert_eq!(served, program);
+        let before = served.clone();
+        served[9] = 0xee;
+        // A word the call left alone is not written: what the page holds
+        // there (here marked by hand) stays.
+        page.payload[3].store(7, Ordering::Relaxed);
+        page.store_payload_changes(&served, &before);
+        let mut seen = vec![0u8; program.len()];
+        page.load_payload(&mut seen);
+        assert_eq!(seen[8..16], served[8..16]);
+        assert_eq!(seen[24..32], 7u64.to_ne_bytes());
+        assert_eq!(seen[..8], program[..8]);
+        assert_eq!(seen[32..], program[32..]);
     }
 
     #[test]

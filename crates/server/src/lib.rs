@@ -1422,8 +1422,10 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
     // next sleep slice.
     let watched = hangup::watch(&stream);
     let hangup = watched.as_ref().map(hangup::Watched::hangup);
-    // The staged struct's buffer, kept from call to call.
+    // The staged struct's buffer, kept from call to call, and the struct
+    // as it came, so that only what the call changed goes back.
     let mut staged: Vec<u8> = Vec::with_capacity(PAYLOAD_MAX);
+    let mut as_staged: Vec<u8> = Vec::with_capacity(PAYLOAD_MAX);
     // The first call may already be waiting.
     let mut last = 0;
     while let Some((seq, call)) = shared.wait_for_call(last, hangup, || !peer_gone(&stream)) {
@@ -1437,10 +1439,12 @@ fn serve_shared_calls(state: Arc<State>, stream: UnixStream, page: sys::SharedPa
         staged.resize(staged_len.unwrap_or(0), 0);
         if let Some(n) = staged_len {
             shared.load_payload(&mut staged[..n]);
+            as_staged.clear();
+            as_staged.extend_from_slice(&staged[..n]);
         }
         let (mut answer, traced) = channel.handle(&call, staged_len.map(|n| &mut staged[..n]));
         if let Some(n) = staged_len {
-            shared.store_payload(&staged[..n]);
+            shared.store_payload_changes(&staged[..n], &as_staged);
         }
         // The descriptor goes first, so that it is there when the program
         // sees the reply.
