@@ -161,6 +161,9 @@ struct State {
     engine: Engine,
     /// Contexts by the inode of the program's end of their socket.
     contexts: Mutex<HashMap<u64, Arc<Hosted>>>,
+    /// How many contexts have left `contexts`: a channel's remembered
+    /// context is good while this has not moved (see `Channel::recent`).
+    contexts_removed: std::sync::atomic::AtomicU64,
     /// Side files by the inode of the program's end.
     side_files: Mutex<HashMap<u64, Arc<SideFile>>>,
     /// One address space per process, so pins of one process's pages are counted
@@ -378,6 +381,8 @@ impl State {
         lock(&h.context).close();
         lock(&self.regions).retain(|_, (owner, _)| *owner != ino);
         remove_entry(&self.contexts, ino, &h);
+        self.contexts_removed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Counts a new connection against its process's share; `None` (and
@@ -484,6 +489,7 @@ impl Server {
         let state = Arc::new(State {
             engine,
             contexts: Mutex::new(HashMap::new()),
+            contexts_removed: std::sync::atomic::AtomicU64::new(0),
             side_files: Mutex::new(HashMap::new()),
             spaces: Mutex::new(HashMap::new()),
             regions: Mutex::new(HashMap::new()),
@@ -895,6 +901,13 @@ struct Channel {
     /// Inodes of files this channel's process has been seen to hold (see
     /// [`Channel::holds`]).
     held: Mutex<std::collections::HashSet<u64>>,
+    /// The context the last ioctl reached: its inode, the count of removed
+    /// contexts then, and the context. A program calls one context over
+    /// and over; this spares each call the table's lock and two hash
+    /// lookups. Good while no context has left the table since (a removed
+    /// context's inode may be reused); a context found here was held by
+    /// the process, and `held` never forgets.
+    recent: std::cell::RefCell<Option<(u64, u64, Arc<Hosted>)>>,
 }
 
 /// A call's answer: the reply, the descriptor that goes with it, and a side
@@ -926,7 +939,35 @@ impl Channel {
             },
             creds: credentials(&process),
             held: Mutex::new(std::collections::HashSet::new()),
+            recent: std::cell::RefCell::new(None),
         })
+    }
+
+    /// The context under `ino` if it is the one the last ioctl reached
+    /// and no context has left the table since.
+    fn recent_context(&self, ino: u64) -> Option<Arc<Hosted>> {
+        let removed = self
+            .state
+            .contexts_removed
+            .load(std::sync::atomic::Ordering::SeqCst);
+        match &*self.recent.borrow() {
+            Some((at, seen, h)) if *at == ino && *seen == removed => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    /// The context under `ino`, looked up in the table and remembered
+    /// (the caller has checked that the process holds it).
+    fn lookup_context(&self, ino: u64) -> Option<Arc<Hosted>> {
+        let removed = self
+            .state
+            .contexts_removed
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let hosted = lock(&self.state.contexts).get(&ino).cloned();
+        if let Some(h) = &hosted {
+            *self.recent.borrow_mut() = Some((ino, removed, h.clone()));
+        }
+        hosted
     }
 
     /// Whether the calling process holds a descriptor of the socket whose
@@ -1100,7 +1141,12 @@ impl Channel {
             call.op,
             CALL_IOCTL | CALL_MMAP | CALL_PREAD | CALL_PWRITE | CALL_EVENTQ_READ | CALL_IS_CONTEXT
         );
-        if names_a_file && !self.holds(call.ino) {
+        let recent = if call.op == CALL_IOCTL {
+            self.recent_context(call.ino)
+        } else {
+            None
+        };
+        if names_a_file && recent.is_none() && !self.holds(call.ino) {
             let result = if call.op == CALL_IS_CONTEXT { 0 } else { -1 };
             let errno = if call.op == CALL_IS_CONTEXT {
                 0
@@ -1129,7 +1175,7 @@ impl Channel {
         let mut context = None;
         let outcome: Result<i64, Errno> = match call.op {
             CALL_IOCTL => {
-                let hosted = lock(&state.contexts).get(&call.ino).cloned();
+                let hosted = recent.or_else(|| self.lookup_context(call.ino));
                 match hosted {
                     Some(h) => {
                         context = Some(if h.container {
