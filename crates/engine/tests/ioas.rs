@@ -317,6 +317,60 @@ fn an_area_at_the_top_of_the_iova_space() {
 // ---- COPY ------------------------------------------------------------------------------------
 
 #[test]
+fn maps_share_a_stand_in_until_something_pins_or_copies_them() {
+    let mut h = Harness::new();
+    let a = cmd::ioas_alloc(&mut h).unwrap();
+    let b = cmd::ioas_alloc(&mut h).unwrap();
+    for i in 0..3 {
+        let iova = 0x10_0000 + i * 0x1_0000;
+        cmd::ioas_map_fixed(&mut h, a, BUF + i * 2 * PAGE, PAGE, iova).unwrap();
+    }
+    let pages_of = |h: &Harness, ioas: u32| -> Vec<Arc<softiommu_engine::pages::Pages>> {
+        let t = h.ctx.ioas(ioas).unwrap();
+        t.areas().map(|x| x.pages.clone()).collect()
+    };
+    let p = pages_of(&h, a);
+    assert!(p.iter().all(|x| x.is_stand_in() && Arc::ptr_eq(x, &p[0])));
+
+    // A copy shares the source area's own pages (one pin per page
+    // between them, as in Linux); the other areas keep the stand-in.
+    let mut c = IommuIoasCopy {
+        size: 40,
+        flags: RW | IOMMU_IOAS_MAP_FIXED_IOVA,
+        dst_ioas_id: b,
+        src_ioas_id: a,
+        length: PAGE,
+        dst_iova: 0x40_0000,
+        src_iova: 0x11_0000,
+    };
+    h.cmd(IOMMU_IOAS_COPY, &mut c).unwrap();
+    let (p, q) = (pages_of(&h, a), pages_of(&h, b));
+    assert!(!p[1].is_stand_in() && Arc::ptr_eq(&p[1], &q[0]));
+    assert!(p[0].is_stand_in() && p[2].is_stand_in());
+
+    // A pin takes pages of its own for the area it pins; a pin that fails
+    // leaves the areas it met on the stand-in.
+    let t = h.ctx.ioas_mut(a).unwrap();
+    assert_eq!(t.pin(0x12_0000, 2 * PAGE, false), Err(Errno::ENOENT));
+    assert!(pages_of(&h, a)[2].is_stand_in());
+    let t = h.ctx.ioas_mut(a).unwrap();
+    let pin = t.pin(0x10_0000, PAGE, false).unwrap();
+    let p = pages_of(&h, a);
+    assert!(!p[0].is_stand_in() && p[0].pinned() == 1 && p[2].is_stand_in());
+
+    // Reads through a stand-in reach the program's memory.
+    h.write_mem(BUF + 4 * PAGE + 8, b"stand-in");
+    let mut back = [0u8; 8];
+    h.ctx
+        .ioas(a)
+        .unwrap()
+        .access_rw(0x12_0008, &mut back, false)
+        .unwrap();
+    assert_eq!(&back, b"stand-in");
+    h.ctx.ioas_mut(a).unwrap().unpin(pin).unwrap();
+}
+
+#[test]
 fn copy_shares_pages_and_needs_exact_coverage() {
     let mut h = Harness::new();
     let src = cmd::ioas_alloc(&mut h).unwrap();

@@ -65,8 +65,24 @@ impl Pages {
     /// `start_byte` of this stand-in, and the area's byte offset in them:
     /// what [`Pages::new`] would have made at map time.
     pub fn own(&self, start_byte: u64, length: u64) -> (Arc<Pages>, u64) {
-        let base = self.source.base().wrapping_add(start_byte) & !(PAGE_SIZE - 1);
-        let offset = (self.source.base().wrapping_add(start_byte)) % PAGE_SIZE;
+        let (source, offset) = self.rebased(start_byte);
+        let npages = (length + offset).div_ceil(PAGE_SIZE);
+        let own = Self::build(
+            source,
+            npages,
+            self.writable,
+            false,
+            self.owner(),
+            &self.shared,
+        );
+        (own, offset)
+    }
+
+    /// The source re-based to the page that holds byte `start_byte`, and
+    /// the byte's offset in that page.
+    fn rebased(&self, start_byte: u64) -> (Source, u64) {
+        let at = self.source.base().wrapping_add(start_byte);
+        let base = at & !(PAGE_SIZE - 1);
         let source = match &self.source {
             Source::User {
                 mm, allow_device, ..
@@ -80,16 +96,7 @@ impl Pages {
                 base,
             },
         };
-        let npages = (length + offset).div_ceil(PAGE_SIZE);
-        let own = Self::build(
-            source,
-            npages,
-            self.writable,
-            false,
-            self.owner(),
-            &self.shared,
-        );
-        (own, offset)
+        (source, at % PAGE_SIZE)
     }
 
     /// Where byte `start_byte` of these pages lies, as `source+offset` with
@@ -99,20 +106,7 @@ impl Pages {
         if !self.stand_in {
             return format!("{:?}+{start_byte:#x}", self.source);
         }
-        let at = self.source.base().wrapping_add(start_byte);
-        let rebased = match &self.source {
-            Source::User {
-                mm, allow_device, ..
-            } => Source::User {
-                mm: mm.clone(),
-                base: at & !(PAGE_SIZE - 1),
-                allow_device: *allow_device,
-            },
-            Source::File { file, .. } => Source::File {
-                file: file.clone(),
-                base: at & !(PAGE_SIZE - 1),
-            },
-        };
-        format!("{rebased:?}+{:#x}", at % PAGE_SIZE)
+        let (source, offset) = self.rebased(start_byte);
+        format!("{source:?}+{offset:#x}")
     }
 }
