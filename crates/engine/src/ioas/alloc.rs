@@ -66,13 +66,6 @@ impl IoPagetable {
         free
     }
 
-    /// Builds the hole index if no automatic allocation needed it yet.
-    fn ensure_free_space(&mut self) {
-        if self.free.is_none() {
-            self.free = Some(self.build_free_space());
-        }
-    }
-
     pub(super) fn free_released(&mut self, start: u64, last: u64) {
         let Some(free) = self.free.as_mut() else {
             return;
@@ -127,10 +120,26 @@ impl IoPagetable {
         if align < self.iova_alignment {
             return Err(Errno::EINVAL);
         }
-        self.ensure_free_space();
-        let Some(free) = self.free.as_ref() else {
-            return Err(Errno::ENOSPC);
+        // The hole index, built here if no automatic allocation needed it
+        // yet, and kept from now on.
+        let free = match self.free.take() {
+            Some(free) => free,
+            None => self.build_free_space(),
         };
+        let found = self.lowest_fit(&free, length, align, page_offset);
+        self.free = Some(free);
+        found
+    }
+
+    /// The lowest IOVA in the holes of `free` where `length` bytes fit with
+    /// `align` and `page_offset`, inside one allocation span.
+    fn lowest_fit(
+        &self,
+        free: &FreeSpace,
+        length: u64,
+        align: u64,
+        page_offset: u64,
+    ) -> Result<u64> {
         let mut from = 0;
         while let Some((hs, hl)) = free.first_fit(length - 1, from) {
             let Some((&ss, &sl)) = self.alloc_spans.range(..=hs).next_back() else {
