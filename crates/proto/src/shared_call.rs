@@ -179,10 +179,15 @@ const _: () = assert!(std::mem::offset_of!(SharedCall, reply_seq) == REPLY_AT);
 
 fn store_words<T: IntoBytes + Immutable>(words: &[AtomicU64], value: &T) {
     for (word, chunk) in words.iter().zip(value.as_bytes().chunks_exact(8)) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        store_chunk(word, chunk);
     }
+}
+
+/// Stores up to eight bytes in `word`, zero past their end.
+fn store_chunk(word: &AtomicU64, chunk: &[u8]) {
+    let mut raw = [0u8; 8];
+    raw[..chunk.len()].copy_from_slice(chunk);
+    word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
 }
 
 fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
@@ -324,9 +329,7 @@ impl SharedCall {
     /// the reply.
     pub fn store_payload(&self, bytes: &[u8]) {
         for (word, chunk) in self.payload.iter().zip(bytes.chunks(8)) {
-            let mut raw = [0u8; 8];
-            raw[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
+            store_chunk(word, chunk);
         }
     }
 
@@ -339,9 +342,7 @@ impl SharedCall {
         let pairs = bytes.chunks(8).zip(before.chunks(8));
         for (word, (chunk, old)) in self.payload.iter().zip(pairs) {
             if chunk != old {
-                let mut raw = [0u8; 8];
-                raw[..chunk.len()].copy_from_slice(chunk);
-                word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
+                store_chunk(word, chunk);
             }
         }
     }

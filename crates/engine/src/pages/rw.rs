@@ -8,11 +8,7 @@ impl Pages {
     /// Reads bytes at byte offset `offset` of the source; pinned pages stay
     /// readable after their process is gone.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = self
-            .source
-            .base()
-            .checked_add(offset)
-            .ok_or(Errno::EFAULT)?;
+        let at = self.source_at(offset)?;
         let direct = match &self.source {
             Source::User { mm, .. } => mm.read(at, buf),
             Source::File { file, .. } => file.read_at(at, buf),
@@ -31,11 +27,7 @@ impl Pages {
     /// Writes bytes at byte offset `offset` of the source; pinned pages stay
     /// writable after their process is gone.
     pub fn write(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let at = self
-            .source
-            .base()
-            .checked_add(offset)
-            .ok_or(Errno::EFAULT)?;
+        let at = self.source_at(offset)?;
         let direct = match &self.source {
             Source::User { mm, .. } => mm.write(at, buf),
             Source::File { file, .. } => file.write_at(at, buf),
@@ -49,6 +41,12 @@ impl Pages {
                 }
             })
         })
+    }
+
+    /// Where byte `offset` of the pages lies in the source (`EFAULT` past
+    /// the end of the address space).
+    fn source_at(&self, offset: u64) -> Result<u64> {
+        self.source.base().checked_add(offset).ok_or(Errno::EFAULT)
     }
 
     /// Runs `f` on each page piece of `[offset, offset + len)` through the
