@@ -19,30 +19,35 @@ const RW: Prot = Prot {
 };
 const VA: u64 = 0x7000_0000;
 
+/// A caller whose memory is `mem`.
+fn caller_of(mem: &Arc<dyn AddressSpace>) -> Caller<'_> {
+    Caller {
+        mem,
+        files: &NoFiles,
+        creds: Credentials::default(),
+    }
+}
+
+/// One page at `iova` (or an automatic one).
+fn one_page_at(iova: Option<u64>) -> MapArgs {
+    MapArgs {
+        iova,
+        length: PAGE_SIZE,
+        prot: RW,
+    }
+}
+
 /// A context whose IOAS holds `n` 4 KiB areas with a 4 KiB hole after each,
 /// starting at `PAGE_SIZE`: every hole is too small for an 8 KiB map.
 fn fragmented(n: u64) -> (Context, u32, Arc<dyn AddressSpace>) {
     let mem: Arc<dyn AddressSpace> = Arc::new(SimMemory::new());
     let mut ctx = Context::new(Arc::new(EngineState::default()));
     let ioas = ctx.ioas_alloc().unwrap();
-    let caller = Caller {
-        mem: &mem,
-        files: &NoFiles,
-        creds: Credentials::default(),
-    };
+    let caller = caller_of(&mem);
     for i in 0..n {
         let iova = PAGE_SIZE + i * 2 * PAGE_SIZE;
-        ctx.ioas_map(
-            &caller,
-            ioas,
-            VA,
-            MapArgs {
-                iova: Some(iova),
-                length: PAGE_SIZE,
-                prot: RW,
-            },
-        )
-        .unwrap();
+        ctx.ioas_map(&caller, ioas, VA, one_page_at(Some(iova)))
+            .unwrap();
     }
     (ctx, ioas, mem)
 }
@@ -79,11 +84,7 @@ fn pairs_beside_areas(
 ) {
     for n in [1_000u64, 100_000, 1_000_000] {
         let (mut ctx, ioas, mem) = fragmented(n);
-        let caller = Caller {
-            mem: &mem,
-            files: &NoFiles,
-            creds: Credentials::default(),
-        };
+        let caller = caller_of(&mem);
         if holes {
             build_hole_index(&mut ctx, &caller, ioas);
         }
@@ -93,16 +94,7 @@ fn pairs_beside_areas(
         g.bench_function(name, |b| {
             b.iter(|| {
                 let got = ctx
-                    .ioas_map(
-                        &caller,
-                        ioas,
-                        VA,
-                        MapArgs {
-                            iova: Some(iova),
-                            length: PAGE_SIZE,
-                            prot: RW,
-                        },
-                    )
+                    .ioas_map(&caller, ioas, VA, one_page_at(Some(iova)))
                     .unwrap();
                 black_box(ctx.ioas_unmap(ioas, got, PAGE_SIZE).unwrap());
             })
@@ -117,11 +109,7 @@ fn auto_alloc(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for n in [1_000u64, 10_000, 100_000, 1_000_000] {
         let (mut ctx, ioas, mem) = fragmented(n);
-        let caller = Caller {
-            mem: &mem,
-            files: &NoFiles,
-            creds: Credentials::default(),
-        };
+        let caller = caller_of(&mem);
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let got = ctx

@@ -451,6 +451,16 @@ mod tests {
                 memory: VecMemory::new(0, 0x10_0000),
             }
         }
+        /// IOVA pages 0x1000 and 0x2000 on physical pages 0x8000 and
+        /// 0x3000: neighbours in IOVA, far apart (and out of order) in memory.
+        fn map_scattered(&mut self) {
+            self.table
+                .map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE)
+                .unwrap();
+            self.table
+                .map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE)
+                .unwrap();
+        }
         fn dma(&mut self) -> Dma<'_, AmdV1, VecMemory> {
             Dma {
                 table: &mut self.table,
@@ -464,12 +474,7 @@ mod tests {
     #[test]
     fn write_then_read_crosses_non_contiguous_pages() {
         let mut rig = Rig::new();
-        rig.table
-            .map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE)
-            .unwrap();
-        rig.table
-            .map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE)
-            .unwrap();
+        rig.map_scattered();
         let data: Vec<u8> = (0..0x100).map(|i| i as u8).collect();
         rig.dma().write(0x1f80, &data).unwrap();
         assert_eq!(&rig.memory.bytes[0x8f80..0x9000], &data[..0x80]);
@@ -628,12 +633,7 @@ mod tests {
         let mut rig = Rig::new();
         // Two IOVA pages on pages far apart, so that pairing runs would cut
         // the copy where the source is already overwritten.
-        rig.table
-            .map(0x1000, 0x8000, 0x1000, Prot::READ_WRITE)
-            .unwrap();
-        rig.table
-            .map(0x2000, 0x3000, 0x1000, Prot::READ_WRITE)
-            .unwrap();
+        rig.map_scattered();
         let data: Vec<u8> = (0..0x2000).map(|i| (i % 251) as u8).collect();
         rig.dma().write(0x1000, &data).unwrap();
         let mut scratch = vec![0u8; 0x2000];

@@ -248,10 +248,11 @@ impl PhysMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn backing() -> Backing {
+    /// A backing for frames whose contents a test does not read.
+    pub(in crate::pages) fn backing() -> Backing {
         Backing::File(Arc::new(crate::memory::SimFile::new(0, true)))
     }
 

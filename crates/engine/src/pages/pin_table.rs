@@ -140,11 +140,7 @@ impl PinTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    fn backing() -> Backing {
-        Backing::File(Arc::new(crate::memory::SimFile::new(0, true)))
-    }
+    use crate::pages::physical::tests::backing;
 
     #[test]
     fn overlapping_pins_count_per_frame_and_join_back() {
