@@ -122,11 +122,11 @@ impl IoPagetable {
         }
         // The hole index, built here if no automatic allocation needed it
         // yet, and kept from now on.
-        let free = match self.free.take() {
+        let mut free = match self.free.take() {
             Some(free) => free,
             None => self.build_free_space(),
         };
-        let found = self.lowest_fit(&free, length, align, page_offset);
+        let found = self.lowest_fit(&mut free, length, align, page_offset);
         self.free = Some(free);
         found
     }
@@ -135,7 +135,7 @@ impl IoPagetable {
     /// `align` and `page_offset`, inside one allocation span.
     fn lowest_fit(
         &self,
-        free: &FreeSpace,
+        free: &mut FreeSpace,
         length: u64,
         align: u64,
         page_offset: u64,

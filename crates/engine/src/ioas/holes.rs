@@ -1,38 +1,37 @@
 //! An index of free IOVA holes for automatic allocation in O(log n).
 //!
-//! Holes are disjoint inclusive ranges `[start, last]`, kept in a treap ordered
-//! by `start` and augmented with the largest `last - start` of each subtree, so
-//! the lowest hole of at least a given size is found by one descent instead of
-//! a scan over every area (Linux scans; with a million areas that is the
-//! difference between microseconds and milliseconds).
+//! Holes are disjoint inclusive ranges `[start, last]`, kept in a treap
+//! ordered by `start` and augmented with a bound of the largest hole of each
+//! subtree, so the lowest hole of at least a given size is found by one
+//! descent instead of a scan over every area (Linux scans; with a million
+//! areas that is the difference between microseconds and milliseconds).
 //!
-//! Invariants: holes never overlap; `max_span` of a node is the maximum of its
-//! own span and its children's; priorities form a max-heap.
+//! A map at a fixed IOVA and its unmap must stay cheap beside a million
+//! holes, so neither restructures the tree in the common case. A map that
+//! fills a hole from its start leaves the hole's node in place, dead (a
+//! tombstone); the unmap of that range finds it by the same key and brings
+//! it back to life. A hole that shrinks keeps its node and its ancestors'
+//! bounds (still upper bounds); a hole that grows raises the bounds on its
+//! path as the descent passes.
+//!
+//! Invariants, besides the treap's (`treap.rs`): live holes never overlap;
+//! no node's start lies inside a live hole (so the hole holding an address
+//! is always on that address's search path); a dead node's start lies in
+//! IOVA carved and not released since.
 
-const NIL: u32 = u32::MAX;
+mod treap;
+
+use treap::{reach_of_span, Treap, NIL};
 
 /// A hole's `(start, last)`.
 type Hole = (u64, u64);
 
-#[derive(Clone, Debug)]
-struct Node {
-    start: u64,
-    last: u64,
-    /// Largest `last - start` in this subtree.
-    max_span: u64,
-    priority: u32,
-    left: u32,
-    right: u32,
-}
-
-/// The hole index. Nodes live in an arena; freed slots are reused.
+/// The hole index.
 #[derive(Clone, Debug)]
 pub struct FreeSpace {
-    nodes: Vec<Node>,
-    free_slots: Vec<u32>,
-    root: u32,
+    tree: Treap,
+    /// Live holes.
     len: usize,
-    rng: u64,
 }
 
 impl Default for FreeSpace {
@@ -45,11 +44,8 @@ impl FreeSpace {
     /// An index with no holes.
     pub fn new() -> Self {
         FreeSpace {
-            nodes: Vec::new(),
-            free_slots: Vec::new(),
-            root: NIL,
+            tree: Treap::new(),
             len: 0,
-            rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
@@ -65,308 +61,89 @@ impl FreeSpace {
 
     /// Removes every hole.
     pub fn clear(&mut self) {
-        self.nodes.clear();
-        self.free_slots.clear();
-        self.root = NIL;
+        self.tree.clear();
         self.len = 0;
     }
 
-    fn next_priority(&mut self) -> u32 {
-        // xorshift64: priorities only need to look random.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 32) as u32
-    }
-
-    fn node(&self, i: u32) -> &Node {
-        &self.nodes[i as usize]
-    }
-
-    fn max_of(&self, i: u32) -> u64 {
-        if i == NIL {
-            0
-        } else {
-            self.node(i).max_span
-        }
-    }
-
-    fn has_any(&self, i: u32, min_span: u64) -> bool {
-        i != NIL && self.node(i).max_span >= min_span
-    }
-
-    fn update(&mut self, i: u32) {
-        let n = self.node(i);
-        let (l, r, own) = (n.left, n.right, n.last - n.start);
-        let m = own.max(self.max_of(l)).max(self.max_of(r));
-        self.nodes[i as usize].max_span = m;
-    }
-
-    /// Splits `t` into (starts < key, starts ≥ key).
-    fn split(&mut self, t: u32, key: u64) -> (u32, u32) {
-        if t == NIL {
-            return (NIL, NIL);
-        }
-        if self.node(t).start < key {
-            let (a, b) = self.split(self.node(t).right, key);
-            self.nodes[t as usize].right = a;
-            self.update(t);
-            (t, b)
-        } else {
-            let (a, b) = self.split(self.node(t).left, key);
-            self.nodes[t as usize].left = b;
-            self.update(t);
-            (a, t)
-        }
-    }
-
-    /// Joins two treaps where every start of `a` is below every start of `b`.
-    fn merge(&mut self, a: u32, b: u32) -> u32 {
-        if a == NIL {
-            return b;
-        }
-        if b == NIL {
-            return a;
-        }
-        if self.node(a).priority > self.node(b).priority {
-            let r = self.merge(self.node(a).right, b);
-            self.nodes[a as usize].right = r;
-            self.update(a);
-            a
-        } else {
-            let l = self.merge(a, self.node(b).left);
-            self.nodes[b as usize].left = l;
-            self.update(b);
-            b
-        }
-    }
-
-    /// Adds hole `[start, last]`; the caller guarantees it overlaps no hole.
+    /// Adds hole `[start, last]`; the caller guarantees it overlaps no hole
+    /// and that no tombstone starts at `start`.
     pub fn insert(&mut self, start: u64, last: u64) {
-        debug_assert!(start <= last);
-        let priority = self.next_priority();
-        let node = Node {
-            start,
-            last,
-            max_span: last - start,
-            priority,
-            left: NIL,
-            right: NIL,
-        };
-        let i = match self.free_slots.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        self.root = self.insert_in(self.root, i);
+        self.tree.insert(start, last);
         self.len += 1;
     }
 
-    /// Puts node `i` into subtree `t`: down the search path to where its
-    /// priority belongs, then the subtree there split around it (one
-    /// descent; a split and two merges of the whole tree cost three).
-    fn insert_in(&mut self, t: u32, i: u32) -> u32 {
-        if t == NIL {
-            return i;
-        }
-        if self.node(i).priority > self.node(t).priority {
-            let (a, b) = self.split(t, self.node(i).start);
-            let n = &mut self.nodes[i as usize];
-            (n.left, n.right) = (a, b);
-            self.update(i);
-            return i;
-        }
-        if self.node(i).start < self.node(t).start {
-            let l = self.insert_in(self.node(t).left, i);
-            self.nodes[t as usize].left = l;
-        } else {
-            let r = self.insert_in(self.node(t).right, i);
-            self.nodes[t as usize].right = r;
-        }
-        self.update(t);
-        t
+    fn bounds(&self, t: u32) -> Hole {
+        let n = self.tree.node(t);
+        (n.start, n.last)
     }
 
-    /// Removes the hole that starts at `start`; returns its last.
-    pub fn remove(&mut self, start: u64) -> Option<u64> {
-        let (root, removed) = self.remove_in(self.root, start);
-        self.root = root;
-        removed
-    }
-
-    /// Takes the node starting at `start` out of subtree `t`, its children
-    /// merged in its place.
-    fn remove_in(&mut self, t: u32, start: u64) -> (u32, Option<u64>) {
-        if t == NIL {
-            return (NIL, None);
-        }
-        let (at, left, right, last) = {
-            let n = self.node(t);
-            (n.start, n.left, n.right, n.last)
-        };
-        if start == at {
-            let joined = self.merge(left, right);
-            self.free_slots.push(t);
-            self.len -= 1;
-            return (joined, Some(last));
-        }
-        let removed = if start < at {
-            let (l, removed) = self.remove_in(left, start);
-            self.nodes[t as usize].left = l;
-            removed
-        } else {
-            let (r, removed) = self.remove_in(right, start);
-            self.nodes[t as usize].right = r;
-            removed
-        };
-        if removed.is_some() {
-            self.update(t);
-        }
-        (t, removed)
-    }
-
-    /// Moves the bounds of the hole starting at `start` to `[new_start,
-    /// new_last]`, and fixes the spans on its path. The caller keeps the
-    /// order of holes: the new bounds lie within the old ones, or reach out
-    /// over free IOVA only.
-    fn move_bounds(&mut self, start: u64, new_start: u64, new_last: u64) {
-        self.root = self.move_bounds_in(self.root, start, new_start, new_last);
-    }
-
-    fn move_bounds_in(&mut self, t: u32, start: u64, new_start: u64, new_last: u64) -> u32 {
-        if t == NIL {
-            return t;
-        }
-        let at = self.node(t).start;
-        if start == at {
-            let n = &mut self.nodes[t as usize];
-            (n.start, n.last) = (new_start, new_last);
-        } else if start < at {
-            self.move_bounds_in(self.node(t).left, start, new_start, new_last);
-        } else {
-            self.move_bounds_in(self.node(t).right, start, new_start, new_last);
-        }
-        self.update(t);
-        t
-    }
-
-    /// The hole with the largest start ≤ `key`.
-    pub fn at_or_before(&self, key: u64) -> Option<(u64, u64)> {
-        let mut t = self.root;
-        let mut best = None;
+    /// The live hole that holds `addr`, in one descent: it is the node with
+    /// the largest start ≤ `addr`, as no start lies inside a live hole.
+    fn holder_of(&self, addr: u64) -> Option<u32> {
+        let mut t = self.tree.root;
         while t != NIL {
-            let n = self.node(t);
-            if n.start <= key {
-                best = Some((n.start, n.last));
-                t = n.right;
-            } else {
+            let n = self.tree.node(t);
+            if addr < n.start {
                 t = n.left;
-            }
-        }
-        best
-    }
-
-    /// The holes with the largest start < `key` and the smallest start ≥
-    /// `key`, in one descent.
-    fn around(&self, key: u64) -> (Option<Hole>, Option<Hole>) {
-        let (mut t, mut below, mut above) = (self.root, None, None);
-        while t != NIL {
-            let n = self.node(t);
-            if n.start < key {
-                below = Some((n.start, n.last));
-                t = n.right;
-            } else {
-                above = Some((n.start, n.last));
-                t = n.left;
-            }
-        }
-        (below, above)
-    }
-
-    /// The hole with the smallest start ≥ `key`.
-    pub fn at_or_after(&self, key: u64) -> Option<(u64, u64)> {
-        let mut t = self.root;
-        let mut best = None;
-        while t != NIL {
-            let n = self.node(t);
-            if n.start >= key {
-                best = Some((n.start, n.last));
-                t = n.left;
+            } else if n.live && addr <= n.last {
+                return Some(t);
             } else {
                 t = n.right;
             }
         }
-        best
-    }
-
-    /// The lowest hole with start ≥ `from` and `last - start ≥ min_span`.
-    pub fn first_fit(&self, min_span: u64, from: u64) -> Option<(u64, u64)> {
-        self.first_fit_in(self.root, min_span, from)
-    }
-
-    fn first_fit_in(&self, t: u32, min_span: u64, from: u64) -> Option<(u64, u64)> {
-        if !self.has_any(t, min_span) {
-            return None;
-        }
-        let n = self.node(t);
-        if n.start >= from {
-            if let Some(hit) = self.first_fit_in(n.left, min_span, from) {
-                return Some(hit);
-            }
-            if n.last - n.start >= min_span {
-                return Some((n.start, n.last));
-            }
-        }
-        self.first_fit_in(n.right, min_span, from)
-    }
-
-    /// Every hole in address order (for tests and debugging).
-    pub fn to_vec(&self) -> Vec<(u64, u64)> {
-        let mut out = Vec::with_capacity(self.len);
-        let mut stack = Vec::new();
-        let mut t = self.root;
-        while t != NIL || !stack.is_empty() {
-            while t != NIL {
-                stack.push(t);
-                t = self.node(t).left;
-            }
-            let Some(i) = stack.pop() else { break };
-            let n = self.node(i);
-            out.push((n.start, n.last));
-            t = n.right;
-        }
-        out
+        None
     }
 
     /// Marks `[start, last]` used: trims or splits every hole it touches.
     pub fn carve(&mut self, start: u64, last: u64) {
-        let (root, held) = self.cut_in(self.root, start, last);
-        self.root = root;
-        let mut next = match held {
-            Some((s, l)) if s < start && l > last => {
-                // The hole kept its lower part; its upper part is new.
-                self.insert(last + 1, l);
-                return;
+        let mut next = match self.holder_of(start) {
+            Some(t) => {
+                let (s, l) = self.bounds(t);
+                if s < start {
+                    self.tree.node_mut(t).last = start - 1;
+                    if l > last {
+                        // The hole kept its lower part; its upper part is new.
+                        self.insert(last + 1, l);
+                        return;
+                    }
+                } else if l > last {
+                    // The start moves up inside the old hole: no node lies
+                    // between, so the order stays.
+                    self.tree.node_mut(t).start = last + 1;
+                    return;
+                } else {
+                    // Filled from its start: a tombstone keyed by `start`,
+                    // which lies inside the carved range.
+                    self.tree.node_mut(t).live = false;
+                    self.len -= 1;
+                }
+                if l >= last {
+                    return;
+                }
+                l + 1
             }
-            Some((_, l)) if l >= last => return,
-            Some((_, l)) => l + 1,
             None => start,
         };
         // Holes that start inside the range (a carve over several).
-        while let Some((s, l)) = self.at_or_after(next) {
+        while let Some(t) = self.tree.at_or_after(next) {
+            let (s, l) = self.bounds(t);
             if s > last {
                 break;
             }
+            if !self.tree.node(t).live {
+                // Carved before and not released: not a hole.
+                match s.checked_add(1) {
+                    Some(n) if s < last => next = n,
+                    _ => break,
+                }
+                continue;
+            }
             if l > last {
-                self.move_bounds(s, last + 1, l);
+                self.tree.node_mut(t).start = last + 1;
                 break;
             }
-            self.remove(s);
+            self.tree.remove(s);
+            self.len -= 1;
             if l == last {
                 break;
             }
@@ -374,64 +151,185 @@ impl FreeSpace {
         }
     }
 
-    /// Cuts `[start, last]` out of the hole of subtree `t` that holds
-    /// `start`, in one descent: the lower part left keeps the node, moved
-    /// in place; else the upper part does; a hole with neither goes. The
-    /// hole's old bounds are returned (`None` when no hole holds `start`);
-    /// an upper part beside a lower one is the caller's to insert.
-    fn cut_in(&mut self, t: u32, start: u64, last: u64) -> (u32, Option<Hole>) {
-        if t == NIL {
-            return (NIL, None);
-        }
-        let (s, l, left, right) = {
-            let n = self.node(t);
-            (n.start, n.last, n.left, n.right)
-        };
-        let held = if start < s {
-            let (sub, held) = self.cut_in(left, start, last);
-            self.nodes[t as usize].left = sub;
-            held
-        } else if start > l {
-            let (sub, held) = self.cut_in(right, start, last);
-            self.nodes[t as usize].right = sub;
-            held
-        } else {
-            match (s < start, l > last) {
-                (true, _) => self.nodes[t as usize].last = start - 1,
-                (false, true) => self.nodes[t as usize].start = last + 1,
-                (false, false) => {
-                    let joined = self.merge(left, right);
-                    self.free_slots.push(t);
-                    self.len -= 1;
-                    return (joined, Some((s, l)));
-                }
+    /// One descent to `key`, raising every bound on the way to `reach`:
+    /// the node starting at `key` (if any) and the nodes just before and
+    /// just after it in address order.
+    fn around_raising(&mut self, key: u64, reach: u64) -> (u32, u32, u32) {
+        let (mut t, mut at, mut before, mut after) = (self.tree.root, NIL, NIL, NIL);
+        while t != NIL {
+            let n = self.tree.node_mut(t);
+            n.reach = n.reach.max(reach);
+            if n.start < key {
+                before = t;
+                t = n.right;
+            } else if n.start > key {
+                after = t;
+                t = n.left;
+            } else {
+                at = t;
+                break;
             }
-            Some((s, l))
-        };
-        if held.is_some() {
-            self.update(t);
         }
-        (t, held)
+        if at != NIL {
+            let mut l = self.tree.node(at).left;
+            while l != NIL {
+                before = l;
+                l = self.tree.node(l).right;
+            }
+            let mut r = self.tree.node(at).right;
+            while r != NIL {
+                after = r;
+                r = self.tree.node(r).left;
+            }
+        }
+        (at, before, after)
+    }
+
+    /// Moves the live hole starting at `key` to the larger `[start, last]`,
+    /// raising the bounds on its path. Its order among the nodes stays: the
+    /// caller only grows it over released IOVA, where no node starts.
+    fn grow(&mut self, key: u64, start: u64, last: u64) {
+        let reach = reach_of_span(last - start);
+        let mut t = self.tree.root;
+        while t != NIL {
+            let n = self.tree.node_mut(t);
+            n.reach = n.reach.max(reach);
+            if key < n.start {
+                t = n.left;
+            } else if key > n.start {
+                t = n.right;
+            } else {
+                (n.start, n.last) = (start, last);
+                return;
+            }
+        }
+        debug_assert!(false, "no hole starts at {key:#x}");
     }
 
     /// Marks `[start, last]` free, merging with touching holes. The caller
     /// guarantees the range overlaps no hole and belongs to one allowed span.
     pub fn release(&mut self, start: u64, last: u64) {
-        // No hole overlaps the range, so the holes either side of `start`
-        // are the only ones that can touch it: one descent finds both.
-        let (before, after) = self.around(start);
-        let before = before.filter(|&(_, l)| l.checked_add(1) == Some(start));
-        let after = after.filter(|&(s, _)| last.checked_add(1) == Some(s));
-        // A touching hole grows in place (its order among the holes stays);
-        // only a hole touching none is a new node.
+        let reach = reach_of_span(last - start);
+        let (at, before, after) = loop {
+            let (at, before, after) = self.around_raising(start, reach);
+            // A tombstone further inside the range (that range was carved
+            // again since) goes; the range is one hole now.
+            if after != NIL && self.tree.node(after).start <= last {
+                debug_assert!(!self.tree.node(after).live);
+                let s = self.tree.node(after).start;
+                self.tree.remove(s);
+                continue;
+            }
+            break (at, before, after);
+        };
+        debug_assert!(at == NIL || !self.tree.node(at).live);
+        let live = |t: u32| t != NIL && self.tree.node(t).live;
+        let before = live(before)
+            .then(|| self.bounds(before))
+            .filter(|&(_, l)| l.checked_add(1) == Some(start));
+        let after = live(after)
+            .then(|| self.bounds(after))
+            .filter(|&(s, _)| last.checked_add(1) == Some(s));
+        if before.is_none() && after.is_none() {
+            match at {
+                // The range a map filled comes back: its tombstone lives
+                // again, with the bounds on its path raised already.
+                NIL => self.insert(start, last),
+                t => {
+                    let n = self.tree.node_mut(t);
+                    (n.live, n.last) = (true, last);
+                    self.len += 1;
+                }
+            }
+            return;
+        }
+        // A neighbour grows over the range: the tombstone in it goes.
+        if at != NIL {
+            self.tree.remove(start);
+        }
         match (before, after) {
             (Some((s, _)), Some((a, l))) => {
-                self.remove(a);
-                self.move_bounds(s, s, l);
+                self.tree.remove(a);
+                self.len -= 1;
+                self.grow(s, s, l);
             }
-            (Some((s, _)), None) => self.move_bounds(s, s, last),
-            (None, Some((a, l))) => self.move_bounds(a, start, l),
-            (None, None) => self.insert(start, last),
+            (Some((s, _)), None) => self.grow(s, s, last),
+            (None, Some((a, l))) => self.grow(a, start, l),
+            (None, None) => unreachable!("handled above"),
+        }
+    }
+
+    /// The lowest hole with start ≥ `from` and `last - start ≥ min_span`.
+    /// Takes `&mut self` to tighten the bounds of subtrees found to hold
+    /// no fit.
+    pub fn first_fit(&mut self, min_span: u64, from: u64) -> Option<(u64, u64)> {
+        self.first_fit_in(self.tree.root, min_span, from)
+    }
+
+    fn first_fit_in(&mut self, t: u32, min_span: u64, from: u64) -> Option<(u64, u64)> {
+        if t == NIL || self.tree.reach(t) < reach_of_span(min_span) {
+            return None;
+        }
+        let n = self.tree.node(t);
+        let (start, last, live, left, right) = (n.start, n.last, n.live, n.left, n.right);
+        if start < from {
+            return self.first_fit_in(right, min_span, from);
+        }
+        if let Some(hit) = self.first_fit_in(left, min_span, from) {
+            return Some(hit);
+        }
+        if live && last - start >= min_span {
+            return Some((start, last));
+        }
+        let hit = self.first_fit_in(right, min_span, from);
+        if hit.is_none() {
+            // Nothing in this subtree fits: its bound comes down.
+            self.tree.update(t);
+        }
+        hit
+    }
+
+    /// Every hole in address order (for tests and debugging).
+    pub fn to_vec(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut stack = Vec::new();
+        let mut t = self.tree.root;
+        while t != NIL || !stack.is_empty() {
+            while t != NIL {
+                stack.push(t);
+                t = self.tree.node(t).left;
+            }
+            let Some(i) = stack.pop() else { break };
+            let n = self.tree.node(i);
+            if n.live {
+                out.push((n.start, n.last));
+            }
+            t = n.right;
+        }
+        out
+    }
+
+    /// Nodes in the tree, holes and tombstones; for tests.
+    #[cfg(test)]
+    fn nodes_in_use(&self) -> usize {
+        self.tree.nodes_in_use()
+    }
+
+    /// Checks every invariant; for tests.
+    #[cfg(test)]
+    fn check(&self) {
+        assert_eq!(self.tree.check(), self.len);
+        let holes = self.to_vec();
+        for w in holes.windows(2) {
+            assert!(w[0].1 < w[1].0, "holes overlap or are out of order");
+        }
+        // No node starts inside a live hole.
+        let mut t = self.tree.at_or_after(0);
+        while let Some(i) = t {
+            let s = self.tree.node(i).start;
+            let inside = holes.iter().any(|&(hs, hl)| hs < s && s <= hl);
+            assert!(!inside, "a node starts inside a hole at {s:#x}");
+            t = s.checked_add(1).and_then(|k| self.tree.at_or_after(k));
         }
     }
 }

@@ -37,6 +37,41 @@ fn carve_and_release_round_trip() {
     assert_eq!(f.to_vec(), vec![(u64::MAX - 5, u64::MAX)]);
 }
 
+#[test]
+fn a_filled_hole_comes_back_without_new_nodes() {
+    let mut f = FreeSpace::new();
+    for i in 0..100u64 {
+        f.insert(i * 10, i * 10 + 4);
+    }
+    let nodes = f.nodes_in_use();
+    // Filled exactly, then from its start with room to spare: both times
+    // the hole's node stays, and the release brings it back.
+    for (start, last) in [(500, 504), (500, 501)] {
+        f.carve(start, last);
+        f.check();
+        f.release(start, last);
+        f.check();
+        assert_eq!(f.nodes_in_use(), nodes);
+        assert_eq!(f.len(), 100);
+    }
+    // A tombstone beside a growing neighbour goes: 505..509 was never
+    // free; freed, it joins the hole above, which then grows over 500.
+    f.carve(500, 504);
+    f.release(505, 509);
+    f.release(500, 504);
+    f.check();
+    assert_eq!(f.to_vec()[50], (500, 514));
+    assert_eq!(f.nodes_in_use(), nodes - 1);
+    // Bounds left high by dead holes come down when a search finds no fit.
+    for i in 0..100u64 {
+        f.carve(i * 10, i * 10 + 9);
+    }
+    f.check();
+    assert!(f.is_empty());
+    assert_eq!(f.first_fit(0, 0), None);
+    assert_eq!(f.tree.reach(f.tree.root), 0);
+}
+
 /// Thousands of holes, grown and then shrunk again by random carves and
 /// releases, against a plain set of free units.
 #[test]
@@ -67,6 +102,7 @@ fn a_deep_tree_follows_the_model() {
             free[range].fill(true);
         }
         if round % 997 == 0 {
+            f.check();
             let holes = against_a_model::holes_of(&free);
             assert_eq!(f.to_vec(), holes, "after round {round}");
             assert_eq!(f.len(), holes.len());
@@ -118,6 +154,7 @@ mod against_a_model {
                     f.release(start, last);
                     free[start as usize..=last as usize].fill(true);
                 }
+                f.check();
                 let holes = holes_of(&free);
                 prop_assert_eq!(f.to_vec(), holes.clone());
                 prop_assert_eq!(f.len(), holes.len());
