@@ -201,15 +201,23 @@ fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
 /// Waiters of this process polling right now.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
-/// How many waiters of one process may poll at once: half the CPUs, at
-/// least one.
+/// How many waiters of one process may poll at once: half the CPUs it
+/// may run on, and none when that is one. On one CPU a poller only keeps
+/// the other side from running until the scheduler preempts it: a
+/// map+unmap pair took 230 µs so, and 13 µs with both sides sleeping on
+/// the futex at once (BENCHMARKS.md).
 fn max_spinners() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get() / 2)
-            .max(1)
-    })
+    *MAX.get_or_init(|| spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+/// [`max_spinners`] for `cpus` CPUs.
+fn spinners_for(cpus: usize) -> usize {
+    if cpus <= 1 {
+        0
+    } else {
+        cpus / 2
+    }
 }
 
 /// Stores `value` in `seq` and wakes whoever sleeps on it.
@@ -470,6 +478,13 @@ mod tests {
         assert_eq!(seen[24..32], 7u64.to_ne_bytes());
         assert_eq!(seen[..8], program[..8]);
         assert_eq!(seen[32..], program[32..]);
+    }
+
+    #[test]
+    fn nobody_polls_on_one_cpu() {
+        assert_eq!(spinners_for(1), 0);
+        assert_eq!(spinners_for(2), 1);
+        assert_eq!(spinners_for(16), 8);
     }
 
     #[test]
