@@ -151,6 +151,13 @@ pub fn run(data: &[u8]) {
                 let ctx = &mut contexts[i];
                 let _ = ctx.ioctl(&caller, request, Arg::User(arg));
                 let _ = ctx.take_side_output();
+                // Every IOAS's hole index, where built, still matches its
+                // areas (IDs are handed out from 1 and the inputs are short).
+                for id in 1..=32 {
+                    if let Ok(t) = ctx.ioas(id) {
+                        assert!(t.free_space_is_consistent(), "hole index of IOAS {id}");
+                    }
+                }
                 // Side files the call made: closed later, or at the end.
                 side_files.extend((100..110).filter(|fd| files_inode(&files, *fd).is_some()));
                 side_files.sort_unstable();
