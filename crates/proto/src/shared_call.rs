@@ -201,22 +201,30 @@ fn load_words<T: FromBytes + IntoBytes + Default>(words: &[AtomicU64]) -> T {
 /// Waiters of this process polling right now.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
-/// How many waiters of one process may poll at once: half the CPUs it
-/// may run on, and none when that is one. On one CPU a poller only keeps
-/// the other side from running until the scheduler preempts it: a
-/// map+unmap pair took 230 µs so, and 13 µs with both sides sleeping on
-/// the futex at once (BENCHMARKS.md).
+/// How many waiters of one process may poll at once: half the CPUs
+/// (after any CPU quota), at least one, and none when the process may
+/// run on one CPU only. There a poller only keeps the other side from
+/// running until the scheduler preempts it: a map+unmap pair took 230 µs
+/// so, and 13 µs with both sides sleeping on the futex at once
+/// (BENCHMARKS.md). A quota of one CPU over several still polls: the two
+/// sides then run at once, and polling beats a futex wake-up even when
+/// the quota throttles it.
 fn max_spinners() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
+    *MAX.get_or_init(|| {
+        let runnable_on = rustix::thread::sched_getaffinity(None).map_or(2, |set| set.count());
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        spinners_for(runnable_on as usize, parallelism)
+    })
 }
 
-/// [`max_spinners`] for `cpus` CPUs.
-fn spinners_for(cpus: usize) -> usize {
-    if cpus <= 1 {
+/// [`max_spinners`] for a process that may run on `runnable_on` CPUs and
+/// has `parallelism` of them by its quota.
+fn spinners_for(runnable_on: usize, parallelism: usize) -> usize {
+    if runnable_on <= 1 {
         0
     } else {
-        cpus / 2
+        (parallelism / 2).max(1)
     }
 }
 
@@ -482,9 +490,17 @@ mod tests {
 
     #[test]
     fn nobody_polls_on_one_cpu() {
-        assert_eq!(spinners_for(1), 0);
-        assert_eq!(spinners_for(2), 1);
-        assert_eq!(spinners_for(16), 8);
+        assert_eq!(spinners_for(1, 1), 0);
+        assert_eq!(spinners_for(2, 2), 1);
+        assert_eq!(spinners_for(16, 16), 8);
+        // A quota of one CPU over several: the sides still run at once.
+        assert_eq!(spinners_for(8, 1), 1);
+    }
+
+    #[test]
+    fn this_process_polls_when_it_may_use_two_cpus() {
+        let cpus = rustix::thread::sched_getaffinity(None).unwrap().count();
+        assert_eq!(max_spinners() == 0, cpus <= 1);
     }
 
     #[test]
