@@ -59,12 +59,6 @@ impl FreeSpace {
         self.len == 0
     }
 
-    /// Removes every hole.
-    pub fn clear(&mut self) {
-        self.tree.clear();
-        self.len = 0;
-    }
-
     /// Adds hole `[start, last]`; the caller guarantees it overlaps no hole
     /// and that no tombstone starts at `start`.
     pub fn insert(&mut self, start: u64, last: u64) {

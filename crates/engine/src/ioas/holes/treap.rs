@@ -53,12 +53,6 @@ impl Treap {
         }
     }
 
-    pub fn clear(&mut self) {
-        self.nodes.clear();
-        self.free_slots.clear();
-        self.root = NIL;
-    }
-
     /// Nodes in use, live or dead; for tests.
     #[cfg(test)]
     pub fn nodes_in_use(&self) -> usize {
